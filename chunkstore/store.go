@@ -1,0 +1,356 @@
+package chunkstore
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+// FormatVersion is the version of the on-disk format described in doc.go.
+// Bump it on any incompatible change of any key or value encoding.
+const FormatVersion = 1
+
+// MaxChunkSize bounds a chunk's plain size; decoders refuse larger values.
+const MaxChunkSize = 16 << 20
+
+// Key prefixes. Part of the on-disk format: never change or reuse one.
+const (
+	PrefixMeta  = 0x00 // store-wide metadata, e.g. the format version
+	PrefixChunk = 'c'  // chunks, owned by this package
+	// 'd', 'e', 'i', 'm', 's' are owned by package index; see its docs.
+)
+
+var (
+	formatKey   = []byte("\x00format")
+	formatMagic = "ckptfs"
+)
+
+// Errors. ErrCorrupt marks data that failed verification; it is never
+// returned together with data.
+var (
+	ErrNotFound = errors.New("chunk not found")
+	ErrCorrupt  = errors.New("corrupt chunk")
+	ErrFormat   = errors.New("unsupported store format")
+	ErrLocked   = errors.New("store is in use by another process")
+	ErrNotStore = errors.New("not a ckptfs store")
+)
+
+// Options configures Open.
+type Options struct {
+	// FS is the filesystem Pebble runs on; nil means the real disk.
+	FS vfs.FS
+	// Codec compresses new chunks. Existing chunks keep theirs.
+	Codec Codec
+	// ValueSeparation stores chunk values in Pebble blob files so that
+	// compactions move keys, not chunk bytes.
+	ValueSeparation bool
+	// ReadOnly opens the store read-only.
+	ReadOnly bool
+	// CacheBytes is Pebble's block cache size; MemTableBytes its memtable size.
+	CacheBytes, MemTableBytes int64
+	// Logger receives Pebble's messages; nil discards informational ones.
+	Logger pebble.Logger
+}
+
+// DefaultOptions are the options ckptfs mounts with. See the README for the
+// measurements behind them.
+func DefaultOptions() Options {
+	return Options{Codec: CodecS2, ValueSeparation: true, CacheBytes: 32 << 20, MemTableBytes: 32 << 20}
+}
+
+// Store keeps chunks in a Pebble database. It is safe for concurrent use.
+// The same database holds the index (package index) under other prefixes; the
+// store owns the database and its format version.
+type Store struct {
+	db    *pebble.DB
+	codec Codec
+	// recent remembers chunks put in batches that may not be applied yet, so
+	// a chunk that repeats within a stream is encoded only once.
+	recent *lru.Cache[ID, struct{}]
+}
+
+// quietLogger drops Pebble's informational messages and sends errors to the
+// process's standard logger, which the daemon configures.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)      {}
+func (quietLogger) Errorf(f string, a ...any) { log.Printf("pebble: "+f, a...) }
+func (quietLogger) Fatalf(f string, a ...any) { log.Fatalf("pebble: "+f, a...) }
+
+// Open opens or creates the store in dir.
+func Open(dir string, o Options) (*Store, error) {
+	fsys := o.FS
+	if fsys == nil {
+		fsys = vfs.Default
+		if err := checkDir(dir, o.ReadOnly); err != nil {
+			return nil, err
+		}
+	}
+	po := &pebble.Options{
+		FS:                          fsys,
+		ReadOnly:                    o.ReadOnly,
+		FormatMajorVersion:          pebble.FormatNewest,
+		MemTableSize:                uint64(o.MemTableBytes),
+		MemTableStopWritesThreshold: 4,
+		Logger:                      o.Logger,
+	}
+	if po.Logger == nil {
+		po.Logger = quietLogger{}
+	}
+	if o.CacheBytes > 0 {
+		c := pebble.NewCache(o.CacheBytes)
+		defer c.Unref()
+		po.Cache = c
+	}
+	if o.ValueSeparation {
+		po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+			return pebble.ValueSeparationPolicy{
+				Enabled:               true,
+				MinimumSize:           1024,
+				MaxBlobReferenceDepth: 10,
+				RewriteMinimumAge:     0,
+				TargetGarbageRatio:    0.2,
+			}
+		}
+	}
+	// Chunk payloads are compressed by us; Pebble's own block compression
+	// would only spend CPU on them.
+	po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
+	po.EnsureDefaults()
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock") {
+			return nil, fmt.Errorf("%s: %w", dir, ErrLocked)
+		}
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	if err := checkFormat(db, o.ReadOnly); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	recent, _ := lru.New[ID, struct{}](1 << 16)
+	return &Store{db: db, codec: o.Codec, recent: recent}, nil
+}
+
+// checkDir refuses a non-empty directory that holds no Pebble database, so a
+// typo cannot scatter a store over someone's files.
+func checkDir(dir string, readOnly bool) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		if readOnly {
+			return fmt.Errorf("%s: %w (no such directory)", dir, ErrNotStore)
+		}
+		return os.MkdirAll(dir, 0o700)
+	}
+	if err != nil {
+		return err
+	}
+	if len(ents) == 0 {
+		if readOnly {
+			return fmt.Errorf("%s: %w (empty directory)", dir, ErrNotStore)
+		}
+		return nil
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "OPTIONS-") || strings.HasPrefix(e.Name(), "MANIFEST-") {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %w (directory is not empty and holds no store)", filepath.Clean(dir), ErrNotStore)
+}
+
+func checkFormat(db *pebble.DB, readOnly bool) error {
+	v, closer, err := db.Get(formatKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		it, err := db.NewIter(nil)
+		if err != nil {
+			return err
+		}
+		empty := !it.First()
+		it.Close()
+		if !empty {
+			return fmt.Errorf("%w: no format version key", ErrNotStore)
+		}
+		if readOnly {
+			return fmt.Errorf("%w: empty database", ErrNotStore)
+		}
+		return db.Set(formatKey, fmt.Appendf(nil, "%s %d", formatMagic, FormatVersion), pebble.Sync)
+	}
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	var magic string
+	var ver int
+	if _, err := fmt.Sscanf(string(v), "%s %d", &magic, &ver); err != nil || magic != formatMagic {
+		return fmt.Errorf("%w: format key holds %q", ErrNotStore, v)
+	}
+	if ver != FormatVersion {
+		return fmt.Errorf("%w: store has format version %d, this ckptfs reads version %d", ErrFormat, ver, FormatVersion)
+	}
+	return nil
+}
+
+// DB returns the underlying database, shared with package index.
+func (s *Store) DB() *pebble.DB { return s.db }
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func chunkKey(id ID) []byte {
+	k := make([]byte, 1+IDSize)
+	k[0] = PrefixChunk
+	copy(k[1:], id[:])
+	return k
+}
+
+// Has reports whether the chunk is stored. It does not read the chunk's value.
+func (s *Store) Has(id ID) (bool, error) {
+	k := chunkKey(id)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: k, UpperBound: append(k, 0)})
+	if err != nil {
+		return false, err
+	}
+	ok := it.First()
+	return ok, it.Close()
+}
+
+// Put adds data as a chunk to batch b unless it is already stored, and
+// returns its ID and the number of value bytes added (0 for a duplicate).
+// The chunk is durable once b is applied with sync, or a later synced batch
+// is: Pebble's WAL is ordered.
+func (s *Store) Put(b *pebble.Batch, data []byte) (ID, int, error) {
+	id := Sum(data)
+	n, err := s.PutID(b, id, data)
+	return id, n, err
+}
+
+// PutID is Put for a caller that already computed id = Sum(data).
+func (s *Store) PutID(b *pebble.Batch, id ID, data []byte) (int, error) {
+	if len(data) > MaxChunkSize {
+		return 0, fmt.Errorf("chunk of %d bytes exceeds the maximum %d", len(data), MaxChunkSize)
+	}
+	if s.recent.Contains(id) {
+		return 0, nil
+	}
+	ok, err := s.Has(id)
+	if err != nil {
+		return 0, err
+	}
+	if ok {
+		s.recent.Add(id, struct{}{})
+		return 0, nil
+	}
+	bp := bufPool.Get().(*[]byte)
+	v := encodeValue((*bp)[:0], s.codec, data)
+	err = b.Set(chunkKey(id), v, nil) // Set copies v
+	*bp = v[:0]
+	bufPool.Put(bp)
+	if err != nil {
+		return 0, err
+	}
+	s.recent.Add(id, struct{}{})
+	return len(v), nil
+}
+
+// Get returns the chunk's plain content appended to dst after checking that
+// it hashes to id. A missing chunk is ErrNotFound, a chunk that fails to
+// decode or verify is ErrCorrupt; both errors name the chunk.
+func (s *Store) Get(dst []byte, id ID) ([]byte, error) {
+	v, closer, err := s.db.Get(chunkKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, fmt.Errorf("chunk %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("chunk %s: %w", id, err)
+	}
+	defer closer.Close()
+	return verify(dst, id, v)
+}
+
+func verify(dst []byte, id ID, v []byte) ([]byte, error) {
+	start := len(dst)
+	out, err := decodeValue(dst, v)
+	if err != nil {
+		return nil, fmt.Errorf("chunk %s: %w: %v", id, ErrCorrupt, err)
+	}
+	if Sum(out[start:]) != id {
+		return nil, fmt.Errorf("chunk %s: %w: content hashes to %s", id, ErrCorrupt, Sum(out[start:]))
+	}
+	return out, nil
+}
+
+// Delete removes a chunk in batch b. Only the garbage collector calls it.
+func (s *Store) Delete(b *pebble.Batch, id ID) error {
+	s.recent.Remove(id)
+	return b.Delete(chunkKey(id), nil)
+}
+
+// Info describes a stored chunk without its content.
+type Info struct {
+	ID     ID
+	Stored int // bytes of the encoded value
+}
+
+// Walk calls fn for every stored chunk in ID order, without reading values.
+func (s *Store) Walk(fn func(Info) error) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{PrefixChunk}, UpperBound: []byte{PrefixChunk + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		var inf Info
+		if len(it.Key()) != 1+IDSize {
+			return fmt.Errorf("%w: chunk key %x has wrong length", ErrCorrupt, it.Key())
+		}
+		copy(inf.ID[:], it.Key()[1:])
+		lv := it.LazyValue()
+		inf.Stored = lv.Len()
+		if err := fn(inf); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// Verify reads, decodes and re-hashes every chunk, calling fn for each with
+// nil or the chunk's error (ErrCorrupt). It stops at the first error fn
+// returns.
+func (s *Store) Verify(fn func(Info, error) error) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{PrefixChunk}, UpperBound: []byte{PrefixChunk + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	var buf []byte
+	for it.First(); it.Valid(); it.Next() {
+		var inf Info
+		copy(inf.ID[:], bytes.TrimPrefix(it.Key(), []byte{PrefixChunk}))
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		inf.Stored = len(v)
+		_, verr := verify(buf[:0], inf.ID, v)
+		if err := fn(inf, verr); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// DiskUsage returns the bytes Pebble's files take on disk.
+func (s *Store) DiskUsage() uint64 { return s.db.Metrics().DiskSpaceUsage() }
+
+var _ io.Closer = (*Store)(nil)

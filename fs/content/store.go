@@ -1,0 +1,255 @@
+package content
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/index"
+)
+
+// Chunks is what content needs of the chunk store.
+type Chunks interface {
+	PutID(b *pebble.Batch, id chunkstore.ID, data []byte) (int, error)
+	Get(dst []byte, id chunkstore.ID) ([]byte, error)
+}
+
+// Extents is what content needs of the index.
+type Extents interface {
+	AddExtent(b *pebble.Batch, ino, ver uint64, e index.Extent) error
+	Overlay(b *pebble.Batch, ino, ver uint64, e index.Extent) error
+	Punch(b *pebble.Batch, ino, ver uint64, from, to int64) error
+	TruncateExtents(b *pebble.Batch, ino, ver uint64, size int64) error
+	Extents(ino, ver uint64, off int64, n int) ([]index.Extent, error)
+	Stage(b *pebble.Batch, ino, copyFrom uint64, limit int64) (uint64, error)
+	Commit(ino, ver uint64, size, mtime int64) (index.Inode, error)
+}
+
+// Batcher makes batches for the database that holds chunks and extents.
+type Batcher interface {
+	NewBatch(opts ...pebble.BatchOption) *pebble.Batch
+}
+
+// Config sizes the engine.
+type Config struct {
+	Params Params
+	// Window is how far ahead of the stream's end a write may land and still
+	// be held in memory for reassembly (the reorder window).
+	Window int
+	// BatchBytes is how many bytes of cut chunks a writer collects before it
+	// applies its batch.
+	BatchBytes int
+	// CacheChunks is the number of decoded chunks the read LRU holds.
+	CacheChunks int
+	// ReadAhead is how many bytes past a sequential read are prefetched.
+	ReadAhead int64
+}
+
+// DefaultConfig is what ckptfs mounts with.
+func DefaultConfig() Config {
+	return Config{Params: DefaultParams, Window: 8 << 20, BatchBytes: 4 << 20, CacheChunks: 256, ReadAhead: 4 << 20}
+}
+
+// WriterMemoryBound is the most memory one open file's write state holds:
+// the batch and cut bytes not yet applied, a chunk in progress, one write,
+// and the reorder window.
+func (c Config) WriterMemoryBound() int {
+	return 2*c.BatchBytes + int(c.Params.Max) + (1 << 20) + c.Window
+}
+
+// Store reads and writes file content.
+type Store struct {
+	db        Batcher
+	chunks    Chunks
+	ext       Extents
+	cfg       Config
+	cache     *lru.Cache[chunkstore.ID, []byte]
+	flight    singleflight.Group
+	prefetch  chan chunkstore.ID
+	wg        sync.WaitGroup
+	stats     Stats
+	closeOnce sync.Once
+	gen       atomic.Uint64
+}
+
+// NewGen returns a number never returned before. Readers pass one with a
+// version; a cursor's cached extents are reused only for the same pair.
+func (s *Store) NewGen() uint64 { return s.gen.Add(1) }
+
+// Stats counts what the engine did since it started.
+type Stats struct {
+	BytesWritten, ChunksNew, ChunksDup, ChunksZero, StoredBytes atomic.Int64
+	CacheHits, CacheMisses                                      atomic.Int64
+}
+
+// New returns an engine over db, chunks and ext.
+func New(db Batcher, chunks Chunks, ext Extents, cfg Config) *Store {
+	c, _ := lru.New[chunkstore.ID, []byte](max(cfg.CacheChunks, 1))
+	s := &Store{db: db, chunks: chunks, ext: ext, cfg: cfg, cache: c, prefetch: make(chan chunkstore.ID, 256)}
+	for range 2 {
+		s.wg.Add(1)
+		go s.prefetcher()
+	}
+	return s
+}
+
+// Close stops the prefetchers.
+func (s *Store) Close() {
+	s.closeOnce.Do(func() { close(s.prefetch); s.wg.Wait() })
+}
+
+// Stats returns the engine's counters.
+func (s *Store) Stats() *Stats { return &s.stats }
+
+func (s *Store) prefetcher() {
+	defer s.wg.Done()
+	for id := range s.prefetch {
+		_, _ = s.chunk(id) // errors surface when the reader gets there
+	}
+}
+
+// chunk returns the decoded chunk, from the LRU or the store.
+func (s *Store) chunk(id chunkstore.ID) ([]byte, error) {
+	if b, ok := s.cache.Get(id); ok {
+		s.stats.CacheHits.Add(1)
+		return b, nil
+	}
+	v, err, _ := s.flight.Do(string(id[:]), func() (any, error) {
+		if b, ok := s.cache.Get(id); ok {
+			return b, nil
+		}
+		s.stats.CacheMisses.Add(1)
+		b, err := s.chunks.Get(nil, id)
+		if err != nil {
+			return nil, err
+		}
+		s.cache.Add(id, b)
+		return b, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.([]byte), nil
+}
+
+// Cursor remembers, for one open handle, a window of a version's extents and
+// where the last read ended, so that sequential reads find extents by binary
+// search in memory and trigger read-ahead.
+type Cursor struct {
+	ino, ver uint64
+	gen      uint64
+	from, to int64 // the window describes file bytes [from, to)
+	ext      []index.Extent
+	lastEnd  int64
+	ahead    int64 // prefetch issued up to here
+}
+
+const cursorExtents = 512
+
+func (c *Cursor) valid(ino, ver, gen uint64, off int64) bool {
+	return c.ext != nil && c.ino == ino && c.ver == ver && c.gen == gen && off >= c.from && off < c.to
+}
+
+// find returns the index in c.ext of the first extent ending after off.
+func (c *Cursor) find(off int64) int {
+	lo, hi := 0, len(c.ext)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if c.ext[m].End() <= off {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+func (s *Store) load(c *Cursor, ino, ver, gen uint64, off int64) error {
+	ext, err := s.ext.Extents(ino, ver, off, cursorExtents)
+	if err != nil {
+		return err
+	}
+	*c = Cursor{ino: ino, ver: ver, gen: gen, from: off, ext: ext, lastEnd: c.lastEnd, ahead: c.ahead}
+	c.to = 1<<63 - 1
+	if len(ext) == cursorExtents {
+		c.to = ext[len(ext)-1].End()
+	}
+	return nil
+}
+
+// readExtents fills dst with version ver's bytes at off (holes read as
+// zero). gen changes whenever the version's extents may have changed.
+func (s *Store) readExtents(c *Cursor, ino, ver, gen uint64, dst []byte, off int64) error {
+	pos, end := off, off+int64(len(dst))
+	for pos < end {
+		if !c.valid(ino, ver, gen, pos) {
+			if err := s.load(c, ino, ver, gen, pos); err != nil {
+				return fmt.Errorf("offset %d: %w", pos, err)
+			}
+		}
+		i := c.find(pos)
+		if i == len(c.ext) { // no extent in the window: hole to the window's end
+			n := min(end, c.to) - pos
+			clear(dst[pos-off : pos-off+n])
+			pos += n
+			continue
+		}
+		e := c.ext[i]
+		if e.Off > pos {
+			n := min(end, e.Off) - pos
+			clear(dst[pos-off : pos-off+n])
+			pos += n
+			continue
+		}
+		data, err := s.chunk(e.ID)
+		if err != nil {
+			return fmt.Errorf("offset %d: %w", pos, err)
+		}
+		co := e.ChunkOff + (pos - e.Off)
+		if e.ChunkOff+e.Len > int64(len(data)) {
+			return fmt.Errorf("offset %d: chunk %s: %w: extent wants %d bytes, chunk has %d",
+				pos, e.ID, chunkstore.ErrCorrupt, e.ChunkOff+e.Len, len(data))
+		}
+		n := copy(dst[pos-off:], data[co:e.ChunkOff+e.Len])
+		pos += int64(n)
+	}
+	if off == c.lastEnd && s.cfg.ReadAhead > 0 {
+		s.readAhead(c, end)
+	}
+	c.lastEnd = end
+	return nil
+}
+
+// readAhead queues the chunks of the window past end, up to ReadAhead bytes.
+func (s *Store) readAhead(c *Cursor, end int64) {
+	limit := end + s.cfg.ReadAhead
+	start := max(end, c.ahead)
+	if start >= limit {
+		return
+	}
+	for i := c.find(start); i < len(c.ext) && c.ext[i].Off < limit; i++ {
+		if s.cache.Contains(c.ext[i].ID) {
+			continue
+		}
+		select {
+		case s.prefetch <- c.ext[i].ID:
+		default:
+			return // prefetchers are busy: the reader will load it itself
+		}
+	}
+	c.ahead = limit
+}
+
+// ReadCommitted reads committed content (version ver, size bytes) at off.
+func (s *Store) ReadCommitted(c *Cursor, ino, ver, gen uint64, size int64, dst []byte, off int64) (int, error) {
+	if off >= size {
+		return 0, nil
+	}
+	dst = dst[:min(int64(len(dst)), size-off)]
+	return len(dst), s.readExtents(c, ino, ver, gen, dst, off)
+}

@@ -1,0 +1,395 @@
+package content
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/index"
+)
+
+// Writer is the write state of one file while it has writers. It is not safe
+// for concurrent use: the caller (one per inode) serializes calls.
+//
+// Bytes move through three places:
+//
+//	file offset:  streamOff        cutOff                  streamOff+len(buf)   ahead pieces
+//	              |  cut, in batch  |  not yet cut          |   ...gap...        [ ]  [  ]
+//	              |<----------------- buf ----------------->|
+//
+// Sequential writes append to buf; whole chunks are cut from its front as
+// soon as at least Params.Max bytes are uncut, stored into the pending batch
+// and recorded as extents. When the batch holds BatchBytes it is applied and
+// the cut bytes leave buf. Writes slightly ahead of the stream wait in ahead
+// (the reorder window) until the gap fills. Anything else (a write behind
+// the cut point, a write far ahead, a truncate) flushes everything and
+// restarts the stream at the new offset; extents then overlay older ones.
+//
+// Crash safety: while a write touches bytes below the committed size, the
+// writer works on a staged copy of the extent list (index.Stage), which
+// Commit swaps in atomically; appends past the committed size go to the
+// committed version in place, invisible until Commit raises the size.
+type Writer struct {
+	s   *Store
+	ino uint64
+
+	ver           uint64 // version being written
+	staged        bool   // ver is a staged version, not the committed one
+	committedSize int64
+	cleaned       bool // extents past committedSize of an in-place version are dropped
+	dirty         bool
+
+	size  int64
+	mtime int64
+
+	streamOff, cutOff int64
+	buf               []byte
+	ahead             []piece // sorted by offset, disjoint, all past the stream's end
+	aheadBytes        int
+	stagedEnd         int64 // no extent of ver ends past this
+	b                 *pebble.Batch
+	cut               *cutter
+	gen               uint64 // bumped whenever ver's extents change
+	err               error
+}
+
+type piece struct {
+	off  int64
+	data []byte
+}
+
+// NewWriter starts the write state of inode in, whose committed content is
+// in.Ver with in.Size bytes.
+func (s *Store) NewWriter(in index.Inode) *Writer {
+	return &Writer{s: s, ino: in.Ino, ver: in.Ver, committedSize: in.Size, size: in.Size, mtime: in.Mtime,
+		streamOff: in.Size, cutOff: in.Size, stagedEnd: in.Size, cut: newCutter(s.cfg.Params), gen: s.NewGen()}
+}
+
+func (w *Writer) touch() { w.gen = w.s.NewGen() }
+
+// Size is the file's current size, mtime its modification time.
+func (w *Writer) Size() int64  { return w.size }
+func (w *Writer) Mtime() int64 { return w.mtime }
+
+// SetMtime records a modification time set explicitly (utimens).
+func (w *Writer) SetMtime(t int64) { w.mtime = t; w.dirty = true }
+
+// Version returns the version being written and a generation that changes
+// whenever its extents do.
+func (w *Writer) Version() (ver, gen uint64) { return w.ver, w.gen }
+
+// Dirty reports whether there is anything to commit.
+func (w *Writer) Dirty() bool { return w.dirty }
+
+// prepare is called before a mutation that touches bytes at and past from
+// and keeps at most keep bytes of the current content.
+func (w *Writer) prepare(from, keep int64) error {
+	w.dirty = true
+	if w.b == nil {
+		w.b = w.s.db.NewBatch()
+	}
+	if w.staged {
+		return nil
+	}
+	if from < w.committedSize {
+		// Copy-on-write of the extent list: the committed content stays
+		// readable until Commit.
+		if err := w.flushAll(); err != nil {
+			return err
+		}
+		b := w.s.db.NewBatch()
+		keep = min(keep, w.size)
+		ver, err := w.s.ext.Stage(b, w.ino, w.ver, keep)
+		if err == nil {
+			err = b.Commit(pebble.NoSync)
+		}
+		if err != nil {
+			return err
+		}
+		w.ver, w.staged, w.cleaned = ver, true, true
+		w.stagedEnd = keep
+		w.touch()
+		return nil
+	}
+	if !w.cleaned {
+		// A crash may have left extents past the committed size.
+		if err := w.s.ext.TruncateExtents(w.b, w.ino, w.ver, w.committedSize); err != nil {
+			return err
+		}
+		w.cleaned = true
+	}
+	return nil
+}
+
+func (w *Writer) fail(err error) error {
+	if w.err == nil && err != nil {
+		w.err = err
+	}
+	return err
+}
+
+// WriteAt writes p at off. Once it returns, reads see the bytes.
+func (w *Writer) WriteAt(p []byte, off int64, now int64) error {
+	if w.err != nil {
+		return w.err
+	}
+	if off < 0 || off+int64(len(p)) < off {
+		return fmt.Errorf("write at %d: %w", off, index.ErrInval)
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	if err := w.prepare(off, w.size); err != nil {
+		return w.fail(err)
+	}
+	w.mtime = now
+	w.s.stats.BytesWritten.Add(int64(len(p)))
+	end := off + int64(len(p))
+	streamEnd := w.streamOff + int64(len(w.buf))
+	switch {
+	case off >= w.cutOff && off <= streamEnd && !w.overlapsAhead(off, end):
+		// The stream's next bytes, or a rewrite of bytes not cut yet.
+		n := copy(w.buf[off-w.streamOff:], p)
+		w.buf = append(w.buf, p[n:]...)
+		w.drainAhead()
+	case off > streamEnd && off-streamEnd <= int64(w.s.cfg.Window) &&
+		w.aheadBytes+len(p) <= w.s.cfg.Window && !w.overlapsAhead(off, end):
+		w.addAhead(off, p)
+	default:
+		if err := w.flushAll(); err != nil {
+			return w.fail(err)
+		}
+		w.streamOff, w.cutOff = off, off
+		w.buf = append(w.buf[:0], p...)
+	}
+	w.size = max(w.size, end)
+	return w.fail(w.cutReady())
+}
+
+func (w *Writer) overlapsAhead(off, end int64) bool {
+	for _, a := range w.ahead {
+		if a.off < end && off < a.off+int64(len(a.data)) {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *Writer) addAhead(off int64, p []byte) {
+	i := sort.Search(len(w.ahead), func(i int) bool { return w.ahead[i].off > off })
+	w.ahead = append(w.ahead, piece{})
+	copy(w.ahead[i+1:], w.ahead[i:])
+	w.ahead[i] = piece{off: off, data: append([]byte(nil), p...)}
+	w.aheadBytes += len(p)
+}
+
+// drainAhead moves pieces that now continue the stream into buf.
+func (w *Writer) drainAhead() {
+	for len(w.ahead) > 0 && w.ahead[0].off == w.streamOff+int64(len(w.buf)) {
+		w.buf = append(w.buf, w.ahead[0].data...)
+		w.aheadBytes -= len(w.ahead[0].data)
+		w.ahead = w.ahead[1:]
+	}
+	if len(w.ahead) == 0 {
+		w.ahead = nil
+	}
+}
+
+// cutReady cuts every chunk whose boundary is certain.
+func (w *Writer) cutReady() error {
+	for {
+		uncut := w.buf[w.cutOff-w.streamOff:]
+		if uint(len(uncut)) < w.s.cfg.Params.Max {
+			break
+		}
+		n := w.cut.cut(uncut)
+		if err := w.emit(w.cutOff, uncut[:n]); err != nil {
+			return err
+		}
+		w.cutOff += int64(n)
+	}
+	if w.cutOff-w.streamOff >= int64(w.s.cfg.BatchBytes) {
+		return w.apply()
+	}
+	return nil
+}
+
+// emit stores one chunk at file offset off and records its extent.
+func (w *Writer) emit(off int64, data []byte) error {
+	end := off + int64(len(data))
+	overlay := off < w.stagedEnd
+	if overlay {
+		// The extent replaces older ones, which Overlay reads: apply first.
+		if err := w.applyBatch(); err != nil {
+			return err
+		}
+	}
+	w.touch()
+	st := &w.s.stats
+	if chunkstore.IsZero(data) {
+		st.ChunksZero.Add(1)
+		if overlay {
+			return w.s.ext.Punch(w.b, w.ino, w.ver, off, end)
+		}
+		return nil
+	}
+	id := chunkstore.Sum(data)
+	n, err := w.s.chunks.PutID(w.b, id, data)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		st.ChunksNew.Add(1)
+		st.StoredBytes.Add(int64(n))
+	} else {
+		st.ChunksDup.Add(1)
+	}
+	e := index.Extent{Off: off, Len: int64(len(data)), ID: id}
+	w.stagedEnd = max(w.stagedEnd, end)
+	if overlay {
+		return w.s.ext.Overlay(w.b, w.ino, w.ver, e)
+	}
+	return w.s.ext.AddExtent(w.b, w.ino, w.ver, e)
+}
+
+// applyBatch applies the pending batch (without sync).
+func (w *Writer) applyBatch() error {
+	if w.b == nil || w.b.Empty() {
+		return nil
+	}
+	err := w.b.Commit(pebble.NoSync)
+	w.b.Close()
+	w.b = w.s.db.NewBatch()
+	return err
+}
+
+// apply applies the batch and drops the cut bytes from buf.
+func (w *Writer) apply() error {
+	if err := w.applyBatch(); err != nil {
+		return err
+	}
+	k := int(w.cutOff - w.streamOff)
+	w.buf = w.buf[:copy(w.buf, w.buf[k:])]
+	w.streamOff = w.cutOff
+	return nil
+}
+
+// flushAll cuts and stores everything held in memory, including the reorder
+// window, and applies the batch. The stream is then empty.
+func (w *Writer) flushAll() error {
+	if err := w.flushStream(); err != nil {
+		return err
+	}
+	for len(w.ahead) > 0 {
+		a := w.ahead[0]
+		w.ahead = w.ahead[1:]
+		w.aheadBytes -= len(a.data)
+		w.streamOff, w.cutOff = a.off, a.off
+		w.buf = append(w.buf[:0], a.data...)
+		if err := w.flushStream(); err != nil {
+			return err
+		}
+	}
+	w.ahead = nil
+	return nil
+}
+
+func (w *Writer) flushStream() error {
+	for w.cutOff < w.streamOff+int64(len(w.buf)) {
+		uncut := w.buf[w.cutOff-w.streamOff:]
+		n := w.cut.cut(uncut)
+		if err := w.emit(w.cutOff, uncut[:n]); err != nil {
+			return err
+		}
+		w.cutOff += int64(n)
+	}
+	return w.apply()
+}
+
+// Truncate sets the file's size.
+func (w *Writer) Truncate(size int64, now int64) error {
+	if w.err != nil {
+		return w.err
+	}
+	if size < 0 {
+		return index.ErrInval
+	}
+	if err := w.prepare(size, size); err != nil {
+		return w.fail(err)
+	}
+	if err := w.flushAll(); err != nil {
+		return w.fail(err)
+	}
+	if size < w.stagedEnd {
+		if err := w.s.ext.TruncateExtents(w.b, w.ino, w.ver, size); err != nil {
+			return w.fail(err)
+		}
+		if err := w.applyBatch(); err != nil {
+			return w.fail(err)
+		}
+		w.stagedEnd = size
+		w.touch()
+	}
+	w.size, w.mtime = size, now
+	w.streamOff, w.cutOff = size, size
+	return nil
+}
+
+// ReadAt reads the file as written so far: extents of ver, overlaid by the
+// bytes held in memory. c caches extents between calls.
+func (w *Writer) ReadAt(c *Cursor, dst []byte, off int64) (int, error) {
+	if off >= w.size {
+		return 0, nil
+	}
+	dst = dst[:min(int64(len(dst)), w.size-off)]
+	end := off + int64(len(dst))
+	if err := w.s.readExtents(c, w.ino, w.ver, w.gen, dst, off); err != nil {
+		return 0, err
+	}
+	overlay := func(p int64, data []byte) {
+		lo, hi := max(off, p), min(end, p+int64(len(data)))
+		if lo < hi {
+			copy(dst[lo-off:hi-off], data[lo-p:hi-p])
+		}
+	}
+	overlay(w.streamOff, w.buf)
+	for _, a := range w.ahead {
+		overlay(a.off, a.data)
+	}
+	return len(dst), nil
+}
+
+// Commit makes everything written so far durable and the file's committed
+// content. Later writes continue in place or stage a new version as needed.
+func (w *Writer) Commit() (index.Inode, error) {
+	if w.err != nil {
+		return index.Inode{}, w.err
+	}
+	if !w.dirty {
+		return index.Inode{}, nil
+	}
+	if err := w.flushAll(); err != nil {
+		return index.Inode{}, w.fail(err)
+	}
+	in, err := w.s.ext.Commit(w.ino, w.ver, w.size, w.mtime)
+	if err != nil {
+		return in, w.fail(err)
+	}
+	w.staged, w.committedSize, w.dirty = false, w.size, false
+	w.streamOff, w.cutOff = w.size, w.size
+	return in, nil
+}
+
+// Close releases the writer's batch. Uncommitted writes are dropped.
+func (w *Writer) Close() {
+	if w.b != nil {
+		w.b.Close()
+		w.b = nil
+	}
+}
+
+// Err returns the writer's sticky error: after a failed store write the
+// file refuses further writes until it is reopened.
+func (w *Writer) Err() error { return w.err }

@@ -1,0 +1,182 @@
+package index
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+)
+
+// Key prefixes owned by this package. Part of the on-disk format.
+const (
+	prefixDirent  = 'd'
+	prefixExtent  = 'e'
+	prefixInode   = 'i'
+	prefixMeta    = 'm'
+	prefixOrphan  = 'o'
+	prefixStaging = 's'
+)
+
+// ErrCorrupt marks index records that fail to decode.
+var ErrCorrupt = errors.New("corrupt index record")
+
+func inodeKey(ino uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{prefixInode}, ino)
+}
+
+func direntPrefix(parent uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{prefixDirent}, parent)
+}
+
+func direntKey(parent uint64, name string) []byte {
+	return append(direntPrefix(parent), name...)
+}
+
+func extentPrefix(ino, ver uint64) []byte {
+	k := binary.BigEndian.AppendUint64([]byte{prefixExtent}, ino)
+	return binary.BigEndian.AppendUint64(k, ver)
+}
+
+func extentKey(ino, ver uint64, off int64) []byte {
+	return binary.BigEndian.AppendUint64(extentPrefix(ino, ver), uint64(off))
+}
+
+func stagingKey(ino, ver uint64) []byte {
+	k := binary.BigEndian.AppendUint64([]byte{prefixStaging}, ino)
+	return binary.BigEndian.AppendUint64(k, ver)
+}
+
+func orphanKey(ino uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{prefixOrphan}, ino)
+}
+
+var nextInoKey = []byte("mnextino")
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	e := append([]byte(nil), p...)
+	for i := len(e) - 1; i >= 0; i-- {
+		e[i]++
+		if e[i] != 0 {
+			return e[:i+1]
+		}
+	}
+	return nil
+}
+
+// Inode is a file, directory or symlink.
+type Inode struct {
+	Ino   uint64
+	Mode  uint32 // type and permission bits, as in stat(2)
+	UID   uint32
+	GID   uint32
+	Nlink uint32
+	Size  int64
+	// Ver is the content version whose extents are the file's committed
+	// content. Writers stage new content under another version.
+	Ver                 uint64
+	Atime, Mtime, Ctime int64 // nanoseconds since the Unix epoch
+	Target              string // symlink target
+}
+
+const inodeFixed = 4*4 + 8*5
+
+// encodeInode: see the value table in doc.go.
+func encodeInode(in *Inode) []byte {
+	b := make([]byte, 0, inodeFixed+len(in.Target))
+	b = binary.BigEndian.AppendUint32(b, in.Mode)
+	b = binary.BigEndian.AppendUint32(b, in.UID)
+	b = binary.BigEndian.AppendUint32(b, in.GID)
+	b = binary.BigEndian.AppendUint32(b, in.Nlink)
+	b = binary.BigEndian.AppendUint64(b, uint64(in.Size))
+	b = binary.BigEndian.AppendUint64(b, in.Ver)
+	b = binary.BigEndian.AppendUint64(b, uint64(in.Atime))
+	b = binary.BigEndian.AppendUint64(b, uint64(in.Mtime))
+	b = binary.BigEndian.AppendUint64(b, uint64(in.Ctime))
+	return append(b, in.Target...)
+}
+
+func decodeInode(ino uint64, b []byte) (Inode, error) {
+	if len(b) < inodeFixed {
+		return Inode{}, fmt.Errorf("inode %d: %w: %d bytes", ino, ErrCorrupt, len(b))
+	}
+	in := Inode{Ino: ino}
+	in.Mode = binary.BigEndian.Uint32(b[0:])
+	in.UID = binary.BigEndian.Uint32(b[4:])
+	in.GID = binary.BigEndian.Uint32(b[8:])
+	in.Nlink = binary.BigEndian.Uint32(b[12:])
+	in.Size = int64(binary.BigEndian.Uint64(b[16:]))
+	in.Ver = binary.BigEndian.Uint64(b[24:])
+	in.Atime = int64(binary.BigEndian.Uint64(b[32:]))
+	in.Mtime = int64(binary.BigEndian.Uint64(b[40:]))
+	in.Ctime = int64(binary.BigEndian.Uint64(b[48:]))
+	in.Target = string(b[inodeFixed:])
+	if in.Size < 0 {
+		return Inode{}, fmt.Errorf("inode %d: %w: negative size", ino, ErrCorrupt)
+	}
+	return in, nil
+}
+
+// Extent maps file bytes [Off, Off+Len) to chunk bytes [ChunkOff,
+// ChunkOff+Len) of chunk ID. Bytes of a file that no extent covers are zero.
+type Extent struct {
+	Off      int64
+	Len      int64
+	ChunkOff int64
+	ID       chunkstore.ID
+}
+
+// End is the file offset just past the extent.
+func (e Extent) End() int64 { return e.Off + e.Len }
+
+// encodeExtentValue: uvarint(Len) | uvarint(ChunkOff) | ID (32 bytes).
+func encodeExtentValue(e Extent) []byte {
+	b := make([]byte, 0, 2*binary.MaxVarintLen64+chunkstore.IDSize)
+	b = binary.AppendUvarint(b, uint64(e.Len))
+	b = binary.AppendUvarint(b, uint64(e.ChunkOff))
+	return append(b, e.ID[:]...)
+}
+
+// DecodeExtent decodes an extent from its key and value.
+func DecodeExtent(key, val []byte) (Extent, error) {
+	var e Extent
+	if len(key) != 1+8+8+8 || key[0] != prefixExtent {
+		return e, fmt.Errorf("%w: extent key %x", ErrCorrupt, key)
+	}
+	e.Off = int64(binary.BigEndian.Uint64(key[17:]))
+	n, k := binary.Uvarint(val)
+	if k <= 0 || n == 0 || n > chunkstore.MaxChunkSize {
+		return e, fmt.Errorf("%w: extent length at %x", ErrCorrupt, key)
+	}
+	e.Len = int64(n)
+	co, k2 := binary.Uvarint(val[k:])
+	if k2 <= 0 || co+n > chunkstore.MaxChunkSize || len(val[k+k2:]) != chunkstore.IDSize {
+		return e, fmt.Errorf("%w: extent value at %x", ErrCorrupt, key)
+	}
+	e.ChunkOff = int64(co)
+	copy(e.ID[:], val[k+k2:])
+	if e.Off < 0 || e.Off+e.Len < e.Off {
+		return e, fmt.Errorf("%w: extent offset at %x", ErrCorrupt, key)
+	}
+	return e, nil
+}
+
+// Dirent is a directory entry.
+type Dirent struct {
+	Name string
+	Ino  uint64
+	Mode uint32 // type bits only matter to readers
+}
+
+func encodeDirent(ino uint64, mode uint32) []byte {
+	b := binary.BigEndian.AppendUint64(nil, ino)
+	return binary.BigEndian.AppendUint32(b, mode)
+}
+
+func decodeDirent(name string, v []byte) (Dirent, error) {
+	if len(v) != 12 {
+		return Dirent{}, fmt.Errorf("%w: dirent %q", ErrCorrupt, name)
+	}
+	return Dirent{Name: name, Ino: binary.BigEndian.Uint64(v), Mode: binary.BigEndian.Uint32(v[8:])}, nil
+}

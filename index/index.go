@@ -1,0 +1,403 @@
+package index
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// RootIno is the inode number of the root directory.
+const RootIno = 1
+
+// Errors returned by namespace operations; the FUSE layer maps them to errno.
+var (
+	ErrNotFound = errors.New("no such file or directory")
+	ErrExist    = errors.New("file exists")
+	ErrNotEmpty = errors.New("directory not empty")
+	ErrNotDir   = errors.New("not a directory")
+	ErrIsDir    = errors.New("is a directory")
+	ErrInval    = errors.New("invalid argument")
+)
+
+// Index keeps the namespace and the extents of every file in the store's
+// Pebble database. Namespace mutations are serialized by one mutex; each is
+// one atomic batch.
+type Index struct {
+	db *pebble.DB
+	mu sync.Mutex
+	// next is the next free inode or content version number (one counter
+	// serves both); persisted under nextInoKey in the batch that uses it.
+	next uint64
+}
+
+var noSync = pebble.NoSync
+
+// Open opens the index in db, creating the root directory on first use, and
+// finishes what a crash interrupted: staged content versions that were never
+// committed and orphaned inodes (unlinked while open) are deleted.
+func Open(db *pebble.DB, now int64, uid, gid uint32) (*Index, error) {
+	x := &Index{db: db, next: RootIno + 1}
+	v, c, err := db.Get(nextInoKey)
+	switch {
+	case err == nil:
+		if len(v) != 8 {
+			c.Close()
+			return nil, fmt.Errorf("%w: next inode counter", ErrCorrupt)
+		}
+		x.next = binary.BigEndian.Uint64(v)
+		c.Close()
+	case errors.Is(err, pebble.ErrNotFound):
+		root := Inode{Ino: RootIno, Mode: syscall.S_IFDIR | 0o755, UID: uid, GID: gid, Nlink: 2, Atime: now, Mtime: now, Ctime: now}
+		b := db.NewBatch()
+		b.Set(inodeKey(RootIno), encodeInode(&root), nil)
+		b.Set(nextInoKey, binary.BigEndian.AppendUint64(nil, x.next), nil)
+		if err := b.Commit(pebble.Sync); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, err
+	}
+	if err := x.recover(); err != nil {
+		return nil, fmt.Errorf("index recovery: %w", err)
+	}
+	return x, nil
+}
+
+func (x *Index) recover() error {
+	b := x.db.NewBatch()
+	err := x.scan([]byte{prefixStaging}, func(k, _ []byte) error {
+		if len(k) != 17 {
+			return fmt.Errorf("%w: staging key %x", ErrCorrupt, k)
+		}
+		ino, ver := binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(k[9:])
+		p := extentPrefix(ino, ver)
+		b.DeleteRange(p, prefixEnd(p), nil)
+		return b.Delete(k, nil)
+	})
+	if err != nil {
+		return err
+	}
+	err = x.scan([]byte{prefixOrphan}, func(k, _ []byte) error {
+		if len(k) != 9 {
+			return fmt.Errorf("%w: orphan key %x", ErrCorrupt, k)
+		}
+		x.purge(b, binary.BigEndian.Uint64(k[1:]))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
+}
+
+func (x *Index) scan(prefix []byte, fn func(k, v []byte) error) error {
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if err := fn(it.Key(), v); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// allocLocked returns a new inode or version number, recording the counter
+// in b. x.mu must be held.
+func (x *Index) allocLocked(b *pebble.Batch) uint64 {
+	n := x.next
+	x.next++
+	b.Set(nextInoKey, binary.BigEndian.AppendUint64(nil, x.next), nil)
+	return n
+}
+
+// Get returns inode ino.
+func (x *Index) Get(ino uint64) (Inode, error) {
+	v, c, err := x.db.Get(inodeKey(ino))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Inode{}, fmt.Errorf("inode %d: %w", ino, ErrNotFound)
+	}
+	if err != nil {
+		return Inode{}, err
+	}
+	defer c.Close()
+	return decodeInode(ino, v)
+}
+
+func (x *Index) getDirent(parent uint64, name string) (Dirent, error) {
+	v, c, err := x.db.Get(direntKey(parent, name))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Dirent{}, ErrNotFound
+	}
+	if err != nil {
+		return Dirent{}, err
+	}
+	defer c.Close()
+	return decodeDirent(name, v)
+}
+
+// Lookup returns the inode named name in directory parent.
+func (x *Index) Lookup(parent uint64, name string) (Inode, error) {
+	d, err := x.getDirent(parent, name)
+	if err != nil {
+		return Inode{}, err
+	}
+	return x.Get(d.Ino)
+}
+
+// ReadDir lists directory ino in name order.
+func (x *Index) ReadDir(ino uint64) ([]Dirent, error) {
+	var out []Dirent
+	p := direntPrefix(ino)
+	err := x.scan(p, func(k, v []byte) error {
+		d, err := decodeDirent(string(k[len(p):]), v)
+		out = append(out, d)
+		return err
+	})
+	return out, err
+}
+
+func (x *Index) putInode(b *pebble.Batch, in *Inode) {
+	b.Set(inodeKey(in.Ino), encodeInode(in), nil)
+}
+
+// Create makes a new inode described by in (Mode, UID, GID, times, Target)
+// named name in directory parent.
+func (x *Index) Create(parent uint64, name string, in Inode) (Inode, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	dir, err := x.Get(parent)
+	if err != nil {
+		return Inode{}, err
+	}
+	if dir.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return Inode{}, ErrNotDir
+	}
+	if _, err := x.getDirent(parent, name); err == nil {
+		return Inode{}, ErrExist
+	} else if !errors.Is(err, ErrNotFound) {
+		return Inode{}, err
+	}
+	b := x.db.NewBatch()
+	in.Ino = x.allocLocked(b)
+	in.Nlink = 1
+	in.Size = 0
+	if in.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		in.Nlink = 2
+		dir.Nlink++
+	}
+	if in.Mode&syscall.S_IFMT == syscall.S_IFLNK {
+		in.Size = int64(len(in.Target))
+	}
+	in.Ver = x.allocLocked(b)
+	dir.Mtime, dir.Ctime = in.Ctime, in.Ctime
+	x.putInode(b, &in)
+	x.putInode(b, &dir)
+	b.Set(direntKey(parent, name), encodeDirent(in.Ino, in.Mode), nil)
+	return in, b.Commit(noSync)
+}
+
+// Unlink removes the name of a non-directory. When its last name goes, the
+// inode becomes an orphan: the caller calls Purge once no handle has it open
+// (orphans left by a crash are purged by Open).
+func (x *Index) Unlink(parent uint64, name string, now int64) (Inode, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	dir, err := x.Get(parent)
+	if err != nil {
+		return Inode{}, err
+	}
+	b := x.db.NewBatch()
+	in, err := x.unlinkLocked(b, &dir, name, now, false)
+	if err != nil {
+		return in, err
+	}
+	x.putInode(b, &dir)
+	return in, b.Commit(noSync)
+}
+
+// unlinkLocked removes dir/name in b, updating *dir in memory; the caller
+// stores *dir.
+func (x *Index) unlinkLocked(b *pebble.Batch, dir *Inode, name string, now int64, wantDir bool) (Inode, error) {
+	d, err := x.getDirent(dir.Ino, name)
+	if err != nil {
+		return Inode{}, err
+	}
+	in, err := x.Get(d.Ino)
+	if err != nil {
+		return Inode{}, err
+	}
+	isDir := in.Mode&syscall.S_IFMT == syscall.S_IFDIR
+	switch {
+	case wantDir && !isDir:
+		return in, ErrNotDir
+	case !wantDir && isDir:
+		return in, ErrIsDir
+	}
+	if isDir {
+		empty, err := x.emptyDir(in.Ino)
+		if err != nil {
+			return in, err
+		}
+		if !empty {
+			return in, ErrNotEmpty
+		}
+		dir.Nlink--
+		in.Nlink = 0
+	} else {
+		in.Nlink--
+	}
+	in.Ctime = now
+	dir.Mtime, dir.Ctime = now, now
+	b.Delete(direntKey(dir.Ino, name), nil)
+	if in.Nlink == 0 {
+		b.Set(orphanKey(in.Ino), nil, nil)
+	}
+	x.putInode(b, &in)
+	return in, nil
+}
+
+func (x *Index) emptyDir(ino uint64) (bool, error) {
+	p := direntPrefix(ino)
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return false, err
+	}
+	empty := !it.First()
+	return empty, it.Close()
+}
+
+// Rmdir removes an empty directory. Its inode is purged at once.
+func (x *Index) Rmdir(parent uint64, name string, now int64) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	dir, err := x.Get(parent)
+	if err != nil {
+		return err
+	}
+	b := x.db.NewBatch()
+	in, err := x.unlinkLocked(b, &dir, name, now, true)
+	if err != nil {
+		return err
+	}
+	x.putInode(b, &dir)
+	x.purge(b, in.Ino)
+	return b.Commit(noSync)
+}
+
+// Rename moves oldParent/oldName to newParent/newName, replacing a
+// non-directory or an empty directory there. It returns the replaced inode
+// (Ino 0 if none); a replaced file that lost its last name is an orphan, as
+// after Unlink. The kernel has already refused moving a directory below
+// itself.
+func (x *Index) Rename(oldParent uint64, oldName string, newParent uint64, newName string, noReplace bool, now int64) (Inode, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	src, err := x.getDirent(oldParent, oldName)
+	if err != nil {
+		return Inode{}, err
+	}
+	if oldParent == newParent && oldName == newName {
+		return Inode{}, nil
+	}
+	in, err := x.Get(src.Ino)
+	if err != nil {
+		return Inode{}, err
+	}
+	od, err := x.Get(oldParent)
+	if err != nil {
+		return Inode{}, err
+	}
+	nd := &od
+	if newParent != oldParent {
+		d, err := x.Get(newParent)
+		if err != nil {
+			return Inode{}, err
+		}
+		nd = &d
+	}
+	if nd.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return Inode{}, ErrNotDir
+	}
+	srcDir := in.Mode&syscall.S_IFMT == syscall.S_IFDIR
+	b := x.db.NewBatch()
+	var replaced Inode
+	if dst, err := x.getDirent(newParent, newName); err == nil {
+		if noReplace {
+			return Inode{}, ErrExist
+		}
+		dstDir := dst.Mode&syscall.S_IFMT == syscall.S_IFDIR
+		if srcDir && !dstDir {
+			return Inode{}, ErrNotDir
+		}
+		if !srcDir && dstDir {
+			return Inode{}, ErrIsDir
+		}
+		if dst.Ino == in.Ino {
+			return Inode{}, nil // hard links to one inode: nothing to do
+		}
+		replaced, err = x.unlinkLocked(b, nd, newName, now, dstDir)
+		if err != nil {
+			return Inode{}, err
+		}
+		if dstDir {
+			x.purge(b, replaced.Ino)
+		}
+	} else if !errors.Is(err, ErrNotFound) {
+		return Inode{}, err
+	}
+	if srcDir && nd != &od {
+		od.Nlink--
+		nd.Nlink++
+	}
+	od.Mtime, od.Ctime = now, now
+	nd.Mtime, nd.Ctime = now, now
+	x.putInode(b, &od)
+	x.putInode(b, nd)
+	in.Ctime = now
+	x.putInode(b, &in)
+	b.Delete(direntKey(oldParent, oldName), nil)
+	b.Set(direntKey(newParent, newName), encodeDirent(in.Ino, in.Mode), nil)
+	return replaced, b.Commit(noSync)
+}
+
+// Purge deletes an orphaned inode and all its content versions.
+func (x *Index) Purge(ino uint64) error {
+	b := x.db.NewBatch()
+	x.purge(b, ino)
+	return b.Commit(noSync)
+}
+
+func (x *Index) purge(b *pebble.Batch, ino uint64) {
+	p := binary.BigEndian.AppendUint64([]byte{prefixExtent}, ino)
+	b.DeleteRange(p, prefixEnd(p), nil)
+	b.Delete(inodeKey(ino), nil)
+	b.Delete(orphanKey(ino), nil)
+}
+
+// Update applies fn to inode ino and stores the result.
+func (x *Index) Update(ino uint64, fn func(*Inode) error) (Inode, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	in, err := x.Get(ino)
+	if err != nil {
+		return in, err
+	}
+	if err := fn(&in); err != nil {
+		return in, err
+	}
+	in.Ino = ino
+	b := x.db.NewBatch()
+	x.putInode(b, &in)
+	return in, b.Commit(noSync)
+}

@@ -1,0 +1,18 @@
+package index
+
+import (
+	"testing"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+)
+
+// TestIndex returns an index on a fresh in-memory store.
+func TestIndex(t testing.TB) (*Index, *chunkstore.Store) {
+	t.Helper()
+	cs := chunkstore.TestStore(t)
+	x, err := Open(cs.DB(), 1, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x, cs
+}
