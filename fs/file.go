@@ -1,0 +1,105 @@
+package fs
+
+import (
+	"context"
+	"sync"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/ckptfs/ckptfs/fs/content"
+)
+
+// handle is an open file.
+type handle struct {
+	n        *Node
+	writable bool
+	mu       sync.Mutex // guards cur
+	cur      content.Cursor
+}
+
+var (
+	_ gofs.FileReader   = (*handle)(nil)
+	_ gofs.FileWriter   = (*handle)(nil)
+	_ gofs.FileFlusher  = (*handle)(nil)
+	_ gofs.FileFsyncer  = (*handle)(nil)
+	_ gofs.FileReleaser = (*handle)(nil)
+)
+
+func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for {
+		k, ok, err := h.readCommitted(dest, off)
+		if !ok {
+			k, ok, err = h.readWriting(dest, off)
+		}
+		if err != nil {
+			return nil, h.n.fsys.toErrno("read", h.n, err)
+		}
+		if ok {
+			return fuse.ReadResultData(dest[:k]), 0
+		}
+	}
+}
+
+// readCommitted reads committed content; ok is false if the file has a
+// writer, whose state then has the latest bytes.
+func (h *handle) readCommitted(dest []byte, off int64) (int, bool, error) {
+	n := h.n
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.w != nil {
+		return 0, false, nil
+	}
+	in, err := n.fsys.ns.Get(n.ino())
+	if err != nil {
+		return 0, true, err
+	}
+	k, err := n.fsys.data.ReadCommitted(&h.cur, in.Ino, in.Ver, n.gen, in.Size, dest, off)
+	return k, true, err
+}
+
+// readWriting reads through the writer; ok is false if it has gone.
+func (h *handle) readWriting(dest []byte, off int64) (int, bool, error) {
+	n := h.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.w == nil {
+		return 0, false, nil
+	}
+	k, err := n.w.ReadAt(&h.cur, dest, off)
+	return k, true, err
+}
+
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if !h.writable {
+		return 0, syscall.EBADF
+	}
+	n := h.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.w.WriteAt(data, off, now()); err != nil {
+		return 0, n.fsys.toErrno("write", n, err)
+	}
+	return uint32(len(data)), 0
+}
+
+// Flush runs at every close(2): the data written so far becomes durable.
+func (h *handle) Flush(ctx context.Context) syscall.Errno {
+	if !h.writable {
+		return 0
+	}
+	h.n.mu.Lock()
+	defer h.n.mu.Unlock()
+	return h.n.commitLocked("close")
+}
+
+func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	return h.Flush(ctx)
+}
+
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	return h.n.release(h)
+}

@@ -1,0 +1,153 @@
+// Package fs is the FUSE face of ckptfs (go-fuse's fs API). It translates
+// kernel requests into index and content calls; errors become syscall.Errno
+// here and nowhere else.
+package fs
+
+import (
+	"context"
+	"errors"
+	"log"
+	"os"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/fs/content"
+	"github.com/ckptfs/ckptfs/index"
+)
+
+// Blksize is the st_blksize files report, so that cp and rsync use large I/O.
+const Blksize = 1 << 20
+
+// Namespace is what the FUSE layer needs of the index.
+type Namespace interface {
+	Get(ino uint64) (index.Inode, error)
+	Lookup(parent uint64, name string) (index.Inode, error)
+	ReadDir(ino uint64) ([]index.Dirent, error)
+	Create(parent uint64, name string, in index.Inode) (index.Inode, error)
+	Unlink(parent uint64, name string, now int64) (index.Inode, error)
+	Rmdir(parent uint64, name string, now int64) error
+	Rename(oldParent uint64, oldName string, newParent uint64, newName string, noReplace bool, now int64) (index.Inode, error)
+	Update(ino uint64, fn func(*index.Inode) error) (index.Inode, error)
+	Purge(ino uint64) error
+}
+
+// FS is a mounted ckptfs.
+type FS struct {
+	ns       Namespace
+	data     *content.Store
+	log      *log.Logger
+	readOnly bool
+	statfsOf string // a path on the store's disk, for statfs
+}
+
+// Config configures New.
+type Config struct {
+	ReadOnly bool
+	// Logger receives warnings and errors (corrupt chunks, failed commits).
+	Logger *log.Logger
+	// StoreDir is the store's directory; statfs reports its disk.
+	StoreDir string
+}
+
+// New returns the filesystem over ns and data.
+func New(ns Namespace, data *content.Store, c Config) *FS {
+	l := c.Logger
+	if l == nil {
+		l = log.New(os.Stderr, "ckptfs: ", log.LstdFlags)
+	}
+	return &FS{ns: ns, data: data, log: l, readOnly: c.ReadOnly, statfsOf: c.StoreDir}
+}
+
+// Root returns the root node, to pass to go-fuse's fs.Mount.
+func (f *FS) Root() gofs.InodeEmbedder { return &Node{fsys: f} }
+
+// MountOptions returns the options ckptfs mounts with.
+func (f *FS) MountOptions(allowOther, debug bool) *gofs.Options {
+	sec := time.Second
+	o := &gofs.Options{
+		EntryTimeout:    &sec,
+		AttrTimeout:     &sec,
+		NegativeTimeout: &sec,
+		RootStableAttr:  &gofs.StableAttr{Ino: index.RootIno, Mode: syscall.S_IFDIR},
+		MountOptions: fuse.MountOptions{
+			FsName:       "ckptfs",
+			Name:         "ckptfs",
+			MaxWrite:     1 << 20,
+			MaxReadAhead: 1 << 20,
+			AllowOther:   allowOther,
+			// The kernel checks permission bits, so that --allow-other does
+			// not open 0600 files to other users.
+			Options:       []string{"default_permissions"},
+			DirectMount:   os.Geteuid() == 0,
+			DisableXAttrs: true,
+			Debug:         debug,
+		},
+	}
+	if f.readOnly {
+		o.MountOptions.Options = append(o.MountOptions.Options, "ro")
+		o.MountOptions.DirectMountFlags = syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV
+	}
+	return o
+}
+
+// toErrno maps an error from inside to the errno the kernel gets. Data
+// errors are logged with what names them (file, offset, chunk).
+func (f *FS) toErrno(op string, n *Node, err error) syscall.Errno {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, index.ErrNotFound):
+		return syscall.ENOENT
+	case errors.Is(err, index.ErrExist):
+		return syscall.EEXIST
+	case errors.Is(err, index.ErrNotEmpty):
+		return syscall.ENOTEMPTY
+	case errors.Is(err, index.ErrNotDir):
+		return syscall.ENOTDIR
+	case errors.Is(err, index.ErrIsDir):
+		return syscall.EISDIR
+	case errors.Is(err, index.ErrInval):
+		return syscall.EINVAL
+	}
+	path := "?"
+	if n != nil {
+		path = "/" + n.Path(nil)
+	}
+	if errors.Is(err, chunkstore.ErrCorrupt) || errors.Is(err, chunkstore.ErrNotFound) {
+		f.log.Printf("ERROR %s %s: %v", op, path, err)
+		return syscall.EIO
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	f.log.Printf("ERROR %s %s: %v", op, path, err)
+	return syscall.EIO
+}
+
+func now() int64 { return time.Now().UnixNano() }
+
+func caller(ctx context.Context) (uint32, uint32) {
+	if c, ok := fuse.FromContext(ctx); ok {
+		return c.Uid, c.Gid
+	}
+	return uint32(os.Getuid()), uint32(os.Getgid())
+}
+
+func fillAttr(in *index.Inode, out *fuse.Attr) {
+	out.Ino = in.Ino
+	out.Mode = in.Mode
+	out.Nlink = in.Nlink
+	out.Owner = fuse.Owner{Uid: in.UID, Gid: in.GID}
+	out.Size = uint64(in.Size)
+	out.Blocks = (uint64(in.Size) + 511) / 512
+	out.Blksize = Blksize
+	set := func(ns int64, s *uint64, n *uint32) { *s, *n = uint64(ns/1e9), uint32(ns%1e9) }
+	set(in.Atime, &out.Atime, &out.Atimensec)
+	set(in.Mtime, &out.Mtime, &out.Mtimensec)
+	set(in.Ctime, &out.Ctime, &out.Ctimensec)
+}

@@ -1,0 +1,102 @@
+package fs
+
+import (
+	"os"
+	"sync"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/fs/content"
+	"github.com/ckptfs/ckptfs/index"
+)
+
+// Mounted is a store mounted for a test.
+type Mounted struct {
+	Dir, StoreDir string
+	Server        *fuse.Server
+	Store         *chunkstore.Store
+	Index         *index.Index
+	Data          *content.Store
+
+	once     sync.Once
+	closeErr error
+}
+
+// MountConfig configures MountStore.
+type MountConfig struct {
+	ReadOnly, AllowOther, Debug bool
+	Store                       chunkstore.Options
+	Content                     content.Config
+	Config                      Config
+}
+
+// MountStore opens the store in storeDir and mounts it on mnt (created if
+// missing). Zero fields of mc take the defaults.
+func MountStore(storeDir, mnt string, mc MountConfig) (*Mounted, error) {
+	if mc.Store == (chunkstore.Options{}) {
+		mc.Store = chunkstore.DefaultOptions()
+	}
+	if mc.Content == (content.Config{}) {
+		mc.Content = content.DefaultConfig()
+	}
+	mc.Store.ReadOnly = mc.ReadOnly
+	cs, err := chunkstore.Open(storeDir, mc.Store)
+	if err != nil {
+		return nil, err
+	}
+	x, err := index.Open(cs.DB(), now(), uint32(os.Getuid()), uint32(os.Getgid()))
+	if err != nil {
+		cs.Close()
+		return nil, err
+	}
+	data := content.New(cs.DB(), cs, x, mc.Content)
+	mc.Config.ReadOnly = mc.ReadOnly
+	mc.Config.StoreDir = storeDir
+	f := New(x, data, mc.Config)
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		data.Close()
+		cs.Close()
+		return nil, err
+	}
+	srv, err := gofs.Mount(mnt, f.Root(), f.MountOptions(mc.AllowOther, mc.Debug))
+	if err != nil {
+		data.Close()
+		cs.Close()
+		return nil, err
+	}
+	return &Mounted{Dir: mnt, StoreDir: storeDir, Server: srv, Store: cs, Index: x, Data: data}, nil
+}
+
+// Wait blocks until the filesystem is unmounted (by Unmount or umount(8)),
+// then closes the store.
+func (m *Mounted) Wait() error {
+	m.Server.Wait()
+	return m.close()
+}
+
+func (m *Mounted) close() error {
+	m.once.Do(func() {
+		m.Data.Close()
+		m.closeErr = m.Store.Close()
+	})
+	return m.closeErr
+}
+
+// Unmount unmounts and closes the store. Calling it again does nothing.
+func (m *Mounted) Unmount() error {
+	var err error
+	done := false
+	m.once.Do(func() { done = true })
+	if done {
+		err = m.Server.Unmount()
+		m.Server.Wait()
+		m.Data.Close()
+		m.closeErr = m.Store.Close()
+		if err == nil {
+			err = m.closeErr
+		}
+	}
+	return err
+}

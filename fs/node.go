@@ -1,0 +1,353 @@
+package fs
+
+import (
+	"context"
+	"sync"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/ckptfs/ckptfs/fs/content"
+	"github.com/ckptfs/ckptfs/index"
+)
+
+// Node is a file, directory or symlink. go-fuse keeps one Node per inode
+// number while the kernel knows it.
+type Node struct {
+	gofs.Inode
+	fsys *FS
+
+	// mu guards the fields below. Writes, truncates and commits hold it
+	// exclusively; reads of committed content share it, so a commit never
+	// replaces a version under a reader.
+	mu      sync.RWMutex
+	w       *content.Writer // non-nil while the file has writable handles
+	writers int             // writable handles
+	opens   int             // all handles
+	orphan  bool            // unlinked while open: purge at last release
+	gen     uint64          // changes when committed content changes
+}
+
+var (
+	_ gofs.NodeGetattrer  = (*Node)(nil)
+	_ gofs.NodeSetattrer  = (*Node)(nil)
+	_ gofs.NodeLookuper   = (*Node)(nil)
+	_ gofs.NodeReaddirer  = (*Node)(nil)
+	_ gofs.NodeMkdirer    = (*Node)(nil)
+	_ gofs.NodeRmdirer    = (*Node)(nil)
+	_ gofs.NodeUnlinker   = (*Node)(nil)
+	_ gofs.NodeRenamer    = (*Node)(nil)
+	_ gofs.NodeCreater    = (*Node)(nil)
+	_ gofs.NodeOpener     = (*Node)(nil)
+	_ gofs.NodeSymlinker  = (*Node)(nil)
+	_ gofs.NodeReadlinker = (*Node)(nil)
+	_ gofs.NodeStatfser   = (*Node)(nil)
+)
+
+func (n *Node) ino() uint64 { return n.StableAttr().Ino }
+
+// attr returns the inode as a reader sees it: an open writer's size and
+// mtime win over the committed ones.
+func (n *Node) attr() (index.Inode, error) {
+	in, err := n.fsys.ns.Get(n.ino())
+	if err != nil {
+		return in, err
+	}
+	n.mu.RLock()
+	if n.w != nil {
+		in.Size, in.Mtime = n.w.Size(), n.w.Mtime()
+	}
+	n.mu.RUnlock()
+	return in, nil
+}
+
+func (n *Node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	in, err := n.attr()
+	if err != nil {
+		return n.fsys.toErrno("getattr", n, err)
+	}
+	fillAttr(&in, &out.Attr)
+	return 0
+}
+
+func (n *Node) child(ctx context.Context, in index.Inode, out *fuse.EntryOut) *gofs.Inode {
+	ch := n.NewInode(ctx, &Node{fsys: n.fsys}, gofs.StableAttr{Mode: in.Mode & syscall.S_IFMT, Ino: in.Ino})
+	if cn, ok := ch.Operations().(*Node); ok {
+		cn.mu.RLock()
+		if cn.w != nil {
+			in.Size, in.Mtime = cn.w.Size(), cn.w.Mtime()
+		}
+		cn.mu.RUnlock()
+	}
+	fillAttr(&in, &out.Attr)
+	return ch
+}
+
+func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	in, err := n.fsys.ns.Lookup(n.ino(), name)
+	if err != nil {
+		return nil, n.fsys.toErrno("lookup", n, err)
+	}
+	return n.child(ctx, in, out), 0
+}
+
+func (n *Node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	ents, err := n.fsys.ns.ReadDir(n.ino())
+	if err != nil {
+		return nil, n.fsys.toErrno("readdir", n, err)
+	}
+	list := make([]fuse.DirEntry, len(ents))
+	for i, e := range ents {
+		list[i] = fuse.DirEntry{Name: e.Name, Ino: e.Ino, Mode: e.Mode}
+	}
+	return gofs.NewListDirStream(list), 0
+}
+
+func (n *Node) create(ctx context.Context, name string, mode uint32, target string, out *fuse.EntryOut) (*gofs.Inode, index.Inode, syscall.Errno) {
+	if n.fsys.readOnly {
+		return nil, index.Inode{}, syscall.EROFS
+	}
+	uid, gid := caller(ctx)
+	t := now()
+	in, err := n.fsys.ns.Create(n.ino(), name, index.Inode{Mode: mode, UID: uid, GID: gid, Atime: t, Mtime: t, Ctime: t, Target: target})
+	if err != nil {
+		return nil, in, n.fsys.toErrno("create", n, err)
+	}
+	return n.child(ctx, in, out), in, 0
+}
+
+func (n *Node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ch, _, errno := n.create(ctx, name, syscall.S_IFDIR|mode&07777, "", out)
+	return ch, errno
+}
+
+func (n *Node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ch, _, errno := n.create(ctx, name, syscall.S_IFLNK|0o777, target, out)
+	return ch, errno
+}
+
+func (n *Node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	in, err := n.fsys.ns.Get(n.ino())
+	if err != nil {
+		return nil, n.fsys.toErrno("readlink", n, err)
+	}
+	if in.Mode&syscall.S_IFMT != syscall.S_IFLNK {
+		return nil, syscall.EINVAL
+	}
+	return []byte(in.Target), 0
+}
+
+func (n *Node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	ch, _, errno := n.create(ctx, name, syscall.S_IFREG|mode&07777, "", out)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	cn := ch.Operations().(*Node)
+	// The file is new and empty: O_TRUNC has nothing to do, and doing it
+	// would move mtime past what the create reply told the kernel.
+	h, errno := cn.open(flags &^ syscall.O_TRUNC)
+	return ch, h, 0, errno
+}
+
+func (n *Node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	h, errno := n.open(flags)
+	return h, 0, errno
+}
+
+func (n *Node) open(flags uint32) (*handle, syscall.Errno) {
+	writable := flags&syscall.O_ACCMODE != syscall.O_RDONLY
+	if writable && n.fsys.readOnly {
+		return nil, syscall.EROFS
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	// Read the inode under the lock that forget takes: a concurrent unlink
+	// or rename either sees this open or has purged the inode already.
+	in, err := n.fsys.ns.Get(n.ino())
+	if err != nil {
+		return nil, n.fsys.toErrno("open", n, err)
+	}
+	n.opens++
+	h := &handle{n: n, writable: writable}
+	if writable {
+		n.writers++
+		if n.w == nil {
+			n.w = n.fsys.data.NewWriter(in)
+		}
+		if flags&syscall.O_TRUNC != 0 {
+			if err := n.w.Truncate(0, now()); err != nil {
+				return nil, n.fsys.toErrno("open", n, err)
+			}
+		}
+	}
+	return h, 0
+}
+
+// release drops a handle; the last writable one commits and ends the write
+// state, the last one of an unlinked file purges it.
+func (n *Node) release(h *handle) syscall.Errno {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var errno syscall.Errno
+	n.opens--
+	if h.writable {
+		n.writers--
+		if n.writers == 0 && n.w != nil {
+			errno = n.commitLocked("release")
+			n.w.Close()
+			n.w = nil
+		}
+	}
+	if n.opens == 0 && n.orphan {
+		if err := n.fsys.ns.Purge(n.ino()); err != nil {
+			errno = n.fsys.toErrno("purge", n, err)
+		}
+		n.orphan = false
+	}
+	return errno
+}
+
+// commitLocked makes the writer's content durable and committed.
+func (n *Node) commitLocked(op string) syscall.Errno {
+	if n.w == nil || !n.w.Dirty() {
+		return 0
+	}
+	if _, err := n.w.Commit(); err != nil {
+		return n.fsys.toErrno(op, n, err)
+	}
+	n.gen = n.fsys.data.NewGen()
+	return 0
+}
+
+func (n *Node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if n.fsys.readOnly {
+		return syscall.EROFS
+	}
+	t := now()
+	if size, ok := in.GetSize(); ok {
+		if errno := n.truncate(int64(size), t); errno != 0 {
+			return errno
+		}
+	}
+	mtime, setM := in.GetMTime()
+	if setM {
+		n.mu.Lock()
+		if n.w != nil {
+			n.w.SetMtime(mtime.UnixNano())
+		}
+		n.mu.Unlock()
+	}
+	_, err := n.fsys.ns.Update(n.ino(), func(x *index.Inode) error {
+		if m, ok := in.GetMode(); ok {
+			x.Mode = x.Mode&syscall.S_IFMT | m
+		}
+		if u, ok := in.GetUID(); ok {
+			x.UID = u
+		}
+		if g, ok := in.GetGID(); ok {
+			x.GID = g
+		}
+		if a, ok := in.GetATime(); ok {
+			x.Atime = a.UnixNano()
+		}
+		if setM {
+			x.Mtime = mtime.UnixNano()
+		}
+		x.Ctime = t
+		return nil
+	})
+	if err != nil {
+		return n.fsys.toErrno("setattr", n, err)
+	}
+	return n.Getattr(ctx, fh, out)
+}
+
+func (n *Node) truncate(size, t int64) syscall.Errno {
+	if n.StableAttr().Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		return syscall.EISDIR
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.w != nil {
+		return n.fsys.toErrno("truncate", n, n.w.Truncate(size, t))
+	}
+	in, err := n.fsys.ns.Get(n.ino())
+	if err != nil {
+		return n.fsys.toErrno("truncate", n, err)
+	}
+	n.w = n.fsys.data.NewWriter(in)
+	defer func() { n.w.Close(); n.w = nil }()
+	if err := n.w.Truncate(size, t); err != nil {
+		return n.fsys.toErrno("truncate", n, err)
+	}
+	return n.commitLocked("truncate")
+}
+
+// forget handles a name that went away: the inode is purged now, or at the
+// last release if it is open.
+func (n *Node) forget(ch *gofs.Inode, in index.Inode) syscall.Errno {
+	if in.Nlink > 0 || in.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		return 0
+	}
+	if ch != nil {
+		if cn, ok := ch.Operations().(*Node); ok {
+			cn.mu.Lock()
+			defer cn.mu.Unlock()
+			if cn.opens > 0 {
+				cn.orphan = true
+				return 0
+			}
+		}
+	}
+	return n.fsys.toErrno("purge", n, n.fsys.ns.Purge(in.Ino))
+}
+
+func (n *Node) Unlink(ctx context.Context, name string) syscall.Errno {
+	if n.fsys.readOnly {
+		return syscall.EROFS
+	}
+	ch := n.GetChild(name)
+	in, err := n.fsys.ns.Unlink(n.ino(), name, now())
+	if err != nil {
+		return n.fsys.toErrno("unlink", n, err)
+	}
+	return n.forget(ch, in)
+}
+
+func (n *Node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if n.fsys.readOnly {
+		return syscall.EROFS
+	}
+	return n.fsys.toErrno("rmdir", n, n.fsys.ns.Rmdir(n.ino(), name, now()))
+}
+
+func (n *Node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if n.fsys.readOnly {
+		return syscall.EROFS
+	}
+	const renameNoReplace, renameExchange = 1, 2
+	if flags&renameExchange != 0 {
+		return syscall.ENOTSUP
+	}
+	np := newParent.EmbeddedInode()
+	ch := np.GetChild(newName)
+	replaced, err := n.fsys.ns.Rename(n.ino(), name, np.StableAttr().Ino, newName, flags&renameNoReplace != 0, now())
+	if err != nil {
+		return n.fsys.toErrno("rename", n, err)
+	}
+	if replaced.Ino != 0 {
+		return n.forget(ch, replaced)
+	}
+	return 0
+}
+
+func (n *Node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	var st syscall.Statfs_t
+	if n.fsys.statfsOf == "" || syscall.Statfs(n.fsys.statfsOf, &st) != nil {
+		return 0
+	}
+	out.FromStatfsT(&st)
+	out.NameLen = 255
+	return 0
+}
