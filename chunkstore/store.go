@@ -300,6 +300,7 @@ func (s *Store) Delete(b *pebble.Batch, id ID) error {
 type Info struct {
 	ID     ID
 	Stored int // bytes of the encoded value
+	Plain  int // bytes of plain content; set by Verify only
 }
 
 // Walk calls fn for every stored chunk in ID order, without reading values.
@@ -342,7 +343,10 @@ func (s *Store) Verify(fn func(Info, error) error) error {
 			return err
 		}
 		inf.Stored = len(v)
-		_, verr := verify(buf[:0], inf.ID, v)
+		plain, verr := verify(buf[:0], inf.ID, v)
+		if verr == nil {
+			inf.Plain, buf = len(plain), plain
+		}
 		if err := fn(inf, verr); err != nil {
 			return err
 		}

@@ -46,7 +46,12 @@ func MountStore(storeDir, mnt string, mc MountConfig) (*Mounted, error) {
 	if err != nil {
 		return nil, err
 	}
-	x, err := index.Open(cs.DB(), now(), uint32(os.Getuid()), uint32(os.Getgid()))
+	var x *index.Index
+	if mc.ReadOnly {
+		x, err = index.OpenReadOnly(cs.DB())
+	} else {
+		x, err = index.Open(cs.DB(), now(), uint32(os.Getuid()), uint32(os.Getgid()))
+	}
 	if err != nil {
 		cs.Close()
 		return nil, err

@@ -36,6 +36,15 @@ type Index struct {
 
 var noSync = pebble.NoSync
 
+// OpenReadOnly opens the index of a read-only database: no root is created
+// and no recovery runs.
+func OpenReadOnly(db *pebble.DB) (*Index, error) {
+	if _, err := (&Index{db: db}).Get(RootIno); err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	return &Index{db: db}, nil
+}
+
 // Open opens the index in db, creating the root directory on first use, and
 // finishes what a crash interrupted: staged content versions that were never
 // committed and orphaned inodes (unlinked while open) are deleted.
@@ -400,4 +409,42 @@ func (x *Index) Update(ino uint64, fn func(*Inode) error) (Inode, error) {
 	b := x.db.NewBatch()
 	x.putInode(b, &in)
 	return in, b.Commit(noSync)
+}
+
+// WalkInodes calls fn for every inode in inode-number order.
+func (x *Index) WalkInodes(fn func(Inode) error) error {
+	return x.scan([]byte{prefixInode}, func(k, v []byte) error {
+		if len(k) != 9 {
+			return fmt.Errorf("%w: inode key %x", ErrCorrupt, k)
+		}
+		in, err := decodeInode(binary.BigEndian.Uint64(k[1:]), v)
+		if err != nil {
+			return err
+		}
+		return fn(in)
+	})
+}
+
+// WalkDirents calls fn for every directory entry with its parent.
+func (x *Index) WalkDirents(fn func(parent uint64, d Dirent) error) error {
+	return x.scan([]byte{prefixDirent}, func(k, v []byte) error {
+		if len(k) < 10 {
+			return fmt.Errorf("%w: dirent key %x", ErrCorrupt, k)
+		}
+		d, err := decodeDirent(string(k[9:]), v)
+		if err != nil {
+			return err
+		}
+		return fn(binary.BigEndian.Uint64(k[1:]), d)
+	})
+}
+
+// StagedVersions calls fn for every staged (uncommitted) version.
+func (x *Index) StagedVersions(fn func(ino, ver uint64) error) error {
+	return x.scan([]byte{prefixStaging}, func(k, _ []byte) error {
+		if len(k) != 17 {
+			return fmt.Errorf("%w: staging key %x", ErrCorrupt, k)
+		}
+		return fn(binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(k[9:]))
+	})
 }

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/gc"
+	"github.com/ckptfs/ckptfs/index"
+)
+
+type fsckOptions struct{ json bool }
+
+func runFsckCmd(args []string) error {
+	var o fsckOptions
+	fs := newFlags("fsck")
+	fs.BoolVar(&o.json, "json", false, "print JSON")
+	pos, err := parse(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	return runFsck(os.Stdout, o, pos[0])
+}
+
+func runFsck(w io.Writer, o fsckOptions, store string) error {
+	var r gc.FsckReport
+	err := withStore(store, "/fsck", &r, func(cs *chunkstore.Store, x *index.Index) error {
+		rep, err := gc.Fsck(cs, x)
+		if rep != nil {
+			r = *rep
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if o.json {
+		if err := json.NewEncoder(w).Encode(r); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(w, "checked %d files, %d extents, %d chunks (%s re-hashed)\n", r.Files, r.Extents, r.Chunks, bytesStr(r.ChunkBytes))
+		fmt.Fprintf(w, "unreferenced chunks: %d\n", r.Unreferenced)
+		for _, p := range r.Problems {
+			fmt.Fprintf(w, "PROBLEM %s ino=%d offset=%d chunk=%s: %s\n", p.Kind, p.Ino, p.Offset, p.Chunk, p.Detail)
+		}
+		if r.OK() {
+			fmt.Fprintln(w, "no problems found")
+		}
+	}
+	if !r.OK() {
+		return fail(exitProblems, "fsck: %d problems found", len(r.Problems))
+	}
+	return nil
+}

@@ -1,0 +1,125 @@
+// Command ckptfs mounts and inspects ckptfs stores.
+//
+//	ckptfs mount STORE MOUNTPOINT   mount a store (foreground)
+//	ckptfs stats STORE              what the store holds
+//	ckptfs fsck STORE               re-hash every chunk, check every file
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// Exit codes. Scripts may rely on them.
+const (
+	exitOK         = 0
+	exitError      = 1 // anything not listed below
+	exitUsage      = 2 // bad command line
+	exitNoFUSE     = 3 // /dev/fuse missing or unusable
+	exitMountpoint = 4 // mountpoint missing, not a directory, or busy
+	exitStore      = 5 // not a ckptfs store, or a store of another format version
+	exitLocked     = 6 // store is in use by another process (and no daemon answers)
+	exitProblems   = 7 // fsck found problems
+)
+
+// exitErr is an error with an exit code.
+type exitErr struct {
+	code int
+	err  error
+}
+
+func (e *exitErr) Error() string { return e.err.Error() }
+func (e *exitErr) Unwrap() error { return e.err }
+
+func fail(code int, format string, a ...any) error {
+	return &exitErr{code, fmt.Errorf(format, a...)}
+}
+
+type command struct {
+	name, args, summary string
+	run                 func(args []string) error
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"mount", "[flags] STORE MOUNTPOINT", "mount STORE at MOUNTPOINT in the foreground (creates STORE on first use)", runMountCmd},
+		{"stats", "[--json] STORE", "logical bytes, stored bytes, chunks, dedup ratio", runStatsCmd},
+		{"fsck", "[--json] STORE", "re-hash every chunk and check every file's chunk list", runFsckCmd},
+	}
+}
+
+func usage() string {
+	var b strings.Builder
+	b.WriteString("usage: ckptfs COMMAND [flags] ARGS\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-6s %-26s %s\n", c.name, c.args, c.summary)
+	}
+	b.WriteString("\nRun 'ckptfs COMMAND --help' for a command's flags.\n")
+	return b.String()
+}
+
+// newFlags returns a flag set that reports errors instead of exiting.
+func newFlags(cmd string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(cmd, pflag.ContinueOnError)
+	fs.SortFlags = false
+	return fs
+}
+
+// parse parses args and checks the number of positional arguments.
+func parse(fs *pflag.FlagSet, args []string, want int) ([]string, error) {
+	for _, c := range commands {
+		if c.name == fs.Name() {
+			fs.Usage = func() {
+				fmt.Fprintf(os.Stderr, "usage: ckptfs %s %s\n\n%s.\n\nflags:\n%s", c.name, c.args, c.summary, fs.FlagUsages())
+			}
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil, &exitErr{exitOK, err}
+		}
+		return nil, fail(exitUsage, "%s: %v", fs.Name(), err)
+	}
+	if fs.NArg() != want {
+		return nil, fail(exitUsage, "%s: want %d arguments, got %d (see 'ckptfs %s --help')", fs.Name(), want, fs.NArg(), fs.Name())
+	}
+	return fs.Args(), nil
+}
+
+func run(args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Print(usage())
+		if len(args) == 0 {
+			return &exitErr{exitUsage, errors.New("")}
+		}
+		return nil
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return c.run(args[1:])
+		}
+	}
+	return fail(exitUsage, "unknown command %q\n%s", args[0], usage())
+}
+
+func main() {
+	err := run(os.Args[1:])
+	if err == nil {
+		os.Exit(exitOK)
+	}
+	code := exitError
+	var ee *exitErr
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	if msg := err.Error(); msg != "" && code != exitOK {
+		fmt.Fprintln(os.Stderr, "ckptfs: "+msg)
+	}
+	os.Exit(code)
+}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/fs"
+)
+
+type mountOptions struct {
+	allowOther, readOnly, debug bool
+	codec                       string
+}
+
+func runMountCmd(args []string) error {
+	var o mountOptions
+	f := newFlags("mount")
+	f.BoolVar(&o.allowOther, "allow-other", false, "let other users use the mount (the kernel still checks permission bits)")
+	f.BoolVar(&o.readOnly, "read-only", false, "mount read-only")
+	f.BoolVar(&o.debug, "debug", false, "log every FUSE request")
+	f.StringVar(&o.codec, "codec", "s2", "compression of new chunks: s2, zstd or raw")
+	pos, err := parse(f, args, 2)
+	if err != nil {
+		return err
+	}
+	return runMount(o, pos[0], pos[1])
+}
+
+func runMount(o mountOptions, store, mnt string) error {
+	codec, err := chunkstore.ParseCodec(o.codec)
+	if err != nil {
+		return fail(exitUsage, "mount: --codec: %v", err)
+	}
+	if err := checkFUSE(); err != nil {
+		return err
+	}
+	absStore, _ := filepath.Abs(store)
+	absMnt, err := checkMountpoint(mnt)
+	if err != nil {
+		return err
+	}
+	if absStore == absMnt || strings.HasPrefix(absStore, absMnt+"/") {
+		return fail(exitUsage, "mount: the store %s must not be inside the mountpoint %s", store, mnt)
+	}
+	logger := log.New(os.Stderr, "ckptfs: ", log.LstdFlags)
+	so := chunkstore.DefaultOptions()
+	so.Codec = codec
+	m, err := fs.MountStore(absStore, absMnt, fs.MountConfig{
+		ReadOnly: o.readOnly, AllowOther: o.allowOther, Debug: o.debug, Store: so,
+		Config: fs.Config{Logger: logger},
+	})
+	if err != nil {
+		if errors.Is(err, chunkstore.ErrLocked) {
+			return fail(exitLocked, "mount: %v (is it mounted already?)", err)
+		}
+		if e := storeErr(err); e != err {
+			return e
+		}
+		return fail(exitError, "mount %s: %v", mnt, err)
+	}
+	ctl, err := serveControl(absStore, m.Store, m.Index)
+	if err != nil {
+		m.Unmount()
+		return err
+	}
+	defer ctl.Close()
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		for s := range sigs {
+			if err := m.Server.Unmount(); err != nil {
+				logger.Printf("%v: cannot unmount %s (%v); close the files open there and retry, or 'umount -l %s'", s, mnt, err, mnt)
+			}
+		}
+	}()
+	fmt.Printf("ckptfs: ready: %s mounted at %s (pid %d); Ctrl-C or 'umount %s' unmounts\n", store, mnt, os.Getpid(), mnt)
+	err = m.Wait()
+	signal.Stop(sigs)
+	if err != nil {
+		return fmt.Errorf("closing store: %w", err)
+	}
+	fmt.Printf("ckptfs: unmounted %s\n", mnt)
+	return nil
+}
+
+func checkFUSE() error {
+	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	if err != nil {
+		return fail(exitNoFUSE, "mount: cannot use /dev/fuse (%v): is the fuse module loaded, and is /dev/fuse passed into this container?", errors.Unwrap(err))
+	}
+	f.Close()
+	if os.Geteuid() != 0 {
+		if _, err := exec.LookPath("fusermount3"); err != nil {
+			if _, err2 := exec.LookPath("fusermount"); err2 != nil {
+				return fail(exitNoFUSE, "mount: not root and no fusermount3 in PATH (install the fuse3 package)")
+			}
+		}
+	}
+	return nil
+}
+
+// checkMountpoint returns the absolute mountpoint after checking that it is
+// a directory and not already a mount point.
+func checkMountpoint(mnt string) (string, error) {
+	abs, err := filepath.Abs(mnt)
+	if err != nil {
+		return "", fail(exitMountpoint, "mount: %v", err)
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return "", fail(exitMountpoint, "mount: mountpoint %s: %v", mnt, errors.Unwrap(err))
+	}
+	if !st.IsDir() {
+		return "", fail(exitMountpoint, "mount: mountpoint %s is not a directory", mnt)
+	}
+	if busy, err := isMountPoint(abs); err == nil && busy {
+		return "", fail(exitMountpoint, "mount: %s is busy: something is mounted there already", mnt)
+	}
+	return abs, nil
+}
+
+func isMountPoint(abs string) (bool, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && unescapeMount(fields[4]) == abs {
+			return true, nil
+		}
+	}
+	return false, sc.Err()
+}
+
+// unescapeMount undoes the octal escapes of /proc/self/mountinfo.
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var c byte
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &c); err == nil {
+				b.WriteByte(c)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"errors"
+	"os"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/index"
+)
+
+// storeErr gives store-opening errors their exit code.
+func storeErr(err error) error {
+	switch {
+	case errors.Is(err, chunkstore.ErrLocked):
+		return &exitErr{exitLocked, err}
+	case errors.Is(err, chunkstore.ErrFormat), errors.Is(err, chunkstore.ErrNotStore), errors.Is(err, index.ErrNotFound):
+		return &exitErr{exitStore, err}
+	}
+	return err
+}
+
+// openOffline opens an unmounted store read-only, for stats and fsck.
+func openOffline(dir string) (*chunkstore.Store, *index.Index, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return nil, nil, fail(exitStore, "%s: %v", dir, errors.Unwrap(err))
+	}
+	o := chunkstore.DefaultOptions()
+	o.ReadOnly = true
+	cs, err := chunkstore.Open(dir, o)
+	if err != nil {
+		return nil, nil, storeErr(err)
+	}
+	x, err := index.OpenReadOnly(cs.DB())
+	if err != nil {
+		cs.Close()
+		return nil, nil, storeErr(err)
+	}
+	return cs, x, nil
+}

@@ -1,0 +1,168 @@
+// Package gc accounts for and checks a store as a whole: what it holds
+// (Stats), whether every file's chunks are there and intact (Fsck), and,
+// later, which chunks nobody references. It reads the index and the chunk
+// store and owns no keys of its own.
+package gc
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/index"
+)
+
+// Stats is a store's accounting.
+type Stats struct {
+	Files        int64   `json:"files"`
+	Dirs         int64   `json:"dirs"`
+	Symlinks     int64   `json:"symlinks"`
+	LogicalBytes int64   `json:"logical_bytes"` // sum of file sizes
+	Chunks       int64   `json:"chunks"`
+	StoredBytes  int64   `json:"stored_bytes"` // sum of encoded chunk sizes
+	DiskBytes    int64   `json:"disk_bytes"`   // Pebble's files on disk
+	DedupRatio   float64 `json:"dedup_ratio"`  // logical / stored
+}
+
+// ComputeStats walks the index and the chunk keys (not their values).
+func ComputeStats(cs *chunkstore.Store, x *index.Index) (Stats, error) {
+	var s Stats
+	err := x.WalkInodes(func(in index.Inode) error {
+		switch in.Mode & syscall.S_IFMT {
+		case syscall.S_IFREG:
+			s.Files++
+			s.LogicalBytes += in.Size
+		case syscall.S_IFDIR:
+			s.Dirs++
+		case syscall.S_IFLNK:
+			s.Symlinks++
+		}
+		return nil
+	})
+	if err != nil {
+		return s, err
+	}
+	err = cs.Walk(func(i chunkstore.Info) error {
+		s.Chunks++
+		s.StoredBytes += int64(i.Stored)
+		return nil
+	})
+	s.DiskBytes = int64(cs.DiskUsage())
+	if s.StoredBytes > 0 {
+		s.DedupRatio = float64(s.LogicalBytes) / float64(s.StoredBytes)
+	}
+	return s, err
+}
+
+// Problem is one thing fsck found wrong.
+type Problem struct {
+	Kind   string `json:"kind"` // corrupt-chunk, missing-chunk, bad-extent, dangling-dirent, index
+	Ino    uint64 `json:"ino,omitempty"`
+	Offset int64  `json:"offset,omitempty"`
+	Chunk  string `json:"chunk,omitempty"`
+	Detail string `json:"detail"`
+}
+
+// FsckReport is what Fsck found.
+type FsckReport struct {
+	Chunks       int64     `json:"chunks"`
+	ChunkBytes   int64     `json:"chunk_bytes"` // plain bytes re-hashed
+	Files        int64     `json:"files"`
+	Extents      int64     `json:"extents"`
+	Unreferenced int64     `json:"unreferenced_chunks"`
+	Problems     []Problem `json:"problems"`
+}
+
+// OK reports whether the store is consistent. Unreferenced chunks are not a
+// problem: they are what a crash or a deleted file leaves for gc.
+func (r *FsckReport) OK() bool { return len(r.Problems) == 0 }
+
+const maxProblems = 1000
+
+func (r *FsckReport) add(p Problem) {
+	if len(r.Problems) < maxProblems {
+		r.Problems = append(r.Problems, p)
+	}
+}
+
+// Fsck checks every file's committed extents (ordered, non-overlapping,
+// naming chunks that exist and are long enough) and every directory entry,
+// then re-hashes every chunk. References are collected before chunks are
+// read, so a store being written meanwhile shows no false missing chunk:
+// chunks are always written before the extents that name them.
+func Fsck(cs *chunkstore.Store, x *index.Index) (*FsckReport, error) {
+	r := &FsckReport{Problems: []Problem{}}
+	type need struct {
+		ino int64
+		off int64
+		end int64 // ChunkOff+Len: the chunk must be at least this long
+	}
+	refs := map[chunkstore.ID]need{}
+	inodes := map[uint64]uint32{}
+	err := x.WalkInodes(func(in index.Inode) error {
+		inodes[in.Ino] = in.Mode
+		if in.Mode&syscall.S_IFMT != syscall.S_IFREG {
+			return nil
+		}
+		r.Files++
+		prevEnd := int64(0)
+		return x.WalkExtents(in.Ino, in.Ver, func(e index.Extent) error {
+			r.Extents++
+			if e.Off < prevEnd {
+				r.add(Problem{Kind: "bad-extent", Ino: in.Ino, Offset: e.Off, Chunk: e.ID.String(), Detail: "overlaps the previous extent"})
+			}
+			prevEnd = e.End()
+			if e.Off >= in.Size {
+				return nil // left past the size by a crash; never read
+			}
+			if n := refs[e.ID]; n.end < e.ChunkOff+e.Len {
+				refs[e.ID] = need{int64(in.Ino), e.Off, e.ChunkOff + e.Len}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return r, fmt.Errorf("walking files: %w", err)
+	}
+	err = x.WalkDirents(func(parent uint64, d index.Dirent) error {
+		if mode, ok := inodes[parent]; !ok || mode&syscall.S_IFMT != syscall.S_IFDIR {
+			r.add(Problem{Kind: "dangling-dirent", Ino: parent, Detail: fmt.Sprintf("entry %q in a parent that is not a directory", d.Name)})
+		}
+		if _, ok := inodes[d.Ino]; !ok {
+			r.add(Problem{Kind: "dangling-dirent", Ino: parent, Detail: fmt.Sprintf("entry %q names missing inode %d", d.Name, d.Ino)})
+		}
+		return nil
+	})
+	if err != nil {
+		return r, fmt.Errorf("walking directories: %w", err)
+	}
+	seen := map[chunkstore.ID]bool{}
+	err = cs.Verify(func(i chunkstore.Info, verr error) error {
+		r.Chunks++
+		n, referenced := refs[i.ID]
+		if !referenced {
+			r.Unreferenced++
+		}
+		seen[i.ID] = true
+		if verr != nil {
+			r.add(Problem{Kind: "corrupt-chunk", Chunk: i.ID.String(), Ino: uint64(n.ino), Offset: n.off, Detail: verr.Error()})
+			return nil
+		}
+		r.ChunkBytes += int64(i.Plain)
+		if referenced && int64(i.Plain) < n.end {
+			r.add(Problem{Kind: "bad-extent", Ino: uint64(n.ino), Offset: n.off, Chunk: i.ID.String(),
+				Detail: fmt.Sprintf("extent needs %d bytes of a %d-byte chunk", n.end, i.Plain)})
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, chunkstore.ErrCorrupt) {
+		return r, fmt.Errorf("verifying chunks: %w", err)
+	}
+	for id, n := range refs {
+		if !seen[id] {
+			r.add(Problem{Kind: "missing-chunk", Ino: uint64(n.ino), Offset: n.off, Chunk: id.String(), Detail: "referenced chunk is not in the store"})
+		}
+	}
+	return r, nil
+}
