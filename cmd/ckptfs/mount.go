@@ -93,13 +93,21 @@ func runMount(o mountOptions, store, mnt string) error {
 	return nil
 }
 
+// checkFUSE checks what mounting needs: root opens /dev/fuse itself;
+// other users go through the setuid fusermount3, which opens it for them.
 func checkFUSE() error {
-	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
-	if err != nil {
-		return fail(exitNoFUSE, "mount: cannot use /dev/fuse (%v): is the fuse module loaded, and is /dev/fuse passed into this container?", errors.Unwrap(err))
-	}
-	f.Close()
-	if os.Geteuid() != 0 {
+	if os.Geteuid() == 0 {
+		f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+		if err != nil {
+			return fail(exitNoFUSE, "mount: cannot use /dev/fuse (%v): is the fuse module loaded, and is /dev/fuse passed into this container?", errors.Unwrap(err))
+		}
+		f.Close()
+	} else {
+		f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+		if err != nil {
+			return fail(exitNoFUSE, "mount: cannot use /dev/fuse as uid %d (%v): it should be mode 0666, as Debian's udev rule sets it", os.Geteuid(), errors.Unwrap(err))
+		}
+		f.Close()
 		if _, err := exec.LookPath("fusermount3"); err != nil {
 			if _, err2 := exec.LookPath("fusermount"); err2 != nil {
 				return fail(exitNoFUSE, "mount: not root and no fusermount3 in PATH (install the fuse3 package)")

@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestNonRootMount mounts as an unprivileged user through fusermount3 and
+// checks that a file written there reads back, and that --allow-other is
+// refused by fusermount3 unless /etc/fuse.conf allows it (kernel permission
+// checks stay on either way).
+func TestNonRootMount(t *testing.T) {
+	requireFUSE(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch to an unprivileged user")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("no setpriv")
+	}
+	if _, err := exec.LookPath("fusermount3"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("fusermount3 is required in CI (package fuse3)")
+		}
+		t.Skip("no fusermount3")
+	}
+	if st, err := os.Stat("/dev/fuse"); err == nil && st.Mode().Perm()&0o006 != 0o006 {
+		// fusermount3 opens /dev/fuse as the calling user; Debian's udev
+		// rule makes it 0666, containers often leave it 0600.
+		msg := "/dev/fuse is " + st.Mode().Perm().String() + ", not 0666: non-root mounts cannot work (.ci/run sets 0666)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	const uid = 65534
+	base, err := os.MkdirTemp("", "ckptfs-nonroot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	os.Chmod(base, 0o755)
+	os.Chmod(filepath.Dir(bin), 0o755)
+	store, mnt := filepath.Join(base, "store"), filepath.Join(base, "mnt")
+	for _, d := range []string{store, mnt} {
+		os.Mkdir(d, 0o700)
+		os.Chown(d, uid, uid)
+	}
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", bin, "mount", store, mnt)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Env = append(os.Environ(), "HOME=/")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("non-root daemon exit: %v\n%s", err, out.String())
+			}
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("non-root daemon did not exit")
+		}
+		if mounted(mnt) {
+			exec.Command("umount", "-l", mnt).Run()
+			t.Errorf("mount left behind")
+		}
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(out.String(), "ready:") {
+		if time.Now().After(deadline) {
+			t.Fatalf("non-root mount not ready:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	w := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c",
+		"head -c 3000000 /dev/urandom > "+mnt+"/f && cmp "+mnt+"/f "+mnt+"/f && stat -c %U "+mnt+"/f")
+	o, err := w.CombinedOutput()
+	if err != nil || !strings.Contains(string(o), "nobody") {
+		t.Fatalf("write as non-root: %v\n%s", err, o)
+	}
+}
