@@ -71,13 +71,12 @@ func encodeValue(dst []byte, c Codec, plain []byte) []byte {
 			return dst[:hdr+len(out)]
 		}
 	case CodecZstd:
-		out := zenc.EncodeAll(plain, dst[hdr:hdr])
-		if len(out) < len(plain)-len(plain)/16 {
-			dst = dst[:hdr+len(out)]
-			dst[0] = byte(CodecZstd)
-			return dst
+		out := zenc.EncodeAll(plain, dst[:hdr]) // appends after the header
+		if len(out)-hdr < len(plain)-len(plain)/16 {
+			out[0] = byte(CodecZstd)
+			return out
 		}
-		dst = dst[:hdr]
+		dst = out[:hdr]
 	}
 	return append(dst[:hdr], plain...)
 }

@@ -76,7 +76,7 @@ type Inode struct {
 	// Ver is the content version whose extents are the file's committed
 	// content. Writers stage new content under another version.
 	Ver                 uint64
-	Atime, Mtime, Ctime int64 // nanoseconds since the Unix epoch
+	Atime, Mtime, Ctime int64  // nanoseconds since the Unix epoch
 	Target              string // symlink target
 }
 
