@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -53,7 +54,7 @@ func TestNonRootMount(t *testing.T) {
 		os.Chown(d, uid, uid)
 	}
 	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", bin, "mount", store, mnt)
-	var out bytes.Buffer
+	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.Env = append(os.Environ(), "HOME=/")
 	if err := cmd.Start(); err != nil {
@@ -90,4 +91,22 @@ func TestNonRootMount(t *testing.T) {
 	if err != nil || !strings.Contains(string(o), "nobody") {
 		t.Fatalf("write as non-root: %v\n%s", err, o)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for exec's copying goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/fs/content"
+	"github.com/ckptfs/ckptfs/gc"
+	"github.com/ckptfs/ckptfs/index"
+	"github.com/ckptfs/ckptfs/test/memimage"
+)
+
+// makeStore writes two files with the same content into a new on-disk store
+// and returns its directory and the chunk IDs the files use.
+func makeStore(t *testing.T) (string, []chunkstore.ID) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "store")
+	cs, err := chunkstore.Open(dir, chunkstore.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := index.Open(cs.DB(), 1, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := content.New(cs.DB(), cs, x, content.DefaultConfig())
+	img := memimage.Image{Seed: 5, Pages: 1024, Mix: memimage.DefaultMix}.Bytes()
+	for _, name := range []string{"a", "b"} {
+		in, err := x.Create(index.RootIno, name, index.Inode{Mode: syscall.S_IFREG | 0o644})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := data.NewWriter(in)
+		if err := w.WriteAt(img, 0, 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+	}
+	var ids []chunkstore.ID
+	cs.Walk(func(i chunkstore.Info) error { ids = append(ids, i.ID); return nil })
+	data.Close()
+	if err := cs.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir, ids
+}
+
+func TestStats(t *testing.T) {
+	dir, ids := makeStore(t)
+	var out bytes.Buffer
+	if err := runStats(&out, statsOptions{json: true}, dir); err != nil {
+		t.Fatal(err)
+	}
+	var s gc.Stats
+	if err := json.Unmarshal(out.Bytes(), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Files != 2 || s.LogicalBytes != 2*1024*4096 || s.Chunks != int64(len(ids)) || s.DedupRatio < 2 {
+		t.Fatalf("stats: %+v", s)
+	}
+	out.Reset()
+	if err := runStats(&out, statsOptions{}, dir); err != nil || !strings.Contains(out.String(), "dedup ratio") {
+		t.Fatalf("text stats: %v\n%s", err, out.String())
+	}
+}
+
+func TestFsckFindsDamage(t *testing.T) {
+	dir, ids := makeStore(t)
+	var out bytes.Buffer
+	if err := runFsck(&out, fsckOptions{}, dir); err != nil || !strings.Contains(out.String(), "no problems found") {
+		t.Fatalf("clean store: %v\n%s", err, out.String())
+	}
+	// Damage the store behind its back: one chunk's bytes replaced, another
+	// chunk deleted.
+	db, err := pebble.Open(dir, &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(id chunkstore.ID) []byte { return append([]byte{chunkstore.PrefixChunk}, id[:]...) }
+	db.Set(key(ids[0]), []byte{0, 5, 'h', 'e', 'l', 'l', 'o'}, pebble.Sync)
+	db.Delete(key(ids[1]), pebble.Sync)
+	db.Close()
+
+	out.Reset()
+	err = runFsck(&out, fsckOptions{}, dir)
+	var ee *exitErr
+	if !errors.As(err, &ee) || ee.code != exitProblems {
+		t.Fatalf("fsck of a damaged store: %v, want exit %d", err, exitProblems)
+	}
+	for _, want := range []string{"corrupt-chunk", ids[0].String(), "missing-chunk", ids[1].String()} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("fsck output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"nope"}, {"stats"}, {"stats", "a", "b"}, {"fsck", "--bogus", "x"}, {"mount", "x"}} {
+		err := run(args)
+		var ee *exitErr
+		if !errors.As(err, &ee) || ee.code != exitUsage {
+			t.Errorf("%v: %v, want usage error", args, err)
+		}
+	}
+}
