@@ -35,8 +35,10 @@ fuzz:
 # filesystem in the same run, and peak daemon RSS. See README.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench | tee bench.out
-	$(GO) test -run '^TestPeakRSS$$' -v -count=1 -timeout 30m ./test/bench | tee -a bench.out
-	$(GO) test -run '^$$' -bench 'Codec' -benchtime 3x ./chunkstore | tee -a bench.out
+	CKPTFS_BENCH=1 $(GO) test -run '^TestPeakRSS$$' -v -count=1 -timeout 30m ./test/bench | tee -a bench.out
+	$(GO) test -run '^$$' -bench 'Codec|ValueSeparation' -benchtime 1x ./chunkstore | tee -a bench.out
+	$(GO) test -run '^$$' -bench 'Engine' -benchtime 3x ./fs/content | tee -a bench.out
+	CKPTFS_MEASURE=1 $(GO) test -run '^TestChunkParams$$' -v -count=1 ./fs/content | tee -a bench.out
 
 lint:
 	$(GO) vet ./...

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	lru "github.com/hashicorp/golang-lru/v2"
 )
@@ -123,6 +124,9 @@ func Open(dir string, o Options) (*Store, error) {
 			}
 		}
 	}
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
 	// Chunk payloads are compressed by us; Pebble's own block compression
 	// would only spend CPU on them.
 	po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
@@ -214,15 +218,17 @@ func chunkKey(id ID) []byte {
 	return k
 }
 
-// Has reports whether the chunk is stored. It does not read the chunk's value.
+// Has reports whether the chunk is stored. A point lookup: the bloom
+// filters answer for absent chunks without reading tables.
 func (s *Store) Has(id ID) (bool, error) {
-	k := chunkKey(id)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: k, UpperBound: append(k, 0)})
+	_, closer, err := s.db.Get(chunkKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
 	if err != nil {
 		return false, err
 	}
-	ok := it.First()
-	return ok, it.Close()
+	return true, closer.Close()
 }
 
 // Put adds data as a chunk to batch b unless it is already stored, and
@@ -237,30 +243,38 @@ func (s *Store) Put(b *pebble.Batch, data []byte) (ID, int, error) {
 
 // PutID is Put for a caller that already computed id = Sum(data).
 func (s *Store) PutID(b *pebble.Batch, id ID, data []byte) (int, error) {
+	v, err := s.Prepare(nil, id, data)
+	if err != nil || v == nil {
+		return 0, err
+	}
+	return len(v), s.SetPrepared(b, id, v)
+}
+
+// Prepare is the part of PutID that needs no batch, so that it can run
+// concurrently with other work: it returns the encoded value of data
+// (appended to dst) or nil if the chunk is stored already or was prepared
+// before. The caller passes a non-nil value to SetPrepared.
+func (s *Store) Prepare(dst []byte, id ID, data []byte) ([]byte, error) {
 	if len(data) > MaxChunkSize {
-		return 0, fmt.Errorf("chunk of %d bytes exceeds the maximum %d", len(data), MaxChunkSize)
+		return nil, fmt.Errorf("chunk of %d bytes exceeds the maximum %d", len(data), MaxChunkSize)
 	}
 	if s.recent.Contains(id) {
-		return 0, nil
+		return nil, nil
 	}
 	ok, err := s.Has(id)
 	if err != nil {
-		return 0, err
-	}
-	if ok {
-		s.recent.Add(id, struct{}{})
-		return 0, nil
-	}
-	bp := bufPool.Get().(*[]byte)
-	v := encodeValue((*bp)[:0], s.codec, data)
-	err = b.Set(chunkKey(id), v, nil) // Set copies v
-	*bp = v[:0]
-	bufPool.Put(bp)
-	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	s.recent.Add(id, struct{}{})
-	return len(v), nil
+	if ok {
+		return nil, nil
+	}
+	return encodeValue(dst, s.codec, data), nil
+}
+
+// SetPrepared adds a value from Prepare to batch b.
+func (s *Store) SetPrepared(b *pebble.Batch, id ID, value []byte) error {
+	return b.Set(chunkKey(id), value, nil) // Set copies value
 }
 
 // Get returns the chunk's plain content appended to dst after checking that

@@ -27,6 +27,10 @@ type Node struct {
 	opens   int             // all handles
 	orphan  bool            // unlinked while open: purge at last release
 	gen     uint64          // changes when committed content changes
+	// committed caches the inode's committed version and size for readers;
+	// valid while committedOK, which commits and truncates clear.
+	committed   index.Inode
+	committedOK bool
 }
 
 var (
@@ -208,6 +212,31 @@ func (n *Node) release(h *handle) syscall.Errno {
 	return errno
 }
 
+// committedInode returns the committed inode and its generation, from the
+// node's cache when valid; ok is false while the file has a writer.
+func (n *Node) committedInode() (index.Inode, uint64, bool, error) {
+	n.mu.RLock()
+	in, gen, valid, writing := n.committed, n.gen, n.committedOK, n.w != nil
+	n.mu.RUnlock()
+	if writing {
+		return in, gen, false, nil
+	}
+	if valid {
+		return in, gen, true, nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.w != nil {
+		return in, gen, false, nil
+	}
+	in, err := n.fsys.ns.Get(n.ino())
+	if err != nil {
+		return in, n.gen, true, err
+	}
+	n.committed, n.committedOK = in, true
+	return in, n.gen, true, nil
+}
+
 // commitLocked makes the writer's content durable and committed.
 func (n *Node) commitLocked(op string) syscall.Errno {
 	if n.w == nil || !n.w.Dirty() {
@@ -217,6 +246,7 @@ func (n *Node) commitLocked(op string) syscall.Errno {
 		return n.fsys.toErrno(op, n, err)
 	}
 	n.gen = n.fsys.data.NewGen()
+	n.committedOK = false
 	return 0
 }
 

@@ -24,7 +24,7 @@ type Params struct {
 // memory-image data with 1% of 4 KiB pages dirtied they keep most of the
 // unchanged bytes deduplicated while keeping per-chunk overhead low. See the
 // README for the figures.
-var DefaultParams = Params{Min: 16 << 10, Max: 128 << 10, AvgBits: 15}
+var DefaultParams = Params{Min: 32 << 10, Max: 128 << 10, AvgBits: 14}
 
 // cutter finds chunk boundaries with restic's chunker. Each call starts at a
 // chunk boundary, exactly as a continuous chunker would after a cut (the

@@ -16,6 +16,8 @@ import (
 // Chunks is what content needs of the chunk store.
 type Chunks interface {
 	PutID(b *pebble.Batch, id chunkstore.ID, data []byte) (int, error)
+	Prepare(dst []byte, id chunkstore.ID, data []byte) ([]byte, error)
+	SetPrepared(b *pebble.Batch, id chunkstore.ID, value []byte) error
 	Get(dst []byte, id chunkstore.ID) ([]byte, error)
 }
 
@@ -52,7 +54,7 @@ type Config struct {
 
 // DefaultConfig is what ckptfs mounts with.
 func DefaultConfig() Config {
-	return Config{Params: DefaultParams, Window: 8 << 20, BatchBytes: 4 << 20, CacheChunks: 256, ReadAhead: 4 << 20}
+	return Config{Params: DefaultParams, Window: 8 << 20, BatchBytes: 4 << 20, CacheChunks: 512, ReadAhead: 8 << 20}
 }
 
 // WriterMemoryBound is the most memory one open file's write state holds:
@@ -61,6 +63,11 @@ func DefaultConfig() Config {
 func (c Config) WriterMemoryBound() int {
 	return 2*c.BatchBytes + int(c.Params.Max) + (1 << 20) + c.Window
 }
+
+// prefetchers is how many chunk reads read-ahead keeps in flight: chunk
+// reads are point reads of blob values, so concurrency is what keeps the
+// disk's queue full.
+const prefetchers = 8
 
 // Store reads and writes file content.
 type Store struct {
@@ -91,7 +98,7 @@ type Stats struct {
 func New(db Batcher, chunks Chunks, ext Extents, cfg Config) *Store {
 	c, _ := lru.New[chunkstore.ID, []byte](max(cfg.CacheChunks, 1))
 	s := &Store{db: db, chunks: chunks, ext: ext, cfg: cfg, cache: c, prefetch: make(chan chunkstore.ID, 256)}
-	for range 2 {
+	for range prefetchers {
 		s.wg.Add(1)
 		go s.prefetcher()
 	}
@@ -218,8 +225,10 @@ func (s *Store) readExtents(c *Cursor, ino, ver, gen uint64, dst []byte, off int
 		n := copy(dst[pos-off:], data[co:e.ChunkOff+e.Len])
 		pos += int64(n)
 	}
-	if off == c.lastEnd && s.cfg.ReadAhead > 0 {
-		s.readAhead(c, end)
+	// Sequential, or nearly: the kernel's own read-ahead sends requests a
+	// little out of order.
+	if d := off - c.lastEnd; d > -(4<<20) && d < 4<<20 && s.cfg.ReadAhead > 0 {
+		s.readAhead(c, max(end, c.lastEnd))
 	}
 	c.lastEnd = end
 	return nil

@@ -27,6 +27,13 @@ import (
 // the cut point, a write far ahead, a truncate) flushes everything and
 // restarts the stream at the new offset; extents then overlay older ones.
 //
+// Overlap: the kernel sends a file's next WRITE only after the reply to the
+// previous one. So a streaming write appends its bytes to buf, hands the
+// uncut bytes to a background job (cut, hash, dedup check, compress) and
+// returns; the next call collects the job's results before anything else
+// touches the writer's state. At most one job is in flight; it only reads
+// buf, and buf is only appended to while it runs.
+//
 // Crash safety: while a write touches bytes below the committed size, the
 // writer works on a staged copy of the extent list (index.Stage), which
 // Commit swaps in atomically; appends past the committed size go to the
@@ -52,7 +59,26 @@ type Writer struct {
 	b                 *pebble.Batch
 	cut               *cutter
 	gen               uint64 // bumped whenever ver's extents change
+	job               *job   // in flight, over buf[cutOff-streamOff:][:len(job.data)]
 	err               error
+}
+
+// job cuts and prepares chunks of a region of the stream in the background.
+type job struct {
+	off      int64
+	data     []byte
+	done     chan struct{}
+	res      []cutResult
+	consumed int
+	err      error
+}
+
+type cutResult struct {
+	off   int64
+	n     int
+	id    chunkstore.ID
+	zero  bool
+	value []byte // encoded chunk, nil for a duplicate
 }
 
 type piece struct {
@@ -86,6 +112,9 @@ func (w *Writer) Dirty() bool { return w.dirty }
 // prepare is called before a mutation that touches bytes at and past from
 // and keeps at most keep bytes of the current content.
 func (w *Writer) prepare(from, keep int64) error {
+	if err := w.collect(); err != nil {
+		return err
+	}
 	w.dirty = true
 	if w.b == nil {
 		w.b = w.s.db.NewBatch()
@@ -148,6 +177,11 @@ func (w *Writer) WriteAt(p []byte, off int64, now int64) error {
 	w.s.stats.BytesWritten.Add(int64(len(p)))
 	end := off + int64(len(p))
 	streamEnd := w.streamOff + int64(len(w.buf))
+	if off != streamEnd || len(w.ahead) > 0 {
+		if err := w.collect(); err != nil {
+			return w.fail(err)
+		}
+	}
 	switch {
 	case off >= w.cutOff && off <= streamEnd && !w.overlapsAhead(off, end):
 		// The stream's next bytes, or a rewrite of bytes not cut yet.
@@ -165,7 +199,91 @@ func (w *Writer) WriteAt(p []byte, off int64, now int64) error {
 		w.buf = append(w.buf[:0], p...)
 	}
 	w.size = max(w.size, end)
+	if err := w.collect(); err != nil {
+		return w.fail(err)
+	}
+	if w.cutOff >= w.stagedEnd && w.cutOff-w.streamOff >= int64(w.s.cfg.BatchBytes) {
+		if err := w.apply(); err != nil {
+			return w.fail(err)
+		}
+	}
+	if w.cutOff >= w.stagedEnd {
+		w.startJob()
+		return nil
+	}
 	return w.fail(w.cutReady())
+}
+
+// startJob hands the uncut bytes to a background job if there is a whole
+// chunk's worth. Only for appends past every staged extent: no overlay.
+func (w *Writer) startJob() {
+	uncut := w.buf[w.cutOff-w.streamOff:]
+	if uint(len(uncut)) < w.s.cfg.Params.Max {
+		return
+	}
+	j := &job{off: w.cutOff, data: uncut[:len(uncut):len(uncut)], done: make(chan struct{})}
+	w.job = j
+	go w.process(j)
+}
+
+// process runs in the background: it reads only j.data and the store.
+func (w *Writer) process(j *job) {
+	defer close(j.done)
+	max := int(w.s.cfg.Params.Max)
+	for len(j.data)-j.consumed >= max {
+		rest := j.data[j.consumed:]
+		n := w.cut.cut(rest)
+		c := rest[:n]
+		r := cutResult{off: j.off + int64(j.consumed), n: n}
+		if chunkstore.IsZero(c) {
+			r.zero = true
+		} else {
+			r.id = chunkstore.Sum(c)
+			r.value, j.err = w.s.chunks.Prepare(nil, r.id, c)
+			if j.err != nil {
+				return
+			}
+		}
+		j.res = append(j.res, r)
+		j.consumed += n
+	}
+}
+
+// collect waits for the job in flight and records its chunks and extents.
+func (w *Writer) collect() error {
+	j := w.job
+	if j == nil {
+		return nil
+	}
+	<-j.done
+	w.job = nil
+	if j.err != nil {
+		return j.err
+	}
+	st := &w.s.stats
+	for _, r := range j.res {
+		w.touch()
+		switch {
+		case r.zero:
+			st.ChunksZero.Add(1)
+			continue
+		case r.value != nil:
+			st.ChunksNew.Add(1)
+			st.StoredBytes.Add(int64(len(r.value)))
+			if err := w.s.chunks.SetPrepared(w.b, r.id, r.value); err != nil {
+				return err
+			}
+		default:
+			st.ChunksDup.Add(1)
+		}
+		e := index.Extent{Off: r.off, Len: int64(r.n), ID: r.id}
+		if err := w.s.ext.AddExtent(w.b, w.ino, w.ver, e); err != nil {
+			return err
+		}
+		w.stagedEnd = max(w.stagedEnd, e.End())
+	}
+	w.cutOff += int64(j.consumed)
+	return nil
 }
 
 func (w *Writer) overlapsAhead(off, end int64) bool {
@@ -279,6 +397,9 @@ func (w *Writer) apply() error {
 // flushAll cuts and stores everything held in memory, including the reorder
 // window, and applies the batch. The stream is then empty.
 func (w *Writer) flushAll() error {
+	if err := w.collect(); err != nil {
+		return err
+	}
 	if err := w.flushStream(); err != nil {
 		return err
 	}
@@ -384,6 +505,7 @@ func (w *Writer) Commit() (index.Inode, error) {
 
 // Close releases the writer's batch. Uncommitted writes are dropped.
 func (w *Writer) Close() {
+	w.collect()
 	if w.b != nil {
 		w.b.Close()
 		w.b = nil

@@ -266,7 +266,7 @@ func FuzzIngest(f *testing.F) {
 
 func ExampleParams_Split() {
 	fmt.Println(len(DefaultParams.Split(make([]byte, 1<<20))))
-	// Output: 64
+	// Output: 32
 }
 
 var _ = rand.N[int]

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,7 +20,13 @@ import (
 	"github.com/ckptfs/ckptfs/test/memimage"
 )
 
-const benchSize = 1 << 30
+// benchSize is 1 GiB; CKPTFS_BENCH_MB overrides it for quick profiling.
+var benchSize = func() int {
+	if mb, err := strconv.Atoi(os.Getenv("CKPTFS_BENCH_MB")); err == nil && mb > 0 {
+		return mb << 20
+	}
+	return 1 << 30
+}()
 
 // target is somewhere to write a file and read it back.
 type target struct {
@@ -30,6 +37,9 @@ type target struct {
 }
 
 func dropCaches() {
+	if os.Getenv("CKPTFS_BENCH_WARM") != "" {
+		return
+	}
 	syscall.Sync()
 	os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
 }
@@ -84,30 +94,76 @@ func writeRead(b *testing.B, t target, name string, data []byte) (wMBs, rMBs flo
 	return mb / w.Seconds(), mb / r.Seconds()
 }
 
+// serve starts a FUSE server process and waits for its ready line; it is
+// stopped with SIGTERM when tb ends.
+func serve(tb testing.TB, cmd *exec.Cmd) {
+	tb.Helper()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() && !strings.Contains(sc.Text(), "ready") {
+	}
+	go io.Copy(io.Discard, stdout)
+	tb.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+}
+
+// targets mounts, each in its own process as in real use, the ckptfs
+// daemon and the no-op FUSE server, next to a plain directory on the same
+// disk.
 func targets(b *testing.B) []target {
 	ckfs.RequireFUSE(b)
-	tmp := b.TempDir() // same disk for the plain file and the store
-	plain := filepath.Join(tmp, "plain")
-	os.Mkdir(plain, 0o755)
-
-	noopDir := filepath.Join(tmp, "noop")
-	os.Mkdir(noopDir, 0o755)
-	ck := (&ckfs.FS{}).MountOptions(false, false)
-	srv, err := gofs.Mount(noopDir, &noopRoot{}, ck)
-	if err != nil {
-		b.Fatal(err)
+	tmp := b.TempDir()
+	for _, d := range []string{"plain", "noop", "mnt"} {
+		os.Mkdir(filepath.Join(tmp, d), 0o755)
 	}
-	m, err := ckfs.MountStore(filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt"), ckfs.MountConfig{})
-	if err != nil {
-		srv.Unmount()
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { srv.Unmount(); m.Unmount() })
+	self, _ := os.Executable()
+	noop := exec.Command(self, "-test.run=^$")
+	noop.Env = append(os.Environ(), "CKPTFS_NOOP_SERVE="+filepath.Join(tmp, "noop"))
+	serve(b, noop)
+	serve(b, exec.Command(ckptfsBin, "mount", filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt")))
 	return []target{
-		{name: "plain", dir: plain, sync: true},
-		{name: "noop-fuse", dir: noopDir},
-		{name: "ckptfs", dir: m.Dir},
+		{name: "plain", dir: filepath.Join(tmp, "plain"), sync: true},
+		{name: "noop-fuse", dir: filepath.Join(tmp, "noop")},
+		{name: "ckptfs", dir: filepath.Join(tmp, "mnt")},
 	}
+}
+
+var ckptfsBin string
+
+// TestMain builds the ckptfs binary, or, with CKPTFS_NOOP_SERVE=DIR, serves
+// the no-op filesystem at DIR until SIGTERM.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("CKPTFS_NOOP_SERVE"); dir != "" {
+		srv, err := gofs.Mount(dir, &noopRoot{}, (&ckfs.FS{}).MountOptions(false, false))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println("ready")
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		<-sig
+		srv.Unmount()
+		os.Exit(0)
+	}
+	dir, err := os.MkdirTemp("", "ckptfs-bench")
+	if err != nil {
+		panic(err)
+	}
+	ckptfsBin = filepath.Join(dir, "ckptfs")
+	if out, err := exec.Command("go", "build", "-o", ckptfsBin, "../../cmd/ckptfs").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // BenchmarkThroughput writes and reads 1 GiB of random data and 1 GiB of
@@ -120,7 +176,7 @@ func BenchmarkThroughput(b *testing.B) {
 	}{
 		{"random", func() []byte { return memimage.Random(benchSize, 1) }},
 		{"memimage", func() []byte {
-			return memimage.Image{Seed: 2, Pages: benchSize / memimage.PageSize, Mix: memimage.DefaultMix}.Bytes()
+			return memimage.Image{Seed: 2, Pages: int64(benchSize / memimage.PageSize), Mix: memimage.DefaultMix}.Bytes()
 		}},
 	}
 	for _, ds := range datasets {
@@ -155,10 +211,7 @@ func TestPeakRSS(t *testing.T) {
 	}
 	ckfs.RequireFUSE(t)
 	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "ckptfs")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/ckptfs").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := ckptfsBin
 	mnt := filepath.Join(tmp, "mnt")
 	os.Mkdir(mnt, 0o755)
 	cmd := exec.Command(bin, "mount", filepath.Join(tmp, "store"), mnt)
@@ -179,21 +232,24 @@ func TestPeakRSS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	buf := memimage.Random(64<<20, 3)
-	start := time.Now()
+	// Fresh random data for every 64 MiB: generating it is not timed.
 	const total = 4 << 30
-	for n := 0; n < total; n += len(buf) {
-		buf[0], buf[1] = byte(n>>26), byte(n>>34) // every 64 MiB differs
+	var el time.Duration
+	for n := 0; n < total; n += 64 << 20 {
+		buf := memimage.Random(64<<20, uint64(n))
+		start := time.Now()
 		for off := 0; off < len(buf); off += 1 << 20 {
 			if _, err := f.Write(buf[off : off+1<<20]); err != nil {
 				t.Fatal(err)
 			}
 		}
+		el += time.Since(start)
 	}
+	start := time.Now()
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	el := time.Since(start)
+	el += time.Since(start)
 	peak := vm(t, cmd.Process.Pid, "VmHWM")
 	t.Logf("daemon RSS idle %d MiB, peak while writing 4 GiB %d MiB (%.1fx idle; target <= 300 MiB); %.0f MB/s",
 		idle>>10, peak>>10, float64(peak)/float64(idle), total/1e6/el.Seconds())
