@@ -118,7 +118,10 @@ func Open(dir string, o Options) (*Store, error) {
 			return pebble.ValueSeparationPolicy{
 				Enabled:               true,
 				MinimumSize:           1024,
-				MaxBlobReferenceDepth: 10,
+				// Chunk keys are hashes: every table overlaps every blob
+				// file, so a small depth makes compactions rewrite chunk
+				// bytes. 1000 measured write-amp 3.0 vs 4.0 at 10 (README).
+				MaxBlobReferenceDepth: 1000,
 				RewriteMinimumAge:     0,
 				TargetGarbageRatio:    0.2,
 			}
