@@ -116,8 +116,8 @@ func Open(dir string, o Options) (*Store, error) {
 	if o.ValueSeparation {
 		po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
 			return pebble.ValueSeparationPolicy{
-				Enabled:               true,
-				MinimumSize:           1024,
+				Enabled:     true,
+				MinimumSize: 1024,
 				// Chunk keys are hashes: every table overlaps every blob
 				// file, so a small depth makes compactions rewrite chunk
 				// bytes. 1000 measured write-amp 3.0 vs 4.0 at 10 (README).
