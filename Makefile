@@ -6,7 +6,7 @@ MNT     ?= var/mnt
 # Fuzz time per target in `make test` (CI runs them briefly).
 FUZZTIME ?= 10s
 
-.PHONY: all build run test test-race fuzz bench lint clean
+.PHONY: all build run test test-race fuzz bench lint clean e2e-xen
 
 all: build
 
@@ -39,6 +39,11 @@ bench:
 	$(GO) test -run '^$$' -bench 'Codec|ValueSeparation' -benchtime 1x ./chunkstore | tee -a bench.out
 	$(GO) test -run '^$$' -bench 'Engine' -benchtime 3x ./fs/content | tee -a bench.out
 	CKPTFS_MEASURE=1 $(GO) test -run '^TestChunkParams$$' -v -count=1 ./fs/content | tee -a bench.out
+
+# Real Xen: stock xl save/restore against a ckptfs mount, Xen booted in QEMU
+# (root; downloads Debian packages; caches in /var/cache/ckptfs-e2e).
+e2e-xen:
+	test/xen/run.sh
 
 lint:
 	$(GO) vet ./...
