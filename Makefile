@@ -30,6 +30,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeExtent$$' -fuzztime $(FUZZTIME) ./index
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeInode$$' -fuzztime $(FUZZTIME) ./index
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeValue$$' -fuzztime $(FUZZTIME) ./chunkstore
+	$(GO) test -run '^$$' -fuzz '^FuzzScanner$$' -fuzztime $(FUZZTIME) ./xen
 
 # Benchmarks: throughput through the mount vs a plain file and a no-op FUSE
 # filesystem in the same run, and peak daemon RSS. See README.
