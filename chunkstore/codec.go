@@ -129,3 +129,7 @@ func growTo(b []byte, n int) []byte {
 	copy(nb, b)
 	return nb
 }
+
+// EncodedLen is the size of data's chunk value under codec c: what storing
+// it as a new chunk costs.
+func EncodedLen(c Codec, data []byte) int { return len(encodeValue(nil, c, data)) }

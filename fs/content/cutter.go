@@ -7,6 +7,8 @@ import (
 	"bytes"
 
 	"github.com/restic/chunker"
+
+	"github.com/ckptfs/ckptfs/xen"
 )
 
 // Pol is the Rabin polynomial of the chunker. Chunk boundaries depend on it,
@@ -58,6 +60,37 @@ func (c *cutter) cut(data []byte) int {
 		return len(data)
 	}
 	return int(ch.Length)
+}
+
+// next returns the length of the chunk that starts at file offset off with
+// data (the uncut bytes from there), or 0 if its end is not certain yet.
+// pages are the known starts of 4096-byte page payloads of an xl save
+// stream, ascending: a page is a chunk of its own, the bytes between pages
+// are cut by content. final says data ends the stream.
+func (c *cutter) next(off int64, data []byte, pages []int64, final bool) int {
+	for len(pages) > 0 && pages[0]+xen.PageSize <= off {
+		pages = pages[1:]
+	}
+	if len(pages) > 0 {
+		s := pages[0]
+		if s <= off { // inside a page payload
+			n := s + xen.PageSize - off
+			if n <= int64(len(data)) {
+				return int(n)
+			}
+			if final {
+				return len(data)
+			}
+			return 0
+		}
+		if s-off <= int64(len(data)) { // meta bytes up to a page: a hard boundary
+			return c.cut(data[:s-off])
+		}
+	}
+	if uint(len(data)) >= c.p.Max || (final && len(data) > 0) {
+		return c.cut(data)
+	}
+	return 0
 }
 
 // Split cuts data, a whole stream, into chunk lengths.

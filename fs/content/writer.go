@@ -8,6 +8,7 @@ import (
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/index"
+	"github.com/ckptfs/ckptfs/xen"
 )
 
 // Writer is the write state of one file while it has writers. It is not safe
@@ -60,13 +61,47 @@ type Writer struct {
 	cut               *cutter
 	gen               uint64 // bumped whenever ver's extents change
 	job               *job   // in flight, over buf[cutOff-streamOff:][:len(job.data)]
+	xen               *xenStream
 	err               error
+}
+
+// xenStream follows an xl save image as it streams in from offset 0, so
+// that every page payload becomes a chunk of its own.
+type xenStream struct {
+	sc    *xen.Scanner
+	pages []int64 // starts of page payloads not yet wholly cut, ascending
+}
+
+// trim drops the pages that end at or before off.
+func (x *xenStream) trim(off int64) {
+	i := 0
+	for i < len(x.pages) && x.pages[i]+xen.PageSize <= off {
+		i++
+	}
+	x.pages = x.pages[i:]
+}
+
+// pageStarts returns the known page starts (nil outside an xl stream).
+func (w *Writer) pageStarts() []int64 {
+	if w.xen == nil {
+		return nil
+	}
+	w.xen.trim(w.cutOff)
+	return w.xen.pages
+}
+
+// feed passes streamed bytes to the xl save scanner, if one follows.
+func (w *Writer) feed(p []byte) {
+	if w.xen != nil {
+		w.xen.sc.Write(p)
+	}
 }
 
 // job cuts and prepares chunks of a region of the stream in the background.
 type job struct {
 	off      int64
 	data     []byte
+	pages    []int64
 	done     chan struct{}
 	res      []cutResult
 	consumed int
@@ -182,10 +217,21 @@ func (w *Writer) WriteAt(p []byte, off int64, now int64) error {
 			return w.fail(err)
 		}
 	}
+	if off == 0 && w.size == 0 && w.stagedEnd == 0 && w.xen == nil {
+		// A new file streaming from its first byte: perhaps an xl save
+		// image. The scanner gives up at once on anything else.
+		x := &xenStream{}
+		x.sc = xen.NewScanner(xen.Handler{Page: func(pg xen.Page) { x.pages = append(x.pages, pg.Off) }})
+		w.xen = x
+	}
 	switch {
 	case off >= w.cutOff && off <= streamEnd && !w.overlapsAhead(off, end):
 		// The stream's next bytes, or a rewrite of bytes not cut yet.
 		n := copy(w.buf[off-w.streamOff:], p)
+		if n > 0 {
+			w.xen = nil // rewritten: the scanner's view no longer holds
+		}
+		w.feed(p[n:])
 		w.buf = append(w.buf, p[n:]...)
 		w.drainAhead()
 	case off > streamEnd && off-streamEnd <= int64(w.s.cfg.Window) &&
@@ -195,6 +241,7 @@ func (w *Writer) WriteAt(p []byte, off int64, now int64) error {
 		if err := w.flushAll(); err != nil {
 			return w.fail(err)
 		}
+		w.xen = nil
 		w.streamOff, w.cutOff = off, off
 		w.buf = append(w.buf[:0], p...)
 	}
@@ -222,6 +269,9 @@ func (w *Writer) startJob() {
 		return
 	}
 	j := &job{off: w.cutOff, data: uncut[:len(uncut):len(uncut)], done: make(chan struct{})}
+	if ps := w.pageStarts(); len(ps) > 0 {
+		j.pages = append([]int64(nil), ps...)
+	}
 	w.job = j
 	go w.process(j)
 }
@@ -229,10 +279,12 @@ func (w *Writer) startJob() {
 // process runs in the background: it reads only j.data and the store.
 func (w *Writer) process(j *job) {
 	defer close(j.done)
-	max := int(w.s.cfg.Params.Max)
-	for len(j.data)-j.consumed >= max {
+	for {
 		rest := j.data[j.consumed:]
-		n := w.cut.cut(rest)
+		n := w.cut.next(j.off+int64(j.consumed), rest, j.pages, false)
+		if n == 0 {
+			return
+		}
 		c := rest[:n]
 		r := cutResult{off: j.off + int64(j.consumed), n: n}
 		if chunkstore.IsZero(c) {
@@ -306,6 +358,7 @@ func (w *Writer) addAhead(off int64, p []byte) {
 // drainAhead moves pieces that now continue the stream into buf.
 func (w *Writer) drainAhead() {
 	for len(w.ahead) > 0 && w.ahead[0].off == w.streamOff+int64(len(w.buf)) {
+		w.feed(w.ahead[0].data)
 		w.buf = append(w.buf, w.ahead[0].data...)
 		w.aheadBytes -= len(w.ahead[0].data)
 		w.ahead = w.ahead[1:]
@@ -319,10 +372,10 @@ func (w *Writer) drainAhead() {
 func (w *Writer) cutReady() error {
 	for {
 		uncut := w.buf[w.cutOff-w.streamOff:]
-		if uint(len(uncut)) < w.s.cfg.Params.Max {
+		n := w.cut.next(w.cutOff, uncut, w.pageStarts(), false)
+		if n == 0 {
 			break
 		}
-		n := w.cut.cut(uncut)
 		if err := w.emit(w.cutOff, uncut[:n]); err != nil {
 			return err
 		}
@@ -403,6 +456,9 @@ func (w *Writer) flushAll() error {
 	if err := w.flushStream(); err != nil {
 		return err
 	}
+	if len(w.ahead) > 0 {
+		w.xen = nil // the stream continues past a gap the scanner never saw
+	}
 	for len(w.ahead) > 0 {
 		a := w.ahead[0]
 		w.ahead = w.ahead[1:]
@@ -420,7 +476,7 @@ func (w *Writer) flushAll() error {
 func (w *Writer) flushStream() error {
 	for w.cutOff < w.streamOff+int64(len(w.buf)) {
 		uncut := w.buf[w.cutOff-w.streamOff:]
-		n := w.cut.cut(uncut)
+		n := w.cut.next(w.cutOff, uncut, w.pageStarts(), true)
 		if err := w.emit(w.cutOff, uncut[:n]); err != nil {
 			return err
 		}
@@ -440,6 +496,7 @@ func (w *Writer) Truncate(size int64, now int64) error {
 	if err := w.prepare(size, size); err != nil {
 		return w.fail(err)
 	}
+	w.xen = nil
 	if err := w.flushAll(); err != nil {
 		return w.fail(err)
 	}
