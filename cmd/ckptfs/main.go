@@ -24,6 +24,7 @@ const (
 	exitStore      = 5 // not a ckptfs store, or a store of another format version
 	exitLocked     = 6 // store is in use by another process (and no daemon answers)
 	exitProblems   = 7 // fsck found problems
+	exitMalformed  = 8 // xen inspect: the file is not a well-formed xl save image
 )
 
 // exitErr is an error with an exit code.
@@ -51,6 +52,7 @@ func init() {
 		{"mount", "[flags] STORE MOUNTPOINT", "mount STORE at MOUNTPOINT in the foreground (creates STORE on first use)", runMountCmd},
 		{"stats", "[--json] STORE", "logical bytes, stored bytes, chunks, dedup ratio", runStatsCmd},
 		{"fsck", "[--json] STORE", "re-hash every chunk and check every file's chunk list", runFsckCmd},
+		{"xen", "inspect|synth ...", "xl save images: describe one, or generate one", runXenCmd},
 	}
 }
 
