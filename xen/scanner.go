@@ -384,12 +384,7 @@ func (s *Scanner) parsed(hdr []byte) {
 		}
 		s.expect(stLibxlRecHdr, recHdrLen)
 	case stLibxlRecHdr:
-		s.rec = Record{Layer: LayerLibxl, Type: le.Uint32(hdr), Off: start, Len: le.Uint32(hdr[4:])}
-		s.Records++
-		if s.h.Record != nil {
-			s.h.Record(s.rec)
-		}
-		name := RecordName(LayerLibxl, s.rec.Type)
+		name := s.recordHeader(LayerLibxl, hdr, start)
 		switch t := s.rec.Type; {
 		case t == LibxlEnd || t == LibxlLibxcContext || t == LibxlCheckpointEnd:
 			if s.rec.Len != 0 {
@@ -446,12 +441,7 @@ func (s *Scanner) parsed(hdr []byte) {
 		}
 		s.expect(stLibxcRecHdr, recHdrLen)
 	case stLibxcRecHdr:
-		s.rec = Record{Layer: LayerLibxc, Type: le.Uint32(hdr), Off: start, Len: le.Uint32(hdr[4:])}
-		s.Records++
-		if s.h.Record != nil {
-			s.h.Record(s.rec)
-		}
-		name := RecordName(LayerLibxc, s.rec.Type)
+		name := s.recordHeader(LayerLibxc, hdr, start)
 		if s.rec.Len > MaxRecord {
 			s.fail(start+4, LayerLibxc, name, "length %d exceeds %d", s.rec.Len, MaxRecord)
 			return
@@ -509,6 +499,17 @@ func (s *Scanner) parsed(hdr []byte) {
 	default:
 		s.fail(start, LayerLibxc, "", "internal: header in state %d", s.st)
 	}
+}
+
+// recordHeader records the header of a record of layer l and returns the
+// record's name.
+func (s *Scanner) recordHeader(l Layer, hdr []byte, start int64) string {
+	s.rec = Record{Layer: l, Type: binary.LittleEndian.Uint32(hdr), Off: start, Len: binary.LittleEndian.Uint32(hdr[4:])}
+	s.Records++
+	if s.h.Record != nil {
+		s.h.Record(s.rec)
+	}
+	return RecordName(l, s.rec.Type)
 }
 
 // body passes a record body (collecting nothing) then its padding.
