@@ -262,3 +262,6 @@ func (s *Store) ReadCommitted(c *Cursor, ino, ver, gen uint64, size int64, dst [
 	dst = dst[:min(int64(len(dst)), size-off)]
 	return len(dst), s.readExtents(c, ino, ver, gen, dst, off)
 }
+
+// CacheForTest exposes the decoded-chunk LRU to tests that damage chunks.
+func (s *Store) CacheForTest() interface{ Purge() } { return s.cache }

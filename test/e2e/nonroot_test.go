@@ -110,3 +110,58 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestAllowOtherKeepsPermissions: with --allow-other, another user reaches
+// the mount but the kernel still refuses a 0600 file of root's.
+func TestAllowOtherKeepsPermissions(t *testing.T) {
+	requireFUSE(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch users")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("no setpriv")
+	}
+	base, err := os.MkdirTemp("", "ckptfs-allowother")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	os.Chmod(base, 0o755)
+	d := mount(t, filepath.Join(base, "store"), filepath.Join(base, "mnt"), "--allow-other")
+	os.Chmod(d.mnt, 0o755)
+	os.WriteFile(filepath.Join(d.mnt, "secret"), []byte("root only"), 0o600)
+	os.WriteFile(filepath.Join(d.mnt, "public"), []byte("everyone"), 0o644)
+	as := func(args ...string) (string, error) {
+		out, err := exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := as("cat", filepath.Join(d.mnt, "public")); err != nil || out != "everyone" {
+		t.Fatalf("other user reading a 0644 file: %v %q", err, out)
+	}
+	if out, err := as("cat", filepath.Join(d.mnt, "secret")); err == nil || !strings.Contains(out, "Permission denied") {
+		t.Fatalf("other user read a 0600 file: %v %q", err, out)
+	}
+}
+
+// TestUmountEndsDaemon: `umount MOUNTPOINT` unmounts and the daemon exits 0.
+func TestUmountEndsDaemon(t *testing.T) {
+	tmp := t.TempDir()
+	d := mount(t, filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt"))
+	os.WriteFile(filepath.Join(d.mnt, "f"), []byte("x"), 0o644)
+	if out, err := exec.Command("umount", d.mnt).CombinedOutput(); err != nil {
+		t.Fatalf("umount: %v %s", err, out)
+	}
+	select {
+	case err := <-d.done:
+		d.done <- err
+		if err != nil {
+			t.Fatalf("daemon exit after umount: %v\n%s", err, d.stderr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("daemon still running 20s after umount")
+	}
+	if mounted(d.mnt) {
+		t.Fatal("still mounted")
+	}
+}
