@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
 
@@ -14,8 +15,19 @@ import (
 // every generation back byte for byte, also after a remount, and checks that
 // a later generation costs a small fraction of its size.
 func TestXenSeriesThroughMount(t *testing.T) {
+	RequireFUSE(t)
 	store := filepath.Join(t.TempDir(), "store")
-	m := TestMount(t, store)
+	cfg := content.DefaultConfig()
+	cfg.XenPages = true
+	mount := func() *Mounted {
+		m, err := MountStore(store, filepath.Join(t.TempDir(), "mnt"), MountConfig{Content: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Unmount() })
+		return m
+	}
+	m := mount()
 	type file struct {
 		path string
 		data []byte
@@ -55,7 +67,7 @@ func TestXenSeriesThroughMount(t *testing.T) {
 	if err := m.Unmount(); err != nil {
 		t.Fatal(err)
 	}
-	m2 := TestMount(t, store)
+	m2 := mount()
 	for _, f := range files {
 		rel, _ := filepath.Rel(m.Dir, f.path)
 		mustEqualFile(t, filepath.Join(m2.Dir, rel), f.data)

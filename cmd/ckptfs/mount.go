@@ -14,11 +14,12 @@ import (
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/fs"
+	"github.com/ckptfs/ckptfs/fs/content"
 )
 
 type mountOptions struct {
-	allowOther, readOnly, debug bool
-	codec                       string
+	allowOther, readOnly, debug, xenPages bool
+	codec                                 string
 }
 
 func runMountCmd(args []string) error {
@@ -28,6 +29,7 @@ func runMountCmd(args []string) error {
 	f.BoolVar(&o.readOnly, "read-only", false, "mount read-only")
 	f.BoolVar(&o.debug, "debug", false, "log every FUSE request")
 	f.StringVar(&o.codec, "codec", "s2", "compression of new chunks: s2, zstd or raw")
+	f.BoolVar(&o.xenPages, "xen-pages", false, "store xl save images page by page (less stored per checkpoint; slower restore for now)")
 	pos, err := parse(f, args, 2)
 	if err != nil {
 		return err
@@ -54,8 +56,10 @@ func runMount(o mountOptions, store, mnt string) error {
 	logger := log.New(os.Stderr, "ckptfs: ", log.LstdFlags)
 	so := chunkstore.DefaultOptions()
 	so.Codec = codec
+	cc := content.DefaultConfig()
+	cc.XenPages = o.xenPages
 	m, err := fs.MountStore(absStore, absMnt, fs.MountConfig{
-		ReadOnly: o.readOnly, AllowOther: o.allowOther, Debug: o.debug, Store: so,
+		ReadOnly: o.readOnly, AllowOther: o.allowOther, Debug: o.debug, Store: so, Content: cc,
 		Config: fs.Config{Logger: logger},
 	})
 	if err != nil {

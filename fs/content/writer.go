@@ -217,7 +217,7 @@ func (w *Writer) WriteAt(p []byte, off int64, now int64) error {
 			return w.fail(err)
 		}
 	}
-	if off == 0 && w.size == 0 && w.stagedEnd == 0 && w.xen == nil {
+	if w.s.cfg.XenPages && off == 0 && w.size == 0 && w.stagedEnd == 0 && w.xen == nil {
 		// A new file streaming from its first byte: perhaps an xl save
 		// image. The scanner gives up at once on anything else.
 		x := &xenStream{}

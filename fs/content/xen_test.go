@@ -44,7 +44,9 @@ func writeFile(t *testing.T, s *Store, x *index.Index, name string, data []byte)
 
 func defaultStore(t *testing.T) (*Store, *index.Index) {
 	x, cs := index.TestIndex(t)
-	s := New(cs.DB(), cs, x, DefaultConfig())
+	cfg := DefaultConfig()
+	cfg.XenPages = true
+	s := New(cs.DB(), cs, x, cfg)
 	t.Cleanup(s.Close)
 	return s, x
 }
