@@ -18,6 +18,7 @@
 //	'm'     index       see package index             counters
 //	'o'     index       see package index             orphan marker
 //	's'     index       see package index             staging marker
+//	'x'     index       see package index             xl save image info
 //
 // A chunk value:
 //

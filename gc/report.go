@@ -7,6 +7,7 @@ package gc
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"syscall"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
@@ -15,14 +16,24 @@ import (
 
 // Stats is a store's accounting.
 type Stats struct {
-	Files        int64   `json:"files"`
-	Dirs         int64   `json:"dirs"`
-	Symlinks     int64   `json:"symlinks"`
-	LogicalBytes int64   `json:"logical_bytes"` // sum of file sizes
-	Chunks       int64   `json:"chunks"`
-	StoredBytes  int64   `json:"stored_bytes"` // sum of encoded chunk sizes
-	DiskBytes    int64   `json:"disk_bytes"`   // Pebble's files on disk
-	DedupRatio   float64 `json:"dedup_ratio"`  // logical / stored
+	Files        int64     `json:"files"`
+	Dirs         int64     `json:"dirs"`
+	Symlinks     int64     `json:"symlinks"`
+	LogicalBytes int64     `json:"logical_bytes"` // sum of file sizes
+	Chunks       int64     `json:"chunks"`
+	StoredBytes  int64     `json:"stored_bytes"` // sum of encoded chunk sizes
+	DiskBytes    int64     `json:"disk_bytes"`   // Pebble's files on disk
+	DedupRatio   float64   `json:"dedup_ratio"`  // logical / stored
+	Lineages     []Lineage `json:"lineages"`
+}
+
+// Lineage is the checkpoints of one guest (one domain UUID) in the store.
+type Lineage struct {
+	UUID         string  `json:"uuid"`
+	Name         string  `json:"name"` // the newest generation's guest name
+	Generations  int     `json:"generations"`
+	LogicalBytes int64   `json:"logical_bytes"`
+	NewBytes     []int64 `json:"new_bytes"` // chunk bytes each generation added, oldest first
 }
 
 // ComputeStats walks the index and the chunk keys (not their values).
@@ -49,10 +60,46 @@ func ComputeStats(cs *chunkstore.Store, x *index.Index) (Stats, error) {
 		return nil
 	})
 	s.DiskBytes = int64(cs.DiskUsage())
+	if err == nil {
+		s.Lineages, err = lineages(x)
+	}
 	if s.StoredBytes > 0 {
 		s.DedupRatio = float64(s.LogicalBytes) / float64(s.StoredBytes)
 	}
 	return s, err
+}
+
+// lineages groups the files recorded as xl save images by guest UUID,
+// generations in modification-time order.
+func lineages(x *index.Index) ([]Lineage, error) {
+	type gen struct {
+		mtime, size, added int64
+		name               string
+	}
+	by := map[string][]gen{}
+	err := x.WalkXen(func(ino uint64, info index.XenInfo) error {
+		in, err := x.Get(ino)
+		if errors.Is(err, index.ErrNotFound) {
+			return nil // purged meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		by[info.UUID] = append(by[info.UUID], gen{in.Mtime, in.Size, info.NewBytes, info.Name})
+		return nil
+	})
+	out := []Lineage{}
+	for uuid, gens := range by {
+		sort.Slice(gens, func(i, j int) bool { return gens[i].mtime < gens[j].mtime })
+		l := Lineage{UUID: uuid, Name: gens[len(gens)-1].name, Generations: len(gens)}
+		for _, g := range gens {
+			l.LogicalBytes += g.size
+			l.NewBytes = append(l.NewBytes, g.added)
+		}
+		out = append(out, l)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name+out[i].UUID < out[j].Name+out[j].UUID })
+	return out, err
 }
 
 // Problem is one thing fsck found wrong.

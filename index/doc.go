@@ -15,6 +15,9 @@
 //	'e' | ino | ver | off                uvarint(len) | uvarint(chunk off) | id (32)
 //	's' | ino | ver                      empty: version ver of ino is staged
 //	'o' | ino                            empty: ino has no name; purge when closed
+//	'x' | ino                            uvarint(len) uuid | uvarint(len) name |
+//	                                     uvarint(chunk bytes the file added):
+//	                                     ino is an xl save image of guest uuid
 //	"mnextino"                           next free inode/version number (8, BE)
 //
 // An inode value, 56 fixed bytes then the symlink target:

@@ -16,6 +16,7 @@ const (
 	prefixMeta    = 'm'
 	prefixOrphan  = 'o'
 	prefixStaging = 's'
+	prefixXen     = 'x'
 )
 
 // ErrCorrupt marks index records that fail to decode.

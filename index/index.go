@@ -392,6 +392,7 @@ func (x *Index) purge(b *pebble.Batch, ino uint64) {
 	b.DeleteRange(p, prefixEnd(p), nil)
 	b.Delete(inodeKey(ino), nil)
 	b.Delete(orphanKey(ino), nil)
+	b.Delete(xenKey(ino), nil)
 }
 
 // Update applies fn to inode ino and stores the result.

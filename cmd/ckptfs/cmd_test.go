@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
 	"github.com/ckptfs/ckptfs/test/memimage"
+	"github.com/ckptfs/ckptfs/xen/xentest"
 )
 
 // makeStore writes two files with the same content into a new on-disk store
@@ -112,5 +114,67 @@ func TestUsageErrors(t *testing.T) {
 		if !errors.As(err, &ee) || ee.code != exitUsage {
 			t.Errorf("%v: %v, want usage error", args, err)
 		}
+	}
+}
+
+// TestStatsLineages writes three generations of one guest and one of
+// another into a store and checks `stats --json` groups them by UUID with
+// each generation's new bytes.
+func TestStatsLineages(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	cs, err := chunkstore.Open(dir, chunkstore.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, _ := index.Open(cs.DB(), 1, 0, 0)
+	cfg := content.DefaultConfig()
+	cfg.XenPages = true
+	data := content.New(cs.DB(), cs, x, cfg)
+	put := func(name string, g xentest.Guest, mtime int64) {
+		in, err := x.Create(index.RootIno, name, index.Inode{Mode: syscall.S_IFREG | 0o644})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := data.NewWriter(in)
+		b := g.Bytes()
+		for off := 0; off < len(b); off += 1 << 20 {
+			if err := w.WriteAt(b[off:min(len(b), off+1<<20)], int64(off), mtime); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+	}
+	for gen := 0; gen < 3; gen++ {
+		put(fmt.Sprint("web-", gen), xentest.Guest{Name: "web", UUID: "uuid-web", Pages: 2048, VCPUs: 1, Seed: 1, Gen: gen, Dirty: 0.05}, int64(10+gen))
+	}
+	put("db-0", xentest.Guest{Name: "db", UUID: "uuid-db", Pages: 1024, VCPUs: 1, Seed: 2}, 20)
+	put("not-xen", xentest.Guest{}, 30) // zero pages: an empty, malformed image is not a lineage
+	data.Close()
+	cs.Close()
+
+	var out bytes.Buffer
+	if err := runStats(&out, statsOptions{json: true}, dir); err != nil {
+		t.Fatal(err)
+	}
+	var s gc.Stats
+	json.Unmarshal(out.Bytes(), &s)
+	if len(s.Lineages) != 2 || s.Lineages[0].UUID != "uuid-db" || s.Lineages[1].UUID != "uuid-web" {
+		t.Fatalf("lineages: %+v", s.Lineages)
+	}
+	web := s.Lineages[1]
+	if web.Generations != 3 || len(web.NewBytes) != 3 || web.NewBytes[0] <= 0 {
+		t.Fatalf("web lineage: %+v", web)
+	}
+	// later generations add far less than the first
+	if web.NewBytes[1]*3 > web.NewBytes[0] || web.NewBytes[2]*3 > web.NewBytes[0] {
+		t.Fatalf("new bytes per generation: %v", web.NewBytes)
+	}
+	out.Reset()
+	runStats(&out, statsOptions{}, dir)
+	if !strings.Contains(out.String(), "web (uuid-web): 3 generations") {
+		t.Fatalf("text stats:\n%s", out.String())
 	}
 }

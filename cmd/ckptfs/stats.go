@@ -43,6 +43,16 @@ func runStats(w io.Writer, o statsOptions, store string) error {
 	fmt.Fprintf(w, "stored       %s in %d chunks\n", bytesStr(s.StoredBytes), s.Chunks)
 	fmt.Fprintf(w, "dedup ratio  %.2fx\n", s.DedupRatio)
 	fmt.Fprintf(w, "on disk      %s\n", bytesStr(s.DiskBytes))
+	if len(s.Lineages) > 0 {
+		fmt.Fprintln(w, "lineages (xl save images by guest UUID):")
+	}
+	for _, l := range s.Lineages {
+		fmt.Fprintf(w, "  %s (%s): %d generations, %s logical; new bytes per generation:", l.Name, l.UUID, l.Generations, bytesStr(l.LogicalBytes))
+		for _, n := range l.NewBytes {
+			fmt.Fprintf(w, " %d", n)
+		}
+		fmt.Fprintln(w)
+	}
 	return nil
 }
 

@@ -30,6 +30,7 @@ type Extents interface {
 	Extents(ino, ver uint64, off int64, n int) ([]index.Extent, error)
 	Stage(b *pebble.Batch, ino, copyFrom uint64, limit int64) (uint64, error)
 	Commit(ino, ver uint64, size, mtime int64) (index.Inode, error)
+	SetXen(ino uint64, info index.XenInfo) error
 }
 
 // Batcher makes batches for the database that holds chunks and extents.

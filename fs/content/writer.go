@@ -1,6 +1,7 @@
 package content
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 
@@ -61,6 +62,7 @@ type Writer struct {
 	cut               *cutter
 	gen               uint64 // bumped whenever ver's extents change
 	job               *job   // in flight, over buf[cutOff-streamOff:][:len(job.data)]
+	newBytes          int64  // chunk bytes this writer added to the store
 	xen               *xenStream
 	err               error
 }
@@ -70,6 +72,24 @@ type Writer struct {
 type xenStream struct {
 	sc    *xen.Scanner
 	pages []int64 // starts of page payloads not yet wholly cut, ascending
+	guest index.XenInfo
+}
+
+func newXenStream(pages bool) *xenStream {
+	x := &xenStream{}
+	h := xen.Handler{Config: func(j []byte) {
+		var cfg struct {
+			CInfo struct{ Name, UUID string } `json:"c_info"`
+		}
+		if json.Unmarshal(j, &cfg) == nil {
+			x.guest.UUID, x.guest.Name = cfg.CInfo.UUID, cfg.CInfo.Name
+		}
+	}}
+	if pages {
+		h.Page = func(pg xen.Page) { x.pages = append(x.pages, pg.Off) }
+	}
+	x.sc = xen.NewScanner(h)
+	return x
 }
 
 // trim drops the pages that end at or before off.
@@ -81,9 +101,10 @@ func (x *xenStream) trim(off int64) {
 	x.pages = x.pages[i:]
 }
 
-// pageStarts returns the known page starts (nil outside an xl stream).
+// pageStarts returns the known page starts (nil outside an xl stream, or
+// when page mode is off).
 func (w *Writer) pageStarts() []int64 {
-	if w.xen == nil {
+	if w.xen == nil || !w.s.cfg.XenPages {
 		return nil
 	}
 	w.xen.trim(w.cutOff)
@@ -217,12 +238,10 @@ func (w *Writer) WriteAt(p []byte, off int64, now int64) error {
 			return w.fail(err)
 		}
 	}
-	if w.s.cfg.XenPages && off == 0 && w.size == 0 && w.stagedEnd == 0 && w.xen == nil {
+	if off == 0 && w.size == 0 && w.stagedEnd == 0 && w.xen == nil {
 		// A new file streaming from its first byte: perhaps an xl save
 		// image. The scanner gives up at once on anything else.
-		x := &xenStream{}
-		x.sc = xen.NewScanner(xen.Handler{Page: func(pg xen.Page) { x.pages = append(x.pages, pg.Off) }})
-		w.xen = x
+		w.xen = newXenStream(w.s.cfg.XenPages)
 	}
 	switch {
 	case off >= w.cutOff && off <= streamEnd && !w.overlapsAhead(off, end):
@@ -322,6 +341,7 @@ func (w *Writer) collect() error {
 		case r.value != nil:
 			st.ChunksNew.Add(1)
 			st.StoredBytes.Add(int64(len(r.value)))
+			w.newBytes += int64(len(r.value))
 			if err := w.s.chunks.SetPrepared(w.b, r.id, r.value); err != nil {
 				return err
 			}
@@ -414,6 +434,7 @@ func (w *Writer) emit(off int64, data []byte) error {
 	if n > 0 {
 		st.ChunksNew.Add(1)
 		st.StoredBytes.Add(int64(n))
+		w.newBytes += int64(n)
 	} else {
 		st.ChunksDup.Add(1)
 	}
@@ -554,6 +575,13 @@ func (w *Writer) Commit() (index.Inode, error) {
 	in, err := w.s.ext.Commit(w.ino, w.ver, w.size, w.mtime)
 	if err != nil {
 		return in, w.fail(err)
+	}
+	if x := w.xen; x != nil && x.sc.Done() && x.guest.UUID != "" && x.sc.Offset() == w.size {
+		// A whole xl save image: record its guest, for lineage stats.
+		x.guest.NewBytes = w.newBytes
+		if err := w.s.ext.SetXen(w.ino, x.guest); err != nil {
+			return in, w.fail(err)
+		}
 	}
 	w.staged, w.committedSize, w.dirty = false, w.size, false
 	w.streamOff, w.cutOff = w.size, w.size

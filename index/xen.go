@@ -1,0 +1,85 @@
+package index
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// XenInfo is what the store knows of a file that is an xl save image: the
+// guest it checkpoints (its lineage is the guest UUID) and the chunk bytes
+// its content added to the store when it was written.
+type XenInfo struct {
+	UUID     string
+	Name     string
+	NewBytes int64
+}
+
+func xenKey(ino uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{prefixXen}, ino)
+}
+
+// encodeXen: uvarint(len uuid) uuid | uvarint(len name) name | uvarint(new bytes).
+func encodeXen(x XenInfo) []byte {
+	b := binary.AppendUvarint(nil, uint64(len(x.UUID)))
+	b = append(b, x.UUID...)
+	b = binary.AppendUvarint(b, uint64(len(x.Name)))
+	b = append(b, x.Name...)
+	return binary.AppendUvarint(b, uint64(x.NewBytes))
+}
+
+func decodeXen(v []byte) (XenInfo, error) {
+	var x XenInfo
+	str := func() (string, bool) {
+		n, k := binary.Uvarint(v)
+		if k <= 0 || n > uint64(len(v)-k) {
+			return "", false
+		}
+		s := string(v[k : k+int(n)])
+		v = v[k+int(n):]
+		return s, true
+	}
+	var ok1, ok2 bool
+	x.UUID, ok1 = str()
+	x.Name, ok2 = str()
+	n, k := binary.Uvarint(v)
+	if !ok1 || !ok2 || k <= 0 || k != len(v) {
+		return x, fmt.Errorf("%w: xen info", ErrCorrupt)
+	}
+	x.NewBytes = int64(n)
+	return x, nil
+}
+
+// SetXen records that ino's committed content is an xl save image.
+func (x *Index) SetXen(ino uint64, info XenInfo) error {
+	return x.db.Set(xenKey(ino), encodeXen(info), pebble.NoSync)
+}
+
+// GetXen returns ino's xen info, or ErrNotFound.
+func (x *Index) GetXen(ino uint64) (XenInfo, error) {
+	v, c, err := x.db.Get(xenKey(ino))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return XenInfo{}, ErrNotFound
+	}
+	if err != nil {
+		return XenInfo{}, err
+	}
+	defer c.Close()
+	return decodeXen(v)
+}
+
+// WalkXen calls fn for every file recorded as an xl save image.
+func (x *Index) WalkXen(fn func(ino uint64, info XenInfo) error) error {
+	return x.scan([]byte{prefixXen}, func(k, v []byte) error {
+		if len(k) != 9 {
+			return fmt.Errorf("%w: xen key %x", ErrCorrupt, k)
+		}
+		info, err := decodeXen(v)
+		if err != nil {
+			return err
+		}
+		return fn(binary.BigEndian.Uint64(k[1:]), info)
+	})
+}
