@@ -172,6 +172,3 @@ func (x *Index) Commit(ino, ver uint64, size, mtime int64) (Inode, error) {
 	x.putInode(b, &in)
 	return in, b.Commit(pebble.Sync)
 }
-
-// Sync makes every batch applied so far durable.
-func (x *Index) Sync() error { return x.db.LogData(nil, pebble.Sync) }

@@ -226,14 +226,6 @@ func (s *Scanner) Done() bool { return s.st == stDone }
 // Offset is the number of bytes consumed.
 func (s *Scanner) Offset() int64 { return s.off }
 
-// ErrorOffset is where the stream stopped parsing (-1 if it has not).
-func (s *Scanner) ErrorOffset() int64 {
-	if e, ok := s.err.(*Error); ok {
-		return e.Off
-	}
-	return -1
-}
-
 func (s *Scanner) fail(off int64, l Layer, rec, format string, a ...any) {
 	s.err = &Error{Off: off, Layer: l, Record: rec, Msg: fmt.Sprintf(format, a...)}
 	s.st = stFailed

@@ -115,9 +115,6 @@ func (s *Store) Close() {
 	s.closeOnce.Do(func() { close(s.prefetch); s.wg.Wait() })
 }
 
-// Stats returns the engine's counters.
-func (s *Store) Stats() *Stats { return &s.stats }
-
 func (s *Store) prefetcher() {
 	defer s.wg.Done()
 	for id := range s.prefetch {

@@ -158,10 +158,6 @@ func (w *Writer) Mtime() int64 { return w.mtime }
 // SetMtime records a modification time set explicitly (utimens).
 func (w *Writer) SetMtime(t int64) { w.mtime = t; w.dirty = true }
 
-// Version returns the version being written and a generation that changes
-// whenever its extents do.
-func (w *Writer) Version() (ver, gen uint64) { return w.ver, w.gen }
-
 // Dirty reports whether there is anything to commit.
 func (w *Writer) Dirty() bool { return w.dirty }
 
@@ -596,7 +592,3 @@ func (w *Writer) Close() {
 		w.b = nil
 	}
 }
-
-// Err returns the writer's sticky error: after a failed store write the
-// file refuses further writes until it is reopened.
-func (w *Writer) Err() error { return w.err }
