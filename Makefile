@@ -35,7 +35,9 @@ fuzz:
 # Benchmarks: throughput through the mount vs a plain file and a no-op FUSE
 # filesystem in the same run, and peak daemon RSS. See README.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench | tee bench.out
+	@command -v restic >/dev/null && command -v borg >/dev/null && command -v gnuplot >/dev/null || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q restic borgbackup gnuplot-nox)
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 120m ./test/bench | tee bench.out
 	CKPTFS_BENCH=1 $(GO) test -run '^TestPeakRSS$$' -v -count=1 -timeout 30m ./test/bench | tee -a bench.out
 	$(GO) test -run '^$$' -bench 'Codec|ValueSeparation' -benchtime 1x ./chunkstore | tee -a bench.out
 	$(GO) test -run '^$$' -bench 'Engine' -benchtime 3x ./fs/content | tee -a bench.out

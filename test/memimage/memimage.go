@@ -42,8 +42,8 @@ func mix64(a, b, c uint64) uint64 {
 	return x
 }
 
-// version is the generation in which page p was last written.
-func (im Image) version(p int64) int {
+// Version is the generation in which page p was last written.
+func (im Image) Version(p int64) int {
 	for g := im.Gen; g > 0; g-- {
 		if float64(mix64(im.Seed, uint64(p), uint64(g))%1_000_000)/1_000_000 < im.Dirty {
 			return g
@@ -57,7 +57,7 @@ var words = []string{"the ", "kernel ", "page ", "cache ", "struct ", "return ",
 
 // Page writes page p of the image into buf (len PageSize).
 func (im Image) Page(p int64, buf []byte) {
-	v := im.version(p)
+	v := im.Version(p)
 	h := mix64(im.Seed, uint64(p), 1<<40|uint64(v))
 	m := im.Mix
 	kind := int(h % 100)

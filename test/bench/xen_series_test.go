@@ -1,0 +1,167 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ckptfs/ckptfs/test/memimage"
+	"github.com/ckptfs/ckptfs/xen"
+	"github.com/ckptfs/ckptfs/xen/xentest"
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// duBytes is the apparent size of everything below dir.
+func duBytes(b *testing.B, dir string) int64 {
+	var n int64
+	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+func run(b *testing.B, env []string, name string, args ...string) {
+	b.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}
+
+// copyTimed copies src into dir/name in 1 MiB writes, closes, and returns MB/s.
+func copyTimed(b *testing.B, src, dir, name string) float64 {
+	in, err := os.Open(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer in.Close()
+	start := time.Now()
+	out, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, err := io.CopyBuffer(struct{ io.Writer }{out}, in, make([]byte, 1<<20))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return float64(n) / 1e6 / time.Since(start).Seconds()
+}
+
+func ckptfsStored(b *testing.B, store string) int64 {
+	out, err := exec.Command(ckptfsBin, "stats", "--json", store).Output()
+	if err != nil {
+		b.Fatalf("stats: %v", err)
+	}
+	var s struct {
+		Stored int64 `json:"stored_bytes"`
+	}
+	json.Unmarshal(out, &s)
+	return s.Stored
+}
+
+// BenchmarkXenSeries stores generations of one guest (default 2 GiB, 10
+// generations; CKPTFS_XEN_PAGES and CKPTFS_XEN_GENS scale it) at 1% and 5%
+// dirty pages in ckptfs page mode, ckptfs plain CDC, restic, borg and plain
+// files, and compares stored bytes with the ideal: the first image plus
+// every later generation's dirty pages. It also times the writes against
+// the no-op FUSE ceiling. Results go to bench-xen.csv and, with gnuplot,
+// bench-xen.png (in the package directory).
+func BenchmarkXenSeries(b *testing.B) {
+	for _, tool := range []string{"restic", "borg"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			b.Skipf("%s not installed (make bench installs it)", tool)
+		}
+	}
+	pages := int64(envInt("CKPTFS_XEN_PAGES", 524288))
+	gens := envInt("CKPTFS_XEN_GENS", 10)
+	csv, err := os.Create("bench-xen.csv")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer csv.Close()
+	fmt.Fprintln(csv, "dirty,gen,ideal (raw),ckptfs-pages,ckptfs-cdc,restic,borg,plain")
+	for _, dirty := range []float64{0.01, 0.05} {
+		b.Run(fmt.Sprintf("dirty=%.0f%%", dirty*100), func(b *testing.B) {
+			tmp := b.TempDir()
+			mk := func(d string) string { p := filepath.Join(tmp, d); os.MkdirAll(p, 0o755); return p }
+			pagesStore, cdcStore := filepath.Join(tmp, "store-pages"), filepath.Join(tmp, "store-cdc")
+			serve(b, exec.Command(ckptfsBin, "mount", "--xen-pages", pagesStore, mk("mnt-pages")))
+			serve(b, exec.Command(ckptfsBin, "mount", cdcStore, mk("mnt-cdc")))
+			self, _ := os.Executable()
+			noop := exec.Command(self, "-test.run=^$")
+			noop.Env = append(os.Environ(), "CKPTFS_NOOP_SERVE="+mk("noop"))
+			serve(b, noop)
+			env := []string{"RESTIC_PASSWORD=bench", "BORG_PASSPHRASE=", "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes", "BORG_RELOCATED_REPO_ACCESS_IS_OK=yes"}
+			run(b, env, "restic", "init", "-q", "-r", filepath.Join(tmp, "restic"))
+			run(b, env, "borg", "init", "--encryption=none", filepath.Join(tmp, "borg"))
+			var ideal, plain int64
+			for gen := 0; gen < gens; gen++ {
+				g := xentest.Guest{Name: "bench", UUID: "bench-uuid", Pages: pages, VCPUs: 2, Seed: 42, Gen: gen, Dirty: dirty}
+				img := filepath.Join(tmp, "img")
+				f, err := os.Create(img)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := g.Write(f); err != nil {
+					b.Fatal(err)
+				}
+				f.Close()
+				st, _ := os.Stat(img)
+				plain += st.Size()
+				// ideal: the whole first image, then only the pages dirtied
+				if gen == 0 {
+					ideal += st.Size()
+				} else {
+					im := memimage.Image{Seed: g.Seed, Pages: pages, Gen: gen, Dirty: dirty, Mix: memimage.DefaultMix}
+					for p := int64(0); p < pages; p++ {
+						if im.Version(p) == gen {
+							ideal += xen.PageSize
+						}
+					}
+				}
+				wPages := copyTimed(b, img, filepath.Join(tmp, "mnt-pages"), fmt.Sprint("gen", gen))
+				wCDC := copyTimed(b, img, filepath.Join(tmp, "mnt-cdc"), fmt.Sprint("gen", gen))
+				wNoop := copyTimed(b, img, filepath.Join(tmp, "noop"), fmt.Sprint("gen", gen))
+				run(b, env, "restic", "backup", "-q", "-r", filepath.Join(tmp, "restic"), img)
+				run(b, env, "borg", "create", "--compression", "lz4", filepath.Join(tmp, "borg")+"::gen"+strconv.Itoa(gen), img)
+				sp, sc := ckptfsStored(b, pagesStore), ckptfsStored(b, cdcStore)
+				sr, sb := duBytes(b, filepath.Join(tmp, "restic")), duBytes(b, filepath.Join(tmp, "borg"))
+				fmt.Fprintf(csv, "%.2f,%d,%d,%d,%d,%d,%d,%d\n", dirty, gen, ideal, sp, sc, sr, sb, plain)
+				b.Logf("gen %d: write MB/s pages %.0f cdc %.0f noop %.0f (pages/noop %.2f); stored MB ideal %.1f pages %.1f cdc %.1f restic %.1f borg %.1f plain %.1f",
+					gen, wPages, wCDC, wNoop, wPages/wNoop, float64(ideal)/1e6, float64(sp)/1e6, float64(sc)/1e6, float64(sr)/1e6, float64(sb)/1e6, float64(plain)/1e6)
+				if gen == gens-1 {
+					b.ReportMetric(float64(sp)/float64(ideal), "pages-vs-ideal")
+					b.ReportMetric(float64(sc)/float64(ideal), "cdc-vs-ideal")
+					b.ReportMetric(float64(sr)/float64(ideal), "restic-vs-ideal")
+					b.ReportMetric(float64(sb)/float64(ideal), "borg-vs-ideal")
+				}
+				os.Remove(img)
+			}
+		})
+	}
+	csv.Close()
+	if _, err := exec.LookPath("gnuplot"); err == nil {
+		if out, err := exec.Command("gnuplot", "bench-xen.gp").CombinedOutput(); err != nil {
+			b.Logf("gnuplot: %v %s", err, out)
+		}
+	}
+}
