@@ -12,6 +12,56 @@ import (
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
 
+// benchStore returns an engine on a new on-disk store, closed when tb ends.
+func benchStore(tb testing.TB, o chunkstore.Options, cfg Config) (*Store, *index.Index) {
+	tb.Helper()
+	cs, err := chunkstore.Open(filepath.Join(tb.TempDir(), "s"), o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	x, err := index.Open(cs.DB(), 1, 0, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := New(cs.DB(), cs, x, cfg)
+	tb.Cleanup(func() { s.Close(); cs.Close() })
+	return s, x
+}
+
+// putFile writes data as a new file in 1 MiB writes and commits it.
+func putFile(tb testing.TB, s *Store, x *index.Index, name string, data []byte) index.Inode {
+	tb.Helper()
+	in, err := x.Create(index.RootIno, name, index.Inode{Mode: syscall.S_IFREG | 0o644})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := s.NewWriter(in)
+	defer w.Close()
+	for off := 0; off < len(data); off += 1 << 20 {
+		if err := w.WriteAt(data[off:min(len(data), off+1<<20)], int64(off), 1); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	in, err = w.Commit()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return in
+}
+
+// readAll reads a committed file in 128 KiB pieces (the kernel's usual
+// read size) with the chunk cache emptied first.
+func readAll(tb testing.TB, s *Store, in index.Inode) {
+	s.cache.Purge()
+	buf := make([]byte, 128<<10)
+	var c Cursor
+	for off := int64(0); off < in.Size; off += int64(len(buf)) {
+		if _, err := s.ReadCommitted(&c, in.Ino, in.Ver, 1, in.Size, buf, off); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkEngineWrite writes 256 MiB through a Writer on an on-disk store
 // in 1 MiB pieces, without FUSE: the engine's own ceiling.
 func BenchmarkEngineWrite(b *testing.B) {
@@ -20,154 +70,82 @@ func BenchmarkEngineWrite(b *testing.B) {
 		b.Run(map[bool]string{false: "inline", true: "vsep"}[vsep], func(b *testing.B) {
 			o := chunkstore.DefaultOptions()
 			o.ValueSeparation = vsep
-			cs, err := chunkstore.Open(filepath.Join(b.TempDir(), "s"), o)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer cs.Close()
-			x, _ := index.Open(cs.DB(), 1, 0, 0)
-			s := New(cs.DB(), cs, x, DefaultConfig())
-			defer s.Close()
+			s, x := benchStore(b, o, DefaultConfig())
 			b.SetBytes(int64(len(data)))
 			for i := 0; i < b.N; i++ {
-				in, _ := x.Create(index.RootIno, "f"+string(rune('a'+i)), index.Inode{Mode: syscall.S_IFREG})
-				w := s.NewWriter(in)
-				data[0] = byte(i)
-				for off := 0; off < len(data); off += 1 << 20 {
-					if err := w.WriteAt(data[off:off+1<<20], int64(off), 1); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if _, err := w.Commit(); err != nil {
-					b.Fatal(err)
-				}
-				w.Close()
+				data[0] = byte(i) // a new file, not a duplicate
+				putFile(b, s, x, fmt.Sprint("f", i), data)
 			}
 		})
 	}
 }
 
-// BenchmarkEngineRead reads 256 MiB back through ReadCommitted in 128 KiB
-// pieces (the kernel's usual read size), without FUSE.
+// BenchmarkEngineRead reads 256 MiB back through ReadCommitted, without FUSE.
 func BenchmarkEngineRead(b *testing.B) {
-	data := memimage.Random(256<<20, 1)
-	cs, err := chunkstore.Open(filepath.Join(b.TempDir(), "s"), chunkstore.DefaultOptions())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cs.Close()
-	x, _ := index.Open(cs.DB(), 1, 0, 0)
-	s := New(cs.DB(), cs, x, DefaultConfig())
-	defer s.Close()
-	in, _ := x.Create(index.RootIno, "f", index.Inode{Mode: syscall.S_IFREG})
-	w := s.NewWriter(in)
-	for off := 0; off < len(data); off += 1 << 20 {
-		w.WriteAt(data[off:off+1<<20], int64(off), 1)
-	}
-	in, _ = w.Commit()
-	w.Close()
-	buf := make([]byte, 128<<10)
-	b.SetBytes(int64(len(data)))
+	s, x := benchStore(b, chunkstore.DefaultOptions(), DefaultConfig())
+	in := putFile(b, s, x, "f", memimage.Random(256<<20, 1))
+	b.SetBytes(in.Size)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		s.cache.Purge()
-		var c Cursor
-		for off := int64(0); off < in.Size; off += int64(len(buf)) {
-			if _, err := s.ReadCommitted(&c, in.Ino, in.Ver, 1, in.Size, buf, off); err != nil {
-				b.Fatal(err)
-			}
-		}
+		readAll(b, s, in)
 	}
 	b.ReportMetric(float64(s.stats.CacheHits.Load())/float64(s.stats.CacheHits.Load()+s.stats.CacheMisses.Load()), "hit-rate")
 }
 
+// xenBenchModes are page mode and, for comparison, plain CDC (the image
+// behind one extra byte, which hides its xl header).
+var xenBenchModes = []string{"page", "cdc"}
+
+func xenBenchImage(mode string, g xentest.Guest) []byte {
+	img := g.Bytes()
+	if mode == "cdc" {
+		img = append([]byte{1}, img...)
+	}
+	return img
+}
+
+func xenBenchConfig(mode string) Config {
+	cfg := DefaultConfig()
+	cfg.XenPages = mode == "page"
+	return cfg
+}
+
 // BenchmarkEngineXen writes generation 0 (all pages new) and generation 1
-// (1% dirty) of a 128 MiB generated PV image through a Writer, in page mode
-// and, for comparison, through plain CDC (the image behind one extra byte,
-// which hides its xl header).
+// (1% dirty, after generation 0) of a 128 MiB generated PV image.
 func BenchmarkEngineXen(b *testing.B) {
-	for _, mode := range []string{"page", "cdc"} {
+	for _, mode := range xenBenchModes {
 		for _, gen := range []int{0, 1} {
 			b.Run(fmt.Sprintf("%s/gen%d", mode, gen), func(b *testing.B) {
 				g := xentest.Guest{Name: "g", UUID: "u", Pages: 32768, VCPUs: 1, Seed: 3, Dirty: 0.01}
-				img0 := g.Bytes()
+				img0 := xenBenchImage(mode, g)
 				g.Gen = gen
-				img := g.Bytes()
-				if mode == "cdc" {
-					img0, img = append([]byte{1}, img0...), append([]byte{1}, img...)
-				}
+				img := xenBenchImage(mode, g)
 				b.SetBytes(int64(len(img)))
 				for i := 0; i < b.N; i++ {
 					b.StopTimer()
-					cs, err := chunkstore.Open(filepath.Join(b.TempDir(), "s"), chunkstore.DefaultOptions())
-					if err != nil {
-						b.Fatal(err)
-					}
-					x, _ := index.Open(cs.DB(), 1, 0, 0)
-					cfg := DefaultConfig()
-					cfg.XenPages = mode == "page"
-					s := New(cs.DB(), cs, x, cfg)
-					put := func(name string, data []byte) {
-						in, _ := x.Create(index.RootIno, name, index.Inode{Mode: syscall.S_IFREG})
-						w := s.NewWriter(in)
-						for off := 0; off < len(data); off += 1 << 20 {
-							if err := w.WriteAt(data[off:min(len(data), off+1<<20)], int64(off), 1); err != nil {
-								b.Fatal(err)
-							}
-						}
-						if _, err := w.Commit(); err != nil {
-							b.Fatal(err)
-						}
-						w.Close()
-					}
+					s, x := benchStore(b, chunkstore.DefaultOptions(), xenBenchConfig(mode))
 					if gen > 0 {
-						put("base", img0)
+						putFile(b, s, x, "base", img0)
 					}
 					b.StartTimer()
-					put("img", img)
-					b.StopTimer()
-					s.Close()
-					cs.Close()
+					putFile(b, s, x, "img", img)
 				}
 			})
 		}
 	}
 }
 
-// BenchmarkEngineXenRead reads a 128 MiB generated image back in 128 KiB
-// pieces, stored in page mode and by CDC, with the chunk cache emptied.
+// BenchmarkEngineXenRead reads a 128 MiB generated image back, stored in
+// page mode and by CDC.
 func BenchmarkEngineXenRead(b *testing.B) {
-	for _, mode := range []string{"page", "cdc"} {
+	for _, mode := range xenBenchModes {
 		b.Run(mode, func(b *testing.B) {
-			img := xentest.Guest{Name: "g", UUID: "u", Pages: 32768, VCPUs: 1, Seed: 3}.Bytes()
-			cs, err := chunkstore.Open(filepath.Join(b.TempDir(), "s"), chunkstore.DefaultOptions())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer cs.Close()
-			x, _ := index.Open(cs.DB(), 1, 0, 0)
-			cfg := DefaultConfig()
-			cfg.XenPages = mode == "page"
-			s := New(cs.DB(), cs, x, cfg)
-			defer s.Close()
-			in, _ := x.Create(index.RootIno, "f", index.Inode{Mode: syscall.S_IFREG})
-			w := s.NewWriter(in)
-			for off := 0; off < len(img); off += 1 << 20 {
-				w.WriteAt(img[off:min(len(img), off+1<<20)], int64(off), 1)
-			}
-			in, _ = w.Commit()
-			w.Close()
-			buf := make([]byte, 128<<10)
-			b.SetBytes(int64(len(img)))
+			s, x := benchStore(b, chunkstore.DefaultOptions(), xenBenchConfig(mode))
+			in := putFile(b, s, x, "f", xenBenchImage(mode, xentest.Guest{Name: "g", UUID: "u", Pages: 32768, VCPUs: 1, Seed: 3}))
+			b.SetBytes(in.Size)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				s.cache.Purge()
-				var c Cursor
-				for off := int64(0); off < in.Size; off += int64(len(buf)) {
-					if _, err := s.ReadCommitted(&c, in.Ino, in.Ver, 1, in.Size, buf, off); err != nil {
-						b.Fatal(err)
-					}
-				}
+				readAll(b, s, in)
 			}
 		})
 	}

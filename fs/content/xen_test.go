@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
-	"syscall"
 	"testing"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
@@ -13,26 +12,12 @@ import (
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
 
-// writeFile writes data as a new file in 1 MiB pieces, commits, reads it
-// back and checks it byte for byte. It returns the stored-bytes growth.
+// writeFile writes data as a new file, reads it back, checks it byte for
+// byte, and returns the stored-bytes growth.
 func writeFile(t *testing.T, s *Store, x *index.Index, name string, data []byte) int64 {
 	t.Helper()
 	before := s.stats.StoredBytes.Load()
-	in, err := x.Create(index.RootIno, name, index.Inode{Mode: syscall.S_IFREG | 0o644})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := s.NewWriter(in)
-	for off := 0; off < len(data); off += 1 << 20 {
-		if err := w.WriteAt(data[off:min(len(data), off+1<<20)], int64(off), 1); err != nil {
-			t.Fatal(err)
-		}
-	}
-	in, err = w.Commit()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
+	in := putFile(t, s, x, name, data)
 	got := make([]byte, len(data))
 	var c Cursor
 	n, err := s.ReadCommitted(&c, in.Ino, in.Ver, s.NewGen(), in.Size, got, 0)
