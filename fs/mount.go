@@ -20,8 +20,8 @@ type Mounted struct {
 	Index         *index.Index
 	Data          *content.Store
 
-	once     sync.Once
-	closeErr error
+	unmountOnce, closeOnce sync.Once
+	closeErr               error
 }
 
 // MountConfig configures MountStore.
@@ -82,7 +82,7 @@ func (m *Mounted) Wait() error {
 }
 
 func (m *Mounted) close() error {
-	m.once.Do(func() {
+	m.closeOnce.Do(func() {
 		m.Data.Close()
 		m.closeErr = m.Store.Close()
 	})
@@ -92,16 +92,12 @@ func (m *Mounted) close() error {
 // Unmount unmounts and closes the store. Calling it again does nothing.
 func (m *Mounted) Unmount() error {
 	var err error
-	done := false
-	m.once.Do(func() { done = true })
-	if done {
+	m.unmountOnce.Do(func() {
 		err = m.Server.Unmount()
 		m.Server.Wait()
-		m.Data.Close()
-		m.closeErr = m.Store.Close()
-		if err == nil {
-			err = m.closeErr
-		}
+	})
+	if cerr := m.close(); err == nil {
+		err = cerr
 	}
 	return err
 }

@@ -163,10 +163,10 @@ func (w *Writer) Dirty() bool { return w.dirty }
 
 // prepare is called before a mutation that touches bytes at and past from
 // and keeps at most keep bytes of the current content.
+//
+// It does not wait for the job in flight: appends may overlap it, and every
+// path below that restructures state (flushAll) collects it first.
 func (w *Writer) prepare(from, keep int64) error {
-	if err := w.collect(); err != nil {
-		return err
-	}
 	w.dirty = true
 	if w.b == nil {
 		w.b = w.s.db.NewBatch()
