@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -19,7 +20,12 @@ import (
 
 // FormatVersion is the version of the on-disk format described in doc.go.
 // Bump it on any incompatible change of any key or value encoding.
-const FormatVersion = 1
+const FormatVersion = 2
+
+// UpgradableFormat is the oldest format version Open accepts: package index
+// upgrades a store of that version on its first read-write open (see its
+// docs), and reads it as is when read-only.
+const UpgradableFormat = 1
 
 // MaxChunkSize bounds a chunk's plain size; decoders refuse larger values.
 const MaxChunkSize = 16 << 20
@@ -78,6 +84,12 @@ type Store struct {
 	// recent remembers chunks put in batches that may not be applied yet, so
 	// a chunk that repeats within a stream is encoded only once.
 	recent *lru.Cache[ID, struct{}]
+
+	// pins counts, per chunk, the writers that decided to reference it
+	// (Prepare) and have not applied that reference yet (Unpin). Sweep
+	// never deletes a pinned chunk; mu orders pinning against sweeping.
+	mu   sync.Mutex
+	pins map[ID]int
 }
 
 // quietLogger drops Pebble's informational messages and sends errors to the
@@ -146,7 +158,7 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	recent, _ := lru.New[ID, struct{}](1 << 16)
-	return &Store{db: db, codec: o.Codec, recent: recent}, nil
+	return &Store{db: db, codec: o.Codec, recent: recent, pins: map[ID]int{}}, nil
 }
 
 // checkDir refuses a non-empty directory that holds no Pebble database, so a
@@ -202,10 +214,30 @@ func checkFormat(db *pebble.DB, readOnly bool) error {
 	if _, err := fmt.Sscanf(string(v), "%s %d", &magic, &ver); err != nil || magic != formatMagic {
 		return fmt.Errorf("%w: format key holds %q", ErrNotStore, v)
 	}
-	if ver != FormatVersion {
+	if ver < UpgradableFormat || ver > FormatVersion {
 		return fmt.Errorf("%w: store has format version %d, this ckptfs reads version %d", ErrFormat, ver, FormatVersion)
 	}
 	return nil
+}
+
+// StoredFormat returns the format version recorded in db.
+func StoredFormat(db *pebble.DB) (int, error) {
+	v, closer, err := db.Get(formatKey)
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	var magic string
+	var ver int
+	if _, err := fmt.Sscanf(string(v), "%s %d", &magic, &ver); err != nil || magic != formatMagic {
+		return 0, fmt.Errorf("%w: format key holds %q", ErrNotStore, v)
+	}
+	return ver, nil
+}
+
+// SetCurrentFormat records, in b, that the store is in FormatVersion.
+func SetCurrentFormat(b *pebble.Batch) error {
+	return b.Set(formatKey, fmt.Appendf(nil, "%s %d", formatMagic, FormatVersion), nil)
 }
 
 // DB returns the underlying database, shared with package index.
@@ -257,10 +289,15 @@ func (s *Store) PutID(b *pebble.Batch, id ID, data []byte) (int, error) {
 // concurrently with other work: it returns the encoded value of data
 // (appended to dst) or nil if the chunk is stored already or was prepared
 // before. The caller passes a non-nil value to SetPrepared.
+//
+// Prepare (and so Put and PutID) pins id: Sweep will not delete the chunk
+// until the caller calls Unpin, which it does once the batch that records
+// its reference to the chunk is applied (or dropped).
 func (s *Store) Prepare(dst []byte, id ID, data []byte) ([]byte, error) {
 	if len(data) > MaxChunkSize {
 		return nil, fmt.Errorf("chunk of %d bytes exceeds the maximum %d", len(data), MaxChunkSize)
 	}
+	s.Pin(id)
 	if s.recent.Contains(id) {
 		return nil, nil
 	}
@@ -273,6 +310,71 @@ func (s *Store) Prepare(dst []byte, id ID, data []byte) ([]byte, error) {
 		return nil, nil
 	}
 	return encodeValue(dst, s.codec, data), nil
+}
+
+// Pin keeps Sweep from deleting chunk id until Unpin.
+func (s *Store) Pin(id ID) {
+	s.mu.Lock()
+	s.pins[id]++
+	s.mu.Unlock()
+}
+
+// Unpin undoes one Pin of each id.
+func (s *Store) Unpin(ids ...ID) {
+	s.mu.Lock()
+	for _, id := range ids {
+		if s.pins[id] <= 1 {
+			delete(s.pins, id)
+		} else {
+			s.pins[id]--
+		}
+	}
+	s.mu.Unlock()
+}
+
+// Pinned returns how many chunks are pinned.
+func (s *Store) Pinned() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pins)
+}
+
+// Sweep deletes, in one synced batch, each chunk of ids that is not pinned
+// and that unreferenced approves (it may add to the batch, e.g. to drop a
+// gc candidate). Pins are held off meanwhile, so a writer that decides to
+// reuse a chunk either pins it before Sweep looks (the chunk stays) or
+// finds it gone and writes it again. It returns how many chunks it deleted
+// and their stored bytes.
+func (s *Store) Sweep(ids []ID, unreferenced func(b *pebble.Batch, id ID, pinned bool) (bool, error)) (int, int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.db.NewBatch()
+	defer b.Close()
+	n, freed := 0, int64(0)
+	for _, id := range ids {
+		del, err := unreferenced(b, id, s.pins[id] > 0)
+		if err != nil {
+			return 0, 0, err
+		}
+		if !del || s.pins[id] > 0 {
+			continue
+		}
+		v, closer, err := s.db.Get(chunkKey(id))
+		if errors.Is(err, pebble.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		freed += int64(len(v))
+		closer.Close()
+		s.recent.Remove(id)
+		if err := b.Delete(chunkKey(id), nil); err != nil {
+			return 0, 0, err
+		}
+		n++
+	}
+	return n, freed, b.Commit(pebble.Sync)
 }
 
 // SetPrepared adds a value from Prepare to batch b.

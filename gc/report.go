@@ -163,6 +163,19 @@ func Fsck(cs *chunkstore.Store, x *index.Index) (*FsckReport, error) {
 			if e.Off >= in.Size {
 				return nil // left past the size by a crash; never read
 			}
+			if e.Run != nil {
+				pages, err := x.ResolveRun(e.Run, 0, e.Run.Pages())
+				if err != nil {
+					r.add(Problem{Kind: "bad-extent", Ino: in.Ino, Offset: e.Off, Detail: err.Error()})
+					return nil
+				}
+				for i, p := range pages {
+					if !p.Zero && refs[p.ID].end < index.PageSize {
+						refs[p.ID] = need{int64(in.Ino), e.Off - e.ChunkOff + int64(i)*index.PageSize, index.PageSize}
+					}
+				}
+				return nil
+			}
 			if n := refs[e.ID]; n.end < e.ChunkOff+e.Len {
 				refs[e.ID] = need{int64(in.Ino), e.Off, e.ChunkOff + e.Len}
 			}

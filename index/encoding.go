@@ -17,6 +17,14 @@ const (
 	prefixOrphan  = 'o'
 	prefixStaging = 's'
 	prefixXen     = 'x'
+	// Format version 2.
+	prefixLineage   = 'l' // 'l' | uuid -> lineage number
+	prefixGen       = 'L' // 'L' | lin | gen -> generation record
+	prefixPage      = 'P' // 'P' | lin | pfn | ^gen -> page entry
+	prefixPageByGen = 'Q' // 'Q' | lin | gen | pfn -> empty
+	prefixRef       = 'r' // 'r' | id | holder -> empty: a reference to chunk id
+	prefixCandidate = 'g' // 'g' | id -> empty: id lost a reference; gc checks it
+	prefixInoGen    = 'y' // 'y' | ino -> lin | gen: the generation ino's image is
 )
 
 // ErrCorrupt marks index records that fail to decode.
@@ -121,18 +129,87 @@ func decodeInode(ino uint64, b []byte) (Inode, error) {
 
 // Extent maps file bytes [Off, Off+Len) to chunk bytes [ChunkOff,
 // ChunkOff+Len) of chunk ID. Bytes of a file that no extent covers are zero.
+//
+// A page-run extent (Run non-nil, ID unused) maps file bytes [Off, Off+Len)
+// to bytes [ChunkOff, ChunkOff+Len) of the concatenated 4096-byte pages that
+// the run's pfns have in generation Run.Gen of lineage Run.Lin.
 type Extent struct {
 	Off      int64
 	Len      int64
 	ChunkOff int64
 	ID       chunkstore.ID
+	Run      *PageRun
+}
+
+// PageSize is the size of a guest page in a page run.
+const PageSize = 4096
+
+// MaxRunPages bounds the pages of one page run.
+const MaxRunPages = 4096
+
+// PageRun names consecutive page payloads of an xl save image by pfn.
+type PageRun struct {
+	Lin, Gen, Floor uint64
+	Ranges          []PfnRange
+}
+
+// PfnRange is N consecutive pfns from Start.
+type PfnRange struct{ Start, N uint64 }
+
+// Pages is the number of pages in the run.
+func (r *PageRun) Pages() int64 {
+	var n uint64
+	for _, p := range r.Ranges {
+		n += p.N
+	}
+	return int64(n)
+}
+
+// Pfns appends the run's pfns for pages [from, to) to dst.
+func (r *PageRun) Pfns(dst []uint64, from, to int64) []uint64 {
+	i := int64(0)
+	for _, p := range r.Ranges {
+		for k := uint64(0); k < p.N; k++ {
+			if i >= from && i < to {
+				dst = append(dst, p.Start+k)
+			}
+			i++
+		}
+		if i >= to {
+			break
+		}
+	}
+	return dst
+}
+
+// Add appends pfn to the run.
+func (r *PageRun) Add(pfn uint64) {
+	if n := len(r.Ranges); n > 0 && r.Ranges[n-1].Start+r.Ranges[n-1].N == pfn {
+		r.Ranges[n-1].N++
+		return
+	}
+	r.Ranges = append(r.Ranges, PfnRange{pfn, 1})
 }
 
 // End is the file offset just past the extent.
 func (e Extent) End() int64 { return e.Off + e.Len }
 
-// encodeExtentValue: uvarint(Len) | uvarint(ChunkOff) | ID (32 bytes).
+// encodeExtentValue: uvarint(Len) | uvarint(ChunkOff) | ID (32 bytes), or
+// for a page run 0x00 | uvarint(Len) | uvarint(ChunkOff) | uvarint(lin) |
+// uvarint(gen) | uvarint(floor) | uvarint(ranges) | (uvarint(start)
+// uvarint(n))*. Len is never 0, so the first byte tells the kinds apart.
 func encodeExtentValue(e Extent) []byte {
+	if r := e.Run; r != nil {
+		b := []byte{0}
+		for _, v := range []uint64{uint64(e.Len), uint64(e.ChunkOff), r.Lin, r.Gen, r.Floor, uint64(len(r.Ranges))} {
+			b = binary.AppendUvarint(b, v)
+		}
+		for _, p := range r.Ranges {
+			b = binary.AppendUvarint(b, p.Start)
+			b = binary.AppendUvarint(b, p.N)
+		}
+		return b
+	}
 	b := make([]byte, 0, 2*binary.MaxVarintLen64+chunkstore.IDSize)
 	b = binary.AppendUvarint(b, uint64(e.Len))
 	b = binary.AppendUvarint(b, uint64(e.ChunkOff))
@@ -146,6 +223,9 @@ func DecodeExtent(key, val []byte) (Extent, error) {
 		return e, fmt.Errorf("%w: extent key %x", ErrCorrupt, key)
 	}
 	e.Off = int64(binary.BigEndian.Uint64(key[17:]))
+	if len(val) > 0 && val[0] == 0 {
+		return decodeRun(key, e, val[1:])
+	}
 	n, k := binary.Uvarint(val)
 	if k <= 0 || n == 0 || n > chunkstore.MaxChunkSize {
 		return e, fmt.Errorf("%w: extent length at %x", ErrCorrupt, key)
@@ -159,6 +239,41 @@ func DecodeExtent(key, val []byte) (Extent, error) {
 	copy(e.ID[:], val[k+k2:])
 	if e.Off < 0 || e.Off+e.Len < e.Off {
 		return e, fmt.Errorf("%w: extent offset at %x", ErrCorrupt, key)
+	}
+	return e, nil
+}
+
+func decodeRun(key []byte, e Extent, val []byte) (Extent, error) {
+	bad := fmt.Errorf("%w: page run at %x", ErrCorrupt, key)
+	var f [6]uint64
+	for i := range f {
+		v, k := binary.Uvarint(val)
+		if k <= 0 {
+			return e, bad
+		}
+		f[i], val = v, val[k:]
+	}
+	if f[5] > MaxRunPages || f[5] == 0 {
+		return e, bad
+	}
+	r := &PageRun{Lin: f[2], Gen: f[3], Floor: f[4], Ranges: make([]PfnRange, f[5])}
+	var pages uint64
+	for i := range r.Ranges {
+		s, k := binary.Uvarint(val)
+		if k <= 0 {
+			return e, bad
+		}
+		n, k2 := binary.Uvarint(val[k:])
+		if k2 <= 0 || n == 0 || n > MaxRunPages {
+			return e, bad
+		}
+		r.Ranges[i], val = PfnRange{s, n}, val[k+k2:]
+		pages += n
+	}
+	e.Len, e.ChunkOff, e.Run = int64(f[0]), int64(f[1]), r
+	if len(val) != 0 || pages > MaxRunPages || f[0] == 0 || f[0] > pages*PageSize || f[1] > pages*PageSize-f[0] ||
+		e.Off < 0 || e.Off+e.Len < e.Off || r.Floor > r.Gen {
+		return e, bad
 	}
 	return e, nil
 }

@@ -10,7 +10,7 @@ import (
 // guarantees that no extent of that version overlaps e (appends past the
 // end of everything staged so far).
 func (x *Index) AddExtent(b *pebble.Batch, ino, ver uint64, e Extent) error {
-	return b.Set(extentKey(ino, ver, e.Off), encodeExtentValue(e), nil)
+	return putExtent(b, ino, ver, e)
 }
 
 // Overlay records e in version ver, trimming or deleting the extents it
@@ -55,7 +55,7 @@ func (x *Index) Punch(b *pebble.Batch, ino, ver uint64, from, to int64) error {
 		if e.End() <= from {
 			continue
 		}
-		if err := b.Delete(extentKey(ino, ver, e.Off), nil); err != nil {
+		if err := delExtent(b, ino, ver, e); err != nil {
 			return err
 		}
 		if e.Off < from {
@@ -163,8 +163,9 @@ func (x *Index) Commit(ino, ver uint64, size, mtime int64) (Inode, error) {
 	}
 	b := x.db.NewBatch()
 	if in.Ver != ver {
-		p := extentPrefix(ino, in.Ver)
-		b.DeleteRange(p, prefixEnd(p), nil)
+		if err := x.dropExtents(b, extentPrefix(ino, in.Ver)); err != nil {
+			return in, err
+		}
 		b.Delete(stagingKey(ino, ver), nil)
 	}
 	in.Ver, in.Size = ver, size

@@ -8,6 +8,8 @@ import (
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
 )
 
 // RootIno is the inode number of the root directory.
@@ -70,10 +72,49 @@ func Open(db *pebble.DB, now int64, uid, gid uint32) (*Index, error) {
 	default:
 		return nil, err
 	}
+	if err := x.upgrade(); err != nil {
+		return nil, fmt.Errorf("index format upgrade: %w", err)
+	}
 	if err := x.recover(); err != nil {
 		return nil, fmt.Errorf("index recovery: %w", err)
 	}
 	return x, nil
+}
+
+// upgrade brings a version 1 store to version 2: it records the chunk
+// references of every extent (version 1 kept none), then the new version,
+// in order, so an interrupted upgrade is redone by the next open.
+func (x *Index) upgrade() error {
+	ver, err := chunkstore.StoredFormat(x.db)
+	if err != nil || ver == chunkstore.FormatVersion {
+		return err
+	}
+	b := x.db.NewBatch()
+	err = x.scan([]byte{prefixExtent}, func(k, v []byte) error {
+		e, err := DecodeExtent(k, v)
+		if err != nil {
+			return err
+		}
+		if err := putExtent(b, binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(k[9:]), e); err != nil {
+			return err
+		}
+		if b.Len() > 4<<20 {
+			if err := b.Commit(noSync); err != nil {
+				return err
+			}
+			b.Close()
+			b = x.db.NewBatch()
+		}
+		return nil
+	})
+	if err == nil {
+		err = chunkstore.SetCurrentFormat(b)
+	}
+	if err == nil {
+		err = b.Commit(pebble.Sync)
+	}
+	b.Close()
+	return err
 }
 
 func (x *Index) recover() error {
@@ -83,8 +124,9 @@ func (x *Index) recover() error {
 			return fmt.Errorf("%w: staging key %x", ErrCorrupt, k)
 		}
 		ino, ver := binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(k[9:])
-		p := extentPrefix(ino, ver)
-		b.DeleteRange(p, prefixEnd(p), nil)
+		if err := x.dropExtents(b, extentPrefix(ino, ver)); err != nil {
+			return err
+		}
 		return b.Delete(k, nil)
 	})
 	if err != nil {
@@ -94,10 +136,16 @@ func (x *Index) recover() error {
 		if len(k) != 9 {
 			return fmt.Errorf("%w: orphan key %x", ErrCorrupt, k)
 		}
-		x.purge(b, binary.BigEndian.Uint64(k[1:]))
-		return nil
+		return x.purge(b, binary.BigEndian.Uint64(k[1:]))
 	})
 	if err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	b = x.db.NewBatch()
+	if err := x.abortGens(b); err != nil {
 		return err
 	}
 	return b.Commit(pebble.Sync)
@@ -300,7 +348,9 @@ func (x *Index) Rmdir(parent uint64, name string, now int64) error {
 		return err
 	}
 	x.putInode(b, &dir)
-	x.purge(b, in.Ino)
+	if err := x.purge(b, in.Ino); err != nil {
+		return err
+	}
 	return b.Commit(noSync)
 }
 
@@ -360,7 +410,9 @@ func (x *Index) Rename(oldParent uint64, oldName string, newParent uint64, newNa
 			return Inode{}, err
 		}
 		if dstDir {
-			x.purge(b, replaced.Ino)
+			if err := x.purge(b, replaced.Ino); err != nil {
+				return Inode{}, err
+			}
 		}
 	} else if !errors.Is(err, ErrNotFound) {
 		return Inode{}, err
@@ -383,16 +435,24 @@ func (x *Index) Rename(oldParent uint64, oldName string, newParent uint64, newNa
 // Purge deletes an orphaned inode and all its content versions.
 func (x *Index) Purge(ino uint64) error {
 	b := x.db.NewBatch()
-	x.purge(b, ino)
+	if err := x.purge(b, ino); err != nil {
+		return err
+	}
 	return b.Commit(noSync)
 }
 
-func (x *Index) purge(b *pebble.Batch, ino uint64) {
-	p := binary.BigEndian.AppendUint64([]byte{prefixExtent}, ino)
-	b.DeleteRange(p, prefixEnd(p), nil)
+// purge deletes ino's extents (its chunks become gc candidates) and marks
+// the generation its image holds, if any, dead for gc.
+func (x *Index) purge(b *pebble.Batch, ino uint64) error {
+	if err := x.dropExtents(b, binary.BigEndian.AppendUint64([]byte{prefixExtent}, ino)); err != nil {
+		return err
+	}
+	if err := x.dropInoGen(b, ino); err != nil {
+		return err
+	}
 	b.Delete(inodeKey(ino), nil)
 	b.Delete(orphanKey(ino), nil)
-	b.Delete(xenKey(ino), nil)
+	return b.Delete(xenKey(ino), nil)
 }
 
 // Update applies fn to inode ino and stores the result.

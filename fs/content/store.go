@@ -19,6 +19,7 @@ type Chunks interface {
 	Prepare(dst []byte, id chunkstore.ID, data []byte) ([]byte, error)
 	SetPrepared(b *pebble.Batch, id chunkstore.ID, value []byte) error
 	Get(dst []byte, id chunkstore.ID) ([]byte, error)
+	Unpin(ids ...chunkstore.ID)
 }
 
 // Extents is what content needs of the index.
@@ -31,6 +32,10 @@ type Extents interface {
 	Stage(b *pebble.Batch, ino, copyFrom uint64, limit int64) (uint64, error)
 	Commit(ino, ver uint64, size, mtime int64) (index.Inode, error)
 	SetXen(ino uint64, info index.XenInfo) error
+	BeginGen(ino uint64, uuid string) (index.Gen, error)
+	EndGen(g index.Gen, live bool) error
+	NewPageReader(lin uint64) *index.PageReader
+	ResolveRun(run *index.PageRun, from, to int64) ([]index.PageRef, error)
 }
 
 // Batcher makes batches for the database that holds chunks and extents.
@@ -183,12 +188,72 @@ func (s *Store) load(c *Cursor, ino, ver, gen uint64, off int64) error {
 	if err != nil {
 		return err
 	}
-	*c = Cursor{ino: ino, ver: ver, gen: gen, from: off, ext: ext, lastEnd: c.lastEnd, ahead: c.ahead}
-	c.to = 1<<63 - 1
+	to := int64(1<<63 - 1)
 	if len(ext) == cursorExtents {
-		c.to = ext[len(ext)-1].End()
+		to = ext[len(ext)-1].End()
 	}
+	ext, to, err = s.expandRuns(ext, off, to)
+	if err != nil {
+		return err
+	}
+	*c = Cursor{ino: ino, ver: ver, gen: gen, from: off, to: to, ext: ext, lastEnd: c.lastEnd, ahead: c.ahead}
 	return nil
+}
+
+// cursorPages bounds the pages of page runs one cursor window resolves.
+const cursorPages = 4096
+
+// expandRuns replaces page runs in ext (a window of extents from off up to
+// to) by one extent per non-zero page, resolving at most cursorPages pages;
+// the window then ends where resolving stopped.
+func (s *Store) expandRuns(ext []index.Extent, off, to int64) ([]index.Extent, int64, error) {
+	runs := false
+	for _, e := range ext {
+		runs = runs || e.Run != nil
+	}
+	if !runs {
+		return ext, to, nil
+	}
+	out := make([]index.Extent, 0, len(ext))
+	budget := int64(cursorPages)
+	for i, e := range ext {
+		if e.Run == nil {
+			out = append(out, e)
+			continue
+		}
+		if budget <= 0 {
+			return out, min(to, e.Off), nil
+		}
+		lo := e.ChunkOff
+		if off > e.Off { // skip the run's pages before the read
+			lo += (off - e.Off) / index.PageSize * index.PageSize
+			lo = max(lo, e.ChunkOff)
+		}
+		first, last := lo/index.PageSize, (e.ChunkOff+e.Len+index.PageSize-1)/index.PageSize
+		if last-first > budget {
+			last = first + budget
+		}
+		if first >= last {
+			continue
+		}
+		refs, err := s.ext.ResolveRun(e.Run, first, last)
+		if err != nil {
+			return nil, 0, fmt.Errorf("page run at %d: %w", e.Off, err)
+		}
+		budget -= last - first
+		for k, ref := range refs {
+			p := (first + int64(k)) * index.PageSize
+			a, b := max(p, e.ChunkOff), min(p+index.PageSize, e.ChunkOff+e.Len)
+			if ref.Zero || a >= b {
+				continue
+			}
+			out = append(out, index.Extent{Off: e.Off + a - e.ChunkOff, Len: b - a, ChunkOff: a - p, ID: ref.ID})
+		}
+		if budget <= 0 && (i < len(ext)-1 || last*index.PageSize < e.ChunkOff+e.Len) {
+			return out, min(to, e.Off+last*index.PageSize-e.ChunkOff), nil
+		}
+	}
+	return out, to, nil
 }
 
 // readExtents fills dst with version ver's bytes at off (holes read as

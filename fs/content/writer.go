@@ -63,6 +63,8 @@ type Writer struct {
 	gen               uint64 // bumped whenever ver's extents change
 	job               *job   // in flight, over buf[cutOff-streamOff:][:len(job.data)]
 	newBytes          int64  // chunk bytes this writer added to the store
+	pinned            []chunkstore.ID // chunks the pending batch references
+	img               image
 	xen               *xenStream
 	err               error
 }
@@ -71,8 +73,21 @@ type Writer struct {
 // that every page payload becomes a chunk of its own.
 type xenStream struct {
 	sc    *xen.Scanner
-	pages []int64 // starts of page payloads not yet wholly cut, ascending
+	pages []int64  // starts of page payloads not yet wholly cut, ascending
+	pfns  []uint64 // their pfns
 	guest index.XenInfo
+}
+
+// image is the lineage generation an xl save image being written is. It
+// outlives the scanner (a rewrite stops page mode, but the pages stored so
+// far stay in the generation).
+type image struct {
+	gen       index.Gen // Gen 0: none yet
+	err       bool      // BeginGen failed: pages are stored as plain extents
+	base      *index.PageReader
+	run       index.Extent // page run being collected (Len 0: none)
+	changed   int          // pages that differ from the base generation
+	committed bool         // a Commit happened after the generation began
 }
 
 func newXenStream(pages bool) *xenStream {
@@ -86,7 +101,10 @@ func newXenStream(pages bool) *xenStream {
 		}
 	}}
 	if pages {
-		h.Page = func(pg xen.Page) { x.pages = append(x.pages, pg.Off) }
+		h.Page = func(pg xen.Page) {
+			x.pages = append(x.pages, pg.Off)
+			x.pfns = append(x.pfns, pg.PFN)
+		}
 	}
 	x.sc = xen.NewScanner(h)
 	return x
@@ -98,7 +116,16 @@ func (x *xenStream) trim(off int64) {
 	for i < len(x.pages) && x.pages[i]+xen.PageSize <= off {
 		i++
 	}
-	x.pages = x.pages[i:]
+	x.pages, x.pfns = x.pages[i:], x.pfns[i:]
+}
+
+// pfnAt returns the pfn of the page payload starting at off.
+func (x *xenStream) pfnAt(off int64) (uint64, bool) {
+	i := sort.Search(len(x.pages), func(i int) bool { return x.pages[i] >= off })
+	if i < len(x.pages) && x.pages[i] == off {
+		return x.pfns[i], true
+	}
+	return 0, false
 }
 
 // pageStarts returns the known page starts (nil outside an xl stream, or
@@ -324,6 +351,11 @@ func (w *Writer) collect() error {
 	}
 	<-j.done
 	w.job = nil
+	for _, r := range j.res {
+		if !r.zero {
+			w.pinned = append(w.pinned, r.id)
+		}
+	}
 	if j.err != nil {
 		return j.err
 	}
@@ -333,7 +365,6 @@ func (w *Writer) collect() error {
 		switch {
 		case r.zero:
 			st.ChunksZero.Add(1)
-			continue
 		case r.value != nil:
 			st.ChunksNew.Add(1)
 			st.StoredBytes.Add(int64(len(r.value)))
@@ -344,14 +375,97 @@ func (w *Writer) collect() error {
 		default:
 			st.ChunksDup.Add(1)
 		}
-		e := index.Extent{Off: r.off, Len: int64(r.n), ID: r.id}
-		if err := w.s.ext.AddExtent(w.b, w.ino, w.ver, e); err != nil {
+		if err := w.record(r.off, r.n, r.id, r.zero, false); err != nil {
 			return err
 		}
-		w.stagedEnd = max(w.stagedEnd, e.End())
 	}
 	w.cutOff += int64(j.consumed)
 	return nil
+}
+
+// record maps file bytes [off, off+n) to chunk id (or zero): a page of an
+// xl save image goes into the page run, anything else is an extent.
+func (w *Writer) record(off int64, n int, id chunkstore.ID, zero, overlay bool) error {
+	end := off + int64(n)
+	if !overlay && n == xen.PageSize {
+		if ok, err := w.recordPage(off, id, zero); ok || err != nil {
+			return err
+		}
+	}
+	switch {
+	case zero && overlay:
+		return w.s.ext.Punch(w.b, w.ino, w.ver, off, end)
+	case zero:
+		return nil
+	}
+	w.stagedEnd = max(w.stagedEnd, end)
+	e := index.Extent{Off: off, Len: int64(n), ID: id}
+	if overlay {
+		return w.s.ext.Overlay(w.b, w.ino, w.ver, e)
+	}
+	return w.s.ext.AddExtent(w.b, w.ino, w.ver, e)
+}
+
+// recordPage records the page payload at off in the image's generation: an
+// entry if it differs from the base generation, a slot of the page run in
+// any case. It returns false if off is not a page of a known guest.
+func (w *Writer) recordPage(off int64, id chunkstore.ID, zero bool) (bool, error) {
+	x, m := w.xen, &w.img
+	if x == nil || !w.s.cfg.XenPages || x.guest.UUID == "" || m.err {
+		return false, nil
+	}
+	pfn, ok := x.pfnAt(off)
+	if !ok {
+		return false, nil
+	}
+	if m.gen.Gen == 0 {
+		g, err := w.s.ext.BeginGen(w.ino, x.guest.UUID)
+		if err != nil {
+			m.err = true
+			return false, nil
+		}
+		m.gen = g
+		if g.Base != 0 {
+			m.base = w.s.ext.NewPageReader(g.Lin)
+		}
+	}
+	changed := true
+	if m.base != nil {
+		old, found, err := m.base.Lookup(pfn, m.gen.Base, m.gen.Floor)
+		if err != nil {
+			return true, err
+		}
+		changed = !found || old.Zero != zero || (!zero && old.ID != id)
+	}
+	if changed {
+		m.changed++
+		if err := index.PutPage(w.b, m.gen, pfn, id, zero); err != nil {
+			return true, err
+		}
+	}
+	r := &m.run
+	if r.Len > 0 && (r.End() != off || r.Run.Pages() >= index.MaxRunPages) {
+		if err := w.flushRun(); err != nil {
+			return true, err
+		}
+	}
+	if r.Len == 0 {
+		*r = index.Extent{Off: off, Run: &index.PageRun{Lin: m.gen.Lin, Gen: m.gen.Gen, Floor: m.gen.Floor}}
+	}
+	r.Len += xen.PageSize
+	r.Run.Add(pfn)
+	w.stagedEnd = max(w.stagedEnd, r.End())
+	return true, nil
+}
+
+// flushRun adds the page run being collected to the batch.
+func (w *Writer) flushRun() error {
+	if w.img.run.Len == 0 {
+		return nil
+	}
+	e := w.img.run
+	w.img.run = index.Extent{}
+	return w.s.ext.AddExtent(w.b, w.ino, w.ver, e)
 }
 
 func (w *Writer) overlapsAhead(off, end int64) bool {
@@ -405,7 +519,6 @@ func (w *Writer) cutReady() error {
 
 // emit stores one chunk at file offset off and records its extent.
 func (w *Writer) emit(off int64, data []byte) error {
-	end := off + int64(len(data))
 	overlay := off < w.stagedEnd
 	if overlay {
 		// The extent replaces older ones, which Overlay reads: apply first.
@@ -415,42 +528,52 @@ func (w *Writer) emit(off int64, data []byte) error {
 	}
 	w.touch()
 	st := &w.s.stats
-	if chunkstore.IsZero(data) {
+	var id chunkstore.ID
+	zero := chunkstore.IsZero(data)
+	if zero {
 		st.ChunksZero.Add(1)
-		if overlay {
-			return w.s.ext.Punch(w.b, w.ino, w.ver, off, end)
-		}
-		return nil
-	}
-	id := chunkstore.Sum(data)
-	n, err := w.s.chunks.PutID(w.b, id, data)
-	if err != nil {
-		return err
-	}
-	if n > 0 {
-		st.ChunksNew.Add(1)
-		st.StoredBytes.Add(int64(n))
-		w.newBytes += int64(n)
 	} else {
-		st.ChunksDup.Add(1)
+		id = chunkstore.Sum(data)
+		n, err := w.s.chunks.PutID(w.b, id, data)
+		w.pinned = append(w.pinned, id)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			st.ChunksNew.Add(1)
+			st.StoredBytes.Add(int64(n))
+			w.newBytes += int64(n)
+		} else {
+			st.ChunksDup.Add(1)
+		}
 	}
-	e := index.Extent{Off: off, Len: int64(len(data)), ID: id}
-	w.stagedEnd = max(w.stagedEnd, end)
-	if overlay {
-		return w.s.ext.Overlay(w.b, w.ino, w.ver, e)
-	}
-	return w.s.ext.AddExtent(w.b, w.ino, w.ver, e)
+	return w.record(off, len(data), id, zero, overlay)
 }
 
 // applyBatch applies the pending batch (without sync).
 func (w *Writer) applyBatch() error {
-	if w.b == nil || w.b.Empty() {
+	if w.b == nil {
+		return nil
+	}
+	if err := w.flushRun(); err != nil {
+		return err
+	}
+	if w.b.Empty() {
 		return nil
 	}
 	err := w.b.Commit(pebble.NoSync)
 	w.b.Close()
 	w.b = w.s.db.NewBatch()
+	w.unpin()
 	return err
+}
+
+// unpin releases the chunks of the batch just applied or dropped.
+func (w *Writer) unpin() {
+	if len(w.pinned) > 0 {
+		w.s.chunks.Unpin(w.pinned...)
+		w.pinned = w.pinned[:0]
+	}
 }
 
 // apply applies the batch and drops the cut bytes from buf.
@@ -572,6 +695,9 @@ func (w *Writer) Commit() (index.Inode, error) {
 	if err != nil {
 		return in, w.fail(err)
 	}
+	if w.img.gen.Gen != 0 {
+		w.img.committed = true
+	}
 	if x := w.xen; x != nil && x.sc.Done() && x.guest.UUID != "" && x.sc.Offset() == w.size {
 		// A whole xl save image: record its guest, for lineage stats.
 		x.guest.NewBytes = w.newBytes
@@ -590,5 +716,15 @@ func (w *Writer) Close() {
 	if w.b != nil {
 		w.b.Close()
 		w.b = nil
+	}
+	w.unpin()
+	if m := &w.img; m.gen.Gen != 0 {
+		if m.base != nil {
+			m.base.Close()
+		}
+		// A generation whose content was never committed is named by no
+		// file's committed extents: gc may take it.
+		_ = w.s.ext.EndGen(m.gen, m.committed)
+		*m = image{}
 	}
 }

@@ -1,0 +1,466 @@
+package index
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+)
+
+// Gen is one generation (one xl save image) of a guest lineage. Its page
+// entries are a delta against generation Base (0: a full generation); a
+// lookup at Gen sees the newest entry of a pfn with Floor <= gen' <= Gen.
+type Gen struct {
+	Lin, Gen, Floor, Base uint64
+}
+
+// Generation states (first byte of a generation record).
+const (
+	GenInFlight = 1 // its writer is still open
+	GenLive     = 2 // complete; a file references it; a new generation may be a delta on it
+	GenDead     = 3 // no file references it: gc relabels or drops its entries
+)
+
+// GenRecord is what the store keeps of a generation.
+type GenRecord struct {
+	Lin, Gen, Floor, Ino uint64
+	State                byte
+}
+
+func lineageKey(uuid string) []byte { return append([]byte{prefixLineage}, uuid...) }
+
+func genPrefix(lin uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{prefixGen}, lin)
+}
+
+func genKey(lin, gen uint64) []byte { return binary.BigEndian.AppendUint64(genPrefix(lin), gen) }
+
+func pfnPrefix(lin, pfn uint64) []byte {
+	k := binary.BigEndian.AppendUint64([]byte{prefixPage}, lin)
+	return binary.BigEndian.AppendUint64(k, pfn)
+}
+
+// pageKey orders a pfn's entries newest first.
+func pageKey(lin, pfn, gen uint64) []byte {
+	return binary.BigEndian.AppendUint64(pfnPrefix(lin, pfn), ^gen)
+}
+
+func pageByGenPrefix(lin, gen uint64) []byte {
+	k := binary.BigEndian.AppendUint64([]byte{prefixPageByGen}, lin)
+	return binary.BigEndian.AppendUint64(k, gen)
+}
+
+func inoGenPrefix(ino uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{prefixInoGen}, ino)
+}
+
+func encodeGenRecord(r GenRecord) []byte {
+	b := []byte{r.State}
+	b = binary.AppendUvarint(b, r.Floor)
+	return binary.AppendUvarint(b, r.Ino)
+}
+
+func decodeGenRecord(k, v []byte) (GenRecord, error) {
+	if len(k) != 17 || len(v) < 3 || v[0] < GenInFlight || v[0] > GenDead {
+		return GenRecord{}, fmt.Errorf("%w: generation record %x", ErrCorrupt, k)
+	}
+	r := GenRecord{Lin: binary.BigEndian.Uint64(k[1:]), Gen: binary.BigEndian.Uint64(k[9:]), State: v[0]}
+	f, n := binary.Uvarint(v[1:])
+	ino, n2 := binary.Uvarint(v[1+max(n, 0):])
+	if n <= 0 || n2 <= 0 || 1+n+n2 != len(v) || f > r.Gen {
+		return GenRecord{}, fmt.Errorf("%w: generation record %x", ErrCorrupt, k)
+	}
+	r.Floor, r.Ino = f, ino
+	return r, nil
+}
+
+func (x *Index) getGen(lin, gen uint64) (GenRecord, error) {
+	k := genKey(lin, gen)
+	v, c, err := x.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return GenRecord{}, ErrNotFound
+	}
+	if err != nil {
+		return GenRecord{}, err
+	}
+	defer c.Close()
+	return decodeGenRecord(k, v)
+}
+
+// BeginGen starts a generation of the lineage of guest uuid for the image
+// being written into ino. It is a delta on the lineage's newest generation
+// if that one is live; otherwise (first image, a concurrent writer of the
+// same guest, the newest deleted) it is full.
+func (x *Index) BeginGen(ino uint64, uuid string) (Gen, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	b := x.db.NewBatch()
+	defer b.Close()
+	var g Gen
+	v, c, err := x.db.Get(lineageKey(uuid))
+	switch {
+	case err == nil:
+		if len(v) != 8 {
+			c.Close()
+			return g, fmt.Errorf("%w: lineage %q", ErrCorrupt, uuid)
+		}
+		g.Lin = binary.BigEndian.Uint64(v)
+		c.Close()
+	case errors.Is(err, pebble.ErrNotFound):
+		g.Lin = x.allocLocked(b)
+		b.Set(lineageKey(uuid), binary.BigEndian.AppendUint64(nil, g.Lin), nil)
+	default:
+		return g, err
+	}
+	g.Gen = x.allocLocked(b)
+	g.Floor = g.Gen
+	last, err := x.lastGen(g.Lin)
+	if err != nil {
+		return g, err
+	}
+	if last.State == GenLive {
+		g.Base, g.Floor = last.Gen, last.Floor
+	}
+	b.Set(genKey(g.Lin, g.Gen), encodeGenRecord(GenRecord{State: GenInFlight, Floor: g.Floor, Ino: ino}), nil)
+	k := binary.BigEndian.AppendUint64(inoGenPrefix(ino), g.Lin)
+	b.Set(binary.BigEndian.AppendUint64(k, g.Gen), nil, nil)
+	return g, b.Commit(noSync)
+}
+
+// lastGen returns the lineage's newest generation record (State 0 if none).
+func (x *Index) lastGen(lin uint64) (GenRecord, error) {
+	p := genPrefix(lin)
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return GenRecord{}, err
+	}
+	defer it.Close()
+	if !it.Last() {
+		return GenRecord{}, it.Error()
+	}
+	return decodeGenRecord(it.Key(), it.Value())
+}
+
+// EndGen ends an in-flight generation when its writer closes: live if the
+// writer committed content that may name its pages, dead otherwise.
+func (x *Index) EndGen(g Gen, live bool) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	r, err := x.getGen(g.Lin, g.Gen)
+	if err != nil || r.State != GenInFlight {
+		return err
+	}
+	r.State = GenDead
+	if live {
+		r.State = GenLive
+	}
+	return x.db.Set(genKey(g.Lin, g.Gen), encodeGenRecord(r), noSync)
+}
+
+// dropInoGen marks the generations held by ino dead, in b.
+func (x *Index) dropInoGen(b *pebble.Batch, ino uint64) error {
+	return x.scan(inoGenPrefix(ino), func(k, _ []byte) error {
+		if len(k) != 25 {
+			return fmt.Errorf("%w: generation key %x", ErrCorrupt, k)
+		}
+		lin, gen := binary.BigEndian.Uint64(k[9:]), binary.BigEndian.Uint64(k[17:])
+		r, err := x.getGen(lin, gen)
+		if err == nil {
+			r.State = GenDead
+			b.Set(genKey(lin, gen), encodeGenRecord(r), nil)
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		return b.Delete(k, nil)
+	})
+}
+
+// abortGens ends every in-flight generation (at Open: no writer survived).
+// One whose file still exists may be named by its committed content, so it
+// becomes live and goes with the file; the others are dead.
+func (x *Index) abortGens(b *pebble.Batch) error {
+	return x.scan([]byte{prefixGen}, func(k, v []byte) error {
+		r, err := decodeGenRecord(k, v)
+		if err != nil || r.State != GenInFlight {
+			return err
+		}
+		r.State = GenDead
+		if _, err := x.Get(r.Ino); err == nil {
+			r.State = GenLive
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		return b.Set(k, encodeGenRecord(r), nil)
+	})
+}
+
+// WalkGens calls fn for every generation record, by lineage then number.
+func (x *Index) WalkGens(fn func(GenRecord) error) error {
+	return x.scan([]byte{prefixGen}, func(k, v []byte) error {
+		r, err := decodeGenRecord(k, v)
+		if err != nil {
+			return err
+		}
+		return fn(r)
+	})
+}
+
+// PutPage records, in b, that generation g's page pfn is chunk id (or all
+// zero).
+func PutPage(b *pebble.Batch, g Gen, pfn uint64, id chunkstore.ID, zero bool) error {
+	return putPage(b, g.Lin, g.Gen, pfn, id, zero)
+}
+
+func putPage(b *pebble.Batch, lin, gen, pfn uint64, id chunkstore.ID, zero bool) error {
+	v := id[:]
+	if zero {
+		v = nil
+	} else if err := b.Set(refKey(id, holderPage, lin, pfn, gen), nil, nil); err != nil {
+		return err
+	}
+	if err := b.Set(pageKey(lin, pfn, gen), v, nil); err != nil {
+		return err
+	}
+	return b.Set(binary.BigEndian.AppendUint64(pageByGenPrefix(lin, gen), pfn), nil, nil)
+}
+
+func delPage(b *pebble.Batch, lin, gen, pfn uint64, id chunkstore.ID, zero bool) error {
+	if !zero {
+		if err := b.Delete(refKey(id, holderPage, lin, pfn, gen), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Delete(pageKey(lin, pfn, gen), nil); err != nil {
+		return err
+	}
+	return b.Delete(binary.BigEndian.AppendUint64(pageByGenPrefix(lin, gen), pfn), nil)
+}
+
+// PageRef is a page's content: a chunk, or all zero.
+type PageRef struct {
+	ID   chunkstore.ID
+	Zero bool
+}
+
+// PageReader looks up page entries of one lineage. Not safe for concurrent
+// use; it reads a snapshot, renewed every so many lookups.
+type PageReader struct {
+	x     *Index
+	lin   uint64
+	it    *pebble.Iterator
+	uses  int
+	lower []byte
+	upper []byte
+}
+
+const pageReaderRenew = 1 << 14
+
+// NewPageReader returns a reader of lineage lin's page entries.
+func (x *Index) NewPageReader(lin uint64) *PageReader {
+	lo := binary.BigEndian.AppendUint64([]byte{prefixPage}, lin)
+	return &PageReader{x: x, lin: lin, lower: lo, upper: prefixEnd(lo)}
+}
+
+// Close releases the reader's snapshot.
+func (r *PageReader) Close() {
+	if r.it != nil {
+		r.it.Close()
+		r.it = nil
+	}
+}
+
+// Lookup returns pfn's page as generation gen (with floor) sees it; found
+// is false if no entry is visible.
+func (r *PageReader) Lookup(pfn, gen, floor uint64) (ref PageRef, found bool, err error) {
+	if r.it == nil || r.uses >= pageReaderRenew {
+		r.Close()
+		r.uses = 0
+		if r.it, err = r.x.db.NewIter(&pebble.IterOptions{LowerBound: r.lower, UpperBound: r.upper}); err != nil {
+			return ref, false, err
+		}
+	}
+	r.uses++
+	if !r.it.SeekGE(pageKey(r.lin, pfn, gen)) {
+		return ref, false, r.it.Error()
+	}
+	k := r.it.Key()
+	if len(k) != 25 || binary.BigEndian.Uint64(k[9:]) != pfn || ^binary.BigEndian.Uint64(k[17:]) < floor {
+		return ref, false, nil
+	}
+	v, err := r.it.ValueAndErr()
+	if err != nil {
+		return ref, false, err
+	}
+	switch len(v) {
+	case 0:
+		ref.Zero = true
+	case chunkstore.IDSize:
+		ref.ID = chunkstore.ID(v)
+	default:
+		return ref, false, fmt.Errorf("%w: page entry %x", ErrCorrupt, k)
+	}
+	return ref, true, nil
+}
+
+// ResolveRun returns the pages [from, to) of run.
+func (x *Index) ResolveRun(run *PageRun, from, to int64) ([]PageRef, error) {
+	r := x.NewPageReader(run.Lin)
+	defer r.Close()
+	pfns := run.Pfns(nil, from, to)
+	out := make([]PageRef, len(pfns))
+	for i, pfn := range pfns {
+		ref, ok, err := r.Lookup(pfn, run.Gen, run.Floor)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: no page entry for pfn %#x of generation %d (lineage %d)", ErrCorrupt, pfn, run.Gen, run.Lin)
+		}
+		out[i] = ref
+	}
+	return out, nil
+}
+
+// ReclaimGen processes dead generation gen of lineage lin: each of its
+// page entries that a later live generation of the same delta chain still
+// sees is relabelled to that generation; the others are deleted and their
+// chunks become gc candidates. Then the record goes. It is idempotent and
+// crash-safe (every entry moves in one batch); it returns false without
+// doing anything if the next generation that is not dead is still being
+// written. The caller serializes ReclaimGen calls.
+func (x *Index) ReclaimGen(lin, gen uint64) (done bool, entries int, err error) {
+	rec, err := x.getGen(lin, gen)
+	if errors.Is(err, ErrNotFound) {
+		return true, 0, nil
+	}
+	if err != nil || rec.State != GenDead {
+		return false, 0, err
+	}
+	var heir uint64 // the next live generation of the chain, 0 if none
+	p := genPrefix(lin)
+	err = x.scanFrom(p, genKey(lin, gen+1), func(k, v []byte) (bool, error) {
+		r, err := decodeGenRecord(k, v)
+		if err != nil || r.Floor != rec.Floor {
+			return false, err
+		}
+		switch r.State {
+		case GenInFlight:
+			return false, errBlocked
+		case GenLive:
+			heir = r.Gen
+			return false, nil
+		}
+		return true, nil
+	})
+	if errors.Is(err, errBlocked) {
+		return false, 0, nil
+	}
+	if err != nil {
+		return false, 0, err
+	}
+	pr := x.NewPageReader(lin)
+	defer pr.Close()
+	q := pageByGenPrefix(lin, gen)
+	b := x.db.NewBatch()
+	defer func() { b.Close() }()
+	err = x.scan(q, func(k, _ []byte) error {
+		if len(k) != 25 {
+			return fmt.Errorf("%w: page key %x", ErrCorrupt, k)
+		}
+		pfn := binary.BigEndian.Uint64(k[17:])
+		ref, ok, err := pr.Lookup(pfn, gen, gen)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return b.Delete(k, nil) // entry gone already: only the index key left
+		}
+		newer, err := x.newerEntry(lin, pfn, gen)
+		if err != nil {
+			return err
+		}
+		if err := delPage(b, lin, gen, pfn, ref.ID, ref.Zero); err != nil {
+			return err
+		}
+		if heir != 0 && (newer == 0 || newer > heir) {
+			err = putPage(b, lin, heir, pfn, ref.ID, ref.Zero)
+		} else if !ref.Zero {
+			err = b.Set(candidateKey(ref.ID), nil, nil)
+		}
+		if err != nil {
+			return err
+		}
+		entries++
+		if b.Len() > 1<<20 {
+			if err := b.Commit(noSync); err != nil {
+				return err
+			}
+			b.Close()
+			b = x.db.NewBatch()
+		}
+		return nil
+	})
+	if err != nil {
+		return false, entries, err
+	}
+	b.Delete(genKey(lin, gen), nil)
+	return true, entries, b.Commit(noSync)
+}
+
+var errBlocked = errors.New("blocked")
+
+// newerEntry returns the generation of pfn's next newer entry after gen (0
+// if none).
+func (x *Index) newerEntry(lin, pfn, gen uint64) (uint64, error) {
+	p := pfnPrefix(lin, pfn)
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	if !it.SeekLT(pageKey(lin, pfn, gen)) {
+		return 0, it.Error()
+	}
+	return ^binary.BigEndian.Uint64(it.Key()[17:]), nil
+}
+
+// scanFrom calls fn for keys with prefix p from start on, while fn returns
+// true.
+func (x *Index) scanFrom(p, start []byte, fn func(k, v []byte) (bool, error)) error {
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.SeekGE(start); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		more, err := fn(it.Key(), v)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// ImageGens calls fn for each generation whose pages ino's image holds.
+func (x *Index) ImageGens(ino uint64, fn func(lin, gen uint64) error) error {
+	return x.scan(inoGenPrefix(ino), func(k, _ []byte) error {
+		if len(k) != 25 {
+			return fmt.Errorf("%w: generation key %x", ErrCorrupt, k)
+		}
+		return fn(binary.BigEndian.Uint64(k[9:]), binary.BigEndian.Uint64(k[17:]))
+	})
+}
+
+// GenEntries returns how many page entries generation gen of lin holds.
+func (x *Index) GenEntries(lin, gen uint64) (int, error) {
+	n := 0
+	err := x.scan(pageByGenPrefix(lin, gen), func(_, _ []byte) error { n++; return nil })
+	return n, err
+}

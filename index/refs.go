@@ -1,0 +1,140 @@
+package index
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+)
+
+// Holder kinds in reference keys.
+const (
+	holderExtent = 'e' // 'r' | id | 'e' | ino | ver | off
+	holderPage   = 'p' // 'r' | id | 'p' | lin | pfn | gen
+)
+
+func refPrefix(id chunkstore.ID) []byte {
+	k := make([]byte, 1+chunkstore.IDSize, 1+chunkstore.IDSize+25)
+	k[0] = prefixRef
+	copy(k[1:], id[:])
+	return k
+}
+
+func refKey(id chunkstore.ID, kind byte, a, b, c uint64) []byte {
+	k := append(refPrefix(id), kind)
+	k = binary.BigEndian.AppendUint64(k, a)
+	k = binary.BigEndian.AppendUint64(k, b)
+	return binary.BigEndian.AppendUint64(k, c)
+}
+
+func candidateKey(id chunkstore.ID) []byte {
+	k := make([]byte, 1+chunkstore.IDSize)
+	k[0] = prefixCandidate
+	copy(k[1:], id[:])
+	return k
+}
+
+// putExtent records extent e of version ver of ino and, for a chunk extent,
+// its reference to the chunk.
+func putExtent(b *pebble.Batch, ino, ver uint64, e Extent) error {
+	if e.Run == nil {
+		if err := b.Set(refKey(e.ID, holderExtent, ino, ver, uint64(e.Off)), nil, nil); err != nil {
+			return err
+		}
+	}
+	return b.Set(extentKey(ino, ver, e.Off), encodeExtentValue(e), nil)
+}
+
+// delExtent deletes what putExtent recorded and makes the chunk a gc
+// candidate.
+func delExtent(b *pebble.Batch, ino, ver uint64, e Extent) error {
+	if e.Run == nil {
+		if err := b.Delete(refKey(e.ID, holderExtent, ino, ver, uint64(e.Off)), nil); err != nil {
+			return err
+		}
+		if err := b.Set(candidateKey(e.ID), nil, nil); err != nil {
+			return err
+		}
+	}
+	return b.Delete(extentKey(ino, ver, e.Off), nil)
+}
+
+// dropExtents deletes every extent under prefix p (one version, or all of
+// an inode's) with their references, in b.
+func (x *Index) dropExtents(b *pebble.Batch, p []byte) error {
+	err := x.scan(p, func(k, v []byte) error {
+		e, err := DecodeExtent(k, v)
+		if err != nil {
+			return err
+		}
+		if e.Run == nil {
+			if err := b.Delete(refKey(e.ID, holderExtent, binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(k[9:]), uint64(e.Off)), nil); err != nil {
+				return err
+			}
+			return b.Set(candidateKey(e.ID), nil, nil)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return b.DeleteRange(p, prefixEnd(p), nil)
+}
+
+// Referenced reports whether anything (an extent or a page entry) names
+// chunk id. One seek.
+func (x *Index) Referenced(id chunkstore.ID) (bool, error) {
+	p := refPrefix(id)
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return false, err
+	}
+	found := it.First()
+	return found, it.Close()
+}
+
+// WalkRefs calls fn for every chunk reference, in chunk order (an id once
+// per holder).
+func (x *Index) WalkRefs(fn func(id chunkstore.ID) error) error {
+	return x.scan([]byte{prefixRef}, func(k, _ []byte) error {
+		if len(k) != 1+chunkstore.IDSize+25 {
+			return fmt.Errorf("%w: reference key %x", ErrCorrupt, k)
+		}
+		return fn(chunkstore.ID(k[1 : 1+chunkstore.IDSize]))
+	})
+}
+
+// Candidates returns up to n chunks that lost a reference since gc last
+// looked, starting after the given id (nil: from the start).
+func (x *Index) Candidates(after *chunkstore.ID, n int) ([]chunkstore.ID, error) {
+	lo := []byte{prefixCandidate}
+	if after != nil {
+		lo = append(candidateKey(*after), 0)
+	}
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: []byte{prefixCandidate + 1}})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []chunkstore.ID
+	for it.First(); it.Valid() && len(out) < n; it.Next() {
+		if len(it.Key()) != 1+chunkstore.IDSize {
+			return nil, fmt.Errorf("%w: candidate key %x", ErrCorrupt, it.Key())
+		}
+		out = append(out, chunkstore.ID(it.Key()[1:]))
+	}
+	return out, it.Error()
+}
+
+// DropCandidate forgets candidate id in b.
+func DropCandidate(b *pebble.Batch, id chunkstore.ID) error {
+	return b.Delete(candidateKey(id), nil)
+}
+
+// AddCandidate makes id a gc candidate in b (fsck --repair uses it for
+// chunks that lost their references before references were recorded).
+func AddCandidate(b *pebble.Batch, id chunkstore.ID) error {
+	return b.Set(candidateKey(id), nil, nil)
+}
