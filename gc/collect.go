@@ -111,3 +111,36 @@ func Collect(cs *chunkstore.Store, x *index.Index, compact bool) (Result, error)
 	r.Seconds = time.Since(start).Seconds()
 	return r, nil
 }
+
+// Repair makes every chunk that nothing references (no extent, no page
+// entry: what a crash between writing a chunk and its reference leaves) a
+// candidate, then collects. Chunks a writer has pinned stay. It reads
+// every chunk key and every reference key, so its cost grows with the
+// store; plain gc does not need it.
+func Repair(cs *chunkstore.Store, x *index.Index) (Result, error) {
+	b := cs.DB().NewBatch()
+	defer b.Close()
+	err := cs.Walk(func(i chunkstore.Info) error {
+		ref, err := x.Referenced(i.ID)
+		if err != nil || ref {
+			return err
+		}
+		if err := index.AddCandidate(b, i.ID); err != nil {
+			return err
+		}
+		if b.Len() > 1<<20 {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				return err
+			}
+			b.Reset()
+		}
+		return nil
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return Result{}, err
+	}
+	return Collect(cs, x, true)
+}

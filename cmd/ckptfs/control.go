@@ -26,8 +26,9 @@ const SocketName = "ckptfs.sock"
 
 func socketPath(store string) string { return filepath.Join(store, SocketName) }
 
-// serveControl answers /stats and /fsck until the listener closes.
-func serveControl(store string, cs *chunkstore.Store, x *index.Index) (io.Closer, error) {
+// serveControl answers /stats, /fsck, /fsck-repair and /gc until the
+// listener closes.
+func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonGC) (io.Closer, error) {
 	p := socketPath(store)
 	if c, err := net.Dial("unix", p); err == nil {
 		c.Close()
@@ -53,6 +54,19 @@ func serveControl(store string, cs *chunkstore.Store, x *index.Index) (io.Closer
 	})
 	mux.HandleFunc("/fsck", func(w http.ResponseWriter, r *http.Request) {
 		rep, err := gc.Fsck(cs, x)
+		reply(w, rep, err)
+	})
+	mux.HandleFunc("/fsck-repair", func(w http.ResponseWriter, r *http.Request) {
+		rep, err := d.repair()
+		reply(w, rep, err)
+	})
+	mux.HandleFunc("/gc", func(w http.ResponseWriter, r *http.Request) {
+		var req gcRequest
+		if err := json.Unmarshal([]byte(r.URL.Query().Get("req")), &req); err != nil {
+			http.Error(w, "bad gc request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		rep, err := d.run(req)
 		reply(w, rep, err)
 	})
 	srv := &http.Server{Handler: mux}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,12 +12,13 @@ import (
 	"github.com/ckptfs/ckptfs/index"
 )
 
-type fsckOptions struct{ json bool }
+type fsckOptions struct{ json, repair bool }
 
 func runFsckCmd(args []string) error {
 	var o fsckOptions
 	fs := newFlags("fsck")
 	fs.BoolVar(&o.json, "json", false, "print JSON")
+	fs.BoolVar(&o.repair, "repair", false, "then delete the chunks nothing references")
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return err
@@ -48,6 +50,28 @@ func runFsck(w io.Writer, o fsckOptions, store string) error {
 		}
 		if r.OK() {
 			fmt.Fprintln(w, "no problems found")
+		}
+	}
+	if o.repair {
+		var res gc.Result
+		err := askDaemon(store, "/fsck-repair", &res)
+		if errors.Is(err, errNoDaemon) {
+			var cs *chunkstore.Store
+			var x *index.Index
+			if cs, x, err = openWritable(store); err != nil {
+				return err
+			}
+			res, err = gc.Repair(cs, x)
+			cs.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("fsck --repair: %w", err)
+		}
+		if o.json {
+			json.NewEncoder(w).Encode(res)
+		} else {
+			fmt.Fprintf(w, "repair: deleted %d unreferenced chunks (%s stored); disk %s -> %s\n",
+				res.ChunksDeleted, bytesStr(res.StoredFreed), bytesStr(res.DiskBefore), bytesStr(res.DiskAfter))
 		}
 	}
 	if !r.OK() {

@@ -3,6 +3,7 @@
 //	ckptfs mount STORE MOUNTPOINT   mount a store (foreground)
 //	ckptfs stats STORE              what the store holds
 //	ckptfs fsck STORE               re-hash every chunk, check every file
+//	ckptfs gc STORE                 expire generations, reclaim space
 package main
 
 import (
@@ -51,7 +52,8 @@ func init() {
 	commands = []command{
 		{"mount", "[flags] STORE MOUNTPOINT", "mount STORE at MOUNTPOINT in the foreground (creates STORE on first use)", runMountCmd},
 		{"stats", "[--json] STORE", "logical bytes, stored bytes, chunks, dedup ratio", runStatsCmd},
-		{"fsck", "[--json] STORE", "re-hash every chunk and check every file's chunk list", runFsckCmd},
+		{"fsck", "[--json] [--repair] STORE", "re-hash every chunk and check every file's chunk list", runFsckCmd},
+		{"gc", "[policy] [--dry-run] STORE", "expire generations by policy and reclaim unreferenced space (online too)", runGCCmd},
 		{"xen", "inspect|synth ...", "xl save images: describe one, or generate one", runXenCmd},
 	}
 }

@@ -11,8 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/fs/content"
 )
@@ -20,6 +22,7 @@ import (
 type mountOptions struct {
 	allowOther, readOnly, debug, xenPages bool
 	codec                                 string
+	policy                                gc.Policy
 }
 
 func runMountCmd(args []string) error {
@@ -30,9 +33,16 @@ func runMountCmd(args []string) error {
 	f.BoolVar(&o.debug, "debug", false, "log every FUSE request")
 	f.StringVar(&o.codec, "codec", "s2", "compression of new chunks: s2, zstd or raw")
 	f.BoolVar(&o.xenPages, "xen-pages", false, "store xl save images page by page (less stored per checkpoint; slower restore for now)")
+	addPolicyFlags(f, &o.policy)
 	pos, err := parse(f, args, 2)
 	if err != nil {
 		return err
+	}
+	if err := o.policy.Validate(); err != nil {
+		return fail(exitUsage, "mount: %v", err)
+	}
+	if o.readOnly && !o.policy.Empty() {
+		return fail(exitUsage, "mount: retention flags need a writable mount")
 	}
 	return runMount(o, pos[0], pos[1])
 }
@@ -71,12 +81,18 @@ func runMount(o mountOptions, store, mnt string) error {
 		}
 		return fail(exitError, "mount %s: %v", mnt, err)
 	}
-	ctl, err := serveControl(absStore, m.Store, m.Index)
+	d := &daemonGC{mnt: absMnt, cs: m.Store, x: m.Index}
+	ctl, err := serveControl(absStore, m.Store, m.Index, d)
 	if err != nil {
 		m.Unmount()
 		return err
 	}
 	defer ctl.Close()
+	if !o.policy.Empty() {
+		stop := make(chan struct{})
+		defer close(stop)
+		go d.auto(o.policy, m.Data.Counters().Images.Load, 2*time.Second, logger.Printf, stop)
+	}
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)

@@ -102,7 +102,11 @@ func (s *Store) NewGen() uint64 { return s.gen.Add(1) }
 type Stats struct {
 	BytesWritten, ChunksNew, ChunksDup, ChunksZero, StoredBytes atomic.Int64
 	CacheHits, CacheMisses                                      atomic.Int64
+	Images                                                      atomic.Int64 // whole xl save images committed
 }
+
+// Counters returns the engine's counters.
+func (s *Store) Counters() *Stats { return &s.stats }
 
 // New returns an engine over db, chunks and ext.
 func New(db Batcher, chunks Chunks, ext Extents, cfg Config) *Store {

@@ -704,6 +704,7 @@ func (w *Writer) Commit() (index.Inode, error) {
 		if err := w.s.ext.SetXen(w.ino, x.guest); err != nil {
 			return in, w.fail(err)
 		}
+		w.s.stats.Images.Add(1)
 	}
 	w.staged, w.committedSize, w.dirty = false, w.size, false
 	w.streamOff, w.cutOff = w.size, w.size

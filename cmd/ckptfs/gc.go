@@ -1,0 +1,235 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/gc"
+	"github.com/ckptfs/ckptfs/index"
+)
+
+// gcRequest is what gc does; the daemon receives it as JSON.
+type gcRequest struct {
+	Policy gc.Policy `json:"policy"`
+	DryRun bool      `json:"dry_run"`
+}
+
+// gcReport is what gc did (or, with --dry-run, would do).
+type gcReport struct {
+	DryRun  bool        `json:"dry_run"`
+	Expired []gc.Victim `json:"expired"`
+	Failed  []string    `json:"failed,omitempty"` // files that could not be removed
+	Result  *gc.Result  `json:"result,omitempty"`
+}
+
+// durationValue parses Go durations plus whole days and weeks ("7d", "2w").
+type durationValue struct{ d *time.Duration }
+
+func (v durationValue) String() string {
+	if v.d == nil || *v.d == 0 {
+		return ""
+	}
+	return v.d.String()
+}
+func (v durationValue) Type() string { return "duration" }
+func (v durationValue) Set(s string) error {
+	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			if k, err := strconv.Atoi(n); err == nil && k >= 0 {
+				*v.d = time.Duration(k) * unit
+				return nil
+			}
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want a duration like 90m, 36h or 7d")
+	}
+	*v.d = d
+	return nil
+}
+
+// addPolicyFlags defines the retention flags (shared by gc and mount).
+func addPolicyFlags(f *pflag.FlagSet, p *gc.Policy) {
+	f.IntVar(&p.KeepLast, "keep-last", 0, "keep the `n` newest generations of each guest (and files of each directory)")
+	f.Var(durationValue{&p.KeepWithin}, "keep-within", "keep generations at most this much older than the newest (e.g. 36h, 7d)")
+	f.IntVar(&p.KeepHourly, "keep-hourly", 0, "keep the newest generation of each of the `n` newest hours")
+	f.IntVar(&p.KeepDaily, "keep-daily", 0, "keep the newest generation of each of the `n` newest days")
+	f.IntVar(&p.KeepWeekly, "keep-weekly", 0, "keep the newest generation of each of the `n` newest weeks")
+}
+
+func runGCCmd(args []string) error {
+	var req gcRequest
+	var asJSON bool
+	f := newFlags("gc")
+	addPolicyFlags(f, &req.Policy)
+	f.BoolVar(&req.DryRun, "dry-run", false, "list what the policy expires and the bytes that would come back; change nothing")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	pos, err := parse(f, args, 1)
+	if err != nil {
+		return err
+	}
+	if err := req.Policy.Validate(); err != nil {
+		return fail(exitUsage, "gc: %v", err)
+	}
+	return runGC(os.Stdout, pos[0], req, asJSON)
+}
+
+func runGC(w io.Writer, store string, req gcRequest, asJSON bool) error {
+	var rep gcReport
+	q, _ := json.Marshal(req)
+	err := askDaemon(store, "/gc?req="+url.QueryEscape(string(q)), &rep)
+	if errors.Is(err, errNoDaemon) {
+		err = offlineGC(store, req, &rep)
+	}
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(w).Encode(rep)
+	}
+	printGC(w, rep)
+	if len(rep.Failed) > 0 {
+		return fail(exitError, "gc: %d files could not be removed", len(rep.Failed))
+	}
+	return nil
+}
+
+func printGC(w io.Writer, rep gcReport) {
+	verb := "expired"
+	if rep.DryRun {
+		verb = "would expire"
+	}
+	var size, added int64
+	for _, v := range rep.Expired {
+		fmt.Fprintf(w, "%s %s (%s, %s, %s)\n", verb, v.Path, v.Group, bytesStr(v.Size), time.Unix(0, v.Mtime).UTC().Format(time.RFC3339))
+		size += v.Size
+		added += v.NewBytes
+	}
+	fmt.Fprintf(w, "%s %d files, %s logical\n", verb, len(rep.Expired), bytesStr(size))
+	if rep.DryRun {
+		fmt.Fprintf(w, "would free up to %s stored (what those images added when written; chunks later images share stay)\n", bytesStr(added))
+	}
+	for _, f := range rep.Failed {
+		fmt.Fprintf(w, "FAILED %s\n", f)
+	}
+	if r := rep.Result; r != nil {
+		fmt.Fprintf(w, "collected %d generations (%d page entries, %d waiting on a writer), %d of %d candidate chunks, %s stored; disk %s -> %s in %.2fs\n",
+			r.GensReclaimed, r.PageEntries, r.GensWaiting, r.ChunksDeleted, r.Candidates, bytesStr(r.StoredFreed),
+			bytesStr(r.DiskBefore), bytesStr(r.DiskAfter), r.Seconds)
+	}
+}
+
+// offlineGC runs gc on an unmounted store.
+func offlineGC(store string, req gcRequest, rep *gcReport) error {
+	cs, x, err := openWritable(store)
+	if err != nil {
+		return err
+	}
+	defer cs.Close()
+	rep.DryRun = req.DryRun
+	if rep.Expired, err = gc.Plan(x, req.Policy); err != nil {
+		return err
+	}
+	if req.DryRun {
+		return nil
+	}
+	if err := gc.RemoveOffline(x, rep.Expired, time.Now().UnixNano()); err != nil {
+		return err
+	}
+	res, err := gc.Collect(cs, x, true)
+	rep.Result = &res
+	return err
+}
+
+// openWritable opens an unmounted store read-write (running index recovery).
+func openWritable(dir string) (*chunkstore.Store, *index.Index, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return nil, nil, fail(exitStore, "%s: %v", dir, errors.Unwrap(err))
+	}
+	o := chunkstore.DefaultOptions()
+	cs, err := chunkstore.Open(dir, o)
+	if err != nil {
+		return nil, nil, storeErr(err)
+	}
+	x, err := index.Open(cs.DB(), time.Now().UnixNano(), uint32(os.Getuid()), uint32(os.Getgid()))
+	if err != nil {
+		cs.Close()
+		return nil, nil, storeErr(err)
+	}
+	return cs, x, nil
+}
+
+// daemonGC runs gc requests inside the mount daemon, one at a time. Files
+// are removed through the mountpoint, so the kernel's caches stay right
+// and open files stay readable until closed.
+type daemonGC struct {
+	mu  sync.Mutex
+	mnt string
+	cs  *chunkstore.Store
+	x   *index.Index
+}
+
+// auto runs policy after each completed checkpoint: images counts the whole
+// xl save images committed so far; it is polled every interval.
+func (d *daemonGC) auto(policy gc.Policy, images func() int64, interval time.Duration, logf func(string, ...any), stop <-chan struct{}) {
+	last := images()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if n := images(); n != last {
+			last = n
+			rep, err := d.run(gcRequest{Policy: policy})
+			if err != nil {
+				logf("gc: %v", err)
+				continue
+			}
+			if len(rep.Expired) > 0 || len(rep.Failed) > 0 {
+				var b strings.Builder
+				printGC(&b, rep)
+				logf("gc after checkpoint:\n%s", b.String())
+			}
+		}
+	}
+}
+
+func (d *daemonGC) run(req gcRequest) (gcReport, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	rep := gcReport{DryRun: req.DryRun}
+	var err error
+	if rep.Expired, err = gc.Plan(d.x, req.Policy); err != nil || req.DryRun {
+		return rep, err
+	}
+	for _, v := range rep.Expired {
+		if err := os.Remove(filepath.Join(d.mnt, v.Path)); err != nil {
+			rep.Failed = append(rep.Failed, fmt.Sprintf("%s: %v", v.Path, err))
+		}
+	}
+	res, err := gc.Collect(d.cs, d.x, true)
+	rep.Result = &res
+	return rep, err
+}
+
+func (d *daemonGC) repair() (gc.Result, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return gc.Repair(d.cs, d.x)
+}
