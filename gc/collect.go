@@ -27,6 +27,9 @@ type Result struct {
 // memory of a collection and how long writers' Prepare waits on it.
 const sweepBatch = 1024
 
+// settleTimeout bounds how long Collect waits for background compactions.
+const settleTimeout = 30 * time.Second
+
 // Collect reclaims what nobody references any more, online:
 //
 //  1. Each dead generation (its image file was purged) is reclaimed: page
@@ -99,11 +102,30 @@ func Collect(cs *chunkstore.Store, x *index.Index, compact bool) (Result, error)
 		r.ChunksDeleted += n
 		r.StoredFreed += freed
 	}
-	if compact && (r.ChunksDeleted > 0 || r.PageEntries > 0) {
+	if compact {
 		db := cs.DB()
+		if err := db.Flush(); err != nil {
+			return r, err
+		}
 		for _, span := range [][2]byte{{chunkstore.PrefixChunk, chunkstore.PrefixChunk + 1}, {'P', 'R'}, {'r', 's'}, {'e', 'f'}} {
 			if err := db.Compact(context.Background(), []byte{span[0]}, []byte{span[1]}, true); err != nil {
 				return r, err
+			}
+		}
+	}
+	if compact {
+		// Blob files that hold deleted chunks are rewritten (or dropped) by
+		// Pebble's background compactions once the compaction above
+		// dropped the keys: give them a bounded while to finish.
+		// Rewrites run one blob file at a time: settled is a second with
+		// none in progress.
+		idle := 0
+		for deadline := time.Now().Add(settleTimeout); time.Now().Before(deadline) && idle < 10; {
+			time.Sleep(100 * time.Millisecond)
+			if cs.DB().Metrics().Compact.NumInProgress == 0 {
+				idle++
+			} else {
+				idle = 0
 			}
 		}
 	}

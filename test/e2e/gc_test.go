@@ -1,0 +1,223 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/xen"
+	"github.com/ckptfs/ckptfs/xen/xentest"
+)
+
+const gcPages, gcDirty = 8192, 0.2
+
+func gcGuest(gen int) xentest.Guest {
+	return xentest.Guest{Name: "web", UUID: "6c9d3a1e-0000-4000-8000-00000000gc01", Pages: gcPages, VCPUs: 2, Seed: 42, Gen: gen, Dirty: gcDirty}
+}
+
+// pageSet maps the content hash of every non-zero page of img to its
+// stored (compressed) size.
+func pageSet(img []byte) map[[32]byte]int64 {
+	out := map[[32]byte]int64{}
+	xen.NewScanner(xen.Handler{Page: func(p xen.Page) {
+		pg := img[p.Off : p.Off+xen.PageSize]
+		if !chunkstore.IsZero(pg) {
+			out[sha256.Sum256(pg)] = int64(chunkstore.EncodedLen(chunkstore.CodecS2, pg))
+		}
+	}}).Write(img)
+	return out
+}
+
+func storeStats(t *testing.T, store string) (stored int64, chunks int64) {
+	t.Helper()
+	out, code := run(t, "stats", "--json", store)
+	if code != 0 {
+		t.Fatalf("stats: exit %d\n%s", code, out)
+	}
+	var s struct {
+		StoredBytes int64 `json:"stored_bytes"`
+		Chunks      int64 `json:"chunks"`
+	}
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("stats: %v\n%s", err, out)
+	}
+	return s.StoredBytes, s.Chunks
+}
+
+func du(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+func checkGens(t *testing.T, dir string, gens []int) {
+	t.Helper()
+	for _, g := range gens {
+		got, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("gen%02d", g)))
+		if err != nil || !bytes.Equal(got, gcGuest(g).Bytes()) {
+			t.Fatalf("gen%02d: %v (%d bytes)", g, err, len(got))
+		}
+	}
+}
+
+// TestGCThroughMount: 10 generations of a guest in page mode; delete the
+// first, a middle and the last through the mount; `ckptfs gc` (online,
+// through the daemon) brings stored bytes down by the deleted generations'
+// unique pages, and du of the store down too; every other generation reads
+// back byte-exact; fsck is clean with nothing unreferenced. Then a policy:
+// --dry-run changes nothing, --keep-last 3 keeps the 3 newest.
+func TestGCThroughMount(t *testing.T) {
+	tmp := t.TempDir()
+	store, mnt := filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt")
+	d := mount(t, store, mnt, "--xen-pages")
+	dir := filepath.Join(mnt, "web")
+	os.Mkdir(dir, 0o755)
+	sets := map[int]map[[32]byte]int64{}
+	for g := 0; g < 10; g++ {
+		img := gcGuest(g).Bytes()
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("gen%02d", g)), img, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sets[g] = pageSet(img)
+		// Distinct mtimes for the policy below.
+		mt := time.Date(2026, 11, 22, 10, g, 0, 0, time.UTC)
+		os.Chtimes(filepath.Join(dir, fmt.Sprintf("gen%02d", g)), mt, mt)
+	}
+	deleted, kept := []int{0, 4, 9}, []int{1, 2, 3, 5, 6, 7, 8}
+	var unique int64 // stored bytes of pages only the deleted generations have
+	seen := map[[32]byte]bool{}
+	for _, g := range deleted {
+		for h, n := range sets[g] {
+			inKept := false
+			for _, k := range kept {
+				if _, ok := sets[k][h]; ok {
+					inKept = true
+					break
+				}
+			}
+			if !inKept && !seen[h] {
+				unique += n
+				seen[h] = true
+			}
+		}
+	}
+	// A gc with nothing to do first: it flushes and compacts, so that du
+	// compares like with like.
+	if out, code := run(t, "gc", store); code != 0 {
+		t.Fatalf("gc: exit %d\n%s", code, out)
+	}
+	stored0, _ := storeStats(t, store)
+	for _, g := range deleted {
+		if err := os.Remove(filepath.Join(dir, fmt.Sprintf("gen%02d", g))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	du0 := du(t, store)
+	out, code := run(t, "gc", store)
+	if code != 0 {
+		t.Fatalf("gc: exit %d\n%s", code, out)
+	}
+	stored1, _ := storeStats(t, store)
+	du1 := du(t, store)
+	t.Logf("gc:\n%sstored %d -> %d (-%d); unique pages of the deleted generations %d; du %d -> %d (-%d)",
+		out, stored0, stored1, stored0-stored1, unique, du0, du1, du0-du1)
+	if drop := stored0 - stored1; float64(drop) < 0.9*float64(unique) || float64(drop) > 1.1*float64(unique)+256<<10 {
+		t.Errorf("stored bytes dropped by %d, want %d within 10%%", drop, unique)
+	}
+	if os.Getenv("CKPTFS_DEBUG_DU") != "" {
+		ents, _ := os.ReadDir(store)
+		for _, e := range ents {
+			fi, _ := e.Info()
+			t.Logf("%s %d", e.Name(), fi.Size())
+		}
+	}
+	// Pebble keeps chunk values in blob files and rewrites one only once
+	// enough of it is garbage, so du gives back part of the freed bytes at
+	// once and the rest as later rewrites happen (see the README).
+	if du1 >= du0 {
+		t.Errorf("du of the store did not drop: %d -> %d", du0, du1)
+	}
+	checkGens(t, dir, kept)
+	out, code = run(t, "fsck", "--json", store)
+	if code != 0 || !strings.Contains(out, `"unreferenced_chunks":0`) {
+		t.Fatalf("fsck after gc: exit %d\n%s", code, out)
+	}
+
+	out, code = run(t, "gc", "--keep-last", "3", "--dry-run", store)
+	if code != 0 || strings.Count(out, "would expire web/") != 4 {
+		t.Fatalf("gc --dry-run: exit %d\n%s", code, out)
+	}
+	checkGens(t, dir, kept)
+	out, code = run(t, "gc", "--keep-last", "3", store)
+	if code != 0 || strings.Count(out, "expired web/") != 4 {
+		t.Fatalf("gc --keep-last 3: exit %d\n%s", code, out)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 3 {
+		t.Fatalf("after --keep-last 3: %d files", len(ents))
+	}
+	checkGens(t, dir, []int{6, 7, 8})
+	d.stop(t)
+	if out, code := run(t, "fsck", store); code != 0 {
+		t.Fatalf("fsck: exit %d\n%s", code, out)
+	}
+}
+
+// TestKill9DuringGC: kill -9 of an offline gc at random points, over
+// several seeds. Each time fsck passes and the surviving generations read
+// back byte-exact; the last gc finishes the job (nothing unreferenced).
+func TestKill9DuringGC(t *testing.T) {
+	tmp := t.TempDir()
+	store, mnt := filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt")
+	d := mount(t, store, mnt, "--xen-pages")
+	dir := filepath.Join(mnt, "web")
+	os.Mkdir(dir, 0o755)
+	for g := 0; g < 8; g++ {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("gen%02d", g)), gcGuest(g).Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, g := range []int{0, 2, 3, 7} {
+		os.Remove(filepath.Join(dir, fmt.Sprintf("gen%02d", g)))
+	}
+	d.stop(t)
+	rng := rand.New(rand.NewPCG(7, 9))
+	for seed := 0; seed < 5; seed++ {
+		cmd := exec.Command(bin, "gc", store)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
+		cmd.Process.Kill()
+		cmd.Wait()
+		if out, code := run(t, "fsck", store); code != 0 {
+			t.Fatalf("seed %d: fsck after kill -9 of gc: exit %d\n%s", seed, code, out)
+		}
+	}
+	if out, code := run(t, "gc", store); code != 0 {
+		t.Fatalf("final gc: exit %d\n%s", code, out)
+	}
+	if out, code := run(t, "fsck", "--json", store); code != 0 || !strings.Contains(out, `"unreferenced_chunks":0`) {
+		t.Fatalf("fsck after the final gc: exit %d\n%s", code, out)
+	}
+	d2 := mount(t, store, mnt)
+	checkGens(t, filepath.Join(d2.mnt, "web"), []int{1, 4, 5, 6})
+}
