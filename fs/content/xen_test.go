@@ -202,3 +202,82 @@ func TestXenDeltaGC(t *testing.T) {
 		t.Fatalf("second gc with nothing deleted: %+v %v", res, err)
 	}
 }
+
+// TestGCWhileWriting runs gc.Collect in a loop while generations of two
+// guests are written (page mode), read back and deleted, the oldest first:
+// no collection ever takes a chunk or page entry a live or in-flight
+// generation needs. Run with -race.
+func TestGCWhileWriting(t *testing.T) {
+	x, cs := index.TestIndex(t)
+	cfg := DefaultConfig()
+	cfg.XenPages = true
+	s := New(cs.DB(), cs, x, cfg)
+	t.Cleanup(s.Close)
+	stop := make(chan struct{})
+	gcDone := make(chan error, 1)
+	collections := 0
+	go func() {
+		for {
+			select {
+			case <-stop:
+				gcDone <- nil
+				return
+			default:
+			}
+			if _, err := gc.Collect(cs, x, false); err != nil {
+				gcDone <- err
+				return
+			}
+			collections++
+		}
+	}()
+	guest := func(uuid string, gen int) xentest.Guest {
+		return xentest.Guest{Name: uuid, UUID: uuid, Pages: 1024, VCPUs: 1, Seed: 3, Gen: gen, Dirty: 0.1}
+	}
+	live := map[string]index.Inode{}
+	for gen := 0; gen < 12; gen++ {
+		for _, uuid := range []string{"a", "b"} {
+			name := fmt.Sprintf("%s-%d", uuid, gen)
+			writeFile(t, s, x, name, guest(uuid, gen).Bytes())
+			in, err := x.Lookup(index.RootIno, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			live[name] = in
+			if gen >= 3 { // keep the last 3
+				old := fmt.Sprintf("%s-%d", uuid, gen-3)
+				if _, err := x.Unlink(index.RootIno, old, 1); err != nil {
+					t.Fatal(err)
+				}
+				if err := x.Purge(live[old].Ino); err != nil {
+					t.Fatal(err)
+				}
+				delete(live, old)
+			}
+		}
+		s.cache.Purge()
+		for name, in := range live {
+			var uuid string
+			var g int
+			fmt.Sscanf(name, "%1s-%d", &uuid, &g)
+			want := guest(uuid, g).Bytes()
+			got := make([]byte, len(want))
+			var c Cursor
+			if _, err := s.ReadCommitted(&c, in.Ino, in.Ver, s.NewGen(), in.Size, got, 0); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("%s while gc runs: %v, first difference at %d", name, err, firstDiff(got, want))
+			}
+		}
+	}
+	close(stop)
+	if err := <-gcDone; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gc.Collect(cs, x, false); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := gc.Fsck(cs, x)
+	if err != nil || !rep.OK() || rep.Unreferenced != 0 {
+		t.Fatalf("fsck: %v %+v", err, rep)
+	}
+	t.Logf("%d collections ran meanwhile", collections)
+}

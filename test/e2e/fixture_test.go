@@ -43,4 +43,26 @@ func TestFixtureV1(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(d.mnt, "new"), []byte("x"), 0o644); err == nil {
 		t.Fatal("write to a --read-only mount succeeded")
 	}
+	d.stop(t)
+
+	// A read-write mount upgrades the store to the current format: the v1
+	// extents get their chunk references, so gc after deleting a new copy
+	// keeps the chunks the v1 file shares with it.
+	d = mount(t, store, filepath.Join(tmp, "mnt"))
+	if err := os.WriteFile(filepath.Join(d.mnt, "copy"), fixtureImage.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(d.mnt, "copy")); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := run(t, "gc", store); code != 0 {
+		t.Fatalf("gc of the upgraded fixture: exit %d\n%s", code, out)
+	}
+	if got, err := os.ReadFile(filepath.Join(d.mnt, "latest")); err != nil || !bytes.Equal(got, fixtureImage.Bytes()) {
+		t.Fatalf("v1 file after gc of the upgraded store: %v (%d bytes)", err, len(got))
+	}
+	d.stop(t)
+	if out, code := run(t, "fsck", store); code != 0 {
+		t.Fatalf("fsck of the upgraded fixture: exit %d\n%s", code, out)
+	}
 }
