@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
-	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/fs/content"
+	"github.com/ckptfs/ckptfs/gc"
 )
 
 type mountOptions struct {

@@ -60,9 +60,9 @@ type Writer struct {
 	stagedEnd         int64 // no extent of ver ends past this
 	b                 *pebble.Batch
 	cut               *cutter
-	gen               uint64 // bumped whenever ver's extents change
-	job               *job   // in flight, over buf[cutOff-streamOff:][:len(job.data)]
-	newBytes          int64  // chunk bytes this writer added to the store
+	gen               uint64          // bumped whenever ver's extents change
+	job               *job            // in flight, over buf[cutOff-streamOff:][:len(job.data)]
+	newBytes          int64           // chunk bytes this writer added to the store
 	pinned            []chunkstore.ID // chunks the pending batch references
 	img               image
 	xen               *xenStream
