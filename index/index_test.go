@@ -48,14 +48,20 @@ func TestExtentEncoding(t *testing.T) {
 
 func FuzzDecodeExtent(f *testing.F) {
 	f.Add(extentKey(1, 2, 3), encodeExtentValue(Extent{Off: 3, Len: 10, ID: chunkstore.Sum(nil)}))
+	f.Add(extentKey(1, 2, 3), encodeExtentValue(Extent{Off: 3, Len: 3 * PageSize, ChunkOff: 100,
+		Run: &PageRun{Lin: 4, Gen: 9, Floor: 7, Ranges: []PfnRange{{0x1000, 2}, {0xff000, 1}}}}))
 	f.Fuzz(func(t *testing.T, k, v []byte) {
 		e, err := DecodeExtent(k, v)
 		if err == nil {
-			if e.Len <= 0 || e.Off < 0 || e.ChunkOff < 0 || e.ChunkOff+e.Len > chunkstore.MaxChunkSize {
+			if e.Run != nil {
+				if e.Len <= 0 || e.ChunkOff < 0 || e.ChunkOff+e.Len > e.Run.Pages()*PageSize || e.Run.Pages() > MaxRunPages {
+					t.Fatalf("decoded an invalid page run %+v %+v", e, *e.Run)
+				}
+			} else if e.Len <= 0 || e.Off < 0 || e.ChunkOff < 0 || e.ChunkOff+e.Len > chunkstore.MaxChunkSize {
 				t.Fatalf("decoded an invalid extent %+v", e)
 			}
 			back, err := DecodeExtent(extentKey(1, 2, e.Off), encodeExtentValue(e))
-			if err != nil || back != e {
+			if err != nil || !reflect.DeepEqual(back, e) {
 				t.Fatalf("re-encode: %+v %v", back, err)
 			}
 		}
@@ -208,5 +214,45 @@ func TestStagedVersionDroppedOnOpen(t *testing.T) {
 	}
 	if ext, _ := x2.Extents(in.Ino, in.Ver, 0, 10); len(ext) != 1 {
 		t.Fatalf("committed version lost: %v", ext)
+	}
+}
+
+func FuzzDecodeGenRecord(f *testing.F) {
+	f.Add(genKey(3, 9), encodeGenRecord(GenRecord{State: GenLive, Floor: 7, Ino: 12}))
+	f.Fuzz(func(t *testing.T, k, v []byte) {
+		r, err := decodeGenRecord(k, v)
+		if err == nil {
+			if r.Floor > r.Gen || r.State < GenInFlight || r.State > GenDead {
+				t.Fatalf("decoded an invalid record %+v", r)
+			}
+			back, err := decodeGenRecord(genKey(r.Lin, r.Gen), encodeGenRecord(r))
+			if err != nil || back != r {
+				t.Fatalf("re-encode: %+v %v", back, err)
+			}
+		}
+	})
+}
+
+// TestPageRunEncoding: a run round-trips; damaged runs are ErrCorrupt.
+func TestPageRunEncoding(t *testing.T) {
+	e := Extent{Off: 8192, Len: 2*PageSize + 5, ChunkOff: 7, Run: &PageRun{Lin: 1, Gen: 5, Floor: 2, Ranges: []PfnRange{{10, 2}, {40, 1}}}}
+	got, err := DecodeExtent(extentKey(5, 6, e.Off), encodeExtentValue(e))
+	if err != nil || !reflect.DeepEqual(got, e) {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	if p := e.Run.Pfns(nil, 0, 3); !reflect.DeepEqual(p, []uint64{10, 11, 40}) {
+		t.Fatalf("pfns %v", p)
+	}
+	v := encodeExtentValue(e)
+	for name, bad := range map[string][]byte{
+		"truncated":       v[:len(v)-1],
+		"trailing":        append(append([]byte(nil), v...), 0),
+		"len past pages":  encodeExtentValue(Extent{Len: 4 * PageSize, Run: e.Run}),
+		"floor above gen": encodeExtentValue(Extent{Len: 1, Run: &PageRun{Gen: 1, Floor: 2, Ranges: e.Run.Ranges}}),
+		"no ranges":       encodeExtentValue(Extent{Len: 1, Run: &PageRun{Gen: 1}}),
+	} {
+		if _, err := DecodeExtent(extentKey(5, 6, 0), bad); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }
