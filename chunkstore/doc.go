@@ -1,7 +1,7 @@
 // Package chunkstore keeps content-defined chunks in Pebble, named by the
 // BLAKE3-256 hash of their plain content and stored once.
 //
-// # On-disk format, version 1
+// # On-disk format, version 2
 //
 // One Pebble database holds a whole store: chunks (this package) and the
 // namespace and extents (package index). Keys start with a one-byte prefix
@@ -19,6 +19,11 @@
 //	'o'     index       see package index             orphan marker
 //	's'     index       see package index             staging marker
 //	'x'     index       see package index             xl save image info
+//	'l' 'L' index       see package index             lineages, generations
+//	'P' 'Q' index       see package index             page entries
+//	'r'     index       see package index             chunk references
+//	'g'     index       see package index             gc candidates
+//	'y'     index       see package index             image -> generation
 //
 // A chunk value:
 //
@@ -36,6 +41,8 @@
 // most MaxChunkSize bytes. All-zero chunks are never stored: the index
 // records a hole instead.
 //
+// Version 2 added the index's page maps and chunk references; a version 1
+// store opens, and package index upgrades it on the first read-write open.
 // Opening a store whose format key holds another version fails with
 // ErrFormat; a database without the key, or a non-empty directory that is
 // not a Pebble database, fails with ErrNotStore.
@@ -48,7 +55,10 @@
 // Chunks are written in the same or an earlier Pebble batch than the
 // extents that name them, and Pebble's WAL applies batches in order, so
 // after a crash every extent's chunk exists; the crash can leave only
-// chunks nobody references, which garbage collection removes. The store
+// chunks nobody references, which fsck --repair removes. Writers pin the
+// chunks they are about to reference (Prepare) until their batch is applied;
+// Sweep, under the same lock, deletes only unpinned chunks, so gc never
+// races a writer that deduplicates against a chunk it is deleting. The store
 // remembers recently put chunk IDs (so that a stream's repeats are encoded
 // once); Delete forgets them, so a collected chunk is written again when it
 // reappears.

@@ -34,7 +34,8 @@ const MaxChunkSize = 16 << 20
 const (
 	PrefixMeta  = 0x00 // store-wide metadata, e.g. the format version
 	PrefixChunk = 'c'  // chunks, owned by this package
-	// 'd', 'e', 'i', 'm', 's' are owned by package index; see its docs.
+	// 'd', 'e', 'g', 'i', 'l', 'L', 'm', 'o', 'P', 'Q', 'r', 's', 'x', 'y' are owned by
+	// package index; see its docs.
 )
 
 var (

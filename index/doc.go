@@ -3,22 +3,40 @@
 // database, next to the chunks (see package chunkstore for the store-wide
 // key prefixes and the format version key).
 //
-// # Keys and values, format version 1
+// # Keys and values, format version 2
 //
-// Integers in keys are big-endian, so keys sort numerically. ino and ver
-// are 8 bytes; off is a file offset (8 bytes).
+// Integers in keys are big-endian, so keys sort numerically. ino, ver,
+// lin (lineage), gen (generation) and pfn are 8 bytes; off is a file offset
+// (8 bytes); id is a chunk's 32-byte BLAKE3-256. ^gen is gen with all bits
+// flipped, so a pfn's entries sort newest first.
 //
 //	key                                  value
 //	-----------------------------------  ------------------------------------------
 //	'i' | ino                            inode (below)
 //	'd' | parent ino | name              child ino (8, BE) | mode (4, BE)
-//	'e' | ino | ver | off                uvarint(len) | uvarint(chunk off) | id (32)
+//	'e' | ino | ver | off                chunk extent: uvarint(len) |
+//	                                     uvarint(chunk off) | id (32), or
+//	                                     page run: 0x00 | uvarint(len) |
+//	                                     uvarint(run off) | uvarint(lin) |
+//	                                     uvarint(gen) | uvarint(floor) |
+//	                                     uvarint(n) | n x (uvarint(first pfn) |
+//	                                     uvarint(count))
 //	's' | ino | ver                      empty: version ver of ino is staged
 //	'o' | ino                            empty: ino has no name; purge when closed
 //	'x' | ino                            uvarint(len) uuid | uvarint(len) name |
 //	                                     uvarint(chunk bytes the file added):
 //	                                     ino is an xl save image of guest uuid
-//	"mnextino"                           next free inode/version number (8, BE)
+//	'l' | uuid                           lin (8, BE): the lineage of guest uuid
+//	'L' | lin | gen                      state (1: in flight, 2: live, 3: dead) |
+//	                                     uvarint(floor) | uvarint(ino)
+//	'P' | lin | pfn | ^gen               page entry: id (32), or empty for a zero page
+//	'Q' | lin | gen | pfn                empty: gen has an entry for pfn
+//	'y' | ino | lin | gen                empty: ino's image holds generation gen
+//	'r' | id | 'e' | ino | ver | off     empty: an extent references chunk id
+//	'r' | id | 'p' | lin | pfn | gen     empty: a page entry references chunk id
+//	'g' | id                             empty: id lost a reference; gc checks it
+//	"mnextino"                           next free inode/version/lineage/generation
+//	                                     number (8, BE)
 //
 // An inode value, 56 fixed bytes then the symlink target:
 //
@@ -36,6 +54,36 @@
 // the extent for an offset with one seek (SeekLT of the offset + 1), which
 // is a binary search in Pebble's sorted keys, and keeps a window of
 // extents in memory for the following reads.
+//
+// # Page maps: xl save images as deltas
+//
+// In page mode each page payload of an xl save image is a chunk, and the
+// image's extents name pages by pfn (page runs) rather than by chunk. A
+// guest's images (a lineage, keyed by the domain UUID) share one page map:
+// generation gen has entries only for the pfns whose page differs from its
+// base generation (the lineage's newest, if that one is live when gen
+// starts; else gen is full and its floor is itself). A lookup of pfn at gen
+// is one seek: the first 'P' key at or after (lin, pfn, ^gen), accepted if
+// its generation is at least gen's floor. So a checkpoint costs metadata
+// for its changed pages plus one run extent per PAGE_DATA stretch.
+//
+// Deleting an image marks its generation dead. gc (ReclaimGen) then moves
+// each of its entries that the next live generation of the same delta chain
+// still sees to that generation, and drops the others, making their chunks
+// candidates. A generation still being written (in flight) holds gc back
+// for the dead generations before it.
+//
+// # References and garbage collection
+//
+// Every chunk extent and every non-zero page entry has an 'r' key under
+// its chunk, written and deleted in the same batch as the reference. A
+// reference that goes makes the chunk a candidate ('g'). gc deletes a
+// candidate that has no 'r' key and that no writer has pinned
+// (chunkstore.Sweep), so its work is proportional to what was deleted.
+//
+// Version 1 (no 'r', 'g', 'l', 'L', 'P', 'Q', 'y' keys, no page runs) is
+// upgraded in place by the first read-write Open: it writes the 'r' keys of
+// every extent, then the version.
 //
 // # Commit order
 //
