@@ -1,6 +1,7 @@
 package index
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -361,8 +362,15 @@ func (x *Index) ReclaimGen(lin, gen uint64) (done bool, entries int, err error) 
 	if err != nil {
 		return false, 0, err
 	}
-	pr := x.NewPageReader(lin)
-	defer pr.Close()
+	// One snapshot of the lineage's entries serves every lookup. Entries a
+	// writer adds meanwhile belong to generations past heir, which change
+	// no decision below.
+	lo := binary.BigEndian.AppendUint64([]byte{prefixPage}, lin)
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return false, 0, err
+	}
+	defer it.Close()
 	q := pageByGenPrefix(lin, gen)
 	b := x.db.NewBatch()
 	defer func() { b.Close() }()
@@ -371,16 +379,25 @@ func (x *Index) ReclaimGen(lin, gen uint64) (done bool, entries int, err error) 
 			return fmt.Errorf("%w: page key %x", ErrCorrupt, k)
 		}
 		pfn := binary.BigEndian.Uint64(k[17:])
-		ref, ok, err := pr.Lookup(pfn, gen, gen)
-		if err != nil {
-			return err
-		}
-		if !ok {
+		pk := pageKey(lin, pfn, gen)
+		if !it.SeekGE(pk) || !bytes.Equal(it.Key(), pk) {
+			if err := it.Error(); err != nil {
+				return err
+			}
 			return b.Delete(k, nil) // entry gone already: only the index key left
 		}
-		newer, err := x.newerEntry(lin, pfn, gen)
-		if err != nil {
-			return err
+		var ref PageRef
+		switch v := it.Value(); len(v) {
+		case 0:
+			ref.Zero = true
+		case chunkstore.IDSize:
+			ref.ID = chunkstore.ID(v)
+		default:
+			return fmt.Errorf("%w: page entry %x", ErrCorrupt, pk)
+		}
+		var newer uint64 // the generation of pfn's next newer entry, 0 if none
+		if it.Prev() && bytes.Equal(it.Key()[:17], pk[:17]) {
+			newer = ^binary.BigEndian.Uint64(it.Key()[17:])
 		}
 		if err := delPage(b, lin, gen, pfn, ref.ID, ref.Zero); err != nil {
 			return err
@@ -411,21 +428,6 @@ func (x *Index) ReclaimGen(lin, gen uint64) (done bool, entries int, err error) 
 }
 
 var errBlocked = errors.New("blocked")
-
-// newerEntry returns the generation of pfn's next newer entry after gen (0
-// if none).
-func (x *Index) newerEntry(lin, pfn, gen uint64) (uint64, error) {
-	p := pfnPrefix(lin, pfn)
-	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
-	if err != nil {
-		return 0, err
-	}
-	defer it.Close()
-	if !it.SeekLT(pageKey(lin, pfn, gen)) {
-		return 0, it.Error()
-	}
-	return ^binary.BigEndian.Uint64(it.Key()[17:]), nil
-}
 
 // scanFrom calls fn for keys with prefix p from start on, while fn returns
 // true.
