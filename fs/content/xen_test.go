@@ -151,6 +151,7 @@ func TestXenDeltaGC(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("gen %d: %d page entries for %d pages", gen, entries, pages)
 		lo, hi := 0.5*dirty*pages, 1.2*dirty*pages+16
 		if gen == 0 {
 			lo, hi = 0.9*pages, pages+16
