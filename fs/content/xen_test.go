@@ -29,12 +29,18 @@ func writeFile(t *testing.T, s *Store, x *index.Index, name string, data []byte)
 }
 
 func defaultStore(t *testing.T) (*Store, *index.Index) {
+	s, x, _ := pageModeStore(t)
+	return s, x
+}
+
+// pageModeStore returns an engine with default parameters in page mode.
+func pageModeStore(t *testing.T) (*Store, *index.Index, *chunkstore.Store) {
 	x, cs := index.TestIndex(t)
 	cfg := DefaultConfig()
 	cfg.XenPages = true
 	s := New(cs.DB(), cs, x, cfg)
 	t.Cleanup(s.Close)
-	return s, x
+	return s, x, cs
 }
 
 // TestXenSeries stores 10 generations of generated PV and HVM guests at 1%
@@ -126,11 +132,7 @@ func chunkstoreRandom(n int) []byte {
 // byte-exact, leaves no unreferenced chunk, and a new generation still
 // deltas against the newest live one.
 func TestXenDeltaGC(t *testing.T) {
-	x, cs := index.TestIndex(t)
-	cfg := DefaultConfig()
-	cfg.XenPages = true
-	s := New(cs.DB(), cs, x, cfg)
-	t.Cleanup(s.Close)
+	s, x, cs := pageModeStore(t)
 	const pages, dirty = 4096, 0.05
 	guest := func(gen int) xentest.Guest {
 		return xentest.Guest{Name: "g", UUID: "u-delta", Pages: pages, VCPUs: 2, Seed: 11, Gen: gen, Dirty: dirty}
@@ -209,11 +211,7 @@ func TestXenDeltaGC(t *testing.T) {
 // no collection ever takes a chunk or page entry a live or in-flight
 // generation needs. Run with -race.
 func TestGCWhileWriting(t *testing.T) {
-	x, cs := index.TestIndex(t)
-	cfg := DefaultConfig()
-	cfg.XenPages = true
-	s := New(cs.DB(), cs, x, cfg)
-	t.Cleanup(s.Close)
+	s, x, cs := pageModeStore(t)
 	stop := make(chan struct{})
 	gcDone := make(chan error, 1)
 	collections := 0

@@ -68,6 +68,18 @@ func du(t *testing.T, dir string) int64 {
 	return n
 }
 
+// pageMount mounts a fresh store in page mode with a directory "web".
+func pageMount(t *testing.T) (d *daemon, store, dir string) {
+	tmp := t.TempDir()
+	store = filepath.Join(tmp, "store")
+	d = mount(t, store, filepath.Join(tmp, "mnt"), "--xen-pages")
+	dir = filepath.Join(d.mnt, "web")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d, store, dir
+}
+
 func checkGens(t *testing.T, dir string, gens []int) {
 	t.Helper()
 	for _, g := range gens {
@@ -85,11 +97,7 @@ func checkGens(t *testing.T, dir string, gens []int) {
 // back byte-exact; fsck is clean with nothing unreferenced. Then a policy:
 // --dry-run changes nothing, --keep-last 3 keeps the 3 newest.
 func TestGCThroughMount(t *testing.T) {
-	tmp := t.TempDir()
-	store, mnt := filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt")
-	d := mount(t, store, mnt, "--xen-pages")
-	dir := filepath.Join(mnt, "web")
-	os.Mkdir(dir, 0o755)
+	d, store, dir := pageMount(t)
 	sets := map[int]map[[32]byte]int64{}
 	for g := 0; g < 10; g++ {
 		img := gcGuest(g).Bytes()
@@ -185,11 +193,8 @@ func TestGCThroughMount(t *testing.T) {
 // several seeds. Each time fsck passes and the surviving generations read
 // back byte-exact; the last gc finishes the job (nothing unreferenced).
 func TestKill9DuringGC(t *testing.T) {
-	tmp := t.TempDir()
-	store, mnt := filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt")
-	d := mount(t, store, mnt, "--xen-pages")
-	dir := filepath.Join(mnt, "web")
-	os.Mkdir(dir, 0o755)
+	d, store, dir := pageMount(t)
+	mnt := d.mnt
 	for g := 0; g < 8; g++ {
 		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("gen%02d", g)), gcGuest(g).Bytes(), 0o644); err != nil {
 			t.Fatal(err)
