@@ -136,7 +136,7 @@ func Open(dir string, o Options) (*Store, error) {
 				// bytes. 1000 measured write-amp 3.0 vs 4.0 at 10 (README).
 				MaxBlobReferenceDepth: 1000,
 				RewriteMinimumAge:     0,
-				TargetGarbageRatio:    0.05, // garbage is what gc deleted: give it back soon
+				TargetGarbageRatio:    0.01, // garbage is what gc deleted: give it back soon
 			}
 		}
 	}
