@@ -478,3 +478,16 @@ func (s *Store) Verify(fn func(Info, error) error) error {
 func (s *Store) DiskUsage() uint64 { return s.db.Metrics().DiskSpaceUsage() }
 
 var _ io.Closer = (*Store)(nil)
+
+// StoredSize returns the bytes chunk id's value takes (0 if absent).
+func (s *Store) StoredSize(id ID) (int64, error) {
+	v, closer, err := s.db.Get(chunkKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	return int64(len(v)), nil
+}

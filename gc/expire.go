@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/index"
 )
 
@@ -110,4 +111,62 @@ func RemoveOffline(x *index.Index, vs []Victim, now int64) error {
 		}
 	}
 	return nil
+}
+
+// Freed returns the stored bytes that deleting the victims and collecting
+// would free: the chunks whose every reference is one the deletion drops
+// (an extent of a victim, a page entry of a victim's generation that no
+// surviving generation sees). Garbage already waiting for gc is not
+// counted. Its memory grows with the victims' references.
+func Freed(cs *chunkstore.Store, x *index.Index, vs []Victim) (int64, error) {
+	type refKey = string
+	dropped := map[refKey]bool{}
+	ids := map[chunkstore.ID]bool{}
+	add := func(id chunkstore.ID, ref []byte) error {
+		dropped[string(ref)] = true
+		ids[id] = true
+		return nil
+	}
+	dead := map[uint64]map[uint64]bool{} // lineage -> victim generations
+	for _, v := range vs {
+		if err := x.InodeRefs(v.Ino, add); err != nil {
+			return 0, err
+		}
+		err := x.ImageGens(v.Ino, func(lin, gen uint64) error {
+			if dead[lin] == nil {
+				dead[lin] = map[uint64]bool{}
+			}
+			dead[lin][gen] = true
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	for lin, gens := range dead {
+		for gen := range gens {
+			if err := x.DropPlan(lin, gen, gens, add); err != nil {
+				return 0, err
+			}
+		}
+	}
+	var freed int64
+	for id := range ids {
+		all := true
+		err := x.RefsOf(id, func(ref []byte) error {
+			all = all && dropped[string(ref)]
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+		if all {
+			n, err := cs.StoredSize(id)
+			if err != nil {
+				return 0, err
+			}
+			freed += n
+		}
+	}
+	return freed, nil
 }

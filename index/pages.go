@@ -340,22 +340,7 @@ func (x *Index) ReclaimGen(lin, gen uint64) (done bool, entries int, err error) 
 	if err != nil || rec.State != GenDead {
 		return false, 0, err
 	}
-	var heir uint64 // the next live generation of the chain, 0 if none
-	p := genPrefix(lin)
-	err = x.scanFrom(p, genKey(lin, gen+1), func(k, v []byte) (bool, error) {
-		r, err := decodeGenRecord(k, v)
-		if err != nil || r.Floor != rec.Floor {
-			return false, err
-		}
-		switch r.State {
-		case GenInFlight:
-			return false, errBlocked
-		case GenLive:
-			heir = r.Gen
-			return false, nil
-		}
-		return true, nil
-	})
+	heir, err := x.heir(rec, nil)
 	if errors.Is(err, errBlocked) {
 		return false, 0, nil
 	}
@@ -428,6 +413,74 @@ func (x *Index) ReclaimGen(lin, gen uint64) (done bool, entries int, err error) 
 }
 
 var errBlocked = errors.New("blocked")
+
+// heir returns the next live generation after rec in its delta chain (0 if
+// none), taking the generations in dead as dead too; errBlocked if the
+// next one that is not dead is still being written.
+func (x *Index) heir(rec GenRecord, dead map[uint64]bool) (uint64, error) {
+	var heir uint64
+	err := x.scanFrom(genPrefix(rec.Lin), genKey(rec.Lin, rec.Gen+1), func(k, v []byte) (bool, error) {
+		r, err := decodeGenRecord(k, v)
+		if err != nil || r.Floor != rec.Floor {
+			return false, err
+		}
+		switch {
+		case r.State == GenDead || dead[r.Gen]:
+			return true, nil
+		case r.State == GenInFlight:
+			return false, errBlocked
+		}
+		heir = r.Gen
+		return false, nil
+	})
+	return heir, err
+}
+
+// DropPlan calls fn for each chunk reference of generation gen's page
+// entries that reclaiming it would drop, were the generations in dead (of
+// the same lineage) and gen itself dead: what a gc dry run needs. A
+// generation whose successor is being written drops nothing yet.
+func (x *Index) DropPlan(lin, gen uint64, dead map[uint64]bool, fn func(id chunkstore.ID, ref []byte) error) error {
+	rec, err := x.getGen(lin, gen)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	heir, err := x.heir(rec, dead)
+	if errors.Is(err, errBlocked) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	lo := binary.BigEndian.AppendUint64([]byte{prefixPage}, lin)
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	return x.scan(pageByGenPrefix(lin, gen), func(k, _ []byte) error {
+		if len(k) != 25 {
+			return fmt.Errorf("%w: page key %x", ErrCorrupt, k)
+		}
+		pfn := binary.BigEndian.Uint64(k[17:])
+		pk := pageKey(lin, pfn, gen)
+		if !it.SeekGE(pk) || !bytes.Equal(it.Key(), pk) || len(it.Value()) != chunkstore.IDSize {
+			return it.Error() // gone, or a zero page: no chunk
+		}
+		id := chunkstore.ID(it.Value())
+		var newer uint64
+		if it.Prev() && bytes.Equal(it.Key()[:17], pk[:17]) {
+			newer = ^binary.BigEndian.Uint64(it.Key()[17:])
+		}
+		if heir != 0 && (newer == 0 || newer > heir) {
+			return nil // moves to heir
+		}
+		return fn(id, refKey(id, holderPage, lin, pfn, gen))
+	})
+}
 
 // scanFrom calls fn for keys with prefix p from start on, while fn returns
 // true.

@@ -138,3 +138,20 @@ func DropCandidate(b *pebble.Batch, id chunkstore.ID) error {
 func AddCandidate(b *pebble.Batch, id chunkstore.ID) error {
 	return b.Set(candidateKey(id), nil, nil)
 }
+
+// InodeRefs calls fn for each chunk reference the extents of ino (all its
+// versions) hold, with the reference's key.
+func (x *Index) InodeRefs(ino uint64, fn func(id chunkstore.ID, ref []byte) error) error {
+	return x.scan(binary.BigEndian.AppendUint64([]byte{prefixExtent}, ino), func(k, v []byte) error {
+		e, err := DecodeExtent(k, v)
+		if err != nil || e.Run != nil {
+			return err
+		}
+		return fn(e.ID, refKey(e.ID, holderExtent, ino, binary.BigEndian.Uint64(k[9:]), uint64(e.Off)))
+	})
+}
+
+// RefsOf calls fn with the key of every reference to chunk id.
+func (x *Index) RefsOf(id chunkstore.ID, fn func(ref []byte) error) error {
+	return x.scan(refPrefix(id), func(k, _ []byte) error { return fn(k) })
+}

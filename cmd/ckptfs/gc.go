@@ -31,6 +31,9 @@ type gcReport struct {
 	DryRun  bool        `json:"dry_run"`
 	Expired []gc.Victim `json:"expired"`
 	Failed  []string    `json:"failed,omitempty"` // files that could not be removed
+	// WouldFree is, for a dry run, the stored bytes removing the expired
+	// files and collecting would free.
+	WouldFree int64 `json:"would_free,omitempty"`
 	Result  *gc.Result  `json:"result,omitempty"`
 }
 
@@ -112,15 +115,14 @@ func printGC(w io.Writer, rep gcReport) {
 	if rep.DryRun {
 		verb = "would expire"
 	}
-	var size, added int64
+	var size int64
 	for _, v := range rep.Expired {
 		fmt.Fprintf(w, "%s %s (%s, %s, %s)\n", verb, v.Path, v.Group, bytesStr(v.Size), time.Unix(0, v.Mtime).UTC().Format(time.RFC3339))
 		size += v.Size
-		added += v.NewBytes
 	}
 	fmt.Fprintf(w, "%s %d files, %s logical\n", verb, len(rep.Expired), bytesStr(size))
 	if rep.DryRun {
-		fmt.Fprintf(w, "would free up to %s stored (what those images added when written; chunks later images share stay)\n", bytesStr(added))
+		fmt.Fprintf(w, "would free %s stored\n", bytesStr(rep.WouldFree))
 	}
 	for _, f := range rep.Failed {
 		fmt.Fprintf(w, "FAILED %s\n", f)
@@ -144,7 +146,8 @@ func offlineGC(store string, req gcRequest, rep *gcReport) error {
 		return err
 	}
 	if req.DryRun {
-		return nil
+		rep.WouldFree, err = gc.Freed(cs, x, rep.Expired)
+		return err
 	}
 	if err := gc.RemoveOffline(x, rep.Expired, time.Now().UnixNano()); err != nil {
 		return err
@@ -215,7 +218,11 @@ func (d *daemonGC) run(req gcRequest) (gcReport, error) {
 	defer d.mu.Unlock()
 	rep := gcReport{DryRun: req.DryRun}
 	var err error
-	if rep.Expired, err = gc.Plan(d.x, req.Policy); err != nil || req.DryRun {
+	if rep.Expired, err = gc.Plan(d.x, req.Policy); err != nil {
+		return rep, err
+	}
+	if req.DryRun {
+		rep.WouldFree, err = gc.Freed(d.cs, d.x, rep.Expired)
 		return rep, err
 	}
 	for _, v := range rep.Expired {

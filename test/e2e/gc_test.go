@@ -178,13 +178,29 @@ func TestGCThroughMount(t *testing.T) {
 	}
 
 	out, code = run(t, "gc", "--keep-last", "3", "--dry-run", store)
-	if code != 0 || strings.Count(out, "would expire web/") != 4 {
+	if code != 0 || strings.Count(out, "would expire web/") != 4 || !strings.Contains(out, "would free") {
 		t.Fatalf("gc --dry-run: exit %d\n%s", code, out)
 	}
 	checkGens(t, dir, kept)
-	out, code = run(t, "gc", "--keep-last", "3", store)
-	if code != 0 || strings.Count(out, "expired web/") != 4 {
+	var dry, real struct {
+		Expired   []json.RawMessage `json:"expired"`
+		WouldFree int64             `json:"would_free"`
+		Result    struct {
+			StoredFreed int64 `json:"stored_bytes_freed"`
+		} `json:"result"`
+	}
+	out, code = run(t, "gc", "--keep-last", "3", "--dry-run", "--json", store)
+	if code != 0 || json.Unmarshal([]byte(out), &dry) != nil || len(dry.Expired) != 4 {
+		t.Fatalf("gc --dry-run --json: exit %d\n%s", code, out)
+	}
+	out, code = run(t, "gc", "--keep-last", "3", "--json", store)
+	if code != 0 || json.Unmarshal([]byte(out), &real) != nil || len(real.Expired) != 4 {
 		t.Fatalf("gc --keep-last 3: exit %d\n%s", code, out)
+	}
+	// The dry run's figure is what the real run then frees.
+	t.Logf("dry run: would free %d; gc freed %d", dry.WouldFree, real.Result.StoredFreed)
+	if f, w := float64(real.Result.StoredFreed), float64(dry.WouldFree); w < 0.9*f || w > 1.1*f || f == 0 {
+		t.Errorf("dry run said %d bytes would be freed, gc freed %d", dry.WouldFree, real.Result.StoredFreed)
 	}
 	ents, _ := os.ReadDir(dir)
 	if len(ents) != 3 {
