@@ -33,8 +33,8 @@ type gcReport struct {
 	Failed  []string    `json:"failed,omitempty"` // files that could not be removed
 	// WouldFree is, for a dry run, the stored bytes removing the expired
 	// files and collecting would free.
-	WouldFree int64 `json:"would_free,omitempty"`
-	Result  *gc.Result  `json:"result,omitempty"`
+	WouldFree int64      `json:"would_free,omitempty"`
+	Result    *gc.Result `json:"result,omitempty"`
 }
 
 // durationValue parses Go durations plus whole days and weeks ("7d", "2w").
