@@ -364,25 +364,12 @@ func (x *Index) ReclaimGen(lin, gen uint64) (done bool, entries int, err error) 
 			return fmt.Errorf("%w: page key %x", ErrCorrupt, k)
 		}
 		pfn := binary.BigEndian.Uint64(k[17:])
-		pk := pageKey(lin, pfn, gen)
-		if !it.SeekGE(pk) || !bytes.Equal(it.Key(), pk) {
-			if err := it.Error(); err != nil {
-				return err
-			}
+		ref, newer, ok, err := entryAt(it, lin, pfn, gen)
+		if err != nil {
+			return err
+		}
+		if !ok {
 			return b.Delete(k, nil) // entry gone already: only the index key left
-		}
-		var ref PageRef
-		switch v := it.Value(); len(v) {
-		case 0:
-			ref.Zero = true
-		case chunkstore.IDSize:
-			ref.ID = chunkstore.ID(v)
-		default:
-			return fmt.Errorf("%w: page entry %x", ErrCorrupt, pk)
-		}
-		var newer uint64 // the generation of pfn's next newer entry, 0 if none
-		if it.Prev() && bytes.Equal(it.Key()[:17], pk[:17]) {
-			newer = ^binary.BigEndian.Uint64(it.Key()[17:])
 		}
 		if err := delPage(b, lin, gen, pfn, ref.ID, ref.Zero); err != nil {
 			return err
@@ -413,6 +400,28 @@ func (x *Index) ReclaimGen(lin, gen uint64) (done bool, entries int, err error) 
 }
 
 var errBlocked = errors.New("blocked")
+
+// entryAt returns, from it (over lineage lin's entries), generation gen's
+// entry for pfn (ok false if none) and the generation of pfn's next newer
+// entry (0 if none): what reclaiming decides on.
+func entryAt(it *pebble.Iterator, lin, pfn, gen uint64) (ref PageRef, newer uint64, ok bool, err error) {
+	pk := pageKey(lin, pfn, gen)
+	if !it.SeekGE(pk) || !bytes.Equal(it.Key(), pk) {
+		return ref, 0, false, it.Error()
+	}
+	switch v := it.Value(); len(v) {
+	case 0:
+		ref.Zero = true
+	case chunkstore.IDSize:
+		ref.ID = chunkstore.ID(v)
+	default:
+		return ref, 0, false, fmt.Errorf("%w: page entry %x", ErrCorrupt, pk)
+	}
+	if it.Prev() && bytes.Equal(it.Key()[:17], pk[:17]) {
+		newer = ^binary.BigEndian.Uint64(it.Key()[17:])
+	}
+	return ref, newer, true, nil
+}
 
 // heir returns the next live generation after rec in its delta chain (0 if
 // none), taking the generations in dead as dead too; errBlocked if the
@@ -466,19 +475,11 @@ func (x *Index) DropPlan(lin, gen uint64, dead map[uint64]bool, fn func(id chunk
 			return fmt.Errorf("%w: page key %x", ErrCorrupt, k)
 		}
 		pfn := binary.BigEndian.Uint64(k[17:])
-		pk := pageKey(lin, pfn, gen)
-		if !it.SeekGE(pk) || !bytes.Equal(it.Key(), pk) || len(it.Value()) != chunkstore.IDSize {
-			return it.Error() // gone, or a zero page: no chunk
+		ref, newer, ok, err := entryAt(it, lin, pfn, gen)
+		if err != nil || !ok || ref.Zero || (heir != 0 && (newer == 0 || newer > heir)) {
+			return err // gone, a zero page (no chunk), or moving to heir
 		}
-		id := chunkstore.ID(it.Value())
-		var newer uint64
-		if it.Prev() && bytes.Equal(it.Key()[:17], pk[:17]) {
-			newer = ^binary.BigEndian.Uint64(it.Key()[17:])
-		}
-		if heir != 0 && (newer == 0 || newer > heir) {
-			return nil // moves to heir
-		}
-		return fn(id, refKey(id, holderPage, lin, pfn, gen))
+		return fn(ref.ID, refKey(ref.ID, holderPage, lin, pfn, gen))
 	})
 }
 
