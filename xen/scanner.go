@@ -151,6 +151,10 @@ type Handler struct {
 	Page     func(p Page)
 	NoData   func(pfn uint64, typ uint8) // pfn entries without data (XTAB, XALLOC, BROKEN)
 	LibxcHdr func(d DomainHeader)
+	// Checkpoint reports the end of checkpoint n (0, 1, ...) of a
+	// checkpointed stream (xl remus): the libxl CHECKPOINT_END that follows
+	// a libxc CHECKPOINT. off is the stream offset just past it.
+	Checkpoint func(n int, off int64)
 }
 
 // Header is the xl header.
@@ -209,7 +213,9 @@ type Scanner struct {
 	pagesLeft int // data pages still expected in the batch
 	pageOff   int // bytes of the current page already passed
 	dom       DomainHeader
-	Records   int // records seen
+	Records   int  // records seen
+	inCkpt    bool // libxl records after a libxc CHECKPOINT
+	ckpts     int  // checkpoints ended
 }
 
 // NewScanner returns a scanner that reports to h.
@@ -383,11 +389,20 @@ func (s *Scanner) parsed(hdr []byte) {
 				s.fail(start+4, LayerLibxl, name, "length %d, want 0", s.rec.Len)
 				return
 			}
-			switch t {
-			case LibxlEnd:
+			switch {
+			case t == LibxlEnd:
 				s.st = stDone
-			case LibxlLibxcContext:
+			case t == LibxlLibxcContext:
 				s.expect(stLibxcImage, libxcImageLen)
+			case s.inCkpt:
+				// A checkpoint ends: the libxc stream resumes, with no new
+				// LIBXC_CONTEXT or image header (libxl_stream_read.c).
+				s.inCkpt = false
+				if s.h.Checkpoint != nil {
+					s.h.Checkpoint(s.ckpts, start+recHdrLen)
+				}
+				s.ckpts++
+				s.expect(stLibxcRecHdr, recHdrLen)
 			default:
 				s.expect(stLibxlRecHdr, recHdrLen)
 			}
@@ -439,11 +454,14 @@ func (s *Scanner) parsed(hdr []byte) {
 			return
 		}
 		switch t := s.rec.Type; {
-		case t == LibxcEnd:
+		case t == LibxcEnd || t == LibxcCheckpoint:
 			if s.rec.Len != 0 {
 				s.fail(start+4, LayerLibxc, name, "length %d, want 0", s.rec.Len)
 				return
 			}
+			// Both hand the stream to libxl: END for good, CHECKPOINT until
+			// libxl's CHECKPOINT_END.
+			s.inCkpt = t == LibxcCheckpoint
 			s.expect(stLibxlRecHdr, recHdrLen)
 		case t == LibxcPageData:
 			if s.rec.Len < 8 {

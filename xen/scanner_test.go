@@ -21,6 +21,7 @@ type result struct {
 	dom     xen.DomainHeader
 	done    bool
 	err     error
+	ckpts   []int // pages seen by the end of each checkpoint
 }
 
 // scan feeds b to a scanner in pieces of random sizes.
@@ -32,6 +33,11 @@ func scan(b []byte, seed uint64) result {
 		Record:   func(rec xen.Record) { r.records[string(rec.Layer)+":"+xen.RecordName(rec.Layer, rec.Type)]++ },
 		Config:   func(j []byte) { r.config = string(j) },
 		LibxcHdr: func(d xen.DomainHeader) { r.dom = d },
+		Checkpoint: func(n int, _ int64) {
+			if n == len(r.ckpts) {
+				r.ckpts = append(r.ckpts, len(r.pages))
+			}
+		},
 	})
 	rnd := rand.New(rand.NewPCG(seed, 1))
 	for len(b) > 0 {
@@ -188,10 +194,14 @@ func FuzzScanner(f *testing.F) {
 	f.Add(xentest.Guest{Name: "a", UUID: "u", Pages: 5, VCPUs: 1, Seed: 1}.Bytes(), uint64(1))
 	f.Add(xentest.Guest{Name: "b", UUID: "u", HVM: true, Pages: 3, VCPUs: 1, Seed: 1}.Bytes(), uint64(2))
 	f.Add(append([]byte(nil), xen.XLMagic...), uint64(3))
+	var remus bytes.Buffer
+	xentest.Guest{Name: "r", UUID: "u", Pages: 6, VCPUs: 1, Seed: 1, Dirty: 0.5}.WriteRemus(&remus, 2)
+	f.Add(remus.Bytes(), uint64(4))
 	f.Fuzz(func(t *testing.T, b []byte, seed uint64) {
 		whole := scan(b, 0)
 		pieces := scan(b, seed)
-		if fmt.Sprint(whole.pages) != fmt.Sprint(pieces.pages) || fmt.Sprint(whole.err) != fmt.Sprint(pieces.err) || whole.done != pieces.done {
+		if fmt.Sprint(whole.pages) != fmt.Sprint(pieces.pages) || fmt.Sprint(whole.err) != fmt.Sprint(pieces.err) ||
+			whole.done != pieces.done || fmt.Sprint(whole.ckpts) != fmt.Sprint(pieces.ckpts) {
 			t.Fatalf("piecewise scan differs from whole: %v / %v", whole.err, pieces.err)
 		}
 		for _, p := range whole.pages {
@@ -202,4 +212,75 @@ func FuzzScanner(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestScanRemus: a checkpointed stream as xl remus sends it (checkpoint 0
+// with every page, then only dirtied pages, no END) parses in random
+// pieces; each checkpoint ends where expected, every page payload holds
+// that generation's content, and a stream cut short reports only the
+// checkpoints it completed.
+func TestScanRemus(t *testing.T) {
+	for _, g := range []xentest.Guest{
+		{Name: "pv", UUID: "u1", Pages: 2500, VCPUs: 2, Seed: 1, Dirty: 0.05},
+		{Name: "hvm", UUID: "u2", HVM: true, Pages: 2100, VCPUs: 1, Seed: 2, Dirty: 0.05},
+	} {
+		t.Run(g.Name, func(t *testing.T) {
+			const n = 3
+			var b bytes.Buffer
+			if err := g.WriteRemus(&b, n); err != nil {
+				t.Fatal(err)
+			}
+			stream := b.Bytes()
+			// Pages each checkpoint must carry: all, then generation i's dirty ones.
+			var want []int
+			total := 0
+			for i := 0; i <= n; i++ {
+				c := g
+				c.Gen = i
+				im := memimage.Image{Seed: c.Seed, Pages: c.Pages, Gen: i, Dirty: c.Dirty, Mix: memimage.DefaultMix}
+				k := 0
+				for p := int64(0); p < c.Pages; p++ {
+					if i == 0 || im.Version(p) == i {
+						k++
+					}
+				}
+				total += k
+				want = append(want, total)
+			}
+			for seed := uint64(0); seed < 4; seed++ {
+				r := scan(stream, seed)
+				if r.err != nil || r.done {
+					t.Fatalf("scan: done=%v err=%v (a remus stream has no END)", r.done, r.err)
+				}
+				if fmt.Sprint(r.ckpts) != fmt.Sprint(want) {
+					t.Fatalf("pages by checkpoint end %v, want %v", r.ckpts, want)
+				}
+				// Page contents: checkpoint i's pages are generation i's.
+				ck, page := 0, make([]byte, xen.PageSize)
+				for k, p := range r.pages {
+					for k >= r.ckpts[ck] {
+						ck++
+					}
+					im := memimage.Image{Seed: g.Seed, Pages: g.Pages, Gen: ck, Dirty: g.Dirty, Mix: memimage.DefaultMix}
+					im.Page(int64(p.PFN), page)
+					if !bytes.Equal(stream[p.Off:p.Off+xen.PageSize], page) {
+						t.Fatalf("checkpoint %d, pfn %#x: wrong payload at %d", ck, p.PFN, p.Off)
+					}
+				}
+			}
+			cut := scan(stream[:len(stream)-100], 1)
+			if cut.err != nil || len(cut.ckpts) != n {
+				t.Fatalf("cut stream: %d checkpoints, err %v; want %d", len(cut.ckpts), cut.err, n)
+			}
+		})
+	}
+	// CHECKPOINT must be empty.
+	var b bytes.Buffer
+	xentest.Guest{Name: "x", UUID: "u", Pages: 4, VCPUs: 1, Seed: 1}.WriteRemus(&b, 0)
+	bad := b.Bytes()
+	i := bytes.LastIndex(bad, []byte{xen.LibxcCheckpoint, 0, 0, 0, 0, 0, 0, 0})
+	bad[i+4] = 8
+	if r := scan(bad, 0); r.err == nil || !strings.Contains(r.err.Error(), "CHECKPOINT") {
+		t.Fatalf("non-empty CHECKPOINT: %v", r.err)
+	}
 }

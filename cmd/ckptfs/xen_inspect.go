@@ -25,6 +25,10 @@ type Inspection struct {
 	DataPages   int64            `json:"pages_with_data"`
 	ZeroPages   int64            `json:"zero_pages"`
 	NoDataPFNs  map[string]int   `json:"pfns_without_data"`
+	// Checkpoints counts the checkpoints of a checkpointed (xl remus)
+	// stream; CheckpointEnd is where the last complete one ends.
+	Checkpoints   int   `json:"checkpoints,omitempty"`
+	CheckpointEnd int64 `json:"checkpoint_end,omitempty"`
 }
 
 // GuestInfo is read from the JSON config.
@@ -72,7 +76,10 @@ func inspect(path string) (*Inspection, error) {
 		},
 		LibxcHdr: func(d xen.DomainHeader) { in.Stream = d },
 		Record:   func(r xen.Record) { in.Records[string(r.Layer)+" "+xen.RecordName(r.Layer, r.Type)]++ },
-		Page:     func(p xen.Page) { in.DataPages++; pageAt = append(pageAt, p.Off) },
+		Checkpoint: func(n int, end int64) {
+			in.Checkpoints, in.CheckpointEnd = n+1, end
+		},
+		Page: func(p xen.Page) { in.DataPages++; pageAt = append(pageAt, p.Off) },
 		NoData: func(_ uint64, typ uint8) {
 			in.NoDataPFNs[map[uint8]string{xen.PFNTypeXTab: "XTAB", xen.PFNTypeXAlloc: "XALLOC", xen.PFNTypeBroken: "BROKEN"}[typ]]++
 		},
@@ -111,7 +118,15 @@ func inspect(path string) (*Inspection, error) {
 		}
 	}
 	in.Bytes = off
-	if !sc.Done() {
+	switch {
+	case sc.Done():
+	case in.Checkpoints > 0 && off == in.CheckpointEnd:
+		// A checkpointed stream has no END: it is whole up to its last
+		// complete checkpoint.
+	case in.Checkpoints > 0:
+		return in, fail(exitMalformed, "xen inspect %s: checkpointed stream: %d complete checkpoints (the last ends at offset %d), then truncated at offset %d",
+			path, in.Checkpoints, in.CheckpointEnd, off)
+	default:
 		return in, fail(exitMalformed, "xen inspect %s: truncated: the stream stops at offset %d before its END record", path, off)
 	}
 	return in, nil
@@ -141,6 +156,9 @@ func runXenInspect(w io.Writer, o xenInspectOptions, path string) error {
 	fmt.Fprintf(w, "config       %d bytes of JSON\n", in.ConfigBytes)
 	fmt.Fprintf(w, "libxc        stream v%d, %s, saved by Xen %d.%d\n", in.Stream.Version, typ, in.Stream.XenMajor, in.Stream.XenMinor)
 	fmt.Fprintf(w, "pages        %d with data (%d zero), %d pfns without data %v\n", in.DataPages, in.ZeroPages, sum(in.NoDataPFNs), in.NoDataPFNs)
+	if in.Checkpoints > 0 {
+		fmt.Fprintf(w, "checkpoints  %d (xl remus stream, no END; the last checkpoint ends at offset %d)\n", in.Checkpoints, in.CheckpointEnd)
+	}
 	fmt.Fprintln(w, "records:")
 	var names []string
 	for k := range in.Records {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"io"
 	"os"
 
 	"github.com/ckptfs/ckptfs/xen/xentest"
@@ -20,6 +21,7 @@ func runXenSynthCmd(args []string) error {
 	f.Float64Var(&g.Dirty, "dirty", 0.01, "fraction of pages each generation rewrites")
 	f.IntVar(&g.ConfigPad, "config-pad", 0, "bytes added to the JSON config (moves every later byte)")
 	f.Int64Var(&g.Ballooned, "ballooned", 0, "pages ballooned out (saved without data)")
+	remus := f.Int("remus", -1, "write an xl remus stream instead: checkpoint 0 (all pages) then `n` checkpoints of --dirty pages each, no END")
 	pos, err := parse(f, args, 1)
 	if err != nil {
 		return err
@@ -32,7 +34,11 @@ func runXenSynthCmd(args []string) error {
 		return fail(exitError, "synth: %v", err)
 	}
 	w := bufio.NewWriterSize(out, 1<<20)
-	if err := g.Write(w); err != nil {
+	write := g.Write
+	if *remus >= 0 {
+		write = func(w io.Writer) error { return g.WriteRemus(w, *remus) }
+	}
+	if err := write(w); err != nil {
 		out.Close()
 		return fail(exitError, "synth: %v", err)
 	}

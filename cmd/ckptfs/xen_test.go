@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -43,5 +44,35 @@ func TestXenSynthInspect(t *testing.T) {
 	}
 	if err := run([]string{"xen"}); err == nil {
 		t.Error("xen without subcommand accepted")
+	}
+}
+
+// TestXenRemusInspect: `xen synth --remus N` writes a checkpointed stream
+// that inspect describes (N+1 checkpoints, no END); cut inside a later
+// checkpoint, inspect names the checkpoints it completed and exits 8.
+func TestXenRemusInspect(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "remus")
+	if err := run([]string{"xen", "synth", "--pages", "2000", "--dirty", "0.1", "--remus", "3", img}); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := runXenInspect(&out, xenInspectOptions{json: true}, img); err != nil {
+		t.Fatal(err)
+	}
+	var in Inspection
+	if err := json.Unmarshal(out.Bytes(), &in); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(img)
+	if in.Checkpoints != 4 || in.CheckpointEnd != int64(len(b)) || in.Records["libxc CHECKPOINT"] != 4 ||
+		in.Records["libxl CHECKPOINT_END"] != 4 || in.Records["libxc END"] != 0 {
+		t.Fatalf("inspection: %+v", in)
+	}
+	os.WriteFile(filepath.Join(dir, "cut"), b[:len(b)-1000], 0o644)
+	err := runXenInspect(&out, xenInspectOptions{}, filepath.Join(dir, "cut"))
+	var ee *exitErr
+	if !errors.As(err, &ee) || ee.code != exitMalformed || !strings.Contains(err.Error(), "3 complete checkpoints") {
+		t.Fatalf("cut remus stream: %v", err)
 	}
 }

@@ -96,6 +96,57 @@ func (g Guest) config() []byte {
 // Write writes the guest's xl save image to w.
 func (g Guest) Write(out io.Writer) error {
 	w := &writer{w: out}
+	g.preamble(w)
+	g.pageData(w, g.pfns())
+	g.endRecords(w)
+	w.record(xen.LibxcEnd)
+	g.emulator(w)
+	w.record(xen.LibxlEnd)
+	return w.err
+}
+
+// WriteRemus writes what `xl remus` sends for the guest: the same preamble
+// as Write, checkpoint 0 with every pfn (the guest at generation g.Gen),
+// then checkpoints 1..n, each with only the pages generation g.Gen+i
+// dirtied, in ascending batches. Each checkpoint ends with the end-of-
+// checkpoint records, libxc CHECKPOINT, the libxl emulator records and
+// CHECKPOINT_END. There is no END record: the stream stops when the sender
+// does. After checkpoint i the guest's state is Guest{Gen: g.Gen+i}, whose
+// Write is the plain image a receiver should publish.
+func (g Guest) WriteRemus(out io.Writer, n int) error {
+	w := &writer{w: out}
+	g.preamble(w)
+	for i := 0; i <= n; i++ {
+		c := g
+		c.Gen = g.Gen + i
+		pfns := c.pfns()
+		if i > 0 {
+			im := c.image()
+			var dirty []uint64
+			for _, e := range pfns {
+				if p := int64(e & (1<<52 - 1)); xen.PageCarriesData(uint8(e>>60)) && im.Version(p) == c.Gen {
+					dirty = append(dirty, e)
+				}
+			}
+			pfns = dirty
+		}
+		c.pageData(w, pfns)
+		c.endRecords(w)
+		w.record(xen.LibxcCheckpoint)
+		c.emulator(w)
+		w.record(xen.LibxlCheckpointEnd)
+	}
+	return w.err
+}
+
+func (g Guest) seeded(n int, salt uint64) []byte {
+	return memimage.Random(n, g.Seed*1000003+salt)
+}
+
+// preamble writes everything before the first PAGE_DATA: the xl header and
+// JSON config, the libxl header, LIBXC_CONTEXT, the libxc image and domain
+// headers and the static records.
+func (g Guest) preamble(w *writer) {
 	cfg := g.config()
 	// xl header and optional data
 	w.put(xen.XLMagic)
@@ -127,61 +178,59 @@ func (g Guest) Write(out io.Writer) error {
 	dh = append(dh, le32(17)...)
 	w.put(dh)
 
-	seeded := func(n int, salt uint64) []byte {
-		b := memimage.Random(n, g.Seed*1000003+salt)
-		return b
-	}
 	cpuid := make([]byte, 24*6)
 	for i := 0; i < 6; i++ {
 		binary.LittleEndian.PutUint32(cpuid[24*i:], uint32(i))
-		copy(cpuid[24*i+8:24*i+24], seeded(16, uint64(i)))
+		copy(cpuid[24*i+8:24*i+24], g.seeded(16, uint64(i)))
 	}
 	msr := make([]byte, 16*2)
 	binary.LittleEndian.PutUint32(msr, 0xce)
 	binary.LittleEndian.PutUint64(msr[8:], 0x80000000)
 	binary.LittleEndian.PutUint32(msr[16:], 0x10a)
-
-	pfns := g.pfns()
 	if !g.HVM {
 		w.record(xen.LibxcX86PVInfo, []byte{8, 4, 0, 0, 0, 0, 0, 0})
-		w.record(xen.LibxcX86CPUIDPolicy, cpuid)
-		w.record(xen.LibxcX86MSRPolicy, msr)
-		w.record(xen.LibxcStaticDataEnd)
+	}
+	w.record(xen.LibxcX86CPUIDPolicy, cpuid)
+	w.record(xen.LibxcX86MSRPolicy, msr)
+	w.record(xen.LibxcStaticDataEnd)
+	if !g.HVM {
 		p2m := binary.LittleEndian.AppendUint32(le32(0), uint32(g.Pages-1))
 		for i := int64(0); i < (g.Pages+511)/512; i++ {
 			p2m = binary.LittleEndian.AppendUint64(p2m, uint64(i+10))
 		}
 		w.record(xen.LibxcX86PVP2MFrames, p2m)
-		g.pageData(w, pfns)
-		w.record(xen.LibxcX86TSCInfo, tsc(g.Gen))
-		w.record(xen.LibxcSharedInfo, seeded(4096, 100+uint64(g.Gen)))
+	}
+}
+
+// endRecords writes the records that follow the pages: TSC, shared info
+// and vCPU state (PV) or HVM context and params.
+func (g Guest) endRecords(w *writer) {
+	w.record(xen.LibxcX86TSCInfo, tsc(g.Gen))
+	if !g.HVM {
+		w.record(xen.LibxcSharedInfo, g.seeded(4096, 100+uint64(g.Gen)))
 		for v := 0; v < max(g.VCPUs, 1); v++ {
 			hdr := binary.LittleEndian.AppendUint32(le32(uint32(v)), 0)
-			w.record(xen.LibxcX86PVVCPUBasic, hdr, seeded(5168, 200+uint64(v)+uint64(g.Gen)<<8))
-			w.record(xen.LibxcX86PVVCPUExtended, hdr, seeded(128, 300+uint64(v)))
+			w.record(xen.LibxcX86PVVCPUBasic, hdr, g.seeded(5168, 200+uint64(v)+uint64(g.Gen)<<8))
+			w.record(xen.LibxcX86PVVCPUExtended, hdr, g.seeded(128, 300+uint64(v)))
 			w.record(xen.LibxcX86PVVCPUMSRs, hdr, make([]byte, 16))
 		}
-	} else {
-		w.record(xen.LibxcX86CPUIDPolicy, cpuid)
-		w.record(xen.LibxcX86MSRPolicy, msr)
-		w.record(xen.LibxcStaticDataEnd)
-		g.pageData(w, pfns)
-		w.record(xen.LibxcX86TSCInfo, tsc(g.Gen))
-		w.record(xen.LibxcHVMContext, seeded(1234+8*max(g.VCPUs, 1), 400+uint64(g.Gen)))
-		params := binary.LittleEndian.AppendUint32(le32(2), 0)
-		for _, kv := range [][2]uint64{{1, 0xfeffc}, {2, 0xfeffd}} {
-			params = binary.LittleEndian.AppendUint64(params, kv[0])
-			params = binary.LittleEndian.AppendUint64(params, kv[1])
-		}
-		w.record(xen.LibxcHVMParams, params)
+		return
 	}
-	w.record(xen.LibxcEnd)
+	w.record(xen.LibxcHVMContext, g.seeded(1234+8*max(g.VCPUs, 1), 400+uint64(g.Gen)))
+	params := binary.LittleEndian.AppendUint32(le32(2), 0)
+	for _, kv := range [][2]uint64{{1, 0xfeffc}, {2, 0xfeffd}} {
+		params = binary.LittleEndian.AppendUint64(params, kv[0])
+		params = binary.LittleEndian.AppendUint64(params, kv[1])
+	}
+	w.record(xen.LibxcHVMParams, params)
+}
+
+// emulator writes the libxl emulator records (HVM: QEMU's state).
+func (g Guest) emulator(w *writer) {
 	if g.HVM {
 		emu := binary.LittleEndian.AppendUint32(le32(2), 0)
-		w.record(xen.LibxlEmulatorContext, emu, append([]byte("QEVM"), seeded(3000, 500+uint64(g.Gen))...))
+		w.record(xen.LibxlEmulatorContext, emu, append([]byte("QEVM"), g.seeded(3000, 500+uint64(g.Gen))...))
 	}
-	w.record(xen.LibxlEnd)
-	return w.err
 }
 
 func tsc(gen int) []byte {
