@@ -32,6 +32,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeGenRecord$$' -fuzztime $(FUZZTIME) ./index
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeValue$$' -fuzztime $(FUZZTIME) ./chunkstore
 	$(GO) test -run '^$$' -fuzz '^FuzzScanner$$' -fuzztime $(FUZZTIME) ./xen
+	$(GO) test -run '^$$' -fuzz '^FuzzRemus$$' -fuzztime $(FUZZTIME) ./xen
 
 # Benchmarks: throughput through the mount vs a plain file and a no-op FUSE
 # filesystem in the same run, and peak daemon RSS. See README.

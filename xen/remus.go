@@ -1,0 +1,258 @@
+package xen
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// Remus follows a checkpointed stream, as `xl remus` sends it, and at the
+// end of every checkpoint describes the plain `xl save` image of the guest
+// as of that checkpoint, which stock `xl restore` reads:
+//
+//	the stream's preamble (xl header and config, libxl header,
+//	LIBXC_CONTEXT, libxc image and domain headers, static records),
+//	every pfn's latest page in ascending PAGE_DATA batches of 1024,
+//	the checkpoint's end records (TSC, shared info and vCPUs, or HVM
+//	context and params), libxc END,
+//	the checkpoint's libxl records (emulator state), libxl END.
+//
+// Pages are handed to RemusHandler.Page as they arrive and named by pfn in
+// the image, so the caller stores each once and builds each generation
+// from references. Memory is the preamble, one checkpoint's non-page
+// records, a pfn map (one byte per pfn) and whatever part of the stream a
+// Write leaves unfinished.
+type Remus struct {
+	sc       *Scanner
+	h        RemusHandler
+	buf      []byte // stream bytes from bufOff on
+	bufOff   int64
+	events   []remusEvent
+	preamble []byte // nil until the first PAGE_DATA
+	types    map[uint64]uint8
+	endRecs  []byte // this checkpoint's libxc records other than PAGE_DATA and CHECKPOINT
+	libxl    []byte // libxl records between CHECKPOINT and CHECKPOINT_END
+	inLibxl  bool
+	err      error
+}
+
+// RemusHandler receives what Remus finds. Page's data is valid only during
+// the call.
+type RemusHandler struct {
+	Page       func(pfn uint64, data []byte) error
+	Checkpoint func(n int, img *PlainImage) error
+}
+
+// PlainImage is a plain xl save image as a list of segments, each either
+// meta bytes or consecutive page payloads named by pfn.
+type PlainImage struct {
+	Segments []Segment
+}
+
+// Segment is Meta bytes, or (Meta nil) the payloads of PFNs in order.
+type Segment struct {
+	Meta []byte
+	PFNs []uint64
+}
+
+// Size is the image's length in bytes.
+func (p *PlainImage) Size() int64 {
+	var n int64
+	for _, s := range p.Segments {
+		n += int64(len(s.Meta)) + int64(len(s.PFNs))*PageSize
+	}
+	return n
+}
+
+type remusEvent struct {
+	kind     byte // 'r' record, 'p' page, 'c' checkpoint end
+	rec      Record
+	pfn      uint64
+	off, end int64 // stream bytes the event needs
+}
+
+// NewRemus returns a follower that reports to h.
+func NewRemus(h RemusHandler) *Remus {
+	r := &Remus{h: h, types: map[uint64]uint8{}}
+	r.sc = NewScanner(Handler{
+		Record: func(rec Record) {
+			end := rec.Off + recHdrLen + int64(rec.Len) + int64((8-rec.Len%8)%8)
+			r.events = append(r.events, remusEvent{kind: 'r', rec: rec, off: rec.Off, end: end})
+		},
+		Page: func(p Page) {
+			r.types[p.PFN] = p.Type
+			r.events = append(r.events, remusEvent{kind: 'p', pfn: p.PFN, off: p.Off, end: p.Off + PageSize})
+		},
+		NoData: func(pfn uint64, typ uint8) { r.types[pfn] = typ },
+		Checkpoint: func(_ int, off int64) {
+			r.events = append(r.events, remusEvent{kind: 'c', off: off, end: off})
+		},
+	})
+	return r
+}
+
+// Err returns the stream error (the scanner's, or a handler's) that
+// stopped the follower, if any.
+func (r *Remus) Err() error {
+	if r.err != nil {
+		return r.err
+	}
+	return r.sc.Err()
+}
+
+// Offset is how many stream bytes Write has taken.
+func (r *Remus) Offset() int64 { return r.sc.Offset() }
+
+// ErrNotCheckpointed is returned when the stream ends (libxl END): it was
+// a plain image, not a checkpointed stream.
+var ErrNotCheckpointed = errors.New("stream ended with END: not a checkpointed (xl remus) stream")
+
+// Write consumes stream bytes. It returns the first error; the follower is
+// then stopped.
+func (r *Remus) Write(p []byte) (int, error) {
+	if err := r.Err(); err != nil {
+		return 0, err
+	}
+	r.buf = append(r.buf, p...)
+	r.sc.Write(p)
+	if err := r.drain(); err != nil {
+		r.err = err
+		return len(p), err
+	}
+	if r.sc.Done() {
+		r.err = ErrNotCheckpointed
+		return len(p), r.err
+	}
+	return len(p), r.sc.Err()
+}
+
+// drain handles the events whose bytes have all arrived, in stream order,
+// then drops the bytes no later event needs.
+func (r *Remus) drain() error {
+	have := r.bufOff + int64(len(r.buf))
+	i := 0
+	for ; i < len(r.events) && r.events[i].end <= have; i++ {
+		if err := r.handle(r.events[i]); err != nil {
+			return err
+		}
+	}
+	r.events = r.events[i:]
+	// A record is reported once its 8-byte header is in: its start may lie
+	// in bytes an earlier Write brought, so those stay.
+	keep := have - recHdrLen
+	if len(r.events) > 0 {
+		keep = min(keep, r.events[0].off)
+	}
+	if r.preamble == nil {
+		keep = 0 // the preamble is taken from byte 0 at the first PAGE_DATA
+		if have > maxPreamble {
+			return fmt.Errorf("no PAGE_DATA in the first %d bytes: not a guest's stream", maxPreamble)
+		}
+	}
+	if keep > r.bufOff {
+		r.buf = r.buf[:copy(r.buf, r.buf[keep-r.bufOff:])]
+		r.bufOff = keep
+	}
+	return nil
+}
+
+func (r *Remus) bytes(off, end int64) []byte { return r.buf[off-r.bufOff : end-r.bufOff] }
+
+func (r *Remus) handle(e remusEvent) error {
+	switch e.kind {
+	case 'p':
+		if r.h.Page != nil {
+			return r.h.Page(e.pfn, r.bytes(e.off, e.end))
+		}
+	case 'c':
+		r.inLibxl = false
+		img := r.image()
+		r.endRecs, r.libxl = r.endRecs[:0], r.libxl[:0]
+		if r.h.Checkpoint != nil {
+			return r.h.Checkpoint(r.sc.ckpts-1, img)
+		}
+	case 'r':
+		rec := e.rec
+		switch {
+		case rec.Layer == LayerLibxc && rec.Type == LibxcPageData:
+			if r.preamble == nil {
+				r.preamble = slices.Clone(r.bytes(0, rec.Off))
+			}
+		case r.preamble == nil: // static records: part of the preamble
+		case rec.Layer == LayerLibxc && rec.Type == LibxcCheckpoint:
+			r.inLibxl = true
+		case rec.Layer == LayerLibxc:
+			r.endRecs = append(r.endRecs, r.bytes(e.off, e.end)...)
+		case rec.Layer == LayerLibxl && r.inLibxl && rec.Type != LibxlCheckpointEnd:
+			r.libxl = append(r.libxl, r.bytes(e.off, e.end)...)
+		}
+	}
+	return nil
+}
+
+// image describes the plain image of the checkpoint that just ended.
+func (r *Remus) image() *PlainImage {
+	img := &PlainImage{}
+	meta := slices.Clone(r.preamble)
+	pfns := make([]uint64, 0, len(r.types))
+	for pfn := range r.types {
+		pfns = append(pfns, pfn)
+	}
+	slices.Sort(pfns)
+	for i := 0; i < len(pfns); i += MaxBatchPlain {
+		batch := pfns[i:min(i+MaxBatchPlain, len(pfns))]
+		var data []uint64
+		for _, pfn := range batch {
+			if PageCarriesData(r.types[pfn]) {
+				data = append(data, pfn)
+			}
+		}
+		body := 8 + 8*len(batch) + PageSize*len(data)
+		meta = binary.LittleEndian.AppendUint32(meta, LibxcPageData)
+		meta = binary.LittleEndian.AppendUint32(meta, uint32(body))
+		meta = binary.LittleEndian.AppendUint32(meta, uint32(len(batch)))
+		meta = binary.LittleEndian.AppendUint32(meta, 0)
+		for _, pfn := range batch {
+			meta = binary.LittleEndian.AppendUint64(meta, pfn|uint64(r.types[pfn])<<60)
+		}
+		if len(data) > 0 {
+			img.Segments = append(img.Segments, Segment{Meta: meta}, Segment{PFNs: data})
+			meta = nil
+		}
+	}
+	meta = append(meta, r.endRecs...)
+	meta = append(meta, make([]byte, recHdrLen)...) // libxc END
+	meta = append(meta, r.libxl...)
+	meta = append(meta, make([]byte, recHdrLen)...) // libxl END
+	img.Segments = append(img.Segments, Segment{Meta: meta})
+	return img
+}
+
+// maxPreamble bounds the bytes before the first PAGE_DATA (xl header and
+// config, static records), which Remus holds.
+const maxPreamble = 64 << 20
+
+// MaxBatchPlain is how many pfns a PAGE_DATA record of a plain save
+// carries (MAX_BATCH_SIZE in xg_sr_save.c).
+const MaxBatchPlain = 1024
+
+// Materialize returns the image's bytes, with page(pfn) giving each
+// page's latest content (tests and small images).
+func (p *PlainImage) Materialize(page func(pfn uint64) ([]byte, error)) ([]byte, error) {
+	out := make([]byte, 0, p.Size())
+	for _, s := range p.Segments {
+		out = append(out, s.Meta...)
+		for _, pfn := range s.PFNs {
+			b, err := page(pfn)
+			if err != nil {
+				return nil, err
+			}
+			if len(b) != PageSize {
+				return nil, fmt.Errorf("page %#x: %d bytes", pfn, len(b))
+			}
+			out = append(out, b...)
+		}
+	}
+	return out, nil
+}
