@@ -67,6 +67,7 @@ func (p *PlainImage) Size() int64 {
 
 type remusEvent struct {
 	kind     byte // 'r' record, 'p' page, 'c' checkpoint end
+	n        int  // checkpoint number ('c')
 	rec      Record
 	pfn      uint64
 	off, end int64 // stream bytes the event needs
@@ -85,8 +86,8 @@ func NewRemus(h RemusHandler) *Remus {
 			r.events = append(r.events, remusEvent{kind: 'p', pfn: p.PFN, off: p.Off, end: p.Off + PageSize})
 		},
 		NoData: func(pfn uint64, typ uint8) { r.types[pfn] = typ },
-		Checkpoint: func(_ int, off int64) {
-			r.events = append(r.events, remusEvent{kind: 'c', off: off, end: off})
+		Checkpoint: func(n int, off int64) {
+			r.events = append(r.events, remusEvent{kind: 'c', n: n, off: off, end: off})
 		},
 	})
 	return r
@@ -170,7 +171,7 @@ func (r *Remus) handle(e remusEvent) error {
 		img := r.image()
 		r.endRecs, r.libxl = r.endRecs[:0], r.libxl[:0]
 		if r.h.Checkpoint != nil {
-			return r.h.Checkpoint(r.sc.ckpts-1, img)
+			return r.h.Checkpoint(e.n, img)
 		}
 	case 'r':
 		rec := e.rec
