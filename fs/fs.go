@@ -62,6 +62,13 @@ func New(ns Namespace, data *content.Store, c Config) *FS {
 	return &FS{ns: ns, data: data, log: l, readOnly: c.ReadOnly, statfsOf: c.StoreDir}
 }
 
+func (f *FS) fsName() string {
+	if f.statfsOf != "" {
+		return f.statfsOf
+	}
+	return "ckptfs"
+}
+
 // Root returns the root node, to pass to go-fuse's fs.Mount.
 func (f *FS) Root() gofs.InodeEmbedder { return &Node{fsys: f} }
 
@@ -74,7 +81,9 @@ func (f *FS) MountOptions(allowOther, debug bool) *gofs.Options {
 		NegativeTimeout: &sec,
 		RootStableAttr:  &gofs.StableAttr{Ino: index.RootIno, Mode: syscall.S_IFDIR},
 		MountOptions: fuse.MountOptions{
-			FsName:       "ckptfs",
+			// The store directory, so that a command given a path in the
+			// mount finds the daemon (its control socket is in the store).
+			FsName:       f.fsName(),
 			Name:         "ckptfs",
 			MaxWrite:     1 << 20,
 			MaxReadAhead: 1 << 20,

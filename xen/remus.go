@@ -40,6 +40,7 @@ type Remus struct {
 // RemusHandler receives what Remus finds. Page's data is valid only during
 // the call.
 type RemusHandler struct {
+	Config     func(json []byte) // the xl JSON config, before any page
 	Page       func(pfn uint64, data []byte) error
 	Checkpoint func(n int, img *PlainImage) error
 }
@@ -77,6 +78,7 @@ type remusEvent struct {
 func NewRemus(h RemusHandler) *Remus {
 	r := &Remus{h: h, types: map[uint64]uint8{}}
 	r.sc = NewScanner(Handler{
+		Config: h.Config,
 		Record: func(rec Record) {
 			end := rec.Off + recHdrLen + int64(rec.Len) + int64((8-rec.Len%8)%8)
 			r.events = append(r.events, remusEvent{kind: 'r', rec: rec, off: rec.Off, end: end})

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
 )
@@ -28,7 +29,7 @@ func socketPath(store string) string { return filepath.Join(store, SocketName) }
 
 // serveControl answers /stats, /fsck, /fsck-repair and /gc until the
 // listener closes.
-func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonGC) (io.Closer, error) {
+func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonGC, data *content.Store) (io.Closer, error) {
 	p := socketPath(store)
 	if c, err := net.Dial("unix", p); err == nil {
 		c.Close()
@@ -69,6 +70,29 @@ func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonG
 		rep, err := d.run(req)
 		reply(w, rep, err)
 	})
+	mux.HandleFunc("/receive", func(w http.ResponseWriter, r *http.Request) {
+		var policy gc.Policy
+		if err := json.Unmarshal([]byte(r.URL.Query().Get("policy")), &policy); err != nil {
+			http.Error(w, "bad policy: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		// Progress lines go back while the stream still comes in.
+		rc := http.NewResponseController(w)
+		if err := rc.EnableFullDuplex(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		logf := func(f string, a ...any) {
+			fmt.Fprintf(w, f+"\n", a...)
+			rc.Flush()
+		}
+		expire := func(group string) error {
+			_, err := d.run(gcRequest{Policy: policy, Group: group, NoCompact: true})
+			return err
+		}
+		err := receive(r.Body, data, x, r.URL.Query().Get("dir"), policy, expire, logf)
+		logf("error: %v", err)
+	})
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(l)
 	return closerFunc(func() error { defer os.Remove(p); return srv.Close() }), nil
@@ -87,10 +111,7 @@ func askDaemon(store, path string, v any) error {
 	if _, err := os.Stat(p); err != nil {
 		return errNoDaemon
 	}
-	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "unix", p)
-	}}}
-	resp, err := client.Get("http://ckptfs" + path)
+	resp, err := daemonClient(store).Get("http://ckptfs" + path)
 	if err != nil {
 		var ne *net.OpError
 		if errors.As(err, &ne) && ne.Op == "dial" {
@@ -104,6 +125,14 @@ func askDaemon(store, path string, v any) error {
 		return fmt.Errorf("daemon: %s", b)
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// daemonClient talks HTTP to the store's daemon over its control socket.
+func daemonClient(store string) *http.Client {
+	p := socketPath(store)
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "unix", p)
+	}}}
 }
 
 // withStore runs the daemon request, or fn on the unmounted store.

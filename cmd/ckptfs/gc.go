@@ -24,6 +24,10 @@ import (
 type gcRequest struct {
 	Policy gc.Policy `json:"policy"`
 	DryRun bool      `json:"dry_run"`
+	Group  string    `json:"group,omitempty"` // only this group ("guest UUID", "dir PATH")
+	// NoCompact skips the compaction (and the wait for blob rewrites): the
+	// receiver expires after every checkpoint and must not stall on it.
+	NoCompact bool `json:"no_compact,omitempty"`
 }
 
 // gcReport is what gc did (or, with --dry-run, would do).
@@ -221,6 +225,9 @@ func (d *daemonGC) run(req gcRequest) (gcReport, error) {
 	if rep.Expired, err = gc.Plan(d.x, req.Policy); err != nil {
 		return rep, err
 	}
+	if req.Group != "" {
+		rep.Expired = inGroup(rep.Expired, req.Group)
+	}
 	if req.DryRun {
 		rep.WouldFree, err = gc.Freed(d.cs, d.x, rep.Expired)
 		return rep, err
@@ -230,7 +237,7 @@ func (d *daemonGC) run(req gcRequest) (gcReport, error) {
 			rep.Failed = append(rep.Failed, fmt.Sprintf("%s: %v", v.Path, err))
 		}
 	}
-	res, err := gc.Collect(d.cs, d.x, true)
+	res, err := gc.Collect(d.cs, d.x, !req.NoCompact)
 	rep.Result = &res
 	return rep, err
 }

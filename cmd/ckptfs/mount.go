@@ -82,7 +82,7 @@ func runMount(o mountOptions, store, mnt string) error {
 		return fail(exitError, "mount %s: %v", mnt, err)
 	}
 	d := &daemonGC{mnt: absMnt, cs: m.Store, x: m.Index}
-	ctl, err := serveControl(absStore, m.Store, m.Index, d)
+	ctl, err := serveControl(absStore, m.Store, m.Index, d, m.Data)
 	if err != nil {
 		m.Unmount()
 		return err

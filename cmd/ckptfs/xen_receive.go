@@ -1,0 +1,250 @@
+package main
+
+// xen receive: the receiving end of `xl remus`. It answers xl's banner,
+// follows the checkpointed stream on stdin and publishes every complete
+// checkpoint as a plain xl save image (content.Publisher), either through
+// the daemon of a mounted store or on an unmounted one.
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ckptfs/ckptfs/fs/content"
+	"github.com/ckptfs/ckptfs/gc"
+	"github.com/ckptfs/ckptfs/index"
+	"github.com/ckptfs/ckptfs/xen"
+)
+
+// receiverBanner is what xl reads from its receiver before it sends.
+const receiverBanner = "xl migration receiver ready, send binary domain data.\n"
+
+type receiveOptions struct {
+	into, store string
+	policy      gc.Policy
+}
+
+func runXenReceiveCmd(args []string) error {
+	var o receiveOptions
+	f := newFlags("receive")
+	f.StringVar(&o.into, "into", "", "directory for the generations: in a mounted store, or (with --store) a path in the store")
+	f.StringVar(&o.store, "store", "", "an unmounted store to write into (default: the store mounted where --into is)")
+	addPolicyFlags(f, &o.policy)
+	if _, err := parse(f, args, 0); err != nil {
+		return err
+	}
+	if o.into == "" {
+		return fail(exitUsage, "xen receive: --into is required")
+	}
+	if err := o.policy.Validate(); err != nil {
+		return fail(exitUsage, "xen receive: %v", err)
+	}
+	// xl waits for the banner before it sends anything.
+	if _, err := io.WriteString(os.Stdout, receiverBanner); err != nil {
+		return fmt.Errorf("xen receive: banner: %w", err)
+	}
+	if o.store != "" {
+		return receiveOffline(os.Stdin, os.Stderr, o)
+	}
+	return receiveOnline(os.Stdin, os.Stderr, o)
+}
+
+// receive follows the stream in r and publishes its checkpoints into
+// directory dir of the store; progress lines go to logf. It returns when
+// the stream ends: an error says how (the sender stopping mid-checkpoint
+// is the normal end of an xl remus stream), and every generation
+// published before stays.
+func receive(r io.Reader, data *content.Store, x *index.Index, dir string, policy gc.Policy, expire func(group string) error, logf func(string, ...any)) error {
+	dirIno, err := mkdirAll(x, dir)
+	if err != nil {
+		return err
+	}
+	var pub *content.Publisher
+	defer func() {
+		if pub != nil {
+			pub.Close()
+		}
+	}()
+	var uuid string
+	start, last := time.Now(), time.Now()
+	published := 0
+	var pageCount int
+	rm := xen.NewRemus(xen.RemusHandler{
+		Config: func(j []byte) {
+			var cfg struct {
+				CInfo struct{ Name, UUID string } `json:"c_info"`
+			}
+			if json.Unmarshal(j, &cfg) == nil && cfg.CInfo.UUID != "" {
+				uuid = cfg.CInfo.UUID
+				pub = data.NewPublisher(x, cfg.CInfo.UUID, cfg.CInfo.Name)
+			}
+		},
+		Page: func(pfn uint64, b []byte) error {
+			if pub == nil {
+				return errors.New("no guest UUID in the stream's config")
+			}
+			pageCount++
+			return pub.Page(pfn, b)
+		},
+		Checkpoint: func(n int, img *xen.PlainImage) error {
+			t0 := time.Now()
+			name := fmt.Sprintf("%06d-%s", n, t0.UTC().Format("2006-01-02T15:04:05.000Z"))
+			if _, err := pub.Publish(dirIno, name, img, t0.UnixNano()); err != nil {
+				return err
+			}
+			published++
+			logf("checkpoint %d: %s/%s published (%d bytes): %d pages received, %d page entries, %s stored, built in %s; %.2f checkpoints/s, %s since the previous",
+				n, dir, name, img.Size(), pageCount, pub.Changed, bytesStr(pub.NewBytes), time.Since(t0).Round(time.Millisecond),
+				float64(published)/time.Since(start).Seconds(), t0.Sub(last).Round(time.Millisecond))
+			last, pageCount = t0, 0
+			if !policy.Empty() && expire != nil {
+				return expire("guest " + uuid)
+			}
+			return nil
+		},
+	})
+	buf := make([]byte, 1<<20)
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			if _, err := rm.Write(buf[:n]); err != nil {
+				return fmt.Errorf("stream offset %d: %w (%d checkpoints published, intact)", rm.Offset(), err, published)
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			return fmt.Errorf("the stream ended at offset %d, inside checkpoint %d: the sender stopped; %d checkpoints published, intact", rm.Offset(), published, published)
+		}
+		if rerr != nil {
+			return fmt.Errorf("reading the stream: %w (%d checkpoints published, intact)", rerr, published)
+		}
+	}
+}
+
+// mkdirAll returns directory path's inode, creating what is missing.
+func mkdirAll(x *index.Index, path string) (uint64, error) {
+	ino := uint64(index.RootIno)
+	for _, name := range strings.Split(strings.Trim(filepath.Clean("/"+path), "/"), "/") {
+		if name == "" {
+			continue
+		}
+		in, err := x.Lookup(ino, name)
+		if errors.Is(err, index.ErrNotFound) {
+			now := time.Now().UnixNano()
+			in, err = x.Create(ino, name, index.Inode{Mode: syscall.S_IFDIR | 0o755, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), Atime: now, Mtime: now, Ctime: now})
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+		if in.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+			return 0, fmt.Errorf("%s: %s is not a directory", path, name)
+		}
+		ino = in.Ino
+	}
+	return ino, nil
+}
+
+func receiveOffline(r io.Reader, w io.Writer, o receiveOptions) error {
+	if err := os.MkdirAll(o.store, 0o700); err != nil { // a new store, as mount makes one
+		return fail(exitStore, "xen receive: %v", err)
+	}
+	cs, x, err := openWritable(o.store)
+	if err != nil {
+		return err
+	}
+	defer cs.Close()
+	data := content.New(cs.DB(), cs, x, content.DefaultConfig())
+	defer data.Close()
+	expire := func(group string) error {
+		vs, err := gc.Plan(x, o.policy)
+		if err != nil {
+			return err
+		}
+		vs = inGroup(vs, group)
+		if err := gc.RemoveOffline(x, vs, time.Now().UnixNano()); err != nil {
+			return err
+		}
+		_, err = gc.Collect(cs, x, false)
+		return err
+	}
+	err = receive(r, data, x, o.into, o.policy, expire, func(f string, a ...any) { fmt.Fprintf(w, "ckptfs: "+f+"\n", a...) })
+	return fail(exitError, "xen receive: %v", err)
+}
+
+func inGroup(vs []gc.Victim, group string) []gc.Victim {
+	var out []gc.Victim
+	for _, v := range vs {
+		if v.Group == group {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// receiveOnline streams stdin to the daemon of the store mounted where
+// --into lies and copies its progress lines to w.
+func receiveOnline(r io.Reader, w io.Writer, o receiveOptions) error {
+	abs, err := filepath.Abs(o.into)
+	if err != nil {
+		return fail(exitUsage, "xen receive: %v", err)
+	}
+	store, mnt, err := mountedStore(abs)
+	if err != nil {
+		return err
+	}
+	rel, _ := filepath.Rel(mnt, abs)
+	q, _ := json.Marshal(o.policy)
+	resp, err := daemonClient(store).Post("http://ckptfs/receive?dir="+url.QueryEscape(rel)+"&policy="+url.QueryEscape(string(q)), "application/octet-stream", r)
+	if err != nil {
+		return fail(exitError, "xen receive: daemon of %s: %v", store, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fail(exitError, "xen receive: daemon: %s", strings.TrimSpace(string(b)))
+	}
+	sc := bufio.NewScanner(resp.Body)
+	lastLine := ""
+	for sc.Scan() {
+		lastLine = sc.Text()
+		if !strings.HasPrefix(lastLine, "error: ") {
+			fmt.Fprintln(w, "ckptfs: "+lastLine)
+		}
+	}
+	if lastLine == "" {
+		lastLine = "the daemon closed the connection"
+	}
+	return fail(exitError, "xen receive: %s", strings.TrimPrefix(lastLine, "error: "))
+}
+
+// mountedStore finds the ckptfs mount that holds path: its store (the
+// mount's source) and mountpoint.
+func mountedStore(path string) (store, mnt string, err error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 2 || g[0] != "fuse.ckptfs" {
+			continue
+		}
+		m := unescapeMount(f[4])
+		if (path == m || strings.HasPrefix(path, m+"/")) && len(m) > len(mnt) {
+			store, mnt = unescapeMount(g[1]), m
+		}
+	}
+	if mnt == "" {
+		return "", "", fail(exitUsage, "xen receive: %s is not in a mounted ckptfs store (give --store for an unmounted one)", path)
+	}
+	return store, mnt, nil
+}
