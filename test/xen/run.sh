@@ -80,7 +80,8 @@ for a in $("$G/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$G
 install -m 755 "$HERE/guest-init" "$G/init"
 (cd "$G" && find . | cpio -H newc -o --quiet | gzip -1) > "$S/guest.cpio.gz"
 cp vmlinuz "$S/vmlinuz"
-cp "$HERE/guest.cfg" "$HERE/dom0.sh" "$S/"
+cp "$HERE/guest.cfg" "$S/"
+cp "$HERE/${DOM0:-dom0.sh}" "$S/dom0.sh" # DOM0=dom0-remus.sh: the xl remus probe
 (cd "$TOP" && CGO_ENABLED=0 go build -trimpath -o "$S/ckptfs" ./cmd/ckptfs)
 log "share ready ($(( $(date +%s) - t0 ))s)"
 
@@ -151,7 +152,7 @@ rm -rf "$RUN"; mkdir -p "$RUN"
 mv "$S/out" "$RUN/images"; cp "$out" "$CACHE/serial.log" "$RUN/"
 
 echo "=========================== e2e-xen summary ==========================="
-grep -a -E '^(PASS|FAIL|TIME|STORED)' "$out" || true
+grep -a -E '^(PASS|FAIL|TIME|STORED|INFO)' "$out" || true
 printf '%s\n' "${host[@]}"
 echo "real images of this run: $RUN/images"
 echo "total $(( $(date +%s) - t0 ))s"
