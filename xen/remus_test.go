@@ -24,11 +24,7 @@ func TestRemusPlainImages(t *testing.T) {
 	} {
 		t.Run(g.Name, func(t *testing.T) {
 			const n = 4
-			var b bytes.Buffer
-			if err := g.WriteRemus(&b, n); err != nil {
-				t.Fatal(err)
-			}
-			stream := b.Bytes()
+			stream := remusStream(t, g, n)
 			for seed := uint64(0); seed < 4; seed++ {
 				pages := map[uint64][]byte{}
 				var got []int
@@ -84,6 +80,16 @@ func TestRemusPlainImages(t *testing.T) {
 	if _, err := r.Write(xentest.Guest{Name: "p", UUID: "u", Pages: 10, VCPUs: 1, Seed: 1}.Bytes()); !errors.Is(err, xen.ErrNotCheckpointed) {
 		t.Fatalf("plain image: %v", err)
 	}
+}
+
+// remusStream returns g's xl remus stream with checkpoints 0..n.
+func remusStream(t *testing.T, g xentest.Guest, n int) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := g.WriteRemus(&b, n); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }
 
 // FuzzRemus: any input, whole or in pieces, never panics, and both ways

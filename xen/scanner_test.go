@@ -226,11 +226,7 @@ func TestScanRemus(t *testing.T) {
 	} {
 		t.Run(g.Name, func(t *testing.T) {
 			const n = 3
-			var b bytes.Buffer
-			if err := g.WriteRemus(&b, n); err != nil {
-				t.Fatal(err)
-			}
-			stream := b.Bytes()
+			stream := remusStream(t, g, n)
 			// Pages each checkpoint must carry: all, then generation i's dirty ones.
 			var want []int
 			total := 0

@@ -10,10 +10,10 @@ import (
 	"testing"
 )
 
-func TestXenSynthInspect(t *testing.T) {
-	dir := t.TempDir()
-	img := filepath.Join(dir, "hvm.xl")
-	if err := run([]string{"xen", "synth", "--hvm", "--pages", "3000", "--vcpus", "2", "--ballooned", "10", "--name", "web", img}); err != nil {
+// synthInspect runs `xen synth flags... img`, then `xen inspect --json img`.
+func synthInspect(t *testing.T, img string, flags ...string) Inspection {
+	t.Helper()
+	if err := run(append(append([]string{"xen", "synth"}, flags...), img)); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
@@ -24,6 +24,14 @@ func TestXenSynthInspect(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &in); err != nil {
 		t.Fatal(err)
 	}
+	return in
+}
+
+func TestXenSynthInspect(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "hvm.xl")
+	in := synthInspect(t, img, "--hvm", "--pages", "3000", "--vcpus", "2", "--ballooned", "10", "--name", "web")
+	var out bytes.Buffer
 	if in.Guest.Name != "web" || in.Guest.Type != "hvm" || in.Stream.GuestType != 2 || in.DataPages != 2990 ||
 		in.NoDataPFNs["XTAB"] != 10+16 || in.Records["libxc PAGE_DATA"] != 3 || in.Records["libxl EMULATOR_CONTEXT"] != 1 {
 		t.Fatalf("inspection: %+v", in)
@@ -53,17 +61,8 @@ func TestXenSynthInspect(t *testing.T) {
 func TestXenRemusInspect(t *testing.T) {
 	dir := t.TempDir()
 	img := filepath.Join(dir, "remus")
-	if err := run([]string{"xen", "synth", "--pages", "2000", "--dirty", "0.1", "--remus", "3", img}); err != nil {
-		t.Fatal(err)
-	}
+	in := synthInspect(t, img, "--pages", "2000", "--dirty", "0.1", "--remus", "3")
 	var out bytes.Buffer
-	if err := runXenInspect(&out, xenInspectOptions{json: true}, img); err != nil {
-		t.Fatal(err)
-	}
-	var in Inspection
-	if err := json.Unmarshal(out.Bytes(), &in); err != nil {
-		t.Fatal(err)
-	}
 	b, _ := os.ReadFile(img)
 	if in.Checkpoints != 4 || in.CheckpointEnd != int64(len(b)) || in.Records["libxc CHECKPOINT"] != 4 ||
 		in.Records["libxl CHECKPOINT_END"] != 4 || in.Records["libxc END"] != 0 {
