@@ -360,15 +360,14 @@ func (s *Store) Sweep(ids []ID, unreferenced func(b *pebble.Batch, id ID, pinned
 		if !del || s.pins[id] > 0 {
 			continue
 		}
-		v, closer, err := s.db.Get(chunkKey(id))
-		if errors.Is(err, pebble.ErrNotFound) {
-			continue
-		}
+		size, err := s.StoredSize(id)
 		if err != nil {
 			return 0, 0, err
 		}
-		freed += int64(len(v))
-		closer.Close()
+		if size == 0 {
+			continue // gone already
+		}
+		freed += size
 		s.recent.Remove(id)
 		if err := b.Delete(chunkKey(id), nil); err != nil {
 			return 0, 0, err

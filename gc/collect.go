@@ -107,8 +107,9 @@ func Collect(cs *chunkstore.Store, x *index.Index, compact bool) (Result, error)
 		if err := db.Flush(); err != nil {
 			return r, err
 		}
-		for _, span := range [][2]byte{{chunkstore.PrefixChunk, chunkstore.PrefixChunk + 1}, {'P', 'R'}, {'r', 's'}, {'e', 'f'}} {
-			if err := db.Compact(context.Background(), []byte{span[0]}, []byte{span[1]}, true); err != nil {
+		spans := append([][2][]byte{{{chunkstore.PrefixChunk}, {chunkstore.PrefixChunk + 1}}}, index.ReclaimedSpans()...)
+		for _, span := range spans {
+			if err := db.Compact(context.Background(), span[0], span[1], true); err != nil {
 				return r, err
 			}
 		}

@@ -90,22 +90,11 @@ func (x *Index) upgrade() error {
 		return err
 	}
 	b := x.db.NewBatch()
-	err = x.scan([]byte{prefixExtent}, func(k, v []byte) error {
-		e, err := DecodeExtent(k, v)
-		if err != nil {
+	err = x.chunkExtents([]byte{prefixExtent}, func(ino, ver uint64, e Extent) error {
+		if err := b.Set(extentRef(ino, ver, e), nil, nil); err != nil {
 			return err
 		}
-		if err := putExtent(b, binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(k[9:]), e); err != nil {
-			return err
-		}
-		if b.Len() > 4<<20 {
-			if err := b.Commit(noSync); err != nil {
-				return err
-			}
-			b.Close()
-			b = x.db.NewBatch()
-		}
-		return nil
+		return x.commitIfFull(&b)
 	})
 	if err == nil {
 		err = chunkstore.SetCurrentFormat(b)
@@ -149,6 +138,24 @@ func (x *Index) recover() error {
 		return err
 	}
 	return b.Commit(pebble.Sync)
+}
+
+// batchLimit is the size at which a long-running job (the upgrade, gc)
+// applies its batch and starts another, so memory stays bounded.
+const batchLimit = 4 << 20
+
+// commitIfFull applies *b once it holds batchLimit bytes and replaces it
+// with an empty batch.
+func (x *Index) commitIfFull(b **pebble.Batch) error {
+	if (*b).Len() < batchLimit {
+		return nil
+	}
+	if err := (*b).Commit(noSync); err != nil {
+		return err
+	}
+	(*b).Close()
+	*b = x.db.NewBatch()
+	return nil
 }
 
 func (x *Index) scan(prefix []byte, fn func(k, v []byte) error) error {

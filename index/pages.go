@@ -58,6 +58,10 @@ func inoGenPrefix(ino uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{prefixInoGen}, ino)
 }
 
+func inoGenKey(ino, lin, gen uint64) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(inoGenPrefix(ino), lin), gen)
+}
+
 func encodeGenRecord(r GenRecord) []byte {
 	b := []byte{r.State}
 	b = binary.AppendUvarint(b, r.Floor)
@@ -126,8 +130,7 @@ func (x *Index) BeginGen(ino uint64, uuid string) (Gen, error) {
 		g.Base, g.Floor = last.Gen, last.Floor
 	}
 	b.Set(genKey(g.Lin, g.Gen), encodeGenRecord(GenRecord{State: GenInFlight, Floor: g.Floor, Ino: ino}), nil)
-	k := binary.BigEndian.AppendUint64(inoGenPrefix(ino), g.Lin)
-	b.Set(binary.BigEndian.AppendUint64(k, g.Gen), nil, nil)
+	b.Set(inoGenKey(ino, g.Lin, g.Gen), nil, nil)
 	return g, b.Commit(noSync)
 }
 
@@ -163,11 +166,7 @@ func (x *Index) EndGen(g Gen, live bool) error {
 
 // dropInoGen marks the generations held by ino dead, in b.
 func (x *Index) dropInoGen(b *pebble.Batch, ino uint64) error {
-	return x.scan(inoGenPrefix(ino), func(k, _ []byte) error {
-		if len(k) != 25 {
-			return fmt.Errorf("%w: generation key %x", ErrCorrupt, k)
-		}
-		lin, gen := binary.BigEndian.Uint64(k[9:]), binary.BigEndian.Uint64(k[17:])
+	return x.ImageGens(ino, func(lin, gen uint64) error {
 		r, err := x.getGen(lin, gen)
 		if err == nil {
 			r.State = GenDead
@@ -175,7 +174,7 @@ func (x *Index) dropInoGen(b *pebble.Batch, ino uint64) error {
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		return b.Delete(k, nil)
+		return b.Delete(inoGenKey(ino, lin, gen), nil)
 	})
 }
 
@@ -383,14 +382,7 @@ func (x *Index) ReclaimGen(lin, gen uint64) (done bool, entries int, err error) 
 			return err
 		}
 		entries++
-		if b.Len() > 1<<20 {
-			if err := b.Commit(noSync); err != nil {
-				return err
-			}
-			b.Close()
-			b = x.db.NewBatch()
-		}
-		return nil
+		return x.commitIfFull(&b)
 	})
 	if err != nil {
 		return false, entries, err

@@ -36,47 +36,58 @@ func candidateKey(id chunkstore.ID) []byte {
 	return k
 }
 
+// extentRef is the reference key of chunk extent e of version ver of ino.
+func extentRef(ino, ver uint64, e Extent) []byte {
+	return refKey(e.ID, holderExtent, ino, ver, uint64(e.Off))
+}
+
 // putExtent records extent e of version ver of ino and, for a chunk extent,
 // its reference to the chunk.
 func putExtent(b *pebble.Batch, ino, ver uint64, e Extent) error {
 	if e.Run == nil {
-		if err := b.Set(refKey(e.ID, holderExtent, ino, ver, uint64(e.Off)), nil, nil); err != nil {
+		if err := b.Set(extentRef(ino, ver, e), nil, nil); err != nil {
 			return err
 		}
 	}
 	return b.Set(extentKey(ino, ver, e.Off), encodeExtentValue(e), nil)
 }
 
+// unref deletes chunk extent e's reference and makes its chunk a gc
+// candidate, in b.
+func unref(b *pebble.Batch, ino, ver uint64, e Extent) error {
+	if err := b.Delete(extentRef(ino, ver, e), nil); err != nil {
+		return err
+	}
+	return b.Set(candidateKey(e.ID), nil, nil)
+}
+
 // delExtent deletes what putExtent recorded and makes the chunk a gc
 // candidate.
 func delExtent(b *pebble.Batch, ino, ver uint64, e Extent) error {
 	if e.Run == nil {
-		if err := b.Delete(refKey(e.ID, holderExtent, ino, ver, uint64(e.Off)), nil); err != nil {
-			return err
-		}
-		if err := b.Set(candidateKey(e.ID), nil, nil); err != nil {
+		if err := unref(b, ino, ver, e); err != nil {
 			return err
 		}
 	}
 	return b.Delete(extentKey(ino, ver, e.Off), nil)
 }
 
+// chunkExtents calls fn for every chunk extent (page runs name no chunk)
+// under extent key prefix p, with its inode and version.
+func (x *Index) chunkExtents(p []byte, fn func(ino, ver uint64, e Extent) error) error {
+	return x.scan(p, func(k, v []byte) error {
+		e, err := DecodeExtent(k, v)
+		if err != nil || e.Run != nil {
+			return err
+		}
+		return fn(binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(k[9:]), e)
+	})
+}
+
 // dropExtents deletes every extent under prefix p (one version, or all of
 // an inode's) with their references, in b.
 func (x *Index) dropExtents(b *pebble.Batch, p []byte) error {
-	err := x.scan(p, func(k, v []byte) error {
-		e, err := DecodeExtent(k, v)
-		if err != nil {
-			return err
-		}
-		if e.Run == nil {
-			if err := b.Delete(refKey(e.ID, holderExtent, binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(k[9:]), uint64(e.Off)), nil); err != nil {
-				return err
-			}
-			return b.Set(candidateKey(e.ID), nil, nil)
-		}
-		return nil
-	})
+	err := x.chunkExtents(p, func(ino, ver uint64, e Extent) error { return unref(b, ino, ver, e) })
 	if err != nil {
 		return err
 	}
@@ -142,16 +153,23 @@ func AddCandidate(b *pebble.Batch, id chunkstore.ID) error {
 // InodeRefs calls fn for each chunk reference the extents of ino (all its
 // versions) hold, with the reference's key.
 func (x *Index) InodeRefs(ino uint64, fn func(id chunkstore.ID, ref []byte) error) error {
-	return x.scan(binary.BigEndian.AppendUint64([]byte{prefixExtent}, ino), func(k, v []byte) error {
-		e, err := DecodeExtent(k, v)
-		if err != nil || e.Run != nil {
-			return err
-		}
-		return fn(e.ID, refKey(e.ID, holderExtent, ino, binary.BigEndian.Uint64(k[9:]), uint64(e.Off)))
+	return x.chunkExtents(binary.BigEndian.AppendUint64([]byte{prefixExtent}, ino), func(ino, ver uint64, e Extent) error {
+		return fn(e.ID, extentRef(ino, ver, e))
 	})
 }
 
 // RefsOf calls fn with the key of every reference to chunk id.
 func (x *Index) RefsOf(id chunkstore.ID, fn func(ref []byte) error) error {
 	return x.scan(refPrefix(id), func(k, _ []byte) error { return fn(k) })
+}
+
+// ReclaimedSpans are the key ranges of the index where gc deletes keys:
+// page entries and their by-generation keys, references, extents. gc
+// compacts them (with the chunk range) so that the space comes back.
+func ReclaimedSpans() [][2][]byte {
+	var out [][2][]byte
+	for _, p := range []byte{prefixPage, prefixPageByGen, prefixRef, prefixExtent} {
+		out = append(out, [2][]byte{{p}, {p + 1}})
+	}
+	return out
 }

@@ -86,7 +86,6 @@ type image struct {
 	err       bool      // BeginGen failed: pages are stored as plain extents
 	base      *index.PageReader
 	run       index.Extent // page run being collected (Len 0: none)
-	changed   int          // pages that differ from the base generation
 	committed bool         // a Commit happened after the generation began
 }
 
@@ -438,7 +437,6 @@ func (w *Writer) recordPage(off int64, id chunkstore.ID, zero bool) (bool, error
 		changed = !found || old.Zero != zero || (!zero && old.ID != id)
 	}
 	if changed {
-		m.changed++
 		if err := index.PutPage(w.b, m.gen, pfn, id, zero); err != nil {
 			return true, err
 		}
