@@ -6,7 +6,7 @@ MNT     ?= var/mnt
 # Fuzz time per target in `make test` (CI runs them briefly).
 FUZZTIME ?= 10s
 
-.PHONY: all build run test test-race fuzz bench lint clean e2e-xen
+.PHONY: all build run test test-race fuzz bench lint clean e2e-xen e2e-remus
 
 all: build
 
@@ -30,6 +30,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeExtent$$' -fuzztime $(FUZZTIME) ./index
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeInode$$' -fuzztime $(FUZZTIME) ./index
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeGenRecord$$' -fuzztime $(FUZZTIME) ./index
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeXen$$' -fuzztime $(FUZZTIME) ./index
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeValue$$' -fuzztime $(FUZZTIME) ./chunkstore
 	$(GO) test -run '^$$' -fuzz '^FuzzScanner$$' -fuzztime $(FUZZTIME) ./xen
 	$(GO) test -run '^$$' -fuzz '^FuzzRemus$$' -fuzztime $(FUZZTIME) ./xen
@@ -49,6 +50,12 @@ bench:
 # (root; downloads Debian packages; caches in /var/cache/ckptfs-e2e).
 e2e-xen:
 	test/xen/run.sh
+
+# Real Xen: stock xl remus of the test guest into `ckptfs xen receive`, then
+# xl restore of published generations. Debian's Xen 4.17 source rebuilt with
+# shadow paging (PV log-dirty), the build cached like the rest.
+e2e-remus:
+	DOM0=dom0-remus.sh XEN_SHADOW=1 test/xen/run.sh
 
 lint:
 	$(GO) vet ./...

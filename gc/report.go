@@ -34,6 +34,14 @@ type Lineage struct {
 	Generations  int     `json:"generations"`
 	LogicalBytes int64   `json:"logical_bytes"`
 	NewBytes     []int64 `json:"new_bytes"` // chunk bytes each generation added, oldest first
+	// Pages is the page-map entries (changed pages) each generation wrote,
+	// oldest first; 0 where not known (CDC mode).
+	Pages []int64 `json:"pages"`
+	// Interval is the mean time between generations (their modification
+	// times: the checkpoint time of a received generation), in seconds, and
+	// PerSecond its inverse; both 0 with fewer than two generations.
+	Interval  float64 `json:"interval_seconds"`
+	PerSecond float64 `json:"checkpoints_per_second"`
 }
 
 // ComputeStats walks the index and the chunk keys (not their values).
@@ -73,8 +81,8 @@ func ComputeStats(cs *chunkstore.Store, x *index.Index) (Stats, error) {
 // generations in modification-time order.
 func lineages(x *index.Index) ([]Lineage, error) {
 	type gen struct {
-		mtime, size, added int64
-		name               string
+		mtime, size, added, pages int64
+		name                      string
 	}
 	by := map[string][]gen{}
 	err := x.WalkXen(func(ino uint64, info index.XenInfo) error {
@@ -85,7 +93,7 @@ func lineages(x *index.Index) ([]Lineage, error) {
 		if err != nil {
 			return err
 		}
-		by[info.UUID] = append(by[info.UUID], gen{in.Mtime, in.Size, info.NewBytes, info.Name})
+		by[info.UUID] = append(by[info.UUID], gen{in.Mtime, in.Size, info.NewBytes, info.Pages, info.Name})
 		return nil
 	})
 	out := []Lineage{}
@@ -95,6 +103,11 @@ func lineages(x *index.Index) ([]Lineage, error) {
 		for _, g := range gens {
 			l.LogicalBytes += g.size
 			l.NewBytes = append(l.NewBytes, g.added)
+			l.Pages = append(l.Pages, g.pages)
+		}
+		if span := gens[len(gens)-1].mtime - gens[0].mtime; len(gens) > 1 && span > 0 {
+			l.Interval = float64(span) / 1e9 / float64(len(gens)-1)
+			l.PerSecond = 1 / l.Interval
 		}
 		out = append(out, l)
 	}

@@ -24,8 +24,11 @@
 //	's' | ino | ver                      empty: version ver of ino is staged
 //	'o' | ino                            empty: ino has no name; purge when closed
 //	'x' | ino                            uvarint(len) uuid | uvarint(len) name |
-//	                                     uvarint(chunk bytes the file added):
+//	                                     uvarint(chunk bytes the file added)
+//	                                     [| uvarint(page entries it wrote)]:
 //	                                     ino is an xl save image of guest uuid
+//	                                     (the last field is optional; absent
+//	                                     reads as 0, unknown)
 //	'l' | uuid                           lin (8, BE): the lineage of guest uuid
 //	'L' | lin | gen                      state (1: in flight, 2: live, 3: dead) |
 //	                                     uvarint(floor) | uvarint(ino)

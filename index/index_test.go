@@ -1,6 +1,7 @@
 package index
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"reflect"
@@ -255,4 +256,48 @@ func TestPageRunEncoding(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+}
+
+// TestXenInfoEncoding: values round-trip; a value written before the pages
+// field existed decodes with Pages 0; damaged values are ErrCorrupt.
+func TestXenInfoEncoding(t *testing.T) {
+	full := XenInfo{UUID: "u-1", Name: "guest", NewBytes: 1 << 40, Pages: 300}
+	old := binary.AppendUvarint(append(binary.AppendUvarint(append(binary.AppendUvarint(nil, 3), "u-1"...), 5), "guest"...), 77)
+	for _, tc := range []struct {
+		name string
+		v    []byte
+		want XenInfo
+		bad  bool
+	}{
+		{"full", encodeXen(full), full, false},
+		{"without pages", old, XenInfo{UUID: "u-1", Name: "guest", NewBytes: 77}, false},
+		{"empty", nil, XenInfo{}, true},
+		{"name cut", encodeXen(full)[:6], XenInfo{}, true},
+		{"trailing byte", append(encodeXen(full), 0), XenInfo{}, true},
+		{"pages cut", append(old, 0x80), XenInfo{}, true},
+	} {
+		got, err := decodeXen(tc.v)
+		if tc.bad {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Errorf("%s: got %+v, %v; want ErrCorrupt", tc.name, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s: got %+v, %v; want %+v", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+func FuzzDecodeXen(f *testing.F) {
+	f.Add(encodeXen(XenInfo{UUID: "u", Name: "n", NewBytes: 5, Pages: 2}))
+	f.Fuzz(func(t *testing.T, v []byte) {
+		x, err := decodeXen(v)
+		if err == nil {
+			back, err := decodeXen(encodeXen(x))
+			if err != nil || back != x {
+				t.Fatalf("re-encode: %+v %v", back, err)
+			}
+		}
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -15,19 +16,25 @@ type XenInfo struct {
 	UUID     string
 	Name     string
 	NewBytes int64
+	// Pages is the page-map entries the generation wrote (its changed
+	// pages), 0 when not known (CDC mode, or written before it was kept).
+	Pages int64
 }
 
 func xenKey(ino uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{prefixXen}, ino)
 }
 
-// encodeXen: uvarint(len uuid) uuid | uvarint(len name) name | uvarint(new bytes).
+// encodeXen: uvarint(len uuid) uuid | uvarint(len name) name |
+// uvarint(new bytes) [| uvarint(pages)]. The pages field is optional: values
+// written before it existed end after new bytes and decode as 0 pages.
 func encodeXen(x XenInfo) []byte {
 	b := binary.AppendUvarint(nil, uint64(len(x.UUID)))
 	b = append(b, x.UUID...)
 	b = binary.AppendUvarint(b, uint64(len(x.Name)))
 	b = append(b, x.Name...)
-	return binary.AppendUvarint(b, uint64(x.NewBytes))
+	b = binary.AppendUvarint(b, uint64(x.NewBytes))
+	return binary.AppendUvarint(b, uint64(x.Pages))
 }
 
 func decodeXen(v []byte) (XenInfo, error) {
@@ -45,10 +52,17 @@ func decodeXen(v []byte) (XenInfo, error) {
 	x.UUID, ok1 = str()
 	x.Name, ok2 = str()
 	n, k := binary.Uvarint(v)
-	if !ok1 || !ok2 || k <= 0 || k != len(v) {
+	if !ok1 || !ok2 || k <= 0 || n > math.MaxInt64 {
 		return x, fmt.Errorf("%w: xen info", ErrCorrupt)
 	}
-	x.NewBytes = int64(n)
+	x.NewBytes, v = int64(n), v[k:]
+	if len(v) > 0 {
+		n, k = binary.Uvarint(v)
+		if k != len(v) || n > math.MaxInt64 {
+			return x, fmt.Errorf("%w: xen info", ErrCorrupt)
+		}
+		x.Pages = int64(n)
+	}
 	return x, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -148,10 +149,10 @@ func TestStatsLineages(t *testing.T) {
 		w.Close()
 	}
 	for gen := 0; gen < 3; gen++ {
-		put(fmt.Sprint("web-", gen), xentest.Guest{Name: "web", UUID: "uuid-web", Pages: 2048, VCPUs: 1, Seed: 1, Gen: gen, Dirty: 0.05}, int64(10+gen))
+		put(fmt.Sprint("web-", gen), xentest.Guest{Name: "web", UUID: "uuid-web", Pages: 2048, VCPUs: 1, Seed: 1, Gen: gen, Dirty: 0.05}, int64(10+2*gen)*1e9)
 	}
-	put("db-0", xentest.Guest{Name: "db", UUID: "uuid-db", Pages: 1024, VCPUs: 1, Seed: 2}, 20)
-	put("not-xen", xentest.Guest{}, 30) // zero pages: an empty, malformed image is not a lineage
+	put("db-0", xentest.Guest{Name: "db", UUID: "uuid-db", Pages: 1024, VCPUs: 1, Seed: 2}, 20e9)
+	put("not-xen", xentest.Guest{}, 30e9) // zero pages: an empty, malformed image is not a lineage
 	data.Close()
 	cs.Close()
 
@@ -172,9 +173,17 @@ func TestStatsLineages(t *testing.T) {
 	if web.NewBytes[1]*3 > web.NewBytes[0] || web.NewBytes[2]*3 > web.NewBytes[0] {
 		t.Fatalf("new bytes per generation: %v", web.NewBytes)
 	}
+	// page entries: every pfn in the first, about the 5% dirty after
+	if len(web.Pages) != 3 || web.Pages[0] != 2048 || web.Pages[1] < 50 || web.Pages[1] > 200 || web.Pages[2] < 50 || web.Pages[2] > 200 {
+		t.Fatalf("changed pages per generation: %v", web.Pages)
+	}
+	if math.Abs(web.Interval-2) > 1e-6 || math.Abs(web.PerSecond-0.5) > 1e-6 || s.Lineages[0].Interval != 0 {
+		t.Fatalf("checkpoint rate: %+v", s.Lineages)
+	}
 	out.Reset()
 	runStats(&out, statsOptions{}, dir)
-	if !strings.Contains(out.String(), "web (uuid-web): 3 generations") {
+	if !strings.Contains(out.String(), "web (uuid-web): 3 generations") || !strings.Contains(out.String(), "one per 2.00 s (0.500 checkpoints/s)") ||
+		!strings.Contains(out.String(), fmt.Sprintf("changed pages per generation: %d %d %d", web.Pages[0], web.Pages[1], web.Pages[2])) {
 		t.Fatalf("text stats:\n%s", out.String())
 	}
 }

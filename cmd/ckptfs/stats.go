@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/gc"
@@ -47,13 +49,25 @@ func runStats(w io.Writer, o statsOptions, store string) error {
 		fmt.Fprintln(w, "lineages (xl save images by guest UUID):")
 	}
 	for _, l := range s.Lineages {
-		fmt.Fprintf(w, "  %s (%s): %d generations, %s logical; new bytes per generation:", l.Name, l.UUID, l.Generations, bytesStr(l.LogicalBytes))
-		for _, n := range l.NewBytes {
-			fmt.Fprintf(w, " %d", n)
+		fmt.Fprintf(w, "  %s (%s): %d generations, %s logical", l.Name, l.UUID, l.Generations, bytesStr(l.LogicalBytes))
+		if l.Interval > 0 {
+			fmt.Fprintf(w, ", one per %.2f s (%.3f checkpoints/s)", l.Interval, l.PerSecond)
 		}
 		fmt.Fprintln(w)
+		fmt.Fprintf(w, "    new bytes per generation:%s\n", intsStr(l.NewBytes))
+		if slices.ContainsFunc(l.Pages, func(n int64) bool { return n > 0 }) {
+			fmt.Fprintf(w, "    changed pages per generation:%s\n", intsStr(l.Pages))
+		}
 	}
 	return nil
+}
+
+func intsStr(ns []int64) string {
+	var b strings.Builder
+	for _, n := range ns {
+		fmt.Fprintf(&b, " %d", n)
+	}
+	return b.String()
 }
 
 func bytesStr(n int64) string {

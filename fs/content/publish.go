@@ -178,7 +178,7 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 		return in, err
 	}
 	committed = true
-	if err := p.x.SetXen(in.Ino, index.XenInfo{UUID: p.uuid, Name: p.name, NewBytes: p.added}); err != nil {
+	if err := p.x.SetXen(in.Ino, index.XenInfo{UUID: p.uuid, Name: p.name, NewBytes: p.added, Pages: int64(p.Changed)}); err != nil {
 		return in, err
 	}
 	p.s.stats.Images.Add(1)

@@ -87,6 +87,7 @@ type image struct {
 	base      *index.PageReader
 	run       index.Extent // page run being collected (Len 0: none)
 	committed bool         // a Commit happened after the generation began
+	entries   int64        // page-map entries written (the changed pages)
 }
 
 func newXenStream(pages bool) *xenStream {
@@ -440,6 +441,7 @@ func (w *Writer) recordPage(off int64, id chunkstore.ID, zero bool) (bool, error
 		if err := index.PutPage(w.b, m.gen, pfn, id, zero); err != nil {
 			return true, err
 		}
+		m.entries++
 	}
 	r := &m.run
 	if r.Len > 0 && (r.End() != off || r.Run.Pages() >= index.MaxRunPages) {
@@ -698,7 +700,7 @@ func (w *Writer) Commit() (index.Inode, error) {
 	}
 	if x := w.xen; x != nil && x.sc.Done() && x.guest.UUID != "" && x.sc.Offset() == w.size {
 		// A whole xl save image: record its guest, for lineage stats.
-		x.guest.NewBytes = w.newBytes
+		x.guest.NewBytes, x.guest.Pages = w.newBytes, w.img.entries
 		if err := w.s.ext.SetXen(w.ino, x.guest); err != nil {
 			return in, w.fail(err)
 		}

@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
 
@@ -73,6 +76,17 @@ func TestXenReceive(t *testing.T) {
 	if code != 1 || strings.Count(errOut, " published (") != 4 || !strings.Contains(errOut, "4 checkpoints published, intact") {
 		t.Fatalf("offline receive: exit %d\n%s", code, errOut)
 	}
+	// stats: every pfn in checkpoint 0's map, then about the dirty 5%
+	js, code := run(t, "stats", "--json", store)
+	var st gc.Stats
+	if err := json.Unmarshal([]byte(js), &st); err != nil || code != 0 || len(st.Lineages) != 1 {
+		t.Fatalf("stats: exit %d, %v\n%s", code, err, js)
+	}
+	if l := st.Lineages[0]; l.Generations != 4 || len(l.Pages) != 4 || l.Pages[0] != int64(g.Pages) || l.PerSecond <= 0 ||
+		slices.ContainsFunc(l.Pages[1:], func(n int64) bool { return n < 100 || n > 300 }) {
+		t.Fatalf("received lineage: %+v", l)
+	}
+	t.Logf("received lineage: pages per generation %v, new bytes %v, %.1f checkpoints/s", st.Lineages[0].Pages, st.Lineages[0].NewBytes, st.Lineages[0].PerSecond)
 	d := mount(t, store, filepath.Join(tmp, "mnt"))
 	check(filepath.Join(d.mnt, "guests/web"), []int{0, 1, 2, 3})
 

@@ -37,6 +37,50 @@ if [ ! -e xen ] || [ ! -e vmlinuz ]; then
   cp k/boot/vmlinuz-* vmlinuz
   depmod -b "$CACHE/k" "$(ls k/lib/modules)"
 fi
+# XEN_SHADOW=1 (make e2e-remus): the same Xen 4.17 from Debian's source
+# package, built with CONFIG_SHADOW_PAGING=y on top of Debian's own config.
+# Debian's binary has no shadow paging, and a PV guest's log-dirty mode (which
+# xl remus and live migration need) is shadow paging: with the stock binary
+# libxc fails with "Failed to enable logdirty: 95" (EOPNOTSUPP).
+XEN=$CACHE/xen
+if [ "${XEN_SHADOW:-0}" = 1 ]; then
+  XEN=$CACHE/xen-shadow
+  if [ ! -e "$XEN" ]; then
+    need=()
+    for c in gcc:gcc make:make flex:flex bison:bison python3:python3; do
+      command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
+    done
+    if [ ${#need[@]} -gt 0 ]; then
+      log "installing ${need[*]}"
+      apt-get update -q >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+    fi
+    # Source lists of their own: the host's deb lines turned into deb-src.
+    A=$CACHE/apt; rm -rf "$A"; mkdir -p "$A/parts" "$A/lists/partial" "$A/src"
+    for f in /etc/apt/sources.list.d/*.sources; do
+      [ -e "$f" ] && sed 's/^Types: deb$/Types: deb-src/' "$f" > "$A/parts/$(basename "$f")"
+    done
+    [ -e /etc/apt/sources.list ] && sed -n 's/^deb /deb-src /p' /etc/apt/sources.list > "$A/src.list"
+    touch "$A/src.list"
+    aopt=(-o "Dir::Etc::SourceList=$A/src.list" -o "Dir::Etc::SourceParts=$A/parts" -o "Dir::State::Lists=$A/lists")
+    apt-get "${aopt[@]}" update -q >/dev/null
+    # Newest first; a mirror may list a version whose files it lacks.
+    got=
+    for v in $(apt-cache "${aopt[@]}" showsrc xen | awk '/^Version: 4\.17\./{print $2}' | sort -rV | uniq); do
+      if (cd "$A/src" && apt-get "${aopt[@]}" source -q --download-only "xen=$v" >/dev/null 2>&1); then got=$v; break; fi
+    done
+    [ -n "$got" ] || { log "no Xen 4.17 source package could be fetched"; exit 1; }
+    log "building Xen $got with CONFIG_SHADOW_PAGING=y"
+    (cd "$A/src" && tar xf xen_*.orig.tar.*)
+    XS=$(ls -d "$A"/src/xen-*/xen)
+    sed 's/^# CONFIG_SHADOW_PAGING is not set/CONFIG_SHADOW_PAGING=y/' x/boot/xen-4.17-amd64.config > "$XS/.config"
+    make -C "$XS" olddefconfig > "$A/build.log" 2>&1
+    grep -q '^CONFIG_SHADOW_PAGING=y' "$XS/.config" || { log "shadow paging did not stay enabled"; exit 1; }
+    make -C "$XS" -j"$(nproc)" >> "$A/build.log" 2>&1 || { tail -30 "$A/build.log"; exit 1; }
+    cp "$XS/xen" "$XEN.tmp" && mv "$XEN.tmp" "$XEN"
+    rm -rf "$A/src"
+  fi
+fi
 log "host ready ($(( $(date +%s) - t0 ))s)"
 
 # 2. dom0: Debian minbase + Xen tools + rsync, kept in an initramfs (cached).
@@ -78,6 +122,7 @@ G=$CACHE/guest-root; rm -rf "$G"; mkdir -p "$G"/{bin,proc,sys,dev,shm}
 cp /bin/busybox "$G/bin/busybox"
 for a in $("$G/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$G/bin/$a"; done
 install -m 755 "$HERE/guest-init" "$G/init"
+(cd "$TOP" && CGO_ENABLED=0 go build -trimpath -o "$G/bin/pausemeter" ./test/xen/pausemeter)
 (cd "$G" && find . | cpio -H newc -o --quiet | gzip -1) > "$S/guest.cpio.gz"
 cp vmlinuz "$S/vmlinuz"
 cp "$HERE/guest.cfg" "$S/"
@@ -92,7 +137,7 @@ trap cleanup EXIT INT TERM
 tq=$(date +%s)
 qemu-system-x86_64 -accel tcg,thread=multi -cpu qemu64,+svm -smp 2 -m 4G \
   -nographic -monitor none -serial "file:$CACHE/serial.log" -no-reboot -nic none \
-  -kernel "$CACHE/xen" \
+  -kernel "$XEN" \
   -append "console=com1 com1=115200 dom0_mem=2560M,max:2560M dom0_max_vcpus=2 noreboot" \
   -initrd "$CACHE/vmlinuz console=hvc0,$CACHE/dom0.cpio" \
   -virtfs "local,path=$S,mount_tag=host,security_model=none,id=host" &
