@@ -12,7 +12,8 @@ import (
 )
 
 // TestRemusPlainImages: following a generated xl remus stream (PV and HVM,
-// several checkpoints, pages resent), fed in random pieces, the plain
+// several checkpoints, pages resent in live rounds, pfns sent as XTAB
+// first and with data later), fed in random pieces, the plain
 // image described at the end of checkpoint i is byte for byte the plain
 // save of generation i (xentest.Guest.Write), which is what stock xl
 // restore reads. A plain image instead of a remus stream is refused, and a
@@ -21,6 +22,9 @@ func TestRemusPlainImages(t *testing.T) {
 	for _, g := range []xentest.Guest{
 		{Name: "pv", UUID: "u1", Pages: 3000, VCPUs: 2, Seed: 1, Dirty: 0.05},
 		{Name: "hvm", UUID: "u2", HVM: true, Pages: 2100, VCPUs: 1, Seed: 2, Dirty: 0.1},
+		// live rounds: stale pages and XTAB first, then their real content
+		{Name: "pv-precopy", UUID: "u3", Pages: 3000, VCPUs: 1, Seed: 3, Dirty: 0.05, Precopy: true, Ballooned: 64},
+		{Name: "hvm-precopy", UUID: "u4", HVM: true, Pages: 2100, VCPUs: 2, Seed: 4, Dirty: 0.1, Precopy: true},
 	} {
 		t.Run(g.Name, func(t *testing.T) {
 			const n = 4

@@ -71,7 +71,10 @@ func receive(r io.Reader, data *content.Store, x *index.Index, dir string, polic
 	var pub *content.Publisher
 	defer func() {
 		if pub != nil {
-			pub.Close()
+			// Pages of the unfinished checkpoint become gc candidates.
+			if err := pub.Close(); err != nil {
+				logf("dropping the unfinished checkpoint's pages: %v", err)
+			}
 		}
 	}()
 	var uuid string

@@ -19,16 +19,19 @@ import (
 // the previous publication), and its other bytes are chunks cut by CDC.
 // Not safe for concurrent use.
 type Publisher struct {
-	s      *Store
-	x      *index.Index
-	uuid   string
-	name   string
-	pages  map[uint64]index.PageRef // every pfn's latest page
-	dirty  map[uint64]bool          // pfns changed since the last publication
+	s     *Store
+	x     *index.Index
+	uuid  string
+	name  string
+	pages map[uint64]index.PageRef // every pfn's latest page
+	// dirty is the pfns changed since the last publication. Nothing in the
+	// store refers to their pages yet, so each holds one pin on its page
+	// until a publication writes its entry.
+	dirty  map[uint64]bool
 	b      *pebble.Batch
-	pinned []chunkstore.ID
-	last   uint64 // the generation published last (0: none)
-	added  int64  // chunk bytes added since the last publication
+	pinned []chunkstore.ID // meta chunks, until their batch is applied
+	last   uint64          // the generation published last (0: none)
+	added  int64           // chunk bytes added since the last publication
 
 	// Stats of the last Publish.
 	NewBytes int64 // chunk bytes its pages and meta added
@@ -41,11 +44,34 @@ func (s *Store) NewPublisher(x *index.Index, uuid, name string) *Publisher {
 	return &Publisher{s: s, x: x, uuid: uuid, name: name, pages: map[uint64]index.PageRef{}, dirty: map[uint64]bool{}, b: s.db.NewBatch()}
 }
 
-// Close drops what was not published.
-func (p *Publisher) Close() {
+// Close drops what was not published: the pages received since the last
+// publication become gc candidates (nothing refers to them).
+func (p *Publisher) Close() error {
+	err := p.release(p.b, true)
+	if err == nil {
+		err = p.b.Commit(pebble.NoSync)
+	}
 	p.b.Close()
 	p.s.chunks.Unpin(p.pinned...)
 	p.pinned = nil
+	return err
+}
+
+// release unpins the pages of the dirty pfns and forgets them as dirty;
+// with candidates, it also makes them gc candidates in b.
+func (p *Publisher) release(b *pebble.Batch, candidates bool) error {
+	for pfn := range p.dirty {
+		if ref := p.pages[pfn]; !ref.Zero {
+			p.s.chunks.Unpin(ref.ID)
+			if candidates {
+				if err := index.AddCandidate(b, ref.ID); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	clear(p.dirty)
+	return nil
 }
 
 // Page stores the latest content of pfn (data is not kept).
@@ -54,22 +80,31 @@ func (p *Publisher) Page(pfn uint64, data []byte) error {
 	if !ref.Zero {
 		ref.ID = chunkstore.Sum(data)
 	}
-	if old, ok := p.pages[pfn]; ok && old == ref {
+	old, ok := p.pages[pfn]
+	if ok && old == ref {
 		return nil
+	}
+	if !ref.Zero {
+		// Prepare pins the page: the pin is the pfn's while it is dirty.
+		v, err := p.s.chunks.Prepare(nil, ref.ID, data)
+		if err == nil && v != nil {
+			p.added += int64(len(v))
+			err = p.s.chunks.SetPrepared(p.b, ref.ID, v)
+		}
+		if err != nil {
+			p.s.chunks.Unpin(ref.ID)
+			return err
+		}
+	}
+	if ok && p.dirty[pfn] && !old.Zero {
+		// Sent again before any publication (a live precopy round): the
+		// earlier page was never referenced, so gc may reclaim it.
+		p.s.chunks.Unpin(old.ID)
+		if err := index.AddCandidate(p.b, old.ID); err != nil {
+			return err
+		}
 	}
 	p.pages[pfn], p.dirty[pfn] = ref, true
-	if ref.Zero {
-		return nil
-	}
-	v, err := p.s.chunks.Prepare(nil, ref.ID, data)
-	p.pinned = append(p.pinned, ref.ID)
-	if err != nil || v == nil {
-		return err
-	}
-	p.added += int64(len(v))
-	if err := p.s.chunks.SetPrepared(p.b, ref.ID, v); err != nil {
-		return err
-	}
 	if p.b.Len() >= p.s.cfg.BatchBytes {
 		return p.apply()
 	}
@@ -183,6 +218,7 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 	}
 	p.s.stats.Images.Add(1)
 	p.last, p.NewBytes, p.added = g.Gen, p.added, 0
-	clear(p.dirty)
-	return in, nil
+	// The entries are written (in the applied batch): the pages are
+	// referenced now and need no pins.
+	return in, p.release(nil, false)
 }

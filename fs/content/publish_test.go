@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
 	"github.com/ckptfs/ckptfs/xen"
@@ -18,8 +19,9 @@ import (
 // some and collecting keeps the others exact.
 func TestPublishRemus(t *testing.T) {
 	for _, g := range []xentest.Guest{
-		{Name: "pv", UUID: "r-pv", Pages: 4096, VCPUs: 2, Seed: 4, Dirty: 0.05},
-		{Name: "hvm", UUID: "r-hvm", HVM: true, Pages: 3000, VCPUs: 1, Seed: 5, Dirty: 0.05},
+		{Name: "pv", UUID: "r-pv", Pages: 4096, VCPUs: 2, Seed: 4, Dirty: 0.05, Precopy: true},
+		{Name: "hvm", UUID: "r-hvm", HVM: true, Pages: 3000, VCPUs: 1, Seed: 5, Dirty: 0.05, Precopy: true},
+		{Name: "pv-one-round", UUID: "r-pv1", Pages: 2048, VCPUs: 1, Seed: 6, Dirty: 0.05},
 	} {
 		t.Run(g.Name, func(t *testing.T) {
 			s, x, cs := pageModeStore(t)
@@ -75,6 +77,22 @@ func TestPublishRemus(t *testing.T) {
 				}
 			}
 			check([]int{0, 1, 2, 3, 4, 5})
+			// Published pages hold no pins; the stale pages of the precopy
+			// round were never referenced, and gc reclaims them at once.
+			if n := cs.Pinned(); n != 0 {
+				t.Fatalf("%d chunks still pinned after publishing", n)
+			}
+			res, err := gc.Collect(cs, x, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g.Precopy && res.ChunksDeleted < int(g.Pages/10) {
+				t.Fatalf("gc after publishing reclaimed %d chunks, want the precopy round's stale pages (about %d)", res.ChunksDeleted, g.Pages/5)
+			}
+			if un := unreferenced(t, cs, x); un != 0 {
+				t.Fatalf("%d chunks nobody references after gc", un)
+			}
+			check([]int{0, 1, 2, 3, 4, 5})
 			for _, i := range []int{0, 3} {
 				if _, err := x.Unlink(index.RootIno, fmt.Sprintf("ckpt-%d", i), 9); err != nil {
 					t.Fatal(err)
@@ -87,9 +105,82 @@ func TestPublishRemus(t *testing.T) {
 				t.Fatal(err)
 			}
 			check([]int{1, 2, 4, 5})
+			if un := unreferenced(t, cs, x); un != 0 {
+				t.Fatalf("%d chunks nobody references after deleting 2 and gc", un)
+			}
 			if rep, err := gc.Fsck(cs, x); err != nil || !rep.OK() {
 				t.Fatalf("fsck: %v %+v", err, rep)
 			}
 		})
+	}
+}
+
+// unreferenced counts the stored chunks no reference key names.
+func unreferenced(t *testing.T, cs *chunkstore.Store, x *index.Index) int {
+	t.Helper()
+	n := 0
+	err := cs.Walk(func(i chunkstore.Info) error {
+		ref, err := x.Referenced(i.ID)
+		if !ref {
+			n++
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestPublisherCloseDropsUnpublished: the pages of a checkpoint that never
+// completed become gc candidates when the publisher closes, and gc leaves
+// only what the published generation references.
+func TestPublisherCloseDropsUnpublished(t *testing.T) {
+	s, x, cs := pageModeStore(t)
+	g := xentest.Guest{Name: "pv", UUID: "c-pv", Pages: 1024, VCPUs: 1, Seed: 9, Dirty: 0.2}
+	var stream bytes.Buffer
+	if err := g.WriteRemus(&stream, 1); err != nil {
+		t.Fatal(err)
+	}
+	pub := s.NewPublisher(x, g.UUID, g.Name)
+	r := xen.NewRemus(xen.RemusHandler{
+		Page: pub.Page,
+		Checkpoint: func(i int, img *xen.PlainImage) error {
+			_, err := pub.Publish(index.RootIno, fmt.Sprint("ckpt-", i), img, 1)
+			return err
+		},
+	})
+	b := stream.Bytes()
+	if _, err := r.Write(b[:len(b)-200]); err != nil { // checkpoint 1's pages arrive, its end does not
+		t.Fatal(err)
+	}
+	if cs.Pinned() == 0 {
+		t.Fatal("checkpoint 1's pages are not pinned while it is open")
+	}
+	if err := pub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := cs.Pinned(); n != 0 {
+		t.Fatalf("%d chunks pinned after Close", n)
+	}
+	before := unreferenced(t, cs, x)
+	if before < 100 {
+		t.Fatalf("only %d unreferenced chunks before gc; checkpoint 1 dirtied about 200 pages", before)
+	}
+	if _, err := gc.Collect(cs, x, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := unreferenced(t, cs, x); n != 0 {
+		t.Fatalf("%d of %d unreferenced chunks survive gc", n, before)
+	}
+	in, err := x.Lookup(index.RootIno, "ckpt-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := g.Bytes()
+	got := make([]byte, len(want))
+	var cur Cursor
+	if k, err := s.ReadCommitted(&cur, in.Ino, in.Ver, s.NewGen(), in.Size, got, 0); err != nil || !bytes.Equal(got[:k], want) {
+		t.Fatalf("checkpoint 0 after gc: %v, first difference at %d", err, firstDiff(got[:k], want))
 	}
 }

@@ -94,7 +94,7 @@ grep -a -E 'ckptfs: |Remus|resum|rror' /tmp/remus.err | grep -av 'ckptfs: checkp
 b=$(tick); waittick $(( b + 1 )) 60; check $? "guest-runs-on-after-receiver-died (tick $b, now $(tick))"
 
 # 3. xl remus -b (checkpoints to /dev/null), the same guest, the same span.
-xl remus -F -n -d -b -i $INTERVAL guest > /tmp/remus-b.out 2> /tmp/remus-b.err &
+xl remus -F -n -d -b -i $INTERVAL guest blackhole > /tmp/remus-b.out 2> /tmp/remus-b.err &
 BP=$!
 i=0; until grep -aq 'Domain now suspended' /tmp/remus-b.err || [ $i -gt 600 ] || ! kill -0 $BP 2>/dev/null; do i=$((i+1)); sleep 1; done
 sleep $(( INTERVAL * 2 / 1000 + 1 ))

@@ -31,6 +31,12 @@ type Guest struct {
 	// Ballooned is the number of pages, from the top, given back to Xen:
 	// saved as XTAB entries without data.
 	Ballooned int64
+	// Precopy makes WriteRemus send checkpoint 0 as live migration does,
+	// in rounds: a first round of every pfn in which a third of the pages
+	// carry stale content (what the guest later overwrote) and a fifth are
+	// XTAB (not yet populated), then a round that sends those again as
+	// they end up. The state after checkpoint 0 is the same.
+	Precopy bool
 }
 
 func (g Guest) image() memimage.Image {
@@ -120,7 +126,9 @@ func (g Guest) WriteRemus(out io.Writer, n int) error {
 		c := g
 		c.Gen = g.Gen + i
 		pfns := c.pfns()
-		if i > 0 {
+		if i == 0 && g.Precopy {
+			pfns = c.precopyRound(w, pfns)
+		} else if i > 0 {
 			im := c.image()
 			var dirty []uint64
 			for _, e := range pfns {
@@ -263,9 +271,46 @@ func (g Guest) pfns() []uint64 {
 	return out
 }
 
+// precopyRound writes the first live round of checkpoint 0 (see Precopy)
+// and returns the pfns the final round must send again.
+func (g Guest) precopyRound(w *writer, pfns []uint64) []uint64 {
+	var first, again []uint64
+	stale := g.image()
+	stale.Seed += 7919
+	for _, e := range pfns {
+		p := e & (1<<52 - 1)
+		switch {
+		case !xen.PageCarriesData(uint8(e >> 60)):
+			first = append(first, e)
+		case p%5 == 1:
+			first = append(first, p|uint64(xen.PFNTypeXTab)<<60)
+			again = append(again, e)
+		case p%3 == 0:
+			first = append(first, e)
+			again = append(again, e)
+		default:
+			first = append(first, e)
+		}
+	}
+	cur := g.image()
+	g.pageDataOf(w, first, func(p int64, page []byte) {
+		if p%3 == 0 && p%5 != 1 {
+			stale.Page(p, page)
+		} else {
+			cur.Page(p, page)
+		}
+	})
+	return again
+}
+
 // pageData writes the PAGE_DATA batches of 1024 pfns (a short last one).
 func (g Guest) pageData(w *writer, pfns []uint64) {
 	im := g.image()
+	g.pageDataOf(w, pfns, im.Page)
+}
+
+// pageDataOf is pageData with the pages' content from fill.
+func (g Guest) pageDataOf(w *writer, pfns []uint64, fill func(pfn int64, page []byte)) {
 	page := make([]byte, xen.PageSize)
 	for i := 0; i < len(pfns); i += 1024 {
 		batch := pfns[i:min(i+1024, len(pfns))]
@@ -279,7 +324,7 @@ func (g Guest) pageData(w *writer, pfns []uint64) {
 		body = append(body, desc)
 		for _, e := range batch {
 			if xen.PageCarriesData(uint8(e >> 60)) {
-				im.Page(int64(e&(1<<52-1)), page)
+				fill(int64(e&(1<<52-1)), page)
 				body = append(body, append([]byte(nil), page...))
 			}
 		}
