@@ -30,6 +30,7 @@ const receiverBanner = "xl migration receiver ready, send binary domain data.\n"
 
 type receiveOptions struct {
 	into, store string
+	bufferMiB   int
 	policy      gc.Policy
 }
 
@@ -38,12 +39,16 @@ func runXenReceiveCmd(args []string) error {
 	f := newFlags("receive")
 	f.StringVar(&o.into, "into", "", "directory for the generations: in a mounted store, or (with --store) a path in the store")
 	f.StringVar(&o.store, "store", "", "an unmounted store to write into (default: the store mounted where --into is)")
+	f.IntVar(&o.bufferMiB, "buffer-mib", 1024, "MiB of the stream read ahead of storing, so that xl, and the guest it keeps paused while it sends a checkpoint, do not wait for the store")
 	addPolicyFlags(f, &o.policy)
 	if _, err := parse(f, args, 0); err != nil {
 		return err
 	}
 	if o.into == "" {
 		return fail(exitUsage, "xen receive: --into is required")
+	}
+	if o.bufferMiB < 1 {
+		return fail(exitUsage, "xen receive: --buffer-mib must be at least 1")
 	}
 	if err := o.policy.Validate(); err != nil {
 		return fail(exitUsage, "xen receive: %v", err)
@@ -52,10 +57,14 @@ func runXenReceiveCmd(args []string) error {
 	if _, err := io.WriteString(os.Stdout, receiverBanner); err != nil {
 		return fmt.Errorf("xen receive: banner: %w", err)
 	}
+	in := newReadAhead(os.Stdin, o.bufferMiB<<20)
+	defer func() {
+		fmt.Fprintf(os.Stderr, "ckptfs: at most %s of the stream waited in the read-ahead buffer\n", bytesStr(int64(in.Peak())))
+	}()
 	if o.store != "" {
-		return receiveOffline(os.Stdin, os.Stderr, o)
+		return receiveOffline(in, os.Stderr, o)
 	}
-	return receiveOnline(os.Stdin, os.Stderr, o)
+	return receiveOnline(in, os.Stderr, o)
 }
 
 // receive follows the stream in r and publishes its checkpoints into
