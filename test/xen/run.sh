@@ -10,6 +10,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/../.." && pwd)
 CACHE=${CACHE:-/var/cache/ckptfs-e2e}
 RUN=$CACHE/last-run            # the real images of the last run stay here
+[ "${DOM0:-dom0.sh}" = dom0.sh ] || RUN=$CACHE/last-run-${DOM0%.sh}
 TIMEOUT=${TIMEOUT:-900}        # QEMU phase, seconds
 t0=$(date +%s)
 log() { echo "e2e-xen: $*"; }
@@ -47,7 +48,7 @@ if [ "${XEN_SHADOW:-0}" = 1 ]; then
   XEN=$CACHE/xen-shadow
   if [ ! -e "$XEN" ]; then
     need=()
-    for c in gcc:gcc make:make flex:flex bison:bison python3:python3; do
+    for c in gcc:gcc make:make flex:flex bison:bison python3:python3 xz:xz-utils; do
       command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
     done
     if [ ${#need[@]} -gt 0 ]; then
