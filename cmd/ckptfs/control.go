@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
@@ -76,6 +77,11 @@ func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonG
 			http.Error(w, "bad policy: "+err.Error(), http.StatusBadRequest)
 			return
 		}
+		buffer, err := strconv.Atoi(r.URL.Query().Get("buffer"))
+		if err != nil || buffer < 1 {
+			http.Error(w, "bad buffer size", http.StatusBadRequest)
+			return
+		}
 		// Progress lines go back while the stream still comes in.
 		rc := http.NewResponseController(w)
 		if err := rc.EnableFullDuplex(); err != nil {
@@ -90,7 +96,7 @@ func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonG
 			_, err := d.run(gcRequest{Policy: policy, Group: group, NoCompact: true})
 			return err
 		}
-		err := receive(r.Body, data, x, r.URL.Query().Get("dir"), policy, expire, logf)
+		err = receive(r.Body, buffer, data, x, r.URL.Query().Get("dir"), policy, expire, logf)
 		logf("error: %v", err)
 	})
 	srv := &http.Server{Handler: mux}

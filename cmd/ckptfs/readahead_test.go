@@ -80,3 +80,29 @@ func TestReadAheadDoesNotHoldTheSender(t *testing.T) {
 		t.Fatalf("drained %d, %v", n, err)
 	}
 }
+
+// TestReadAheadArrivalAndClose: Arrived dates the bytes last read by when
+// they came in, not when they were read; Close releases a full buffer and
+// a waiting reader.
+func TestReadAheadArrivalAndClose(t *testing.T) {
+	pr, pw := io.Pipe()
+	ra := newReadAhead(pr, 1)
+	before := time.Now()
+	pw.Write([]byte("checkpoint 0"))
+	go pw.Write([]byte("checkpoint 1")) // blocks the filler: the buffer is full
+	time.Sleep(100 * time.Millisecond)
+	read := time.Now()
+	buf := make([]byte, 64)
+	n, err := ra.Read(buf)
+	if err != nil || string(buf[:n]) != "checkpoint 0" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+	if at := ra.Arrived(); at.Before(before) || at.After(read.Add(-50*time.Millisecond)) {
+		t.Fatalf("arrived %v, want after %v and well before the read at %v", at, before, read)
+	}
+	ra.Close()
+	if _, err := ra.Read(buf); !errors.Is(err, errReadAheadClosed) {
+		t.Fatalf("read after Close: %v", err)
+	}
+	pw.Close()
+}

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -57,26 +58,28 @@ func runXenReceiveCmd(args []string) error {
 	if _, err := io.WriteString(os.Stdout, receiverBanner); err != nil {
 		return fmt.Errorf("xen receive: banner: %w", err)
 	}
-	in := newReadAhead(os.Stdin, o.bufferMiB<<20)
-	defer func() {
-		fmt.Fprintf(os.Stderr, "ckptfs: at most %s of the stream waited in the read-ahead buffer\n", bytesStr(int64(in.Peak())))
-	}()
 	if o.store != "" {
-		return receiveOffline(in, os.Stderr, o)
+		return receiveOffline(os.Stdin, os.Stderr, o)
 	}
-	return receiveOnline(in, os.Stderr, o)
+	return receiveOnline(os.Stdin, os.Stderr, o)
 }
 
-// receive follows the stream in r and publishes its checkpoints into
-// directory dir of the store; progress lines go to logf. It returns when
-// the stream ends: an error says how (the sender stopping mid-checkpoint
-// is the normal end of an xl remus stream), and every generation
-// published before stays.
-func receive(r io.Reader, data *content.Store, x *index.Index, dir string, policy gc.Policy, expire func(group string) error, logf func(string, ...any)) error {
+// receive follows the stream in src and publishes its checkpoints into
+// directory dir of the store; progress lines go to logf. The stream is
+// read ahead of storing into up to buffer bytes. It returns when the
+// stream ends: an error says how (the sender stopping mid-checkpoint is
+// the normal end of an xl remus stream), and every generation published
+// before stays.
+func receive(src io.Reader, buffer int, data *content.Store, x *index.Index, dir string, policy gc.Policy, expire func(group string) error, logf func(string, ...any)) error {
 	dirIno, err := mkdirAll(x, dir)
 	if err != nil {
 		return err
 	}
+	r := newReadAhead(src, buffer)
+	defer func() {
+		r.Close()
+		logf("at most %s of the stream waited in the read-ahead buffer", bytesStr(int64(r.Peak())))
+	}()
 	var pub *content.Publisher
 	defer func() {
 		if pub != nil {
@@ -108,16 +111,18 @@ func receive(r io.Reader, data *content.Store, x *index.Index, dir string, polic
 			return pub.Page(pfn, b)
 		},
 		Checkpoint: func(n int, img *xen.PlainImage) error {
-			t0 := time.Now()
-			name := fmt.Sprintf("%06d-%s", n, t0.UTC().Format("2006-01-02T15:04:05.000Z"))
-			if _, err := pub.Publish(dirIno, name, img, t0.UnixNano()); err != nil {
+			// The checkpoint's time is when its end arrived; storing may
+			// lag behind while the read-ahead absorbs a backlog.
+			at, t0 := r.Arrived(), time.Now()
+			name := fmt.Sprintf("%06d-%s", n, at.UTC().Format("2006-01-02T15:04:05.000Z"))
+			if _, err := pub.Publish(dirIno, name, img, at.UnixNano()); err != nil {
 				return err
 			}
 			published++
-			logf("checkpoint %d: %s/%s published (%d bytes): %d pages received, %d page entries, %s stored, built in %s; %.2f checkpoints/s, %s since the previous",
-				n, dir, name, img.Size(), pageCount, pub.Changed, bytesStr(pub.NewBytes), time.Since(t0).Round(time.Millisecond),
-				float64(published)/time.Since(start).Seconds(), t0.Sub(last).Round(time.Millisecond))
-			last, pageCount = t0, 0
+			logf("checkpoint %d: %s/%s published (%d bytes): %d pages received, %d page entries, %s stored, built in %s, %s after it arrived; %.2f checkpoints/s, %s since the previous",
+				n, dir, name, img.Size(), pageCount, pub.Changed, bytesStr(pub.NewBytes), time.Since(t0).Round(time.Millisecond), time.Since(at).Round(time.Millisecond),
+				float64(published)/at.Sub(start).Seconds(), at.Sub(last).Round(time.Millisecond))
+			last, pageCount = at, 0
 			if !policy.Empty() && expire != nil {
 				return expire("guest " + uuid)
 			}
@@ -187,7 +192,7 @@ func receiveOffline(r io.Reader, w io.Writer, o receiveOptions) error {
 		_, err = gc.Collect(cs, x, false)
 		return err
 	}
-	err = receive(r, data, x, o.into, o.policy, expire, func(f string, a ...any) { fmt.Fprintf(w, "ckptfs: "+f+"\n", a...) })
+	err = receive(r, o.bufferMiB<<20, data, x, o.into, o.policy, expire, func(f string, a ...any) { fmt.Fprintf(w, "ckptfs: "+f+"\n", a...) })
 	return fail(exitError, "xen receive: %v", err)
 }
 
@@ -214,7 +219,7 @@ func receiveOnline(r io.Reader, w io.Writer, o receiveOptions) error {
 	}
 	rel, _ := filepath.Rel(mnt, abs)
 	q, _ := json.Marshal(o.policy)
-	resp, err := daemonClient(store).Post("http://ckptfs/receive?dir="+url.QueryEscape(rel)+"&policy="+url.QueryEscape(string(q)), "application/octet-stream", r)
+	resp, err := daemonClient(store).Post("http://ckptfs/receive?dir="+url.QueryEscape(rel)+"&policy="+url.QueryEscape(string(q))+"&buffer="+strconv.Itoa(o.bufferMiB<<20), "application/octet-stream", r)
 	if err != nil {
 		return fail(exitError, "xen receive: daemon of %s: %v", store, err)
 	}
