@@ -64,21 +64,22 @@ echo "INFO tick-at-remus-start $(tick)"
 t=$(now)
 xl remus -F -n -d -s "" -i $INTERVAL guest "$H/ckptfs xen receive --into $D" > /tmp/remus.out 2> /tmp/remus.err &
 RP=$!
-i=0; while [ "$(gens)" = 0 ] && [ $i -lt 600 ] && kill -0 $RP 2>/dev/null; do i=$((i+1)); sleep 1; done
+: > /tmp/pub; : > /tmp/ticks
+i=0; while [ "$(gens)" = 0 ] && [ $i -lt 600 ] && kill -0 $RP 2>/dev/null; do echo "$(date +%s.%N) $(tick)" >> /tmp/ticks; i=$((i+1)); sleep 1; done
 [ "$(gens)" -gt 0 ]; check $? "xl-remus-first-checkpoint-published ($(since $t)s)"
 l1=$(lines); t1=$(now); g1=$(gens)
-# /tmp/pub line k: the guest's tick when generation k was seen published.
-: > /tmp/pub
+# /tmp/ticks: "epoch tick" every half second while checkpoints are taken,
+# to bound the tick at which each checkpoint was taken (see restore).
 seen() {
   n=$(gens); tk=$(tick)
+  echo "$(date +%s.%N) $tk" >> /tmp/ticks
   while [ "$(wc -l < /tmp/pub)" -lt "$n" ]; do echo "$tk" >> /tmp/pub; echo "INFO published $(wc -l < /tmp/pub) at tick $tk"; done
 }
-pubtick() { v=$(sed -n "${1}p" /tmp/pub); echo "${v:-0}"; }
 i=0
 while [ "$(gens)" -lt $(( g1 + WANT )) ] && [ $i -lt 600 ] && kill -0 $RP 2>/dev/null; do
   seen; i=$((i+1)); sleep 0.5
 done
-seen
+for _ in 1 2 3 4 5 6; do seen; sleep 0.5; done # ticks past the last one
 l2=$(lines); secs=$(since $t1); g2=$(gens)
 [ "$g2" -ge $(( g1 + WANT )) ]; check $? "xl-remus-into-receive ($g2 generations, $(( g2 - g1 )) in ${secs}s at -i $INTERVAL)"
 pauses "receiver" "$l1" "$l2" "$secs" "$(( g2 - g1 ))"
@@ -110,14 +111,18 @@ kill -9 $BP 2>/dev/null; sleep 2
 xl destroy guest
 
 # 4. Restore the latest and an older generation from the mount: the counter
-# goes on from where that checkpoint was taken. A generation observed at
-# tick T was taken at a tick <= T, and after the generation two before it
-# was published (so at a tick >= that one's observed tick, minus one).
+# goes on from where that checkpoint was taken.
 ls -la $D | sed 's/^/INFO ls /'
 $H/ckptfs stats $STORE | sed 's/^/INFO stats /'
+# A generation is named by when its checkpoint's end reached the receiver
+# (T): the guest was suspended shortly before. So the checkpoint's tick is
+# at least the last one seen 3 s before T and at most the first seen 1 s
+# after T.
 restore() { # restore K NAME
-  f=$D/$(ls $D | sed -n "${1}p")
-  hi=$(pubtick $1); lo=$(pubtick $(( $1 - 2 ))); lo=$(( lo > 0 ? lo - 1 : 0 ))
+  name=$(ls $D | sed -n "${1}p"); f=$D/$name
+  T=$(date -d "${name#*-}" +%s.%N)
+  lo=$(awk -v t="$T" '$1 <= t - 3 {v = $2} END {print v + 0}' /tmp/ticks)
+  hi=$(awk -v t="$T" '$1 >= t + 1 {print $2; exit}' /tmp/ticks); hi=${hi:-$(tick)}
   from=$(lines)
   t=$(now); xl restore -e "$f"; rc=$?
   echo "TIME restore-generation-$1 $(since $t)s"
