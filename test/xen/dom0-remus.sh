@@ -67,7 +67,7 @@ RP=$!
 : > /tmp/pub; : > /tmp/ticks
 i=0; while [ "$(gens)" = 0 ] && [ $i -lt 600 ] && kill -0 $RP 2>/dev/null; do echo "$(date +%s.%N) $(tick)" >> /tmp/ticks; i=$((i+1)); sleep 1; done
 [ "$(gens)" -gt 0 ]; check $? "xl-remus-first-checkpoint-published ($(since $t)s)"
-l1=$(lines); t1=$(now); g1=$(gens)
+l1=$(lines); t1=$(now); g1=$(gens); r1=$(grep -ac 'Domain now suspended' /tmp/remus.err)
 # /tmp/ticks: "epoch tick" every half second while checkpoints are taken,
 # to bound the tick at which each checkpoint was taken (see restore).
 seen() {
@@ -80,7 +80,8 @@ while [ "$(gens)" -lt $(( g1 + WANT )) ] && [ $i -lt 600 ] && kill -0 $RP 2>/dev
   seen; i=$((i+1)); sleep 0.5
 done
 for _ in 1 2 3 4 5 6; do seen; sleep 0.5; done # ticks past the last one
-l2=$(lines); secs=$(since $t1); g2=$(gens)
+l2=$(lines); secs=$(since $t1); g2=$(gens); r2=$(grep -ac 'Domain now suspended' /tmp/remus.err)
+echo "INFO xl reported Domain-now-suspended $(( r2 - r1 )) times while $(( g2 - g1 )) generations were published"
 [ "$g2" -ge $(( g1 + WANT )) ]; check $? "xl-remus-into-receive ($g2 generations, $(( g2 - g1 )) in ${secs}s at -i $INTERVAL)"
 pauses "receiver" "$l1" "$l2" "$secs" "$(( g2 - g1 ))"
 echo "INFO interval -i $INTERVAL ms: $(( g2 - g1 )) checkpoints in ${secs}s"
@@ -100,13 +101,13 @@ BP=$!
 i=0; until grep -aq 'Domain now suspended' /tmp/remus-b.err || [ $i -gt 600 ] || ! kill -0 $BP 2>/dev/null; do i=$((i+1)); sleep 1; done
 sleep $(( INTERVAL * 2 / 1000 + 1 ))
 kill -0 $BP 2>/dev/null; check $? "xl-remus-b-running"
-# libxc reports "Checkpointed save" once per checkpoint.
-cps() { grep -ac 'Checkpointed save' /tmp/remus-b.err; }
+# libxc reports "Domain now suspended" once per checkpoint.
+cps() { grep -ac 'Domain now suspended' /tmp/remus-b.err; }
 l3=$(lines); t3=$(now); c3=$(cps)
 sleep "${secs%.*}"
 l4=$(lines); s3=$(since $t3); c4=$(cps)
 pauses "remus-b" "$l3" "$l4" "$s3" "$(( c4 - c3 ))"
-echo "INFO xl-remus-b-err $(wc -l < /tmp/remus-b.err) lines; last: $(tail -3 /tmp/remus-b.err | tr '\n' '|')"
+echo "INFO xl-remus-b-err $(wc -l < /tmp/remus-b.err) lines; last: $(tail -8 /tmp/remus-b.err | tr '\n' '|')"
 kill -9 $BP 2>/dev/null; sleep 2
 xl destroy guest
 
@@ -136,6 +137,8 @@ restore() { # restore K NAME
 }
 restore "$g2" latest
 restore $(( g2 - WANT / 2 - 1 )) older
+grep -a '^PAUSEMETER' $LOG | tail -4 | sed 's/^/INFO /'
+cp $LOG $H/guest-console.log
 $H/ckptfs fsck $STORE > /tmp/fsck.log 2>&1; check $? "ckptfs-fsck"
 kill -TERM $CKPID; wait $CKPID; check $? "ckptfs-clean-unmount"
 echo DOM0_DONE

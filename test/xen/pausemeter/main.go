@@ -21,7 +21,12 @@ import (
 func main() {
 	tick := flag.Duration("tick", 10*time.Millisecond, "sleep per iteration")
 	min := flag.Duration("min", 40*time.Millisecond, "report wakeups later than this past due")
+	every := flag.Duration("every", 30*time.Second, "print a PAUSEMETER summary line this often")
 	flag.Parse()
+	fmt.Fprintln(os.Stdout, "PAUSEMETER started")
+	var n int
+	var worst time.Duration
+	last := time.Now()
 	for {
 		t0 := time.Now() // wall and monotonic readings
 		time.Sleep(*tick)
@@ -29,6 +34,11 @@ func main() {
 		late := max(t1.Sub(t0), t1.Round(0).Sub(t0.Round(0))) - *tick // Round(0): wall clock only
 		if late > *min {
 			fmt.Fprintf(os.Stdout, "GAP %d\n", late.Milliseconds())
+		}
+		n, worst = n+1, max(worst, late)
+		if t1.Sub(last) >= *every {
+			fmt.Fprintf(os.Stdout, "PAUSEMETER %d wakeups, latest by at most %d ms\n", n, worst.Milliseconds())
+			n, worst, last = 0, 0, t1
 		}
 	}
 }
