@@ -83,8 +83,8 @@ for _ in 1 2 3 4 5 6; do seen; sleep 0.5; done # ticks past the last one
 l2=$(lines); secs=$(since $t1); g2=$(gens); r2=$(grep -ac 'Domain now suspended' /tmp/remus.err)
 echo "INFO xl reported Domain-now-suspended $(( r2 - r1 )) times while $(( g2 - g1 )) generations were published"
 [ "$g2" -ge $(( g1 + WANT )) ]; check $? "xl-remus-into-receive ($g2 generations, $(( g2 - g1 )) in ${secs}s at -i $INTERVAL)"
-pauses "receiver" "$l1" "$l2" "$secs" "$(( g2 - g1 ))"
-echo "INFO interval -i $INTERVAL ms: $(( g2 - g1 )) checkpoints in ${secs}s"
+pauses "receiver" "$l1" "$l2" "$secs" "$(( r2 - r1 ))"
+echo "INFO interval -i $INTERVAL ms: $(( r2 - r1 )) checkpoints in ${secs}s"
 grep -a 'ckptfs: checkpoint' /tmp/remus.err | sed 's/^/INFO receiver /'
 
 # The receiver dies (as if the backup host went away): xl resumes the guest,
@@ -137,7 +137,8 @@ restore() { # restore K NAME
 }
 restore "$g2" latest
 restore $(( g2 - WANT / 2 - 1 )) older
-grep -a '^PAUSEMETER' $LOG | tail -4 | sed 's/^/INFO /'
+grep -a -E '^(PAUSEMETER|MEMINFO)' $LOG | tail -4 | sed 's/^/INFO /'
+echo "INFO guest OOM kills: $(grep -ac 'Out of memory' $LOG) (the pause figures need the pausemeter alive)"
 cp $LOG $H/guest-console.log
 $H/ckptfs fsck $STORE > /tmp/fsck.log 2>&1; check $? "ckptfs-fsck"
 kill -TERM $CKPID; wait $CKPID; check $? "ckptfs-clean-unmount"

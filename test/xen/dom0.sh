@@ -68,5 +68,6 @@ $H/ckptfs fsck $STORE > /tmp/fsck.log 2>&1; rc=$?; cat /tmp/fsck.log
 check $rc "ckptfs-fsck"
 $H/ckptfs stats $STORE
 
+echo "INFO guest OOM kills: $(grep -ac 'Out of memory' $LOG)"
 kill -TERM $CKPID; wait $CKPID; check $? "ckptfs-clean-unmount"
 echo DOM0_DONE
