@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -129,19 +130,37 @@ func receive(src io.Reader, buffer int, data *content.Store, x *index.Index, dir
 			return nil
 		},
 	})
+	// Storing runs on a thread of its own at the lowest priority: while xl
+	// sends a checkpoint the guest is suspended, and on a busy host the
+	// CPU is better spent letting xl finish (the read-ahead keeps taking
+	// the stream at normal priority) than hashing and compressing the
+	// backlog.
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), 19); err != nil {
+			logf("storing at normal priority: %v", err)
+		}
+		done <- follow(r, rm, func() int { return published })
+	}()
+	return <-done
+}
+
+// follow feeds the stream to rm until it ends.
+func follow(r io.Reader, rm *xen.Remus, published func() int) error {
 	buf := make([]byte, 1<<20)
 	for {
 		n, rerr := r.Read(buf)
 		if n > 0 {
 			if _, err := rm.Write(buf[:n]); err != nil {
-				return fmt.Errorf("stream offset %d: %w (%d checkpoints published, intact)", rm.Offset(), err, published)
+				return fmt.Errorf("stream offset %d: %w (%d checkpoints published, intact)", rm.Offset(), err, published())
 			}
 		}
 		if errors.Is(rerr, io.EOF) {
-			return fmt.Errorf("the stream ended at offset %d, inside checkpoint %d: the sender stopped; %d checkpoints published, intact", rm.Offset(), published, published)
+			return fmt.Errorf("the stream ended at offset %d, inside checkpoint %d: the sender stopped; %d checkpoints published, intact", rm.Offset(), published(), published())
 		}
 		if rerr != nil {
-			return fmt.Errorf("reading the stream: %w (%d checkpoints published, intact)", rerr, published)
+			return fmt.Errorf("reading the stream: %w (%d checkpoints published, intact)", rerr, published())
 		}
 	}
 }
