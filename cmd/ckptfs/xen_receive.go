@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -130,20 +129,7 @@ func receive(src io.Reader, buffer int, data *content.Store, x *index.Index, dir
 			return nil
 		},
 	})
-	// Storing runs on a thread of its own at the lowest priority: while xl
-	// sends a checkpoint the guest is suspended, and on a busy host the
-	// CPU is better spent letting xl finish (the read-ahead keeps taking
-	// the stream at normal priority) than hashing and compressing the
-	// backlog.
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		if err := syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), 19); err != nil {
-			logf("storing at normal priority: %v", err)
-		}
-		done <- follow(r, rm, func() int { return published })
-	}()
-	return <-done
+	return follow(r, rm, func() int { return published })
 }
 
 // follow feeds the stream to rm until it ends.
