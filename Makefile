@@ -55,7 +55,7 @@ e2e-xen:
 # xl restore of published generations. Debian's Xen 4.17 source rebuilt with
 # shadow paging (PV log-dirty), the build cached like the rest.
 e2e-remus:
-	DOM0=dom0-remus.sh XEN_SHADOW=1 TIMEOUT=1500 test/xen/run.sh
+	DOM0=dom0-remus.sh XEN_SHADOW=1 TIMEOUT=2100 test/xen/run.sh
 
 lint:
 	$(GO) vet ./...

@@ -158,13 +158,22 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 	// A delta on the generation this publisher wrote last; anything else
 	// (the first, or another writer of the same guest in between) gets
 	// every entry.
-	full := g.Base == 0 || g.Base != p.last
-	for pfn, ref := range p.pages {
-		if full || p.dirty[pfn] {
-			if err := index.PutPage(p.b, g, pfn, ref.ID, ref.Zero); err != nil {
+	put := func(pfn uint64) error {
+		ref := p.pages[pfn]
+		p.Changed++
+		return index.PutPage(p.b, g, pfn, ref.ID, ref.Zero)
+	}
+	if g.Base == 0 || g.Base != p.last {
+		for pfn := range p.pages {
+			if err := put(pfn); err != nil {
 				return in, err
 			}
-			p.Changed++
+		}
+	} else {
+		for pfn := range p.dirty { // the delta: work proportional to it
+			if err := put(pfn); err != nil {
+				return in, err
+			}
 		}
 	}
 	cut := newCutter(p.s.cfg.Params)
