@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
@@ -72,32 +71,7 @@ func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonG
 		reply(w, rep, err)
 	})
 	mux.HandleFunc("/receive", func(w http.ResponseWriter, r *http.Request) {
-		var policy gc.Policy
-		if err := json.Unmarshal([]byte(r.URL.Query().Get("policy")), &policy); err != nil {
-			http.Error(w, "bad policy: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		buffer, err := strconv.Atoi(r.URL.Query().Get("buffer"))
-		if err != nil || buffer < 1 {
-			http.Error(w, "bad buffer size", http.StatusBadRequest)
-			return
-		}
-		// Progress lines go back while the stream still comes in.
-		rc := http.NewResponseController(w)
-		if err := rc.EnableFullDuplex(); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		logf := func(f string, a ...any) {
-			fmt.Fprintf(w, f+"\n", a...)
-			rc.Flush()
-		}
-		expire := func(group string) error {
-			_, err := d.run(gcRequest{Policy: policy, Group: group, NoCompact: true})
-			return err
-		}
-		err = receive(r.Body, buffer, data, x, r.URL.Query().Get("dir"), policy, expire, logf)
-		logf("error: %v", err)
+		serveReceive(w, r, d, data, x)
 	})
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(l)

@@ -11,11 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +30,7 @@ const receiverBanner = "xl migration receiver ready, send binary domain data.\n"
 type receiveOptions struct {
 	into, store string
 	bufferMiB   int
+	nice        int
 	policy      gc.Policy
 }
 
@@ -41,6 +40,7 @@ func runXenReceiveCmd(args []string) error {
 	f.StringVar(&o.into, "into", "", "directory for the generations: in a mounted store, or (with --store) a path in the store")
 	f.StringVar(&o.store, "store", "", "an unmounted store to write into (default: the store mounted where --into is)")
 	f.IntVar(&o.bufferMiB, "buffer-mib", 1024, "MiB of the stream read ahead of storing, so that xl, and the guest it keeps paused while it sends a checkpoint, do not wait for the store")
+	f.IntVar(&o.nice, "nice", 10, "niceness (0-19) of the thread that stores pages: xl keeps the guest suspended while it sends a checkpoint, and the read-ahead and xl get the CPU first")
 	addPolicyFlags(f, &o.policy)
 	if _, err := parse(f, args, 0); err != nil {
 		return err
@@ -50,6 +50,9 @@ func runXenReceiveCmd(args []string) error {
 	}
 	if o.bufferMiB < 1 {
 		return fail(exitUsage, "xen receive: --buffer-mib must be at least 1")
+	}
+	if o.nice < 0 || o.nice > 19 {
+		return fail(exitUsage, "xen receive: --nice must be 0-19")
 	}
 	if err := o.policy.Validate(); err != nil {
 		return fail(exitUsage, "xen receive: %v", err)
@@ -66,11 +69,12 @@ func runXenReceiveCmd(args []string) error {
 
 // receive follows the stream in src and publishes its checkpoints into
 // directory dir of the store; progress lines go to logf. The stream is
-// read ahead of storing into up to buffer bytes. It returns when the
+// read ahead of storing into up to buffer bytes; storing runs on a thread
+// at niceness nice. It returns when the
 // stream ends: an error says how (the sender stopping mid-checkpoint is
 // the normal end of an xl remus stream), and every generation published
 // before stays.
-func receive(src io.Reader, buffer int, data *content.Store, x *index.Index, dir string, policy gc.Policy, expire func(group string) error, logf func(string, ...any)) error {
+func receive(src io.Reader, buffer, nice int, data *content.Store, x *index.Index, dir string, policy gc.Policy, expire func(group string) error, logf func(string, ...any)) error {
 	dirIno, err := mkdirAll(x, dir)
 	if err != nil {
 		return err
@@ -129,7 +133,21 @@ func receive(src io.Reader, buffer int, data *content.Store, x *index.Index, dir
 			return nil
 		},
 	})
-	return follow(r, rm, func() int { return published })
+	if nice == 0 {
+		return follow(r, rm, func() int { return published })
+	}
+	// While xl sends a checkpoint the guest is suspended: xl and the
+	// read-ahead, which only copy, get the CPU before hashing, compressing
+	// and indexing the backlog does.
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), nice); err != nil {
+			logf("storing at normal priority: %v", err)
+		}
+		done <- follow(r, rm, func() int { return published })
+	}()
+	return <-done
 }
 
 // follow feeds the stream to rm until it ends.
@@ -197,7 +215,7 @@ func receiveOffline(r io.Reader, w io.Writer, o receiveOptions) error {
 		_, err = gc.Collect(cs, x, false)
 		return err
 	}
-	err = receive(r, o.bufferMiB<<20, data, x, o.into, o.policy, expire, func(f string, a ...any) { fmt.Fprintf(w, "ckptfs: "+f+"\n", a...) })
+	err = receive(r, o.bufferMiB<<20, o.nice, data, x, o.into, o.policy, expire, func(f string, a ...any) { fmt.Fprintf(w, "ckptfs: "+f+"\n", a...) })
 	return fail(exitError, "xen receive: %v", err)
 }
 
@@ -211,9 +229,9 @@ func inGroup(vs []gc.Victim, group string) []gc.Victim {
 	return out
 }
 
-// receiveOnline streams stdin to the daemon of the store mounted where
+// receiveOnline hands stdin to the daemon of the store mounted where
 // --into lies and copies its progress lines to w.
-func receiveOnline(r io.Reader, w io.Writer, o receiveOptions) error {
+func receiveOnline(r *os.File, w io.Writer, o receiveOptions) error {
 	abs, err := filepath.Abs(o.into)
 	if err != nil {
 		return fail(exitUsage, "xen receive: %v", err)
@@ -223,17 +241,12 @@ func receiveOnline(r io.Reader, w io.Writer, o receiveOptions) error {
 		return err
 	}
 	rel, _ := filepath.Rel(mnt, abs)
-	q, _ := json.Marshal(o.policy)
-	resp, err := daemonClient(store).Post("http://ckptfs/receive?dir="+url.QueryEscape(rel)+"&policy="+url.QueryEscape(string(q))+"&buffer="+strconv.Itoa(o.bufferMiB<<20), "application/octet-stream", r)
+	lines, err := sendStream(store, int(r.Fd()), receiveRequest{Dir: rel, Policy: o.policy, Buffer: o.bufferMiB << 20, Nice: o.nice})
 	if err != nil {
-		return fail(exitError, "xen receive: daemon of %s: %v", store, err)
+		return fail(exitError, "xen receive: %v", err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return fail(exitError, "xen receive: daemon: %s", strings.TrimSpace(string(b)))
-	}
-	sc := bufio.NewScanner(resp.Body)
+	defer lines.Close()
+	sc := bufio.NewScanner(lines)
 	lastLine := ""
 	for sc.Scan() {
 		lastLine = sc.Text()

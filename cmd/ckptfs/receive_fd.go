@@ -1,0 +1,146 @@
+package main
+
+// xen receive through a mounted store's daemon. The command hands its
+// stdin (xl's stream) to the daemon over the control socket (SCM_RIGHTS),
+// and the daemon reads the stream itself: while xl sends a checkpoint the
+// guest is suspended, and the pages then cross no other process. The
+// command relays the daemon's progress lines and ends with it; if the
+// command goes away, the daemon closes the stream and publishes only the
+// checkpoints already complete.
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"syscall"
+
+	"github.com/ckptfs/ckptfs/fs/content"
+	"github.com/ckptfs/ckptfs/gc"
+	"github.com/ckptfs/ckptfs/index"
+)
+
+// receiveRequest is what the command asks of the daemon.
+type receiveRequest struct {
+	Dir    string    `json:"dir"`
+	Policy gc.Policy `json:"policy"`
+	Buffer int       `json:"buffer"`
+	Nice   int       `json:"nice"`
+}
+
+// sendStream asks the daemon of store to receive the stream on fd into the
+// request's directory, passes fd, and returns the daemon's progress lines
+// (closed when it ends).
+func sendStream(store string, fd int, req receiveRequest) (io.ReadCloser, error) {
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: socketPath(store), Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("daemon of %s: %w", store, err)
+	}
+	q, _ := json.Marshal(req)
+	hr, _ := http.NewRequest(http.MethodPost, "http://ckptfs/receive?req="+url.QueryEscape(string(q)), nil)
+	if err := hr.Write(conn); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("daemon of %s: %w", store, err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, hr)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("daemon of %s: %w", store, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		return nil, fmt.Errorf("daemon: %s", string(b))
+	}
+	// The daemon waits for the descriptor before it answers more.
+	if _, _, err := conn.WriteMsgUnix([]byte{'F'}, syscall.UnixRights(fd), nil); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("daemon of %s: passing the stream: %w", store, err)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{resp.Body, conn}, nil
+}
+
+// serveReceive is the daemon's side: it takes the stream's descriptor
+// and runs receive on it, writing progress lines (and a last "error: "
+// line) back until the stream ends.
+func serveReceive(w http.ResponseWriter, r *http.Request, d *daemonGC, data *content.Store, x *index.Index) {
+	var req receiveRequest
+	if err := json.Unmarshal([]byte(r.URL.Query().Get("req")), &req); err != nil {
+		http.Error(w, "bad receive request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if req.Buffer < 1 || req.Nice < 0 || req.Nice > 19 {
+		http.Error(w, "bad receive request: buffer "+strconv.Itoa(req.Buffer)+", nice "+strconv.Itoa(req.Nice), http.StatusBadRequest)
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "cannot take the connection", http.StatusInternalServerError)
+		return
+	}
+	conn, rw, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return
+	}
+	rw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
+	if rw.Flush() != nil {
+		return
+	}
+	stream, err := recvFD(uc)
+	if err != nil {
+		fmt.Fprintf(conn, "error: %v\n", err)
+		return
+	}
+	defer stream.Close()
+	// The command sends nothing more: its end (EOF or an error) means it
+	// went away, and so does the stream.
+	go func() {
+		io.Copy(io.Discard, rw)
+		stream.Close()
+	}()
+	logf := func(f string, a ...any) { fmt.Fprintf(conn, f+"\n", a...) }
+	expire := func(group string) error {
+		_, err := d.run(gcRequest{Policy: req.Policy, Group: group, NoCompact: true})
+		return err
+	}
+	err = receive(stream, req.Buffer, req.Nice, data, x, req.Dir, req.Policy, expire, logf)
+	logf("error: %v", err)
+}
+
+// recvFD reads the one descriptor the command passes, as a pollable file
+// (so closing it ends a read in progress).
+func recvFD(uc *net.UnixConn) (*os.File, error) {
+	buf, oob := make([]byte, 1), make([]byte, syscall.CmsgSpace(4))
+	_, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil, fmt.Errorf("receiving the stream: %w", err)
+	}
+	msgs, err := syscall.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return nil, errors.New("receiving the stream: no descriptor passed")
+	}
+	fds, err := syscall.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		for _, fd := range fds {
+			syscall.Close(fd)
+		}
+		return nil, errors.New("receiving the stream: expected one descriptor")
+	}
+	syscall.SetNonblock(fds[0], true) // pollable where the kind allows (pipes, sockets)
+	return os.NewFile(uintptr(fds[0]), "stream"), nil
+}
