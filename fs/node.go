@@ -89,6 +89,9 @@ func (n *Node) child(ctx context.Context, in index.Inode, out *fuse.EntryOut) *g
 }
 
 func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if index.IsStaging(name) {
+		return nil, syscall.ENOENT // a generation still being built
+	}
 	in, err := n.fsys.ns.Lookup(n.ino(), name)
 	if err != nil {
 		return nil, n.fsys.toErrno("lookup", n, err)
@@ -101,9 +104,11 @@ func (n *Node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	if err != nil {
 		return nil, n.fsys.toErrno("readdir", n, err)
 	}
-	list := make([]fuse.DirEntry, len(ents))
-	for i, e := range ents {
-		list[i] = fuse.DirEntry{Name: e.Name, Ino: e.Ino, Mode: e.Mode}
+	list := make([]fuse.DirEntry, 0, len(ents))
+	for _, e := range ents {
+		if !index.IsStaging(e.Name) {
+			list = append(list, fuse.DirEntry{Name: e.Name, Ino: e.Ino, Mode: e.Mode})
+		}
 	}
 	return gofs.NewListDirStream(list), 0
 }
@@ -111,6 +116,9 @@ func (n *Node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 func (n *Node) create(ctx context.Context, name string, mode uint32, target string, out *fuse.EntryOut) (*gofs.Inode, index.Inode, syscall.Errno) {
 	if n.fsys.readOnly {
 		return nil, index.Inode{}, syscall.EROFS
+	}
+	if index.IsStaging(name) {
+		return nil, index.Inode{}, syscall.EPERM // reserved for generations being built
 	}
 	uid, gid := caller(ctx)
 	t := now()
@@ -359,6 +367,9 @@ func (n *Node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	const renameNoReplace, renameExchange = 1, 2
 	if flags&renameExchange != 0 {
 		return syscall.ENOTSUP
+	}
+	if index.IsStaging(name) || index.IsStaging(newName) {
+		return syscall.EPERM // reserved for generations being built
 	}
 	np := newParent.EmbeddedInode()
 	ch := np.GetChild(newName)

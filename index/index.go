@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -14,6 +15,15 @@ import (
 
 // RootIno is the inode number of the root directory.
 const RootIno = 1
+
+// StagingPrefix starts the name of a file still being built (a generation
+// content.Publisher publishes is built under StagingPrefix+name, then
+// renamed into place). The FUSE layer hides such names and refuses them as
+// new names, so no reader sees a generation half-written.
+const StagingPrefix = ".ckptfs-staging."
+
+// IsStaging reports whether name is a staging name.
+func IsStaging(name string) bool { return strings.HasPrefix(name, StagingPrefix) }
 
 // Errors returned by namespace operations; the FUSE layer maps them to errno.
 var (

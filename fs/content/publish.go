@@ -124,10 +124,11 @@ func (p *Publisher) apply() error {
 }
 
 // Publish writes img (the plain image of the checkpoint that just ended)
-// as file name in directory dir, atomically: it is built under a hidden
-// name and renamed when committed, so readers never see it half-written.
+// as file name in directory dir, atomically: it is built under a staging
+// name (index.StagingPrefix, which the mount hides) and renamed when
+// committed, so readers never see it half-written.
 func (p *Publisher) Publish(dir uint64, name string, img *xen.PlainImage, mtime int64) (index.Inode, error) {
-	tmp := "." + name + ".part"
+	tmp := index.StagingPrefix + name
 	in, err := p.x.Create(dir, tmp, index.Inode{Mode: syscall.S_IFREG | 0o444, Atime: mtime, Mtime: mtime, Ctime: mtime})
 	if err != nil {
 		return in, err

@@ -3,12 +3,15 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/xen/xentest"
@@ -105,4 +108,79 @@ func TestXenReceive(t *testing.T) {
 	if out, code := run(t, "fsck", store); code != 0 {
 		t.Fatalf("fsck: exit %d\n%s", code, out)
 	}
+}
+
+// TestXenReceiveCommandKilled: `ckptfs xen receive` into a mount hands its
+// stdin to the daemon; when the command is killed (SIGKILL) while xl still
+// has the pipe open, the daemon closes the stream, keeps the checkpoints
+// that were complete, leaves nothing half-written and serves the next
+// receive.
+func TestXenReceiveCommandKilled(t *testing.T) {
+	g := xentest.Guest{Name: "db", UUID: "5e1f0000-0000-4000-8000-0000000000bb", Pages: 2048, VCPUs: 1, Seed: 11, Dirty: 0.05}
+	var b bytes.Buffer
+	if err := g.WriteRemus(&b, 2); err != nil {
+		t.Fatal(err)
+	}
+	stream := b.Bytes()
+	tmp := t.TempDir()
+	d := mount(t, filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt"))
+	dir := filepath.Join(d.mnt, "db")
+	cmd := exec.Command(bin, "xen", "receive", "--into", dir)
+	pw, err := cmd.StdinPipe() // the sender keeps its end open
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Everything but the last 100 bytes: checkpoints 0 and 1 complete.
+	if _, err := pw.Write(stream[:len(stream)-100]); err != nil {
+		t.Fatal(err)
+	}
+	names := func() []string {
+		ents, _ := os.ReadDir(dir)
+		var out []string
+		for _, e := range ents {
+			out = append(out, e.Name())
+		}
+		return out
+	}
+	for i := 0; len(names()) < 2 && i < 200; i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	// The daemon closed its copy of the stream: the sender's writes fail
+	// once the pipe has no reader left.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := pw.Write(make([]byte, 64<<10)); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the daemon still reads the stream after the command was killed")
+		}
+	}
+	pw.Close()
+	if got := names(); len(got) != 2 || !strings.HasPrefix(got[0], "000000-") || !strings.HasPrefix(got[1], "000001-") {
+		t.Fatalf("after the kill: %q, want checkpoints 0 and 1 only\n%s", got, errb.String())
+	}
+	for i, name := range names() {
+		want := g
+		want.Gen = i
+		if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("%s: not the plain save of generation %d (%v)", name, i, err)
+		}
+	}
+	// Staging names (a generation being built) are reserved.
+	if err := os.WriteFile(filepath.Join(dir, ".ckptfs-staging.x"), []byte("x"), 0o644); !errors.Is(err, syscall.EPERM) {
+		t.Fatalf("creating a staging name through the mount: %v, want EPERM", err)
+	}
+	// The daemon still serves receives.
+	if _, errOut, code := receive(t, stream, "--into", filepath.Join(d.mnt, "db2")); code != 1 || strings.Count(errOut, " published (") != 3 {
+		t.Fatalf("receive after the kill: exit %d\n%s", code, errOut)
+	}
+	d.stop(t)
 }
