@@ -99,4 +99,14 @@
 // committed size may go into the committed version in place: they are
 // invisible until Commit raises the size, and a new writer first drops
 // extents past the committed size that a crash may have left.
+//
+// # Staging names
+//
+// A name that starts with StagingPrefix (".ckptfs-staging.") is a file
+// still being built: content.Publisher builds each generation `xen
+// receive` publishes under StagingPrefix+name and renames it into place in
+// one batch. The keys are the ordinary ones; the FUSE layer hides such
+// names from lookup and readdir and refuses them as new names, so a
+// generation appears whole or not at all. Open removes any that a crash
+// left mid-build.
 package index

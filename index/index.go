@@ -59,7 +59,8 @@ func OpenReadOnly(db *pebble.DB) (*Index, error) {
 
 // Open opens the index in db, creating the root directory on first use, and
 // finishes what a crash interrupted: staged content versions that were never
-// committed and orphaned inodes (unlinked while open) are deleted.
+// committed, orphaned inodes (unlinked while open) and files under staging
+// names (a publication cut short) are deleted.
 func Open(db *pebble.DB, now int64, uid, gid uint32) (*Index, error) {
 	x := &Index{db: db, next: RootIno + 1}
 	v, c, err := db.Get(nextInoKey)
@@ -85,7 +86,7 @@ func Open(db *pebble.DB, now int64, uid, gid uint32) (*Index, error) {
 	if err := x.upgrade(); err != nil {
 		return nil, fmt.Errorf("index format upgrade: %w", err)
 	}
-	if err := x.recover(); err != nil {
+	if err := x.recover(now); err != nil {
 		return nil, fmt.Errorf("index recovery: %w", err)
 	}
 	return x, nil
@@ -116,7 +117,7 @@ func (x *Index) upgrade() error {
 	return err
 }
 
-func (x *Index) recover() error {
+func (x *Index) recover(now int64) error {
 	b := x.db.NewBatch()
 	err := x.scan([]byte{prefixStaging}, func(k, _ []byte) error {
 		if len(k) != 17 {
@@ -143,11 +144,40 @@ func (x *Index) recover() error {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return err
 	}
+	if err := x.dropStaging(now); err != nil {
+		return err
+	}
 	b = x.db.NewBatch()
 	if err := x.abortGens(b); err != nil {
 		return err
 	}
 	return b.Commit(pebble.Sync)
+}
+
+// dropStaging removes the files a crash left under staging names (a
+// generation whose build never finished).
+func (x *Index) dropStaging(now int64) error {
+	type entry struct {
+		parent uint64
+		name   string
+	}
+	var left []entry
+	err := x.scan([]byte{prefixDirent}, func(k, _ []byte) error {
+		if len(k) > 9 && IsStaging(string(k[9:])) {
+			left = append(left, entry{binary.BigEndian.Uint64(k[1:9]), string(k[9:])})
+		}
+		return nil
+	})
+	for _, e := range left {
+		if err != nil {
+			break
+		}
+		var in Inode
+		if in, err = x.Unlink(e.parent, e.name, now); err == nil && in.Nlink == 0 {
+			err = x.Purge(in.Ino)
+		}
+	}
+	return err
 }
 
 // batchLimit is the size at which a long-running job (the upgrade, gc)

@@ -218,6 +218,42 @@ func TestStagedVersionDroppedOnOpen(t *testing.T) {
 	}
 }
 
+// TestStagingNamesDroppedOnOpen: a file left under a staging name (a
+// generation whose build a crash cut short) is removed by Open, with its
+// extents and references; other names, even alike, stay.
+func TestStagingNamesDroppedOnOpen(t *testing.T) {
+	x, _ := TestIndex(t)
+	dir, _ := x.Create(RootIno, "guest", Inode{Mode: syscall.S_IFDIR | 0o755})
+	id := chunkstore.Sum([]byte("c"))
+	var inos []uint64
+	for _, name := range []string{StagingPrefix + "000003-t", ".ckptfs-staging", "000002-t"} {
+		in, err := x.Create(dir.Ino, name, Inode{Mode: syscall.S_IFREG | 0o444})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := x.db.NewBatch()
+		x.AddExtent(b, in.Ino, in.Ver, Extent{Off: 0, Len: 10, ID: id})
+		b.Commit(pebble.Sync)
+		inos = append(inos, in.Ino)
+	}
+	x2, err := Open(x.db, 2, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := x2.ReadDir(dir.Ino)
+	if got := fmt.Sprint(ents); len(ents) != 2 || ents[0].Name != ".ckptfs-staging" || ents[1].Name != "000002-t" {
+		t.Fatalf("after Open: %s", got)
+	}
+	if _, err := x2.Get(inos[0]); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the staged file's inode: %v, want gone", err)
+	}
+	n := 0
+	x2.InodeRefs(inos[0], func(chunkstore.ID, []byte) error { n++; return nil })
+	if n != 0 {
+		t.Fatalf("the staged file's %d references survived", n)
+	}
+}
+
 func FuzzDecodeGenRecord(f *testing.F) {
 	f.Add(genKey(3, 9), encodeGenRecord(GenRecord{State: GenLive, Floor: 7, Ino: 12}))
 	f.Fuzz(func(t *testing.T, k, v []byte) {
