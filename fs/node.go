@@ -368,7 +368,7 @@ func (n *Node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	if flags&renameExchange != 0 {
 		return syscall.ENOTSUP
 	}
-	if index.IsStaging(name) || index.IsStaging(newName) {
+	if index.IsStaging(newName) { // the source, hidden by Lookup, never gets here
 		return syscall.EPERM // reserved for generations being built
 	}
 	np := newParent.EmbeddedInode()

@@ -157,14 +157,14 @@ func (x *Index) recover(now int64) error {
 // dropStaging removes the files a crash left under staging names (a
 // generation whose build never finished).
 func (x *Index) dropStaging(now int64) error {
-	type entry struct {
+	type name struct {
 		parent uint64
 		name   string
 	}
-	var left []entry
-	err := x.scan([]byte{prefixDirent}, func(k, _ []byte) error {
-		if len(k) > 9 && IsStaging(string(k[9:])) {
-			left = append(left, entry{binary.BigEndian.Uint64(k[1:9]), string(k[9:])})
+	var left []name
+	err := x.WalkDirents(func(parent uint64, d Dirent) error {
+		if IsStaging(d.Name) {
+			left = append(left, name{parent, d.Name})
 		}
 		return nil
 	})

@@ -133,17 +133,17 @@ func receive(src io.Reader, buffer, nice int, data *content.Store, x *index.Inde
 			return nil
 		},
 	})
-	if nice == 0 {
-		return follow(r, rm, func() int { return published })
-	}
 	// While xl sends a checkpoint the guest is suspended: xl and the
 	// read-ahead, which only copy, get the CPU before hashing, compressing
-	// and indexing the backlog does.
+	// and indexing the backlog does. The thread is the storing goroutine's
+	// alone, so its niceness is nobody else's.
 	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		if err := syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), nice); err != nil {
-			logf("storing at normal priority: %v", err)
+		if nice > 0 {
+			if err := syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), nice); err != nil {
+				logf("storing at normal priority: %v", err)
+			}
 		}
 		done <- follow(r, rm, func() int { return published })
 	}()
