@@ -27,6 +27,7 @@ test-race: test
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzIngest$$' -fuzztime $(FUZZTIME) ./fs/content
+	$(GO) test -run '^$$' -fuzz '^FuzzXenPages$$' -fuzztime $(FUZZTIME) ./fs/content
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeExtent$$' -fuzztime $(FUZZTIME) ./index
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeInode$$' -fuzztime $(FUZZTIME) ./index
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeGenRecord$$' -fuzztime $(FUZZTIME) ./index

@@ -88,6 +88,44 @@ type image struct {
 	run       index.Extent // page run being collected (Len 0: none)
 	committed bool         // a Commit happened after the generation began
 	entries   int64        // page-map entries written (the changed pages)
+	// seen holds the pfns the page map already has an entry or run slot
+	// for in this image. A pfn sent again in the same file (an xl remus
+	// stream or live-migration precopy rounds written as one file) is
+	// stored as a plain extent: the map holds one page per pfn per
+	// generation, and the earlier copy must keep reading as written.
+	seen pfnSet
+}
+
+// pfnSet is a set of pfns: a bitmap for the dense low range every guest
+// uses, a map above it (HVM pfns past the MMIO hole, fuzzed streams).
+type pfnSet struct {
+	bits []uint64
+	high map[uint64]struct{}
+}
+
+const pfnBitmapMax = 1 << 26 // 256 GiB of guest memory in 8 MiB of bitmap
+
+// add adds pfn and reports whether it was new.
+func (s *pfnSet) add(pfn uint64) bool {
+	if pfn >= pfnBitmapMax {
+		if _, ok := s.high[pfn]; ok {
+			return false
+		}
+		if s.high == nil {
+			s.high = map[uint64]struct{}{}
+		}
+		s.high[pfn] = struct{}{}
+		return true
+	}
+	i, bit := pfn/64, uint64(1)<<(pfn%64)
+	if i >= uint64(len(s.bits)) {
+		s.bits = append(s.bits, make([]uint64, i+1-uint64(len(s.bits))+uint64(len(s.bits)/4))...)
+	}
+	if s.bits[i]&bit != 0 {
+		return false
+	}
+	s.bits[i] |= bit
+	return true
 }
 
 func newXenStream(pages bool) *xenStream {
@@ -415,7 +453,7 @@ func (w *Writer) recordPage(off int64, id chunkstore.ID, zero bool) (bool, error
 		return false, nil
 	}
 	pfn, ok := x.pfnAt(off)
-	if !ok {
+	if !ok || !m.seen.add(pfn) {
 		return false, nil
 	}
 	if m.gen.Gen == 0 {
