@@ -6,7 +6,7 @@ MNT     ?= var/mnt
 # Fuzz time per target in `make test` (CI runs them briefly).
 FUZZTIME ?= 10s
 
-.PHONY: all build run test test-race fuzz bench lint clean e2e-xen e2e-remus
+.PHONY: all build run deps test test-race fuzz bench lint clean e2e-xen e2e-remus
 
 all: build
 
@@ -18,8 +18,26 @@ run: build
 	mkdir -p $(STORE) $(MNT)
 	./$(BIN) mount $(STORE) $(MNT)
 
+# What the tests need besides Go, installed when missing (Debian packages):
+# rsync and fuse3 (fusermount3, for the non-root mount tests), setpriv
+# (util-linux), e2fsprogs (mkfs.ext4 for the full-disk test's loop device).
+# fusermount3 opens /dev/fuse as the calling user: Debian's udev rule makes
+# it 0666, a container may not.
+deps:
+	@need=; \
+	command -v rsync >/dev/null || need="$$need rsync"; \
+	command -v fusermount3 >/dev/null || need="$$need fuse3"; \
+	command -v setpriv >/dev/null || need="$$need util-linux"; \
+	command -v mkfs.ext4 >/dev/null || need="$$need e2fsprogs"; \
+	command -v losetup >/dev/null || need="$$need mount"; \
+	if [ -n "$$need" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "make deps: missing$$need; install them (as root: make deps)"; exit 1; fi; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need; \
+	fi
+	@if [ -e /dev/fuse ] && [ "$$(id -u)" = 0 ]; then chmod 0666 /dev/fuse; fi
+
 # The whole suite under the race detector, then each fuzz target briefly.
-test: lint
+test: deps lint
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) fuzz
 
@@ -58,12 +76,13 @@ e2e-xen:
 e2e-remus:
 	DOM0=dom0-remus.sh XEN_SHADOW=1 TIMEOUT=2100 test/xen/run.sh
 
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 lint:
 	$(GO) vet ./...
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	@cp go.mod /tmp/ckptfs-go.mod.bak; cp go.sum /tmp/ckptfs-go.sum.bak; $(GO) mod tidy; \
-	  if ! cmp -s go.mod /tmp/ckptfs-go.mod.bak || ! cmp -s go.sum /tmp/ckptfs-go.sum.bak; then \
-	    echo "go mod tidy changed go.mod/go.sum"; exit 1; fi
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) mod tidy -diff
 
 clean:
 	rm -rf bin bench.out

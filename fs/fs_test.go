@@ -2,7 +2,6 @@ package fs
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -289,5 +288,3 @@ func TestUnlinkWhileOpen(t *testing.T) {
 	}
 	f.Close()
 }
-
-func sum(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }

@@ -207,7 +207,6 @@ type Scanner struct {
 	skip      int64 // body bytes still to pass (uncollected)
 	pad       int   // padding bytes still to pass
 	padAfter  state
-	optional  []byte
 	pfns      []uint64
 	pageIdx   int // next pfn entry to consider
 	pagesLeft int // data pages still expected in the batch

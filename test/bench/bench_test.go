@@ -30,10 +30,9 @@ var benchSize = func() int {
 
 // target is somewhere to write a file and read it back.
 type target struct {
-	name  string
-	dir   string
-	sync  bool // fsync before close (the plain file: ckptfs's close is durable)
-	close func()
+	name string
+	dir  string
+	sync bool // fsync before close (the plain file: ckptfs's close is durable)
 }
 
 func dropCaches() {

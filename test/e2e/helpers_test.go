@@ -181,7 +181,10 @@ func treeSums(t *testing.T, root string) map[string]string {
 				return err
 			}
 			h := sha256.New()
-			_, err = io.Copy(h, f)
+			if _, err = io.Copy(h, f); err != nil {
+				f.Close()
+				return err
+			}
 			f.Close()
 			sums[rel] = fmt.Sprintf("file:%v:%x", info.Mode().Perm(), h.Sum(nil))
 		}
