@@ -8,8 +8,10 @@ import (
 	"errors"
 	"log"
 	"os"
+	"sync"
 	"syscall"
 	"time"
+	"weak"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -33,6 +35,7 @@ type Namespace interface {
 	Rename(oldParent uint64, oldName string, newParent uint64, newName string, noReplace bool, now int64) (index.Inode, error)
 	Update(ino uint64, fn func(*index.Inode) error) (index.Inode, error)
 	Purge(ino uint64) error
+	UnlinkIno(parent uint64, name string, ino uint64, now int64) (index.Inode, error)
 }
 
 // FS is a mounted ckptfs.
@@ -42,6 +45,10 @@ type FS struct {
 	log      *log.Logger
 	readOnly bool
 	statfsOf string // a path on the store's disk, for statfs
+
+	// nodes maps inode numbers to the Nodes go-fuse holds for the kernel,
+	// weakly: an entry goes once go-fuse drops its Node.
+	nodes sync.Map // uint64 -> weak.Pointer[Node]
 }
 
 // Config configures New.
@@ -70,7 +77,67 @@ func (f *FS) fsName() string {
 }
 
 // Root returns the root node, to pass to go-fuse's fs.Mount.
-func (f *FS) Root() gofs.InodeEmbedder { return &Node{fsys: f} }
+func (f *FS) Root() gofs.InodeEmbedder {
+	n := &Node{fsys: f}
+	f.remember(index.RootIno, n)
+	return n
+}
+
+func (f *FS) remember(ino uint64, n *Node) {
+	if p, ok := f.nodes.Load(ino); ok && p.(weak.Pointer[Node]).Value() == n {
+		return
+	}
+	f.nodes.Store(ino, weak.Make(n))
+}
+
+// node returns the Node of ino that the kernel knows, or nil.
+func (f *FS) node(ino uint64) *Node {
+	p, ok := f.nodes.Load(ino)
+	if !ok {
+		return nil
+	}
+	n := p.(weak.Pointer[Node]).Value()
+	if n == nil {
+		f.nodes.CompareAndDelete(ino, p)
+	}
+	return n
+}
+
+// Remove removes the name parent/name if it still names file ino, through
+// the store's namespace: by directory inode and entry, never through a
+// path that the kernel resolves (so a directory swapped for a symlink
+// cannot send it elsewhere). The kernel's caches learn of it; the file is
+// purged when its last name goes and no handle has it open. gc removes
+// expired files with it.
+func (f *FS) Remove(parent uint64, name string, ino uint64) error {
+	if f.readOnly {
+		return syscall.EROFS
+	}
+	in, err := f.ns.UnlinkIno(parent, name, ino, now())
+	if err != nil {
+		return err
+	}
+	var ch *gofs.Inode
+	p := f.node(parent)
+	if p != nil {
+		ch = p.GetChild(name)
+		if ch != nil && ch.StableAttr().Ino != ino {
+			ch = nil
+		}
+	}
+	if errno := f.forget(ch, in); errno != 0 {
+		return errno
+	}
+	if p != nil {
+		if ch != nil {
+			p.RmChild(name)
+			p.NotifyDelete(name, ch)
+		} else {
+			p.NotifyEntry(name)
+		}
+	}
+	return nil
+}
 
 // MountOptions returns the options ckptfs mounts with.
 func (f *FS) MountOptions(allowOther, debug bool) *gofs.Options {

@@ -19,6 +19,7 @@ type Mounted struct {
 	Store         *chunkstore.Store
 	Index         *index.Index
 	Data          *content.Store
+	FS            *FS
 
 	unmountOnce, closeOnce sync.Once
 	closeErr               error
@@ -71,7 +72,7 @@ func MountStore(storeDir, mnt string, mc MountConfig) (*Mounted, error) {
 		cs.Close()
 		return nil, err
 	}
-	return &Mounted{Dir: mnt, StoreDir: storeDir, Server: srv, Store: cs, Index: x, Data: data}, nil
+	return &Mounted{Dir: mnt, StoreDir: storeDir, Server: srv, Store: cs, Index: x, Data: data, FS: f}, nil
 }
 
 // Wait blocks until the filesystem is unmounted (by Unmount or umount(8)),

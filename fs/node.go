@@ -78,6 +78,7 @@ func (n *Node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOu
 func (n *Node) child(ctx context.Context, in index.Inode, out *fuse.EntryOut) *gofs.Inode {
 	ch := n.NewInode(ctx, &Node{fsys: n.fsys}, gofs.StableAttr{Mode: in.Mode & syscall.S_IFMT, Ino: in.Ino})
 	if cn, ok := ch.Operations().(*Node); ok {
+		n.fsys.remember(in.Ino, cn)
 		cn.mu.RLock()
 		if cn.w != nil {
 			in.Size, in.Mtime = cn.w.Size(), cn.w.Mtime()
@@ -324,7 +325,9 @@ func (n *Node) truncate(size, t int64) syscall.Errno {
 
 // forget handles a name that went away: the inode is purged now, or at the
 // last release if it is open.
-func (n *Node) forget(ch *gofs.Inode, in index.Inode) syscall.Errno {
+func (n *Node) forget(ch *gofs.Inode, in index.Inode) syscall.Errno { return n.fsys.forget(ch, in) }
+
+func (f *FS) forget(ch *gofs.Inode, in index.Inode) syscall.Errno {
 	if in.Nlink > 0 || in.Mode&syscall.S_IFMT == syscall.S_IFDIR {
 		return 0
 	}
@@ -338,7 +341,7 @@ func (n *Node) forget(ch *gofs.Inode, in index.Inode) syscall.Errno {
 			}
 		}
 	}
-	return n.fsys.toErrno("purge", n, n.fsys.ns.Purge(in.Ino))
+	return f.toErrno("purge", nil, f.ns.Purge(in.Ino))
 }
 
 func (n *Node) Unlink(ctx context.Context, name string) syscall.Errno {

@@ -1,6 +1,7 @@
 package gc
 
 import (
+	"fmt"
 	"path"
 	"sort"
 	"syscall"
@@ -12,30 +13,44 @@ import (
 
 // Victim is a file a policy expires.
 type Victim struct {
-	Ino      uint64 `json:"ino"`
-	Parent   uint64 `json:"-"`
-	Name     string `json:"-"`
+	Ino    uint64 `json:"ino"`
+	Parent uint64 `json:"-"`
+	Name   string `json:"-"`
+	// Links are every name the file has (hard links), Parent/Name first;
+	// expiring the file removes them all.
+	Links    []Link `json:"-"`
 	Path     string `json:"path"`  // from the store's root, without a leading slash
-	Group    string `json:"group"` // "guest UUID" or "dir PATH"
+	Group    string `json:"group"` // what it was judged with; see Plan
+	UID      uint32 `json:"uid"`
+	UUID     string `json:"uuid,omitempty"` // the guest, for an xl save image
 	Size     int64  `json:"size"`
 	NewBytes int64  `json:"new_bytes,omitempty"` // chunk bytes the image added when written
 	Mtime    int64  `json:"mtime"`
 }
 
-// Plan applies p to every group of files in the store: each guest lineage
-// (xl save images, by domain UUID) and, for other regular files, each
-// directory. It returns the files no rule keeps, by group, oldest first.
+// Link is one name of a file: an entry of directory Parent.
+type Link struct {
+	Parent uint64
+	Name   string
+}
+
+// Plan applies p to every group of files in the store and returns the
+// files no rule keeps, by group, oldest first.
+//
+// A group is a guest lineage: the xl save images of one guest (domain UUID
+// in the image's config) that one owner keeps in one directory. Grouping by
+// owner and directory means no user can make a policy expire another
+// user's images (by writing images with their guest's UUID), nor images
+// kept elsewhere. Files that are not xl save images are never expired,
+// unless p.AllFiles asks for it; then each owner's regular files of each
+// directory are a group.
 func Plan(x *index.Index, p Policy) ([]Victim, error) {
 	if p.Empty() {
 		return nil, nil
 	}
-	type link struct {
-		parent uint64
-		name   string
-	}
-	links := map[uint64]link{}
+	links := map[uint64][]Link{}
 	err := x.WalkDirents(func(parent uint64, d index.Dirent) error {
-		links[d.Ino] = link{parent, d.Name}
+		links[d.Ino] = append(links[d.Ino], Link{parent, d.Name})
 		return nil
 	})
 	if err != nil {
@@ -45,11 +60,11 @@ func Plan(x *index.Index, p Policy) ([]Victim, error) {
 		var parts []string
 		for ino != index.RootIno {
 			l, ok := links[ino]
-			if !ok {
+			if !ok || len(parts) > 4096 {
 				return ""
 			}
-			parts = append(parts, l.name)
-			ino = l.parent
+			parts = append(parts, l[0].Name)
+			ino = l[0].Parent
 		}
 		for i, j := 0, len(parts)-1; i < j; i, j = i+1, j-1 {
 			parts[i], parts[j] = parts[j], parts[i]
@@ -62,17 +77,25 @@ func Plan(x *index.Index, p Policy) ([]Victim, error) {
 	}
 	groups := map[string][]Victim{}
 	err = x.WalkInodes(func(in index.Inode) error {
-		l, named := links[in.Ino]
+		ls, named := links[in.Ino]
 		if in.Mode&syscall.S_IFMT != syscall.S_IFREG || !named {
 			return nil
 		}
-		v := Victim{Ino: in.Ino, Parent: l.parent, Name: l.name, Path: pathOf(in.Ino), Size: in.Size, Mtime: in.Mtime}
-		if info, ok := xenOf[in.Ino]; ok {
-			v.Group, v.NewBytes = "guest "+info.UUID, info.NewBytes
-		} else {
-			v.Group = "dir /" + path.Dir(v.Path)
+		info, isImage := xenOf[in.Ino]
+		if !isImage && !p.AllFiles {
+			return nil
 		}
-		groups[v.Group] = append(groups[v.Group], v)
+		v := Victim{Ino: in.Ino, Parent: ls[0].Parent, Name: ls[0].Name, Links: ls, Path: pathOf(in.Ino), UID: in.UID, Size: in.Size, Mtime: in.Mtime}
+		dir := "/" + path.Dir(v.Path)
+		if isImage {
+			v.UUID, v.NewBytes = info.UUID, info.NewBytes
+			v.Group = fmt.Sprintf("guest %s, uid %d, %s", info.UUID, in.UID, dir)
+		} else {
+			v.Group = fmt.Sprintf("files of uid %d, %s", in.UID, dir)
+		}
+		// The key is by inode numbers: a name could be anything.
+		key := fmt.Sprintf("%t %s %d %d", isImage, info.UUID, in.UID, v.Parent)
+		groups[key] = append(groups[key], v)
 		return nil
 	})
 	if err != nil {
@@ -99,18 +122,50 @@ func Plan(x *index.Index, p Policy) ([]Victim, error) {
 	return out, nil
 }
 
-// RemoveOffline deletes the victims from an unmounted store (no file is
-// open, so each is purged at once).
-func RemoveOffline(x *index.Index, vs []Victim, now int64) error {
+// InLineage returns the victims that are images of guest uuid in directory
+// dir (the receiver expires only its own lineage).
+func InLineage(vs []Victim, uuid string, dir uint64) []Victim {
+	var out []Victim
 	for _, v := range vs {
-		if _, err := x.Unlink(v.Parent, v.Name, now); err != nil {
-			return err
-		}
-		if err := x.Purge(v.Ino); err != nil {
-			return err
+		if v.UUID == uuid && v.Parent == dir {
+			out = append(out, v)
 		}
 	}
-	return nil
+	return out
+}
+
+// Remover removes one name of a file, only if it still names ino: by
+// directory inode and entry, in the store's own namespace, never through a
+// path that the kernel resolves.
+type Remover func(parent uint64, name string, ino uint64) error
+
+// Remove removes every name of each victim with rm and returns the names
+// it could not remove, with why.
+func Remove(vs []Victim, rm Remover) []string {
+	var failed []string
+	for _, v := range vs {
+		for _, l := range v.Links {
+			if err := rm(l.Parent, l.Name, v.Ino); err != nil {
+				failed = append(failed, fmt.Sprintf("%s: %v", v.Path, err))
+			}
+		}
+	}
+	return failed
+}
+
+// OfflineRemover removes names from an unmounted store (no file is open,
+// so a file whose last name goes is purged at once).
+func OfflineRemover(x *index.Index, now int64) Remover {
+	return func(parent uint64, name string, ino uint64) error {
+		in, err := x.UnlinkIno(parent, name, ino, now)
+		if err != nil {
+			return err
+		}
+		if in.Nlink == 0 {
+			return x.Purge(ino)
+		}
+		return nil
+	}
 }
 
 // Freed returns the stored bytes that deleting the victims and collecting

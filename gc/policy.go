@@ -16,6 +16,9 @@ type Policy struct {
 	KeepHourly int           // the newest of each of the n newest hours that have one
 	KeepDaily  int
 	KeepWeekly int
+	// AllFiles expires regular files that are not xl save images too
+	// (grouped by owner and directory); without it only images expire.
+	AllFiles bool
 }
 
 // Empty reports whether the policy has no rule; an empty policy expires

@@ -33,6 +33,8 @@ var (
 	ErrNotDir   = errors.New("not a directory")
 	ErrIsDir    = errors.New("is a directory")
 	ErrInval    = errors.New("invalid argument")
+	// ErrChanged: the name no longer names the inode the caller meant.
+	ErrChanged = errors.New("the name now names another file")
 )
 
 // Index keeps the namespace and the extents of every file in the store's
@@ -317,6 +319,32 @@ func (x *Index) Create(parent uint64, name string, in Inode) (Inode, error) {
 func (x *Index) Unlink(parent uint64, name string, now int64) (Inode, error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	dir, err := x.Get(parent)
+	if err != nil {
+		return Inode{}, err
+	}
+	b := x.db.NewBatch()
+	in, err := x.unlinkLocked(b, &dir, name, now, false)
+	if err != nil {
+		return in, err
+	}
+	x.putInode(b, &dir)
+	return in, b.Commit(noSync)
+}
+
+// UnlinkIno is Unlink of parent/name only if that name still names inode
+// ino (ErrChanged otherwise), and never of a directory: what gc uses, so
+// that a name replaced since its plan is left alone.
+func (x *Index) UnlinkIno(parent uint64, name string, ino uint64, now int64) (Inode, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	d, err := x.getDirent(parent, name)
+	if err != nil {
+		return Inode{}, err
+	}
+	if d.Ino != ino {
+		return Inode{}, ErrChanged
+	}
 	dir, err := x.Get(parent)
 	if err != nil {
 		return Inode{}, err

@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
@@ -36,11 +38,14 @@ func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonG
 		return nil, fail(exitLocked, "%s: another ckptfs daemon serves this store", store)
 	}
 	os.Remove(p) // stale, from a daemon that was killed
-	l, err := net.Listen("unix", p)
+	owner, err := storeOwner(store)
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	os.Chmod(p, 0o600)
+	l, err := listenPrivate(p, owner)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
 	mux := http.NewServeMux()
 	reply := func(w http.ResponseWriter, v any, err error) {
 		if err != nil {
@@ -73,9 +78,102 @@ func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonG
 	mux.HandleFunc("/receive", func(w http.ResponseWriter, r *http.Request) {
 		serveReceive(w, r, d, data, x)
 	})
-	srv := &http.Server{Handler: mux}
+	srv := &http.Server{Handler: onlyOwner(owner, mux), ConnContext: withPeer}
 	go srv.Serve(l)
 	return closerFunc(func() error { defer os.Remove(p); return srv.Close() }), nil
+}
+
+// storeOwner returns the uid that owns the store directory.
+func storeOwner(store string) (uint32, error) {
+	st, err := os.Stat(store)
+	if err != nil {
+		return 0, err
+	}
+	return st.Sys().(*syscall.Stat_t).Uid, nil
+}
+
+// listenPrivate listens on a unix socket at p that only its owner (the
+// store's owner) and root can connect to, with no moment at which it is
+// open to anyone else: it is bound inside a fresh 0700 directory, given
+// its mode and owner there, then renamed into place.
+func listenPrivate(p string, owner uint32) (net.Listener, error) {
+	tmp, err := os.MkdirTemp(filepath.Dir(p), ".ckptfs-ctl-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	bound := filepath.Join(tmp, "s")
+	l, err := net.Listen("unix", bound)
+	if err != nil {
+		return nil, err
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	err = os.Chmod(bound, 0o600)
+	if err == nil && os.Geteuid() == 0 && owner != 0 {
+		err = os.Chown(bound, int(owner), -1)
+	}
+	if err == nil {
+		err = os.Rename(bound, p)
+	}
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+type peerKey struct{}
+
+// withPeer records the connecting process's credentials (SO_PEERCRED) in
+// the connection's context.
+func withPeer(ctx context.Context, c net.Conn) context.Context {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return ctx
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return ctx
+	}
+	var cred *syscall.Ucred
+	raw.Control(func(fd uintptr) {
+		cred, err = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	})
+	if err != nil || cred == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, peerKey{}, *cred)
+}
+
+// mayControl reports whether a peer of uid may control a store owned by
+// owner: root, the store's owner and the daemon's own user may.
+func mayControl(uid, owner uint32) bool {
+	return uid == 0 || uid == owner || uid == uint32(os.Geteuid())
+}
+
+// deniedStatus is the HTTP status the daemon refuses a peer with; the
+// client turns it into exitDenied.
+const deniedStatus = http.StatusForbidden
+
+// onlyOwner refuses every request from a peer that may not control the
+// store (or whose credentials are unknown), saying so plainly.
+func onlyOwner(owner uint32, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cred, ok := r.Context().Value(peerKey{}).(syscall.Ucred)
+		if !ok {
+			http.Error(w, "cannot tell who is asking (no peer credentials): refused", deniedStatus)
+			return
+		}
+		if !mayControl(cred.Uid, owner) {
+			http.Error(w, deniedMsg(cred.Uid, owner), deniedStatus)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func deniedMsg(uid, owner uint32) string {
+	return fmt.Sprintf("uid %d may not control this store: only root and the store's owner (uid %d) may run stats, fsck, gc or xen receive through its daemon", uid, owner)
 }
 
 type closerFunc func() error
@@ -89,10 +187,16 @@ var errNoDaemon = errors.New("no daemon")
 func askDaemon(store, path string, v any) error {
 	p := socketPath(store)
 	if _, err := os.Stat(p); err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return denied(store)
+		}
 		return errNoDaemon
 	}
 	resp, err := daemonClient(store).Get("http://ckptfs" + path)
 	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return denied(store)
+		}
 		var ne *net.OpError
 		if errors.As(err, &ne) && ne.Op == "dial" {
 			return errNoDaemon
@@ -100,11 +204,33 @@ func askDaemon(store, path string, v any) error {
 		return fmt.Errorf("daemon: %w", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("daemon: %s", b)
+	if err := daemonStatus(store, resp); err != nil {
+		return err
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// daemonStatus turns a daemon's refusal into an error.
+func daemonStatus(store string, resp *http.Response) error {
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	b, _ := io.ReadAll(resp.Body)
+	msg := strings.TrimSpace(string(b))
+	if resp.StatusCode == deniedStatus {
+		return fail(exitDenied, "%s: %s", store, msg)
+	}
+	return fmt.Errorf("daemon: %s", msg)
+}
+
+// denied is the error for a user whom the kernel does not let reach the
+// store's control socket.
+func denied(store string) error {
+	owner, err := storeOwner(store)
+	if err != nil {
+		return fail(exitDenied, "%s: uid %d may not control this store (it is mounted, and only root and the store's owner may)", store, os.Geteuid())
+	}
+	return fail(exitDenied, "%s: %s", store, deniedMsg(uint32(os.Geteuid()), owner))
 }
 
 // daemonClient talks HTTP to the store's daemon over its control socket.

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
 )
@@ -24,10 +24,17 @@ import (
 type gcRequest struct {
 	Policy gc.Policy `json:"policy"`
 	DryRun bool      `json:"dry_run"`
-	Group  string    `json:"group,omitempty"` // only this group ("guest UUID", "dir PATH")
+	// Lineage limits gc to the images of one guest in one directory (the
+	// receiver expires its own lineage after each checkpoint).
+	Lineage *lineage `json:"lineage,omitempty"`
 	// NoCompact skips the compaction (and the wait for blob rewrites): the
 	// receiver expires after every checkpoint and must not stall on it.
 	NoCompact bool `json:"no_compact,omitempty"`
+}
+
+type lineage struct {
+	UUID string `json:"uuid"`
+	Dir  uint64 `json:"dir"`
 }
 
 // gcReport is what gc did (or, with --dry-run, would do).
@@ -70,11 +77,12 @@ func (v durationValue) Set(s string) error {
 
 // addPolicyFlags defines the retention flags (shared by gc and mount).
 func addPolicyFlags(f *pflag.FlagSet, p *gc.Policy) {
-	f.IntVar(&p.KeepLast, "keep-last", 0, "keep the `n` newest generations of each guest (and files of each directory)")
+	f.IntVar(&p.KeepLast, "keep-last", 0, "keep the `n` newest generations of each guest lineage (one owner's images of one guest in one directory)")
 	f.Var(durationValue{&p.KeepWithin}, "keep-within", "keep generations at most this much older than the newest (e.g. 36h, 7d)")
 	f.IntVar(&p.KeepHourly, "keep-hourly", 0, "keep the newest generation of each of the `n` newest hours")
 	f.IntVar(&p.KeepDaily, "keep-daily", 0, "keep the newest generation of each of the `n` newest days")
 	f.IntVar(&p.KeepWeekly, "keep-weekly", 0, "keep the newest generation of each of the `n` newest weeks")
+	f.BoolVar(&p.AllFiles, "expire-all-files", false, "expire regular files that are not xl save images too (each owner's files of each directory are a group); without it only images expire")
 }
 
 func runGCCmd(args []string) error {
@@ -153,9 +161,7 @@ func offlineGC(store string, req gcRequest, rep *gcReport) error {
 		rep.WouldFree, err = gc.Freed(cs, x, rep.Expired)
 		return err
 	}
-	if err := gc.RemoveOffline(x, rep.Expired, time.Now().UnixNano()); err != nil {
-		return err
-	}
+	rep.Failed = gc.Remove(rep.Expired, gc.OfflineRemover(x, time.Now().UnixNano()))
 	res, err := gc.Collect(cs, x, true)
 	rep.Result = &res
 	return err
@@ -180,13 +186,14 @@ func openWritable(dir string) (*chunkstore.Store, *index.Index, error) {
 }
 
 // daemonGC runs gc requests inside the mount daemon, one at a time. Files
-// are removed through the mountpoint, so the kernel's caches stay right
-// and open files stay readable until closed.
+// are removed through the mounted filesystem's own namespace (by directory
+// inode and entry, never by a path the kernel resolves), which keeps the
+// kernel's caches right and open files readable until closed.
 type daemonGC struct {
-	mu  sync.Mutex
-	mnt string
-	cs  *chunkstore.Store
-	x   *index.Index
+	mu   sync.Mutex
+	fsys *fs.FS
+	cs   *chunkstore.Store
+	x    *index.Index
 }
 
 // auto runs policy after each completed checkpoint: images counts the whole
@@ -225,18 +232,14 @@ func (d *daemonGC) run(req gcRequest) (gcReport, error) {
 	if rep.Expired, err = gc.Plan(d.x, req.Policy); err != nil {
 		return rep, err
 	}
-	if req.Group != "" {
-		rep.Expired = inGroup(rep.Expired, req.Group)
+	if l := req.Lineage; l != nil {
+		rep.Expired = gc.InLineage(rep.Expired, l.UUID, l.Dir)
 	}
 	if req.DryRun {
 		rep.WouldFree, err = gc.Freed(d.cs, d.x, rep.Expired)
 		return rep, err
 	}
-	for _, v := range rep.Expired {
-		if err := os.Remove(filepath.Join(d.mnt, v.Path)); err != nil {
-			rep.Failed = append(rep.Failed, fmt.Sprintf("%s: %v", v.Path, err))
-		}
-	}
+	rep.Failed = gc.Remove(rep.Expired, d.fsys.Remove)
 	res, err := gc.Collect(d.cs, d.x, !req.NoCompact)
 	rep.Result = &res
 	return rep, err

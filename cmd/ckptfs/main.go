@@ -26,6 +26,7 @@ const (
 	exitLocked     = 6 // store is in use by another process (and no daemon answers)
 	exitProblems   = 7 // fsck found problems
 	exitMalformed  = 8 // xen inspect: the file is not a well-formed xl save image
+	exitDenied     = 9 // the store's daemon refuses this user (only root and the store's owner control it)
 )
 
 // exitErr is an error with an exit code.

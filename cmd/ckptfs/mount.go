@@ -81,7 +81,7 @@ func runMount(o mountOptions, store, mnt string) error {
 		}
 		return fail(exitError, "mount %s: %v", mnt, err)
 	}
-	d := &daemonGC{mnt: absMnt, cs: m.Store, x: m.Index}
+	d := &daemonGC{fsys: m.FS, cs: m.Store, x: m.Index}
 	ctl, err := serveControl(absStore, m.Store, m.Index, d, m.Data)
 	if err != nil {
 		m.Unmount()

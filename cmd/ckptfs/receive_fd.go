@@ -39,6 +39,9 @@ type receiveRequest struct {
 // (closed when it ends).
 func sendStream(store string, fd int, req receiveRequest) (io.ReadCloser, error) {
 	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: socketPath(store), Net: "unix"})
+	if errors.Is(err, os.ErrPermission) {
+		return nil, denied(store)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("daemon of %s: %w", store, err)
 	}
@@ -54,10 +57,9 @@ func sendStream(store string, fd int, req receiveRequest) (io.ReadCloser, error)
 		conn.Close()
 		return nil, fmt.Errorf("daemon of %s: %w", store, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
+	if err := daemonStatus(store, resp); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("daemon: %s", string(b))
+		return nil, err
 	}
 	// The daemon waits for the descriptor before it answers more.
 	if _, _, err := conn.WriteMsgUnix([]byte{'F'}, syscall.UnixRights(fd), nil); err != nil {
@@ -114,8 +116,8 @@ func serveReceive(w http.ResponseWriter, r *http.Request, d *daemonGC, data *con
 		stream.Close()
 	}()
 	logf := func(f string, a ...any) { fmt.Fprintf(conn, f+"\n", a...) }
-	expire := func(group string) error {
-		_, err := d.run(gcRequest{Policy: req.Policy, Group: group, NoCompact: true})
+	expire := func(uuid string, dir uint64) error {
+		_, err := d.run(gcRequest{Policy: req.Policy, Lineage: &lineage{uuid, dir}, NoCompact: true})
 		return err
 	}
 	err = receive(stream, req.Buffer, req.Nice, data, x, req.Dir, req.Policy, expire, logf)

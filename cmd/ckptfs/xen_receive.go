@@ -74,7 +74,7 @@ func runXenReceiveCmd(args []string) error {
 // stream ends: an error says how (the sender stopping mid-checkpoint is
 // the normal end of an xl remus stream), and every generation published
 // before stays.
-func receive(src io.Reader, buffer, nice int, data *content.Store, x *index.Index, dir string, policy gc.Policy, expire func(group string) error, logf func(string, ...any)) error {
+func receive(src io.Reader, buffer, nice int, data *content.Store, x *index.Index, dir string, policy gc.Policy, expire func(uuid string, dir uint64) error, logf func(string, ...any)) error {
 	dirIno, err := mkdirAll(x, dir)
 	if err != nil {
 		return err
@@ -128,7 +128,7 @@ func receive(src io.Reader, buffer, nice int, data *content.Store, x *index.Inde
 				float64(published)/at.Sub(start).Seconds(), at.Sub(last).Round(time.Millisecond))
 			last, pageCount = at, 0
 			if !policy.Empty() && expire != nil {
-				return expire("guest " + uuid)
+				return expire(uuid, dirIno)
 			}
 			return nil
 		},
@@ -203,30 +203,19 @@ func receiveOffline(r io.Reader, w io.Writer, o receiveOptions) error {
 	defer cs.Close()
 	data := content.New(cs.DB(), cs, x, content.DefaultConfig())
 	defer data.Close()
-	expire := func(group string) error {
+	expire := func(uuid string, dir uint64) error {
 		vs, err := gc.Plan(x, o.policy)
 		if err != nil {
 			return err
 		}
-		vs = inGroup(vs, group)
-		if err := gc.RemoveOffline(x, vs, time.Now().UnixNano()); err != nil {
-			return err
+		if failed := gc.Remove(gc.InLineage(vs, uuid, dir), gc.OfflineRemover(x, time.Now().UnixNano())); len(failed) > 0 {
+			return fmt.Errorf("expiring: %s", strings.Join(failed, "; "))
 		}
 		_, err = gc.Collect(cs, x, false)
 		return err
 	}
 	err = receive(r, o.bufferMiB<<20, o.nice, data, x, o.into, o.policy, expire, func(f string, a ...any) { fmt.Fprintf(w, "ckptfs: "+f+"\n", a...) })
 	return fail(exitError, "xen receive: %v", err)
-}
-
-func inGroup(vs []gc.Victim, group string) []gc.Victim {
-	var out []gc.Victim
-	for _, v := range vs {
-		if v.Group == group {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 // receiveOnline hands stdin to the daemon of the store mounted where
