@@ -36,7 +36,14 @@ type Namespace interface {
 	Update(ino uint64, fn func(*index.Inode) error) (index.Inode, error)
 	Purge(ino uint64) error
 	UnlinkIno(parent uint64, name string, ino uint64, now int64) (index.Inode, error)
+	Link(parent uint64, name string, ino uint64, now int64) (index.Inode, error)
+	Exchange(p1 uint64, n1 string, p2 uint64, n2 string, now int64) error
+	Sync() error
 }
+
+// NameMax is the longest name, in bytes, a directory entry may have
+// (NAME_MAX, as statfs reports it).
+const NameMax = 255
 
 // FS is a mounted ckptfs.
 type FS struct {
@@ -147,6 +154,8 @@ func (f *FS) MountOptions(allowOther, debug bool) *gofs.Options {
 		AttrTimeout:     &sec,
 		NegativeTimeout: &sec,
 		RootStableAttr:  &gofs.StableAttr{Ino: index.RootIno, Mode: syscall.S_IFDIR},
+		// A file chmod-ed to 000 stays 000 (go-fuse would show 0644).
+		NullPermissions: true,
 		MountOptions: fuse.MountOptions{
 			// The store directory, so that a command given a path in the
 			// mount finds the daemon (its control socket is in the store).
@@ -188,6 +197,12 @@ func (f *FS) toErrno(op string, n *Node, err error) syscall.Errno {
 		return syscall.EISDIR
 	case errors.Is(err, index.ErrInval):
 		return syscall.EINVAL
+	case errors.Is(err, index.ErrPerm):
+		return syscall.EPERM
+	case errors.Is(err, index.ErrTooManyLinks):
+		return syscall.EMLINK
+	case errors.Is(err, index.ErrChanged):
+		return syscall.ESTALE
 	}
 	path := "?"
 	if n != nil {
@@ -222,6 +237,7 @@ func fillAttr(in *index.Inode, out *fuse.Attr) {
 	out.Size = uint64(in.Size)
 	out.Blocks = (uint64(in.Size) + 511) / 512
 	out.Blksize = Blksize
+	out.Rdev = in.Rdev
 	set := func(ns int64, s *uint64, n *uint32) { *s, *n = uint64(ns/1e9), uint32(ns%1e9) }
 	set(in.Atime, &out.Atime, &out.Atimensec)
 	set(in.Mtime, &out.Mtime, &out.Mtimensec)

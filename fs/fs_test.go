@@ -2,15 +2,19 @@ package fs
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/test/memimage"
@@ -287,4 +291,95 @@ func TestUnlinkWhileOpen(t *testing.T) {
 		t.Fatalf("read after unlink: %v", err)
 	}
 	f.Close()
+}
+
+// TestPosixAsProgramsExpect: what cp -a, rsync -aH, tar and careful
+// programs rely on answers as on Linux filesystems.
+func TestPosixAsProgramsExpect(t *testing.T) {
+	m := TestMount(t, "")
+	d := m.Dir
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// chmod 000 stays 000.
+	p := filepath.Join(d, "locked")
+	writeFile(t, p, []byte("secret"))
+	must(os.Chmod(p, 0))
+	if st, err := os.Stat(p); err != nil || st.Mode().Perm() != 0 {
+		t.Fatalf("chmod 000: mode %v (%v)", st.Mode(), err)
+	}
+	// Names over 255 bytes.
+	long := strings.Repeat("n", 256)
+	for what, err := range map[string]error{
+		"create":  os.WriteFile(filepath.Join(d, long), nil, 0o644),
+		"mkdir":   os.Mkdir(filepath.Join(d, long), 0o755),
+		"symlink": os.Symlink("x", filepath.Join(d, long)),
+		"rename":  os.Rename(p, filepath.Join(d, long)),
+		"link":    os.Link(p, filepath.Join(d, long)),
+	} {
+		if !errors.Is(err, syscall.ENAMETOOLONG) {
+			t.Errorf("%s of a 256-byte name: %v, want ENAMETOOLONG", what, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(d, long)); !errors.Is(err, syscall.ENAMETOOLONG) {
+		t.Errorf("stat of a 256-byte name: %v, want ENAMETOOLONG", err)
+	}
+	ok := strings.Repeat("n", 255)
+	writeFile(t, filepath.Join(d, ok), []byte("255"))
+	mustEqualFile(t, filepath.Join(d, ok), []byte("255"))
+	// RENAME_EXCHANGE, files and a directory across parents.
+	must(os.Mkdir(filepath.Join(d, "a"), 0o755))
+	must(os.Mkdir(filepath.Join(d, "a/sub"), 0o755))
+	writeFile(t, filepath.Join(d, "x"), []byte("x"))
+	writeFile(t, filepath.Join(d, "y"), []byte("y"))
+	must(unix.Renameat2(unix.AT_FDCWD, filepath.Join(d, "x"), unix.AT_FDCWD, filepath.Join(d, "y"), unix.RENAME_EXCHANGE))
+	mustEqualFile(t, filepath.Join(d, "x"), []byte("y"))
+	mustEqualFile(t, filepath.Join(d, "y"), []byte("x"))
+	must(unix.Renameat2(unix.AT_FDCWD, filepath.Join(d, "a/sub"), unix.AT_FDCWD, filepath.Join(d, "x"), unix.RENAME_EXCHANGE))
+	if st, err := os.Stat(filepath.Join(d, "x")); err != nil || !st.IsDir() {
+		t.Fatalf("exchanged directory: %v", err)
+	}
+	mustEqualFile(t, filepath.Join(d, "a/sub"), []byte("y"))
+	if st, _ := os.Stat(filepath.Join(d, "a")); st.Sys().(*syscall.Stat_t).Nlink != 2 {
+		t.Errorf("a's link count %d after its subdirectory left, want 2", st.Sys().(*syscall.Stat_t).Nlink)
+	}
+	// Hard links.
+	must(os.Link(filepath.Join(d, "y"), filepath.Join(d, "a/y2")))
+	st, _ := os.Stat(filepath.Join(d, "y"))
+	if n := st.Sys().(*syscall.Stat_t).Nlink; n != 2 {
+		t.Errorf("nlink %d after link, want 2", n)
+	}
+	f, err := os.OpenFile(filepath.Join(d, "a/y2"), os.O_WRONLY|os.O_APPEND, 0)
+	must(err)
+	f.Write([]byte("+"))
+	must(f.Close())
+	mustEqualFile(t, filepath.Join(d, "y"), []byte("x+"))
+	must(os.Remove(filepath.Join(d, "y")))
+	mustEqualFile(t, filepath.Join(d, "a/y2"), []byte("x+"))
+	if err := os.Link(filepath.Join(d, "a"), filepath.Join(d, "a-link")); !errors.Is(err, syscall.EPERM) {
+		t.Errorf("link of a directory: %v, want EPERM", err)
+	}
+	// FIFOs, sockets and device nodes, as metadata.
+	must(syscall.Mkfifo(filepath.Join(d, "fifo"), 0o640))
+	must(syscall.Mknod(filepath.Join(d, "sock"), syscall.S_IFSOCK|0o600, 0))
+	if os.Geteuid() == 0 {
+		must(syscall.Mknod(filepath.Join(d, "null"), syscall.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
+		var st syscall.Stat_t
+		must(syscall.Stat(filepath.Join(d, "null"), &st))
+		if st.Mode&syscall.S_IFMT != syscall.S_IFCHR || st.Rdev != unix.Mkdev(1, 3) {
+			t.Errorf("device node: mode %o rdev %d", st.Mode, st.Rdev)
+		}
+	}
+	if st, err := os.Stat(filepath.Join(d, "fifo")); err != nil || st.Mode()&os.ModeNamedPipe == 0 || st.Mode().Perm() != 0o640 {
+		t.Errorf("fifo: %v %v", st.Mode(), err)
+	}
+	// fsync and fdatasync of a directory work (a rename is made durable so).
+	dir, err := os.Open(filepath.Join(d, "a"))
+	must(err)
+	must(dir.Sync())
+	must(unix.Fdatasync(int(dir.Fd())))
+	dir.Close()
 }

@@ -47,6 +47,9 @@ var (
 	_ gofs.NodeSymlinker  = (*Node)(nil)
 	_ gofs.NodeReadlinker = (*Node)(nil)
 	_ gofs.NodeStatfser   = (*Node)(nil)
+	_ gofs.NodeLinker     = (*Node)(nil)
+	_ gofs.NodeMknoder    = (*Node)(nil)
+	_ gofs.NodeFsyncer    = (*Node)(nil)
 )
 
 func (n *Node) ino() uint64 { return n.StableAttr().Ino }
@@ -90,6 +93,9 @@ func (n *Node) child(ctx context.Context, in index.Inode, out *fuse.EntryOut) *g
 }
 
 func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if len(name) > NameMax {
+		return nil, syscall.ENAMETOOLONG
+	}
 	if index.IsStaging(name) {
 		return nil, syscall.ENOENT // a generation still being built
 	}
@@ -114,16 +120,31 @@ func (n *Node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	return gofs.NewListDirStream(list), 0
 }
 
+// checkNewName refuses a name no new entry may have.
+func checkNewName(name string) syscall.Errno {
+	if len(name) > NameMax {
+		return syscall.ENAMETOOLONG
+	}
+	if index.IsStaging(name) {
+		return syscall.EPERM // reserved for generations being built
+	}
+	return 0
+}
+
 func (n *Node) create(ctx context.Context, name string, mode uint32, target string, out *fuse.EntryOut) (*gofs.Inode, index.Inode, syscall.Errno) {
+	return n.createDev(ctx, name, mode, target, 0, out)
+}
+
+func (n *Node) createDev(ctx context.Context, name string, mode uint32, target string, rdev uint32, out *fuse.EntryOut) (*gofs.Inode, index.Inode, syscall.Errno) {
 	if n.fsys.readOnly {
 		return nil, index.Inode{}, syscall.EROFS
 	}
-	if index.IsStaging(name) {
-		return nil, index.Inode{}, syscall.EPERM // reserved for generations being built
+	if errno := checkNewName(name); errno != 0 {
+		return nil, index.Inode{}, errno
 	}
 	uid, gid := caller(ctx)
 	t := now()
-	in, err := n.fsys.ns.Create(n.ino(), name, index.Inode{Mode: mode, UID: uid, GID: gid, Atime: t, Mtime: t, Ctime: t, Target: target})
+	in, err := n.fsys.ns.Create(n.ino(), name, index.Inode{Mode: mode, UID: uid, GID: gid, Atime: t, Mtime: t, Ctime: t, Target: target, Rdev: rdev})
 	if err != nil {
 		return nil, in, n.fsys.toErrno("create", n, err)
 	}
@@ -138,6 +159,54 @@ func (n *Node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 func (n *Node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	ch, _, errno := n.create(ctx, name, syscall.S_IFLNK|0o777, target, out)
 	return ch, errno
+}
+
+// Mknod makes a FIFO, a socket or a device node (metadata only: the
+// kernel serves their I/O itself, never through this filesystem).
+func (n *Node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	switch mode & syscall.S_IFMT {
+	case syscall.S_IFIFO, syscall.S_IFSOCK, syscall.S_IFCHR, syscall.S_IFBLK:
+	case syscall.S_IFREG, 0:
+		mode = syscall.S_IFREG | mode&07777
+		dev = 0
+	default:
+		return nil, syscall.EINVAL
+	}
+	if mode&syscall.S_IFMT != syscall.S_IFCHR && mode&syscall.S_IFMT != syscall.S_IFBLK {
+		dev = 0
+	}
+	ch, _, errno := n.createDev(ctx, name, mode, "", dev, out)
+	return ch, errno
+}
+
+// Link gives target another name here (a hard link).
+func (n *Node) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if n.fsys.readOnly {
+		return nil, syscall.EROFS
+	}
+	if errno := checkNewName(name); errno != 0 {
+		return nil, errno
+	}
+	in, err := n.fsys.ns.Link(n.ino(), name, target.EmbeddedInode().StableAttr().Ino, now())
+	if err != nil {
+		return nil, n.fsys.toErrno("link", n, err)
+	}
+	return n.child(ctx, in, out), 0
+}
+
+// Fsync makes what the node's namespace operations and (through fh) its
+// writes did durable: fsync and fdatasync of a directory make a rename,
+// create or unlink in it durable.
+func (n *Node) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
+	if h, ok := fh.(*handle); ok {
+		if errno := h.Flush(ctx); errno != 0 {
+			return errno
+		}
+	}
+	if n.fsys.readOnly {
+		return 0
+	}
+	return n.fsys.toErrno("fsync", n, n.fsys.ns.Sync())
 }
 
 func (n *Node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
@@ -367,14 +436,17 @@ func (n *Node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	if n.fsys.readOnly {
 		return syscall.EROFS
 	}
-	const renameNoReplace, renameExchange = 1, 2
-	if flags&renameExchange != 0 {
-		return syscall.ENOTSUP
+	const renameNoReplace, renameExchange, renameWhiteout = 1, 2, 4
+	if flags&renameWhiteout != 0 {
+		return syscall.EINVAL // overlayfs's; not for this filesystem
 	}
-	if index.IsStaging(newName) { // the source, hidden by Lookup, never gets here
-		return syscall.EPERM // reserved for generations being built
+	if errno := checkNewName(newName); errno != 0 { // the source, hidden by Lookup, never gets here
+		return errno
 	}
 	np := newParent.EmbeddedInode()
+	if flags&renameExchange != 0 {
+		return n.fsys.toErrno("rename", n, n.fsys.ns.Exchange(n.ino(), name, np.StableAttr().Ino, newName, now()))
+	}
 	ch := np.GetChild(newName)
 	replaced, err := n.fsys.ns.Rename(n.ino(), name, np.StableAttr().Ino, newName, flags&renameNoReplace != 0, now())
 	if err != nil {

@@ -9,8 +9,6 @@ import (
 
 // posixSkips lists the posixtest cases that do not apply, with the reason.
 var posixSkips = map[string]string{
-	"Link":                "hard links are not supported (ENOTSUP): checkpoints have one name",
-	"LinkUnlinkRename":    "uses hard links",
 	"FcntlFlockLocksFile": "POSIX locks are not forwarded (EnableLocks off)",
 	"FcntlFlockSetLk":     "POSIX locks are not forwarded (EnableLocks off)",
 	"XAttr":               "extended attributes are disabled (DisableXAttrs)",

@@ -1,5 +1,5 @@
-// Package index keeps the namespace (directories, regular files, symlinks
-// and their attributes) and each file's extents in the store's Pebble
+// Package index keeps the namespace (directories, regular files, symlinks,
+// hard links, FIFOs, sockets and device nodes, and their attributes) and each file's extents in the store's Pebble
 // database, next to the chunks (see package chunkstore for the store-wide
 // key prefixes and the format version key).
 //
@@ -41,10 +41,15 @@
 //	"mnextino"                           next free inode/version/lineage/generation
 //	                                     number (8, BE)
 //
-// An inode value, 56 fixed bytes then the symlink target:
+// An inode value, 56 fixed bytes then the symlink target (for a
+// character or block device, its device number instead: rdev u32; other
+// inodes have nothing there):
 //
 //	mode u32 | uid u32 | gid u32 | nlink u32 | size i64 | ver u64 |
-//	atime i64 | mtime i64 | ctime i64 | target (rest of the value)
+//	atime i64 | mtime i64 | ctime i64 | target (rest of the value) or rdev u32
+//
+// A file with several names (hard links) has one dirent per name, all with
+// its ino, and nlink counts them; its inode goes when the last name does.
 //
 // Times are nanoseconds since the Unix epoch. The root directory is inode 1.
 //

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"syscall"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 )
@@ -87,6 +88,13 @@ type Inode struct {
 	Ver                 uint64
 	Atime, Mtime, Ctime int64  // nanoseconds since the Unix epoch
 	Target              string // symlink target
+	Rdev                uint32 // device number of a character or block device
+}
+
+// isDevice reports whether mode is a character or block device's.
+func isDevice(mode uint32) bool {
+	t := mode & syscall.S_IFMT
+	return t == syscall.S_IFCHR || t == syscall.S_IFBLK
 }
 
 const inodeFixed = 4*4 + 8*5
@@ -103,6 +111,9 @@ func encodeInode(in *Inode) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(in.Atime))
 	b = binary.BigEndian.AppendUint64(b, uint64(in.Mtime))
 	b = binary.BigEndian.AppendUint64(b, uint64(in.Ctime))
+	if isDevice(in.Mode) {
+		return binary.BigEndian.AppendUint32(b, in.Rdev)
+	}
 	return append(b, in.Target...)
 }
 
@@ -121,6 +132,12 @@ func decodeInode(ino uint64, b []byte) (Inode, error) {
 	in.Mtime = int64(binary.BigEndian.Uint64(b[40:]))
 	in.Ctime = int64(binary.BigEndian.Uint64(b[48:]))
 	in.Target = string(b[inodeFixed:])
+	if isDevice(in.Mode) {
+		if len(b) != inodeFixed+4 {
+			return Inode{}, fmt.Errorf("inode %d: %w: device inode of %d bytes", ino, ErrCorrupt, len(b))
+		}
+		in.Target, in.Rdev = "", binary.BigEndian.Uint32(b[inodeFixed:])
+	}
 	if in.Size < 0 {
 		return Inode{}, fmt.Errorf("inode %d: %w: negative size", ino, ErrCorrupt)
 	}

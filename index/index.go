@@ -35,6 +35,9 @@ var (
 	ErrInval    = errors.New("invalid argument")
 	// ErrChanged: the name no longer names the inode the caller meant.
 	ErrChanged = errors.New("the name now names another file")
+	ErrPerm    = errors.New("operation not permitted")
+	// ErrTooManyLinks: the file has MaxLinks names already.
+	ErrTooManyLinks = errors.New("too many links")
 )
 
 // Index keeps the namespace and the extents of every file in the store's
@@ -313,6 +316,108 @@ func (x *Index) Create(parent uint64, name string, in Inode) (Inode, error) {
 	return in, b.Commit(noSync)
 }
 
+// Link adds name in directory parent as another name of the
+// non-directory ino (a hard link), and returns the inode with its new link
+// count.
+func (x *Index) Link(parent uint64, name string, ino uint64, now int64) (Inode, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	dir, err := x.Get(parent)
+	if err != nil {
+		return Inode{}, err
+	}
+	if dir.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return Inode{}, ErrNotDir
+	}
+	in, err := x.Get(ino)
+	if err != nil {
+		return Inode{}, err
+	}
+	if in.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		return Inode{}, ErrPerm // link(2): EPERM for a directory
+	}
+	if in.Nlink == 0 {
+		return Inode{}, ErrNotFound // unlinked while open
+	}
+	if _, err := x.getDirent(parent, name); err == nil {
+		return Inode{}, ErrExist
+	} else if !errors.Is(err, ErrNotFound) {
+		return Inode{}, err
+	}
+	if in.Nlink >= MaxLinks {
+		return Inode{}, ErrTooManyLinks
+	}
+	b := x.db.NewBatch()
+	in.Nlink++
+	in.Ctime = now
+	dir.Mtime, dir.Ctime = now, now
+	x.putInode(b, &in)
+	x.putInode(b, &dir)
+	b.Set(direntKey(parent, name), encodeDirent(in.Ino, in.Mode), nil)
+	return in, b.Commit(noSync)
+}
+
+// MaxLinks bounds a file's names, as ext4 does.
+const MaxLinks = 65000
+
+// Exchange swaps two names atomically (rename(2) with RENAME_EXCHANGE):
+// each name then names what the other did. Both must exist.
+func (x *Index) Exchange(p1 uint64, n1 string, p2 uint64, n2 string, now int64) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	d1, err := x.getDirent(p1, n1)
+	if err != nil {
+		return err
+	}
+	d2, err := x.getDirent(p2, n2)
+	if err != nil {
+		return err
+	}
+	if d1.Ino == d2.Ino {
+		return nil
+	}
+	dir1, err := x.Get(p1)
+	if err != nil {
+		return err
+	}
+	dir2 := &dir1
+	if p2 != p1 {
+		d, err := x.Get(p2)
+		if err != nil {
+			return err
+		}
+		dir2 = &d
+	}
+	b := x.db.NewBatch()
+	isDir := func(m uint32) bool { return m&syscall.S_IFMT == syscall.S_IFDIR }
+	if dir2 != &dir1 {
+		// A directory that moves to the other parent takes its ".." along.
+		if isDir(d1.Mode) {
+			dir1.Nlink--
+			dir2.Nlink++
+		}
+		if isDir(d2.Mode) {
+			dir2.Nlink--
+			dir1.Nlink++
+		}
+	}
+	for _, ino := range []uint64{d1.Ino, d2.Ino} {
+		in, err := x.Get(ino)
+		if err != nil {
+			return err
+		}
+		in.Ctime = now
+		x.putInode(b, &in)
+	}
+	dir1.Mtime, dir1.Ctime = now, now
+	dir2.Mtime, dir2.Ctime = now, now
+	x.putInode(b, &dir1)
+	x.putInode(b, dir2)
+	b.Set(direntKey(p1, n1), encodeDirent(d2.Ino, d2.Mode), nil)
+	b.Set(direntKey(p2, n2), encodeDirent(d1.Ino, d1.Mode), nil)
+	return b.Commit(noSync)
+}
+
 // Unlink removes the name of a non-directory. When its last name goes, the
 // inode becomes an orphan: the caller calls Purge once no handle has it open
 // (orphans left by a crash are purged by Open).
@@ -506,6 +611,11 @@ func (x *Index) Rename(oldParent uint64, oldName string, newParent uint64, newNa
 	b.Set(direntKey(newParent, newName), encodeDirent(in.Ino, in.Mode), nil)
 	return replaced, b.Commit(noSync)
 }
+
+// Sync makes every namespace change committed so far durable (they are
+// committed without waiting for the disk; Pebble's log is ordered, so one
+// synced write covers all before it).
+func (x *Index) Sync() error { return x.db.LogData(nil, pebble.Sync) }
 
 // Purge deletes an orphaned inode and all its content versions.
 func (x *Index) Purge(ino uint64) error {

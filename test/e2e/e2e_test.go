@@ -8,8 +8,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/test/memimage"
 )
@@ -32,6 +35,16 @@ func makeSource(t *testing.T, dir string) {
 		must(os.WriteFile(filepath.Join(dir, fmt.Sprint("f", n)), memimage.Random(n, uint64(n)), 0o644))
 	}
 	must(os.Symlink("dom1/c2", filepath.Join(dir, "latest")))
+	// What cp -a, rsync -aH and tar of ordinary trees carry: hard links,
+	// FIFOs, device nodes, sockets, a file nobody may read.
+	must(os.Link(filepath.Join(dir, "dom1/c1"), filepath.Join(dir, "dom1/c1.hard")))
+	must(syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o640))
+	if os.Geteuid() == 0 {
+		must(syscall.Mknod(filepath.Join(dir, "null"), syscall.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
+		must(syscall.Mknod(filepath.Join(dir, "sock"), syscall.S_IFSOCK|0o755, 0))
+	}
+	must(os.WriteFile(filepath.Join(dir, "locked"), []byte("secret"), 0o600))
+	must(os.Chmod(filepath.Join(dir, "locked"), 0))
 	old := time.Date(2021, 5, 6, 7, 8, 9, 0, time.UTC)
 	must(os.Chtimes(filepath.Join(dir, "f1"), old, old))
 }
@@ -53,15 +66,18 @@ func TestCpAndRsync(t *testing.T) {
 	// into the mount
 	cmd("cp", "-a", src, filepath.Join(d.mnt, "cp"))
 	sameTree(t, src, filepath.Join(d.mnt, "cp"))
-	cmd("rsync", "-a", src+"/", filepath.Join(d.mnt, "rs")+"/")
+	cmd("rsync", "-aH", src+"/", filepath.Join(d.mnt, "rs")+"/")
 	sameTree(t, src, filepath.Join(d.mnt, "rs"))
+	cmd("mkdir", filepath.Join(d.mnt, "tar"))
+	cmd("sh", "-c", "tar -C '"+src+"' -cf - . | tar -C '"+filepath.Join(d.mnt, "tar")+"' -xpf -")
+	sameTree(t, src, filepath.Join(d.mnt, "tar"), "sock") // tar leaves sockets out
 	// a second rsync transfers nothing
-	out := cmd("rsync", "-a", "--stats", src+"/", filepath.Join(d.mnt, "rs")+"/")
+	out := cmd("rsync", "-aH", "--stats", src+"/", filepath.Join(d.mnt, "rs")+"/")
 	if m := regexp.MustCompile(`Number of regular files transferred: (\d+)`).FindStringSubmatch(out); m == nil || m[1] != "0" {
 		t.Fatalf("second rsync transferred files:\n%s", out)
 	}
 	// out of the mount
-	cmd("rsync", "-a", filepath.Join(d.mnt, "rs")+"/", filepath.Join(tmp, "back-rs")+"/")
+	cmd("rsync", "-aH", filepath.Join(d.mnt, "rs")+"/", filepath.Join(tmp, "back-rs")+"/")
 	sameTree(t, src, filepath.Join(tmp, "back-rs"))
 	cmd("cp", "-a", filepath.Join(d.mnt, "cp"), filepath.Join(tmp, "back-cp"))
 	sameTree(t, src, filepath.Join(tmp, "back-cp"))

@@ -160,6 +160,7 @@ func run(t *testing.T, args ...string) (string, int) {
 func treeSums(t *testing.T, root string) map[string]string {
 	t.Helper()
 	sums := map[string]string{}
+	firstName := map[uint64]string{} // inode -> its first path here (hard links)
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -175,6 +176,9 @@ func treeSums(t *testing.T, root string) map[string]string {
 			sums[rel] = "link:" + tgt
 		case info.IsDir():
 			sums[rel] = fmt.Sprintf("dir:%v", info.Mode().Perm())
+		case !info.Mode().IsRegular():
+			st := info.Sys().(*syscall.Stat_t)
+			sums[rel] = fmt.Sprintf("special:%v:%d", info.Mode(), st.Rdev)
 		default:
 			f, err := os.Open(p)
 			if err != nil {
@@ -187,6 +191,14 @@ func treeSums(t *testing.T, root string) map[string]string {
 			}
 			f.Close()
 			sums[rel] = fmt.Sprintf("file:%v:%x", info.Mode().Perm(), h.Sum(nil))
+			if st := info.Sys().(*syscall.Stat_t); st.Nlink > 1 {
+				if first, ok := firstName[st.Ino]; ok {
+					sums[rel] += ":same file as " + first
+				} else {
+					firstName[st.Ino] = rel
+					sums[rel] += fmt.Sprintf(":%d names", st.Nlink)
+				}
+			}
 		}
 		return err
 	})
@@ -196,9 +208,12 @@ func treeSums(t *testing.T, root string) map[string]string {
 	return sums
 }
 
-func sameTree(t *testing.T, a, b string) {
+func sameTree(t *testing.T, a, b string, except ...string) {
 	t.Helper()
 	sa, sb := treeSums(t, a), treeSums(t, b)
+	for _, e := range except {
+		delete(sa, e)
+	}
 	if len(sa) != len(sb) {
 		t.Fatalf("%s has %d entries, %s has %d", a, len(sa), b, len(sb))
 	}
