@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -68,6 +69,11 @@ type Options struct {
 	CacheBytes, MemTableBytes int64
 	// Logger receives Pebble's messages; nil discards informational ones.
 	Logger pebble.Logger
+	// AllowLost opens a writable store that lost durable writes (see
+	// DurableFile) instead of failing with *LostWrites: for fsck, which
+	// reports it and, repairing, accepts the loss. A read-only open always
+	// succeeds and reports it through Lost.
+	AllowLost bool
 }
 
 // DefaultOptions are the options ckptfs mounts with. See the README for the
@@ -91,15 +97,66 @@ type Store struct {
 	// never deletes a pinned chunk; mu orders pinning against sweeping.
 	mu   sync.Mutex
 	pins map[ID]int
+
+	dmu      sync.Mutex // orders durable commits and marker writes
+	dur      *durable
+	readOnly bool
 }
 
 // quietLogger drops Pebble's informational messages and sends errors to the
-// process's standard logger, which the daemon configures.
+// process's standard logger, which the daemon configures: one line each
+// (Pebble's errors carry multi-line stack traces), and a message repeated
+// within a minute is counted, not printed again (a full disk makes Pebble
+// retry the same failing flush over and over).
 type quietLogger struct{}
 
 func (quietLogger) Infof(string, ...any)      {}
-func (quietLogger) Errorf(f string, a ...any) { log.Printf("pebble: "+f, a...) }
-func (quietLogger) Fatalf(f string, a ...any) { log.Fatalf("pebble: "+f, a...) }
+func (quietLogger) Errorf(f string, a ...any) { logLimited("pebble: " + oneLine(fmt.Sprintf(f, a...))) }
+func (quietLogger) Fatalf(f string, a ...any) {
+	msg := "pebble: " + oneLine(fmt.Sprintf(f, a...))
+	log.Print(msg)
+	if h := FatalHook; h != nil {
+		h(msg)
+	}
+	os.Exit(exitFatal)
+}
+
+// FatalHook, if set, runs when the database meets an error it cannot go on
+// from, just before the process exits (the daemon unmounts there).
+var FatalHook func(msg string)
+
+const exitFatal = 1
+
+// oneLine keeps the first line of a message.
+func oneLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i] + " (...)"
+	}
+	return s
+}
+
+var limited struct {
+	sync.Mutex
+	last     string
+	at       time.Time
+	repeated int
+}
+
+// logLimited prints msg unless it repeats the previous one within a minute.
+func logLimited(msg string) {
+	limited.Lock()
+	defer limited.Unlock()
+	now := time.Now()
+	if msg == limited.last && now.Sub(limited.at) < time.Minute {
+		limited.repeated++
+		return
+	}
+	if limited.repeated > 0 {
+		log.Printf("(the previous message repeated %d times)", limited.repeated)
+	}
+	limited.last, limited.at, limited.repeated = msg, now, 0
+	log.Print(msg)
+}
 
 // Open opens or creates the store in dir.
 func Open(dir string, o Options) (*Store, error) {
@@ -158,8 +215,18 @@ func Open(dir string, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
+	dur, err := openDurable(fsys, dir, db, o.ReadOnly)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%s: durable marker: %w", dir, err)
+	}
+	if dur.lost != nil && !o.ReadOnly && !o.AllowLost {
+		dur.close()
+		db.Close()
+		return nil, fmt.Errorf("%s: %w", dir, dur.lost)
+	}
 	recent, _ := lru.New[ID, struct{}](1 << 16)
-	return &Store{db: db, codec: o.Codec, recent: recent, pins: map[ID]int{}}, nil
+	return &Store{db: db, codec: o.Codec, recent: recent, pins: map[ID]int{}, dur: dur, readOnly: o.ReadOnly}, nil
 }
 
 // checkDir refuses a non-empty directory that holds no Pebble database, so a
@@ -244,8 +311,27 @@ func SetCurrentFormat(b *pebble.Batch) error {
 // DB returns the underlying database, shared with package index.
 func (s *Store) DB() *pebble.DB { return s.db }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the database. A writable store first flushes its memtables
+// into tables and makes that durable, so that after a clean close nothing
+// committed depends on replaying the write-ahead log.
+func (s *Store) Close() error {
+	var err error
+	if !s.readOnly {
+		if err = s.db.Flush(); err == nil {
+			err = s.CommitDurable(s.db.NewBatch())
+		}
+		if err == nil {
+			err = s.db.Flush()
+		}
+	}
+	if cerr := s.dur.close(); err == nil {
+		err = cerr
+	}
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 func chunkKey(id ID) []byte {
 	k := make([]byte, 1+IDSize)

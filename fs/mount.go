@@ -1,8 +1,10 @@
 package fs
 
 import (
+	"log"
 	"os"
 	"sync"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -23,6 +25,38 @@ type Mounted struct {
 
 	unmountOnce, closeOnce sync.Once
 	closeErr               error
+	stop, synced           chan struct{}
+}
+
+// SyncInterval bounds how long a namespace change (create, rename,
+// unlink, chmod...) stays only in memory: the mount syncs them this often.
+// close(2), fsync(2) of a file or directory, and a published generation
+// are durable when they return.
+const SyncInterval = time.Second
+
+func (m *Mounted) syncLoop(l *log.Logger) {
+	defer close(m.synced)
+	if m.Index == nil || m.Store == nil {
+		return
+	}
+	t := time.NewTicker(SyncInterval)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+		if err := m.Index.SyncPending(); err != nil && !failing {
+			if l != nil {
+				l.Printf("ERROR syncing the namespace: %v", err)
+			}
+			failing = true
+		} else if err == nil {
+			failing = false
+		}
+	}
 }
 
 // MountConfig configures MountStore.
@@ -57,6 +91,9 @@ func MountStore(storeDir, mnt string, mc MountConfig) (*Mounted, error) {
 		cs.Close()
 		return nil, err
 	}
+	if !mc.ReadOnly {
+		x.SetDurable(cs.CommitDurable)
+	}
 	data := content.New(cs.DB(), cs, x, mc.Content)
 	mc.Config.ReadOnly = mc.ReadOnly
 	mc.Config.StoreDir = storeDir
@@ -72,7 +109,9 @@ func MountStore(storeDir, mnt string, mc MountConfig) (*Mounted, error) {
 		cs.Close()
 		return nil, err
 	}
-	return &Mounted{Dir: mnt, StoreDir: storeDir, Server: srv, Store: cs, Index: x, Data: data, FS: f}, nil
+	m := &Mounted{Dir: mnt, StoreDir: storeDir, Server: srv, Store: cs, Index: x, Data: data, FS: f, stop: make(chan struct{}), synced: make(chan struct{})}
+	go m.syncLoop(mc.Config.Logger)
+	return m, nil
 }
 
 // Wait blocks until the filesystem is unmounted (by Unmount or umount(8)),
@@ -84,6 +123,8 @@ func (m *Mounted) Wait() error {
 
 func (m *Mounted) close() error {
 	m.closeOnce.Do(func() {
+		close(m.stop)
+		<-m.synced
 		m.Data.Close()
 		m.closeErr = m.Store.Close()
 	})

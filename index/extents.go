@@ -171,5 +171,5 @@ func (x *Index) Commit(ino, ver uint64, size, mtime int64) (Inode, error) {
 	in.Ver, in.Size = ver, size
 	in.Mtime, in.Ctime = mtime, mtime
 	x.putInode(b, &in)
-	return in, b.Commit(pebble.Sync)
+	return in, x.commitDurable(b)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -49,6 +50,9 @@ type Index struct {
 	// next is the next free inode or content version number (one counter
 	// serves both); persisted under nextInoKey in the batch that uses it.
 	next uint64
+
+	durable func(*pebble.Batch) error // see SetDurable
+	pending atomic.Bool                // a commit since the last Sync
 }
 
 var noSync = pebble.NoSync
@@ -195,7 +199,7 @@ func (x *Index) commitIfFull(b **pebble.Batch) error {
 	if (*b).Len() < batchLimit {
 		return nil
 	}
-	if err := (*b).Commit(noSync); err != nil {
+	if err := x.commit(*b); err != nil {
 		return err
 	}
 	(*b).Close()
@@ -313,7 +317,7 @@ func (x *Index) Create(parent uint64, name string, in Inode) (Inode, error) {
 	x.putInode(b, &in)
 	x.putInode(b, &dir)
 	b.Set(direntKey(parent, name), encodeDirent(in.Ino, in.Mode), nil)
-	return in, b.Commit(noSync)
+	return in, x.commit(b)
 }
 
 // Link adds name in directory parent as another name of the
@@ -354,7 +358,7 @@ func (x *Index) Link(parent uint64, name string, ino uint64, now int64) (Inode, 
 	x.putInode(b, &in)
 	x.putInode(b, &dir)
 	b.Set(direntKey(parent, name), encodeDirent(in.Ino, in.Mode), nil)
-	return in, b.Commit(noSync)
+	return in, x.commit(b)
 }
 
 // MaxLinks bounds a file's names, as ext4 does.
@@ -415,7 +419,7 @@ func (x *Index) Exchange(p1 uint64, n1 string, p2 uint64, n2 string, now int64) 
 	x.putInode(b, dir2)
 	b.Set(direntKey(p1, n1), encodeDirent(d2.Ino, d2.Mode), nil)
 	b.Set(direntKey(p2, n2), encodeDirent(d1.Ino, d1.Mode), nil)
-	return b.Commit(noSync)
+	return x.commit(b)
 }
 
 // Unlink removes the name of a non-directory. When its last name goes, the
@@ -434,7 +438,7 @@ func (x *Index) Unlink(parent uint64, name string, now int64) (Inode, error) {
 		return in, err
 	}
 	x.putInode(b, &dir)
-	return in, b.Commit(noSync)
+	return in, x.commit(b)
 }
 
 // UnlinkIno is Unlink of parent/name only if that name still names inode
@@ -460,7 +464,7 @@ func (x *Index) UnlinkIno(parent uint64, name string, ino uint64, now int64) (In
 		return in, err
 	}
 	x.putInode(b, &dir)
-	return in, b.Commit(noSync)
+	return in, x.commit(b)
 }
 
 // unlinkLocked removes dir/name in b, updating *dir in memory; the caller
@@ -531,7 +535,7 @@ func (x *Index) Rmdir(parent uint64, name string, now int64) error {
 	if err := x.purge(b, in.Ino); err != nil {
 		return err
 	}
-	return b.Commit(noSync)
+	return x.commit(b)
 }
 
 // Rename moves oldParent/oldName to newParent/newName, replacing a
@@ -609,13 +613,47 @@ func (x *Index) Rename(oldParent uint64, oldName string, newParent uint64, newNa
 	x.putInode(b, &in)
 	b.Delete(direntKey(oldParent, oldName), nil)
 	b.Set(direntKey(newParent, newName), encodeDirent(in.Ino, in.Mode), nil)
-	return replaced, b.Commit(noSync)
+	return replaced, x.commit(b)
 }
 
 // Sync makes every namespace change committed so far durable (they are
 // committed without waiting for the disk; Pebble's log is ordered, so one
 // synced write covers all before it).
-func (x *Index) Sync() error { return x.db.LogData(nil, pebble.Sync) }
+func (x *Index) Sync() error {
+	x.pending.Store(false)
+	b := x.db.NewBatch()
+	defer b.Close()
+	return x.commitDurable(b)
+}
+
+// SyncPending is Sync if a change was committed since the last one; the
+// daemon calls it every second, so that a namespace change is durable at
+// most a second after it returned (as ext4's commit interval bounds it).
+func (x *Index) SyncPending() error {
+	if !x.pending.Load() {
+		return nil
+	}
+	return x.Sync()
+}
+
+// SetDurable sets how durable commits are made (chunkstore's
+// CommitDurable, which keeps the store's durable marker); without it they
+// are synced Pebble commits.
+func (x *Index) SetDurable(commit func(*pebble.Batch) error) { x.durable = commit }
+
+func (x *Index) commitDurable(b *pebble.Batch) error {
+	if x.durable != nil {
+		return x.durable(b)
+	}
+	return b.Commit(pebble.Sync)
+}
+
+// commit applies b without waiting for the disk; Sync or the next durable
+// commit makes it durable.
+func (x *Index) commit(b *pebble.Batch) error {
+	x.pending.Store(true)
+	return b.Commit(noSync)
+}
 
 // Purge deletes an orphaned inode and all its content versions.
 func (x *Index) Purge(ino uint64) error {
@@ -623,7 +661,7 @@ func (x *Index) Purge(ino uint64) error {
 	if err := x.purge(b, ino); err != nil {
 		return err
 	}
-	return b.Commit(noSync)
+	return x.commit(b)
 }
 
 // purge deletes ino's extents (its chunks become gc candidates) and marks
@@ -654,7 +692,7 @@ func (x *Index) Update(ino uint64, fn func(*Inode) error) (Inode, error) {
 	in.Ino = ino
 	b := x.db.NewBatch()
 	x.putInode(b, &in)
-	return in, b.Commit(noSync)
+	return in, x.commit(b)
 }
 
 // WalkInodes calls fn for every inode in inode-number order.

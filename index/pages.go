@@ -131,7 +131,7 @@ func (x *Index) BeginGen(ino uint64, uuid string) (Gen, error) {
 	}
 	b.Set(genKey(g.Lin, g.Gen), encodeGenRecord(GenRecord{State: GenInFlight, Floor: g.Floor, Ino: ino}), nil)
 	b.Set(inoGenKey(ino, g.Lin, g.Gen), nil, nil)
-	return g, b.Commit(noSync)
+	return g, x.commit(b)
 }
 
 // lastGen returns the lineage's newest generation record (State 0 if none).
@@ -161,6 +161,7 @@ func (x *Index) EndGen(g Gen, live bool) error {
 	if live {
 		r.State = GenLive
 	}
+	x.pending.Store(true)
 	return x.db.Set(genKey(g.Lin, g.Gen), encodeGenRecord(r), noSync)
 }
 
@@ -388,7 +389,7 @@ func (x *Index) ReclaimGen(lin, gen uint64) (done bool, entries int, err error) 
 		return false, entries, err
 	}
 	b.Delete(genKey(lin, gen), nil)
-	return true, entries, b.Commit(noSync)
+	return true, entries, x.commit(b)
 }
 
 var errBlocked = errors.New("blocked")

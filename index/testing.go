@@ -14,5 +14,6 @@ func TestIndex(t testing.TB) (*Index, *chunkstore.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	x.SetDurable(cs.CommitDurable)
 	return x, cs
 }

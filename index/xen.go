@@ -68,6 +68,7 @@ func decodeXen(v []byte) (XenInfo, error) {
 
 // SetXen records that ino's committed content is an xl save image.
 func (x *Index) SetXen(ino uint64, info XenInfo) error {
+	x.pending.Store(true)
 	return x.db.Set(xenKey(ino), encodeXen(info), pebble.NoSync)
 }
 

@@ -182,6 +182,7 @@ func openWritable(dir string) (*chunkstore.Store, *index.Index, error) {
 		cs.Close()
 		return nil, nil, storeErr(err)
 	}
+	x.SetDurable(cs.CommitDurable)
 	return cs, x, nil
 }
 
@@ -242,6 +243,9 @@ func (d *daemonGC) run(req gcRequest) (gcReport, error) {
 	rep.Failed = gc.Remove(rep.Expired, d.fsys.Remove)
 	res, err := gc.Collect(d.cs, d.x, !req.NoCompact)
 	rep.Result = &res
+	if err == nil {
+		err = d.x.Sync() // what gc reports removed stays removed
+	}
 	return rep, err
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
@@ -15,6 +16,8 @@ func storeErr(err error) error {
 		return &exitErr{exitLocked, err}
 	case errors.Is(err, chunkstore.ErrFormat), errors.Is(err, chunkstore.ErrNotStore), errors.Is(err, index.ErrNotFound):
 		return &exitErr{exitStore, err}
+	case errors.Is(err, chunkstore.ErrLostWrites):
+		return &exitErr{exitProblems, fmt.Errorf("%w\n'ckptfs fsck STORE' lists what is affected, 'ckptfs mount --read-only' serves what is intact, 'ckptfs fsck --repair STORE' accepts the store as it is now", err)}
 	}
 	return err
 }

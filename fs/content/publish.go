@@ -137,6 +137,9 @@ func (p *Publisher) Publish(dir uint64, name string, img *xen.PlainImage, mtime 
 	if err == nil {
 		_, err = p.x.Rename(dir, tmp, dir, name, true, mtime)
 	}
+	if err == nil {
+		err = p.x.Sync() // published means durable
+	}
 	if err != nil {
 		// Leave nothing behind: the hidden file goes, and with it the
 		// generation (gc reclaims it).

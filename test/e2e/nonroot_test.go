@@ -45,7 +45,7 @@ func TestNonRootMount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(base)
+	t.Cleanup(func() { os.RemoveAll(base) }) // after the daemon stops (cleanups run last first)
 	os.Chmod(base, 0o755)
 	os.Chmod(filepath.Dir(bin), 0o755)
 	store, mnt := filepath.Join(base, "store"), filepath.Join(base, "mnt")
@@ -126,7 +126,7 @@ func TestAllowOtherKeepsPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(base)
+	t.Cleanup(func() { os.RemoveAll(base) }) // after the daemon stops (cleanups run last first)
 	os.Chmod(base, 0o755)
 	d := mount(t, filepath.Join(base, "store"), filepath.Join(base, "mnt"), "--allow-other")
 	os.Chmod(d.mnt, 0o755)

@@ -196,7 +196,7 @@ func TestControlSocketPeers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(base)
+	t.Cleanup(func() { os.RemoveAll(base) }) // after the daemon stops (cleanups run last first)
 	os.Chmod(base, 0o755)
 	os.Chmod(filepath.Dir(bin), 0o755)
 	store, mnt := filepath.Join(base, "store"), filepath.Join(base, "mnt")
