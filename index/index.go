@@ -52,7 +52,7 @@ type Index struct {
 	next uint64
 
 	durable func(*pebble.Batch) error // see SetDurable
-	pending atomic.Bool                // a commit since the last Sync
+	pending atomic.Bool               // a commit since the last Sync
 }
 
 var noSync = pebble.NoSync
