@@ -52,7 +52,35 @@ var (
 	ErrFormat   = errors.New("unsupported store format")
 	ErrLocked   = errors.New("store is in use by another process")
 	ErrNotStore = errors.New("not a ckptfs store")
+	// ErrDamaged: a file of the store's database (a WAL, table, blob or
+	// manifest) fails its checks, so the store cannot be opened.
+	ErrDamaged = errors.New("the store's files are damaged")
 )
+
+// damaged reports whether err from Pebble says a file of the database is
+// damaged (rather than, say, missing permissions).
+func damaged(err error) bool {
+	if errors.Is(err, pebble.ErrCorruption) {
+		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{"replaying WAL", "corrupt", "checksum", "unexpected EOF", "invalid", "unknown", "mismatch"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasManifest(fsys vfs.FS, dir string) bool {
+	names, _ := fsys.List(dir)
+	for _, n := range names {
+		if strings.HasPrefix(n, "MANIFEST-") {
+			return true
+		}
+	}
+	return false
+}
 
 // Options configures Open.
 type Options struct {
@@ -101,6 +129,33 @@ type Store struct {
 	dmu      sync.Mutex // orders durable commits and marker writes
 	dur      *durable
 	readOnly bool
+	damage   *damage
+}
+
+// damage collects the database files Pebble found damaged while reading.
+type damage struct {
+	mu    sync.Mutex
+	files map[string]string // path -> what was wrong
+}
+
+func (d *damage) add(path, detail string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.files[path]; !ok {
+		d.files[path] = detail
+	}
+}
+
+// DamagedFiles returns the database files found damaged since Open, with
+// what was wrong with each. Reads of what they hold fail with ErrCorrupt.
+func (s *Store) DamagedFiles() map[string]string {
+	s.damage.mu.Lock()
+	defer s.damage.mu.Unlock()
+	out := make(map[string]string, len(s.damage.files))
+	for k, v := range s.damage.files {
+		out[k] = v
+	}
+	return out
 }
 
 // quietLogger drops Pebble's informational messages and sends errors to the
@@ -159,12 +214,32 @@ func logLimited(msg string) {
 }
 
 // Open opens or creates the store in dir.
+//
+// A writable open of an existing store opens it read-only first and checks
+// its durable marker (see DurableFile): Pebble's writable open replays the
+// write-ahead log into tables and deletes it, which would make a loss
+// permanent before anyone could see it.
 func Open(dir string, o Options) (*Store, error) {
 	fsys := o.FS
 	if fsys == nil {
 		fsys = vfs.Default
 		if err := checkDir(dir, o.ReadOnly); err != nil {
 			return nil, err
+		}
+	}
+	if !o.ReadOnly && !o.AllowLost && hasManifest(fsys, dir) {
+		ro := o
+		ro.ReadOnly = true
+		s, err := Open(dir, ro)
+		if err != nil {
+			return nil, err
+		}
+		lost := s.Lost()
+		if err := s.Close(); err != nil {
+			return nil, err
+		}
+		if lost != nil {
+			return nil, fmt.Errorf("%s: %w", dir, lost)
 		}
 	}
 	po := &pebble.Options{
@@ -178,6 +253,15 @@ func Open(dir string, o Options) (*Store, error) {
 	if po.Logger == nil {
 		po.Logger = quietLogger{}
 	}
+	dmg := &damage{files: map[string]string{}}
+	// Pebble's default for a damaged file is Fatalf: the read that found it
+	// fails with a corruption error anyway, which is what the caller gets
+	// (EIO through the mount); the daemon stays up.
+	po.EventListener = &pebble.EventListener{DataCorruption: func(info pebble.DataCorruptionInfo) {
+		detail := oneLine(fmt.Sprint(info.Details))
+		dmg.add(info.Path, detail)
+		logLimited(fmt.Sprintf("pebble: damaged file %s: %s", info.Path, detail))
+	}}
 	if o.CacheBytes > 0 {
 		c := pebble.NewCache(o.CacheBytes)
 		defer c.Unref()
@@ -209,7 +293,10 @@ func Open(dir string, o Options) (*Store, error) {
 		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock") {
 			return nil, fmt.Errorf("%s: %w", dir, ErrLocked)
 		}
-		return nil, fmt.Errorf("open store %s: %w", dir, err)
+		if damaged(err) {
+			return nil, fmt.Errorf("open store %s: %w: %s", dir, ErrDamaged, oneLine(err.Error()))
+		}
+		return nil, fmt.Errorf("open store %s: %s", dir, oneLine(err.Error()))
 	}
 	if err := checkFormat(db, o.ReadOnly); err != nil {
 		db.Close()
@@ -226,7 +313,7 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("%s: %w", dir, dur.lost)
 	}
 	recent, _ := lru.New[ID, struct{}](1 << 16)
-	return &Store{db: db, codec: o.Codec, recent: recent, pins: map[ID]int{}, dur: dur, readOnly: o.ReadOnly}, nil
+	return &Store{db: db, codec: o.Codec, recent: recent, pins: map[ID]int{}, dur: dur, readOnly: o.ReadOnly, damage: dmg}, nil
 }
 
 // checkDir refuses a non-empty directory that holds no Pebble database, so a
@@ -342,7 +429,8 @@ func chunkKey(id ID) []byte {
 
 // Has reports whether the chunk is stored. A point lookup: the bloom
 // filters answer for absent chunks without reading tables.
-func (s *Store) Has(id ID) (bool, error) {
+func (s *Store) Has(id ID) (_ bool, err error) {
+	defer guard(&err)
 	_, closer, err := s.db.Get(chunkKey(id))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, nil
@@ -471,12 +559,16 @@ func (s *Store) SetPrepared(b *pebble.Batch, id ID, value []byte) error {
 // Get returns the chunk's plain content appended to dst after checking that
 // it hashes to id. A missing chunk is ErrNotFound, a chunk that fails to
 // decode or verify is ErrCorrupt; both errors name the chunk.
-func (s *Store) Get(dst []byte, id ID) ([]byte, error) {
+func (s *Store) Get(dst []byte, id ID) (_ []byte, err error) {
+	defer guard(&err)
 	v, closer, err := s.db.Get(chunkKey(id))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, fmt.Errorf("chunk %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
+		if damaged(err) {
+			return nil, fmt.Errorf("chunk %s: %w: %s", id, ErrCorrupt, oneLine(err.Error()))
+		}
 		return nil, fmt.Errorf("chunk %s: %w", id, err)
 	}
 	defer closer.Close()
@@ -543,9 +635,17 @@ func (s *Store) Verify(fn func(Info, error) error) error {
 	for it.First(); it.Valid(); it.Next() {
 		var inf Info
 		copy(inf.ID[:], bytes.TrimPrefix(it.Key(), []byte{PrefixChunk}))
-		v, err := it.ValueAndErr()
+		v, err := iterValue(it)
 		if err != nil {
-			return err
+			// A value in a damaged blob file: this chunk is lost, the
+			// walk goes on.
+			if !errors.Is(err, ErrCorrupt) {
+				err = fmt.Errorf("%w: %s", ErrCorrupt, oneLine(err.Error()))
+			}
+			if err := fn(inf, fmt.Errorf("chunk %s: %w", inf.ID, err)); err != nil {
+				return err
+			}
+			continue
 		}
 		inf.Stored = len(v)
 		plain, verr := verify(buf[:0], inf.ID, v)
@@ -559,13 +659,31 @@ func (s *Store) Verify(fn func(Info, error) error) error {
 	return it.Error()
 }
 
+// iterValue is it.ValueAndErr, with a panic inside Pebble turned into an
+// error (see guard).
+func iterValue(it *pebble.Iterator) (v []byte, err error) {
+	defer guard(&err)
+	return it.ValueAndErr()
+}
+
+// guard turns a panic inside Pebble while reading into an ErrCorrupt
+// error: Pebble 2.1.7 panics ("unknown metadata type") instead of returning
+// its corruption error when a blob file is damaged. The panic is raised
+// after the failed read and changes no state, so reads can go on.
+func guard(err *error) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("%w: pebble: %v (a blob file of the store is damaged)", ErrCorrupt, p)
+	}
+}
+
 // DiskUsage returns the bytes Pebble's files take on disk.
 func (s *Store) DiskUsage() uint64 { return s.db.Metrics().DiskSpaceUsage() }
 
 var _ io.Closer = (*Store)(nil)
 
 // StoredSize returns the bytes chunk id's value takes (0 if absent).
-func (s *Store) StoredSize(id ID) (int64, error) {
+func (s *Store) StoredSize(id ID) (_ int64, err error) {
+	defer guard(&err)
 	v, closer, err := s.db.Get(chunkKey(id))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, nil

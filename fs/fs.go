@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -208,15 +209,15 @@ func (f *FS) toErrno(op string, n *Node, err error) syscall.Errno {
 	if n != nil {
 		path = "/" + n.Path(nil)
 	}
-	if errors.Is(err, chunkstore.ErrCorrupt) || errors.Is(err, chunkstore.ErrNotFound) {
-		f.log.Printf("ERROR %s %s: %v", op, path, err)
-		return syscall.EIO
-	}
 	var errno syscall.Errno
-	if errors.As(err, &errno) {
+	if !errors.Is(err, chunkstore.ErrCorrupt) && !errors.Is(err, chunkstore.ErrNotFound) && errors.As(err, &errno) {
 		return errno
 	}
-	f.log.Printf("ERROR %s %s: %v", op, path, err)
+	msg := err.Error()
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i] // Pebble's errors carry more lines
+	}
+	f.log.Printf("ERROR %s %s: %s", op, path, msg)
 	return syscall.EIO
 }
 

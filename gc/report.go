@@ -12,6 +12,7 @@ import (
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/index"
+	"strings"
 )
 
 // Stats is a store's accounting.
@@ -117,8 +118,13 @@ func lineages(x *index.Index) ([]Lineage, error) {
 
 // Problem is one thing fsck found wrong.
 type Problem struct {
-	Kind   string `json:"kind"` // corrupt-chunk, missing-chunk, bad-extent, dangling-dirent, index
+	// Kind is corrupt-chunk, missing-chunk, bad-extent, dangling-dirent,
+	// index, damaged-file (a database file failed its checks) or
+	// lost-writes (the write-ahead log lost acknowledged writes).
+	Kind   string `json:"kind"`
 	Ino    uint64 `json:"ino,omitempty"`
+	Path   string `json:"path,omitempty"` // the affected file, from the store's root
+	File   string `json:"file,omitempty"` // the damaged database file
 	Offset int64  `json:"offset,omitempty"`
 	Chunk  string `json:"chunk,omitempty"`
 	Detail string `json:"detail"`
@@ -196,7 +202,8 @@ func Fsck(cs *chunkstore.Store, x *index.Index) (*FsckReport, error) {
 		})
 	})
 	if err != nil {
-		return r, fmt.Errorf("walking files: %w", err)
+		// A damaged index table: say so and check the rest.
+		r.add(Problem{Kind: "index", Detail: "walking files stopped: " + firstLine(err)})
 	}
 	err = x.WalkDirents(func(parent uint64, d index.Dirent) error {
 		if mode, ok := inodes[parent]; !ok || mode&syscall.S_IFMT != syscall.S_IFDIR {
@@ -208,7 +215,7 @@ func Fsck(cs *chunkstore.Store, x *index.Index) (*FsckReport, error) {
 		return nil
 	})
 	if err != nil {
-		return r, fmt.Errorf("walking directories: %w", err)
+		r.add(Problem{Kind: "index", Detail: "walking directories stopped: " + firstLine(err)})
 	}
 	seen := map[chunkstore.ID]bool{}
 	err = cs.Verify(func(i chunkstore.Info, verr error) error {
@@ -229,13 +236,78 @@ func Fsck(cs *chunkstore.Store, x *index.Index) (*FsckReport, error) {
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, chunkstore.ErrCorrupt) {
-		return r, fmt.Errorf("verifying chunks: %w", err)
+	if err != nil {
+		r.add(Problem{Kind: "index", Detail: "verifying chunks stopped: " + firstLine(err)})
 	}
 	for id, n := range refs {
 		if !seen[id] {
 			r.add(Problem{Kind: "missing-chunk", Ino: uint64(n.ino), Offset: n.off, Chunk: id.String(), Detail: "referenced chunk is not in the store"})
 		}
 	}
+	damaged := cs.DamagedFiles()
+	files := make([]string, 0, len(damaged))
+	for f := range damaged {
+		files = append(files, f)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		r.add(Problem{Kind: "damaged-file", File: f, Detail: damaged[f]})
+	}
+	if l := cs.Lost(); l != nil {
+		r.add(Problem{Kind: "lost-writes", File: strings.Join(l.Logs, " "), Detail: l.Error()})
+	}
+	if err := namePaths(x, r.Problems); err != nil {
+		r.add(Problem{Kind: "index", Detail: "naming the affected files: " + firstLine(err)})
+	}
 	return r, nil
+}
+
+func firstLine(err error) string {
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
+
+// namePaths fills in the path of each problem's file.
+func namePaths(x *index.Index, ps []Problem) error {
+	want := map[uint64]bool{}
+	for _, p := range ps {
+		if p.Ino != 0 && p.Kind != "dangling-dirent" {
+			want[p.Ino] = true
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	type link struct {
+		parent uint64
+		name   string
+	}
+	links := map[uint64]link{}
+	err := x.WalkDirents(func(parent uint64, d index.Dirent) error {
+		links[d.Ino] = link{parent, d.Name}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := range ps {
+		if !want[ps[i].Ino] {
+			continue
+		}
+		var parts []string
+		for ino := ps[i].Ino; ino != index.RootIno && len(parts) < 4096; {
+			l, ok := links[ino]
+			if !ok {
+				parts = append(parts, fmt.Sprintf("(unnamed inode %d)", ino))
+				break
+			}
+			parts = append([]string{l.name}, parts...)
+			ino = l.parent
+		}
+		ps[i].Path = strings.Join(parts, "/")
+	}
+	return nil
 }

@@ -60,9 +60,11 @@ var noSync = pebble.NoSync
 // OpenReadOnly opens the index of a read-only database: no root is created
 // and no recovery runs.
 func OpenReadOnly(db *pebble.DB) (*Index, error) {
-	if _, err := (&Index{db: db}).Get(RootIno); err != nil {
+	if _, err := (&Index{db: db}).Get(RootIno); errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("index: %w", err)
 	}
+	// Another error (a damaged table) shows again where it matters: fsck
+	// reports it and reads of what it affects fail.
 	return &Index{db: db}, nil
 }
 

@@ -46,22 +46,47 @@ func runFsck(w io.Writer, o fsckOptions, store string) error {
 		fmt.Fprintf(w, "checked %d files, %d extents, %d chunks (%s re-hashed)\n", r.Files, r.Extents, r.Chunks, bytesStr(r.ChunkBytes))
 		fmt.Fprintf(w, "unreferenced chunks: %d\n", r.Unreferenced)
 		for _, p := range r.Problems {
-			fmt.Fprintf(w, "PROBLEM %s ino=%d offset=%d chunk=%s: %s\n", p.Kind, p.Ino, p.Offset, p.Chunk, p.Detail)
+			where := ""
+			if p.Path != "" {
+				where += " file=/" + p.Path
+			}
+			if p.Ino != 0 {
+				where += fmt.Sprintf(" ino=%d offset=%d", p.Ino, p.Offset)
+			}
+			if p.Chunk != "" {
+				where += " chunk=" + p.Chunk
+			}
+			if p.File != "" {
+				where += " store-file=" + p.File
+			}
+			fmt.Fprintf(w, "PROBLEM %s%s: %s\n", p.Kind, where, p.Detail)
 		}
 		if r.OK() {
 			fmt.Fprintln(w, "no problems found")
 		}
 	}
 	if o.repair {
+		for _, p := range r.Problems {
+			if p.Kind == "index" || p.Kind == "damaged-file" {
+				return fail(exitProblems, "fsck --repair: refused: the index could not be read whole (%s), so chunks it may still name would look unreferenced", p.Detail)
+			}
+		}
 		var res gc.Result
 		err := askDaemon(store, "/fsck-repair", &res)
 		if errors.Is(err, errNoDaemon) {
 			var cs *chunkstore.Store
 			var x *index.Index
-			if cs, x, err = openWritable(store); err != nil {
+			if cs, x, err = openStore(store, true); err != nil {
 				return err
 			}
-			res, err = gc.Repair(cs, x)
+			if lost := cs.Lost(); lost != nil {
+				if err = cs.AcceptLoss(); err == nil {
+					fmt.Fprintf(w, "repair: accepted the store as it is now (%d durable commits; the log had lost %d)\n", lost.DB, lost.Marker-lost.DB)
+				}
+			}
+			if err == nil {
+				res, err = gc.Repair(cs, x)
+			}
 			cs.Close()
 		}
 		if err != nil {

@@ -124,6 +124,8 @@ func main() {
 		code = ee.code
 	}
 	if msg := err.Error(); msg != "" && code != exitOK {
+		// Pebble's corruption errors append a line of their own.
+		msg = strings.ReplaceAll(msg, "\n<corruption detail carrier>", "")
 		fmt.Fprintln(os.Stderr, "ckptfs: "+msg)
 	}
 	os.Exit(code)

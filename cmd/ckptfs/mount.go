@@ -79,8 +79,15 @@ func runMount(o mountOptions, store, mnt string) error {
 		if e := storeErr(err); e != err {
 			return e
 		}
+		if errors.Is(err, syscall.EIO) {
+			return fail(exitProblems, "mount %s: the store cannot serve its root directory (input/output error): a file of the store is damaged; 'ckptfs fsck %s' lists what is affected", mnt, store)
+		}
 		return fail(exitError, "mount %s: %v", mnt, err)
 	}
+	if lost := m.Store.Lost(); lost != nil {
+		logger.Printf("WARNING %v; serving what is intact, read-only", lost)
+	}
+	chunkstore.FatalHook = func(string) { fs.Abort(absMnt) }
 	d := &daemonGC{fsys: m.FS, cs: m.Store, x: m.Index}
 	ctl, err := serveControl(absStore, m.Store, m.Index, d, m.Data)
 	if err != nil {
