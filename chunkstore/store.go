@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -299,12 +300,18 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %s", dir, oneLine(err.Error()))
 	}
 	if err := checkFormat(db, o.ReadOnly); err != nil {
-		db.Close()
+		closeDB(db)
+		if damaged(err) {
+			return nil, fmt.Errorf("%s: %w: %s", dir, ErrDamaged, oneLine(err.Error()))
+		}
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	dur, err := openDurable(fsys, dir, db, o.ReadOnly)
 	if err != nil {
-		db.Close()
+		closeDB(db)
+		if damaged(err) {
+			return nil, fmt.Errorf("%s: %w: %s", dir, ErrDamaged, oneLine(err.Error()))
+		}
 		return nil, fmt.Errorf("%s: durable marker: %w", dir, err)
 	}
 	if dur.lost != nil && !o.ReadOnly && !o.AllowLost {
@@ -414,7 +421,7 @@ func (s *Store) Close() error {
 	if cerr := s.dur.close(); err == nil {
 		err = cerr
 	}
-	if cerr := s.db.Close(); err == nil {
+	if cerr := closeDB(s.db); err == nil {
 		err = cerr
 	}
 	return err
@@ -672,8 +679,28 @@ func iterValue(it *pebble.Iterator) (v []byte, err error) {
 // after the failed read and changes no state, so reads can go on.
 func guard(err *error) {
 	if p := recover(); p != nil {
+		readPanicked.Store(true)
 		*err = fmt.Errorf("%w: pebble: %v (a blob file of the store is damaged)", ErrCorrupt, p)
 	}
+}
+
+// readPanicked records that guard caught a panic: Pebble then leaks a file
+// cache reference, and its Close panics about it.
+var readPanicked atomic.Bool
+
+// closeDB closes db; after a read panic (see guard) the leaked reference
+// makes Pebble's Close panic once everything is closed, which is logged,
+// not raised.
+func closeDB(db *pebble.DB) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if !readPanicked.Load() {
+				panic(p)
+			}
+			log.Printf("pebble: closing after reads of a damaged blob file: %v (the store's files are closed)", p)
+		}
+	}()
+	return db.Close()
 }
 
 // DiskUsage returns the bytes Pebble's files take on disk.

@@ -16,6 +16,8 @@ func storeErr(err error) error {
 		return &exitErr{exitLocked, err}
 	case errors.Is(err, chunkstore.ErrFormat), errors.Is(err, chunkstore.ErrNotStore), errors.Is(err, index.ErrNotFound):
 		return &exitErr{exitStore, err}
+	case errors.Is(err, chunkstore.ErrDamaged):
+		return &exitErr{exitProblems, fmt.Errorf("%w\nthe store cannot be opened; keep a copy of its directory before trying anything on it", err)}
 	case errors.Is(err, chunkstore.ErrLostWrites):
 		return &exitErr{exitProblems, fmt.Errorf("%w\n'ckptfs fsck STORE' lists what is affected, 'ckptfs mount --read-only' serves what is intact, 'ckptfs fsck --repair STORE' accepts the store as it is now", err)}
 	}
