@@ -131,6 +131,7 @@ type Store struct {
 	dur      *durable
 	readOnly bool
 	damage   *damage
+	space    *space
 }
 
 // damage collects the database files Pebble found damaged while reading.
@@ -191,28 +192,45 @@ func oneLine(s string) string {
 	return s
 }
 
-var limited struct {
-	sync.Mutex
+// Limiter drops a log message that repeats the previous one within a
+// minute, numbers aside (Pebble retries a failing flush into new files; a
+// reader retries the same damaged chunk at other offsets), and says how
+// many it dropped when the next different message comes.
+type Limiter struct {
+	mu       sync.Mutex
 	last     string
 	at       time.Time
 	repeated int
 }
 
-// logLimited prints msg unless it repeats the previous one within a minute.
-func logLimited(msg string) {
-	limited.Lock()
-	defer limited.Unlock()
+// Print logs msg to l (the standard logger if nil) unless it repeats.
+func (lim *Limiter) Print(l *log.Logger, msg string) {
+	if l == nil {
+		l = log.Default()
+	}
+	lim.mu.Lock()
+	defer lim.mu.Unlock()
 	now := time.Now()
-	if msg == limited.last && now.Sub(limited.at) < time.Minute {
-		limited.repeated++
+	key := strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return '#'
+		}
+		return r
+	}, msg)
+	if key == lim.last && now.Sub(lim.at) < time.Minute {
+		lim.repeated++
 		return
 	}
-	if limited.repeated > 0 {
-		log.Printf("(the previous message repeated %d times)", limited.repeated)
+	if lim.repeated > 0 {
+		l.Printf("(the previous message repeated %d times)", lim.repeated)
 	}
-	limited.last, limited.at, limited.repeated = msg, now, 0
-	log.Print(msg)
+	lim.last, lim.at, lim.repeated = key, now, 0
+	l.Print(msg)
 }
+
+var pebbleLog Limiter
+
+func logLimited(msg string) { pebbleLog.Print(nil, msg) }
 
 // Open opens or creates the store in dir.
 //
@@ -241,6 +259,16 @@ func Open(dir string, o Options) (*Store, error) {
 		}
 		if lost != nil {
 			return nil, fmt.Errorf("%s: %w", dir, lost)
+		}
+	}
+	if o.FS == nil {
+		// Each memtable costs its size in WAL (preallocated) and again when
+		// flushed: on a small disk they must be small (see Space).
+		var st syscall.Statfs_t
+		if syscall.Statfs(dir, &st) == nil {
+			if limit := max(4<<20, int64(st.Blocks)*st.Bsize/64); o.MemTableBytes > limit {
+				o.MemTableBytes = limit
+			}
 		}
 	}
 	po := &pebble.Options{
@@ -289,6 +317,15 @@ func Open(dir string, o Options) (*Store, error) {
 	// would only spend CPU on them.
 	po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
 	po.EnsureDefaults()
+	realDir := ""
+	if o.FS == nil {
+		realDir = dir
+	}
+	sp := newSpace(realDir, nil)
+	if !o.ReadOnly && sp.low() {
+		// Opening flushes what the WAL holds: give it the reserve.
+		(&Store{space: sp}).ReleaseReserve()
+	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock") {
@@ -320,7 +357,12 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("%s: %w", dir, dur.lost)
 	}
 	recent, _ := lru.New[ID, struct{}](1 << 16)
-	return &Store{db: db, codec: o.Codec, recent: recent, pins: map[ID]int{}, dur: dur, readOnly: o.ReadOnly, damage: dmg}, nil
+	sp.unflush = func() int64 { return int64(db.Metrics().MemTable.Size) }
+	s := &Store{db: db, codec: o.Codec, recent: recent, pins: map[ID]int{}, dur: dur, readOnly: o.ReadOnly, damage: dmg, space: sp}
+	if !o.ReadOnly {
+		s.RestoreReserve() // ErrNoSpace: not now; gc tries again
+	}
+	return s, nil
 }
 
 // checkDir refuses a non-empty directory that holds no Pebble database, so a
@@ -411,6 +453,9 @@ func (s *Store) DB() *pebble.DB { return s.db }
 func (s *Store) Close() error {
 	var err error
 	if !s.readOnly {
+		if s.space.low() {
+			s.ReleaseReserve() // the flush below needs room
+		}
 		if err = s.db.Flush(); err == nil {
 			err = s.CommitDurable(s.db.NewBatch())
 		}

@@ -6,6 +6,7 @@ package fs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log"
 	"os"
 	"strings"
@@ -57,6 +58,7 @@ type FS struct {
 	// nodes maps inode numbers to the Nodes go-fuse holds for the kernel,
 	// weakly: an entry goes once go-fuse drops its Node.
 	nodes sync.Map // uint64 -> weak.Pointer[Node]
+	limit chunkstore.Limiter
 }
 
 // Config configures New.
@@ -217,7 +219,7 @@ func (f *FS) toErrno(op string, n *Node, err error) syscall.Errno {
 	if i := strings.IndexByte(msg, '\n'); i >= 0 {
 		msg = msg[:i] // Pebble's errors carry more lines
 	}
-	f.log.Printf("ERROR %s %s: %s", op, path, msg)
+	f.limit.Print(f.log, fmt.Sprintf("ERROR %s %s: %s", op, path, msg))
 	return syscall.EIO
 }
 

@@ -202,6 +202,7 @@ func receiveOffline(r io.Reader, w io.Writer, o receiveOptions) error {
 	}
 	defer cs.Close()
 	data := content.New(cs.DB(), cs, x, content.DefaultConfig())
+	data.SetAdmit(cs.Admit)
 	defer data.Close()
 	expire := func(uuid string, dir uint64) error {
 		vs, err := gc.Plan(x, o.policy)

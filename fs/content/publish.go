@@ -76,6 +76,11 @@ func (p *Publisher) release(b *pebble.Batch, candidates bool) error {
 
 // Page stores the latest content of pfn (data is not kept).
 func (p *Publisher) Page(pfn uint64, data []byte) error {
+	if p.s.admit != nil {
+		if err := p.s.admit(len(data)); err != nil {
+			return err
+		}
+	}
 	ref := index.PageRef{Zero: chunkstore.IsZero(data)}
 	if !ref.Zero {
 		ref.ID = chunkstore.Sum(data)

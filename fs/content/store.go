@@ -92,7 +92,14 @@ type Store struct {
 	stats     Stats
 	closeOnce sync.Once
 	gen       atomic.Uint64
+	admit     func(n int) error // see SetAdmit
 }
+
+// SetAdmit sets the check that new data must pass before it is taken
+// (chunkstore's Admit, which keeps the disk from filling up). A refused
+// write fails its writer: close returns the error and the file keeps its
+// committed content.
+func (s *Store) SetAdmit(admit func(n int) error) { s.admit = admit }
 
 // NewGen returns a number never returned before. Readers pass one with a
 // version; a cursor's cached extents are reused only for the same pair.

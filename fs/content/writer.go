@@ -287,6 +287,11 @@ func (w *Writer) WriteAt(p []byte, off int64, now int64) error {
 	if len(p) == 0 {
 		return nil
 	}
+	if w.s.admit != nil {
+		if err := w.s.admit(len(p)); err != nil {
+			return w.fail(err)
+		}
+	}
 	if err := w.prepare(off, w.size); err != nil {
 		return w.fail(err)
 	}

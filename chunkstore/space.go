@@ -1,0 +1,151 @@
+package chunkstore
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Space keeps the store's disk from filling up. Pebble cannot live with a
+// full disk: a failed WAL write panics, a failed flush stalls every commit
+// for good (writers hang in close, in D state). So writes are admitted only
+// while the disk keeps a margin free beyond what the memtables will need
+// when flushed, and the store holds a reserve file that gc releases to get
+// room for its work (deletions and compactions write before they free).
+//
+//	ReserveFile   a file of reserve bytes (min(64 MiB, disk/16)), released
+//	              by gc, a remount or a close on a nearly full disk and
+//	              written again once there is room
+//	margin        the same size again: Admit refuses new data (ENOSPC)
+//	              once free space, less unflushed memtables and what was
+//	              admitted since the last statfs, would drop below it
+//
+// Deletions (unlink, rmdir, gc) are never refused.
+const ReserveFile = "CKPTFS-RESERVE"
+
+// ErrNoSpace is what Admit refuses with; it wraps ENOSPC.
+var ErrNoSpace = fmt.Errorf("the store's disk is full (ckptfs keeps a margin free so that deletion and gc still work): %w", syscall.ENOSPC)
+
+type space struct {
+	dir     string // "" on an in-memory store: no checks
+	reserve int64
+
+	mu       sync.Mutex
+	checked  time.Time
+	free     int64 // at checked
+	admitted int64 // since checked
+	unflush  func() int64
+	pending  int64 // unflushed memtable bytes at checked
+}
+
+// spaceCheckEvery bounds how stale the free-space figure Admit uses is.
+const spaceCheckEvery = 50 * time.Millisecond
+
+func newSpace(dir string, unflushed func() int64) *space {
+	sp := &space{dir: dir, unflush: unflushed}
+	var st syscall.Statfs_t
+	if dir == "" || syscall.Statfs(dir, &st) != nil {
+		sp.dir = ""
+		return sp
+	}
+	total := int64(st.Blocks) * st.Bsize
+	sp.reserve = min(64<<20, total/16)
+	return sp
+}
+
+func (sp *space) freeNow() (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(sp.dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * st.Bsize, nil
+}
+
+// Admit reserves n bytes of new data, or refuses with ErrNoSpace.
+func (s *Store) Admit(n int) error {
+	sp := s.space
+	if sp == nil || sp.dir == "" || s.readOnly {
+		return nil
+	}
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if time.Since(sp.checked) > spaceCheckEvery {
+		free, err := sp.freeNow()
+		if err != nil {
+			return nil // cannot tell; Pebble's own errors will
+		}
+		sp.free, sp.admitted, sp.checked = free, 0, time.Now()
+		sp.pending = sp.unflush()
+	}
+	// Data admitted costs its WAL bytes now and about as much again when
+	// its memtable is flushed.
+	need := 2*(sp.admitted+int64(n)) + sp.pending
+	if sp.free-need < sp.reserve {
+		sp.checked = time.Time{} // look again next time: gc may free space
+		return ErrNoSpace
+	}
+	sp.admitted += int64(n)
+	return nil
+}
+
+// ReleaseReserve deletes the reserve file, giving its bytes to whatever
+// runs next (gc, a flush on a full disk).
+func (s *Store) ReleaseReserve() {
+	if sp := s.space; sp != nil && sp.dir != "" {
+		os.Remove(filepath.Join(sp.dir, ReserveFile))
+	}
+}
+
+// RestoreReserve writes the reserve file again if it is missing and the
+// disk has room for it and the margin.
+func (s *Store) RestoreReserve() error {
+	sp := s.space
+	if sp == nil || sp.dir == "" || s.readOnly {
+		return nil
+	}
+	p := filepath.Join(sp.dir, ReserveFile)
+	if st, err := os.Stat(p); err == nil && st.Size() >= sp.reserve {
+		return nil
+	}
+	free, err := sp.freeNow()
+	if err != nil {
+		return err
+	}
+	if free < 3*sp.reserve {
+		return ErrNoSpace
+	}
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := syscall.Fallocate(int(f.Fd()), 0, 0, sp.reserve); err != nil {
+		if !errors.Is(err, syscall.EOPNOTSUPP) {
+			os.Remove(p)
+			return err
+		}
+		// No fallocate here: write the bytes.
+		buf := make([]byte, 1<<20)
+		for off := int64(0); off < sp.reserve; off += int64(len(buf)) {
+			if _, err := f.WriteAt(buf, off); err != nil {
+				os.Remove(p)
+				return err
+			}
+		}
+	}
+	return f.Sync()
+}
+
+// lowSpace reports whether the disk holding dir has less than the reserve
+// free (a remount or close there releases the reserve first).
+func (sp *space) low() bool {
+	if sp == nil || sp.dir == "" {
+		return false
+	}
+	free, err := sp.freeNow()
+	return err == nil && free < 2*sp.reserve
+}
