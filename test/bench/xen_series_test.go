@@ -3,6 +3,7 @@ package bench
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/ckptfs/ckptfs/chunkstore"
 	"io"
 	"os"
 	"os/exec"
@@ -23,11 +24,12 @@ func envInt(name string, def int) int {
 	return def
 }
 
-// duBytes is the apparent size of everything below dir.
+// duBytes is the apparent size of everything below dir, but a ckptfs
+// store's reserve file (space kept free for gc, not data).
 func duBytes(b *testing.B, dir string) int64 {
 	var n int64
 	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
-		if err == nil && fi.Mode().IsRegular() {
+		if err == nil && fi.Mode().IsRegular() && fi.Name() != chunkstore.ReserveFile {
 			n += fi.Size()
 		}
 		return nil
