@@ -11,6 +11,7 @@
 //	prefix  owner       key                          value
 //	------  ----------  ---------------------------  -------------------------------
 //	0x00    chunkstore  "\x00format"                 "ckptfs <version>" (ASCII)
+//	0x00    chunkstore  "\x00durable"                durable commits so far (8, BE); see DurableFile
 //	'c'     chunkstore  'c' | id (32 bytes)          chunk value (below)
 //	'd'     index       see package index             directory entry
 //	'e'     index       see package index             extent
@@ -24,6 +25,13 @@
 //	'r'     index       see package index             chunk references
 //	'g'     index       see package index             gc candidates
 //	'y'     index       see package index             image -> generation
+//
+// Beside Pebble's files the store directory holds CKPTFS-DURABLE (the
+// durable marker: DurableFile), CKPTFS-RESERVE (space kept free for gc:
+// ReserveFile) and, while mounted, the control socket ckptfs.sock. The
+// durable key and the two files came after format version 2 was set;
+// they are optional (a store without them opens, and gets them on its
+// first read-write open), so the version did not change.
 //
 // A chunk value:
 //

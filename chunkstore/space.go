@@ -53,6 +53,10 @@ func newSpace(dir string, unflushed func() int64) *space {
 		return sp
 	}
 	total := int64(st.Blocks) * st.Bsize
+	if total == 0 { // ramfs: no size, nothing to keep free
+		sp.dir = ""
+		return sp
+	}
 	sp.reserve = min(64<<20, total/16)
 	return sp
 }

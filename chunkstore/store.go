@@ -265,7 +265,7 @@ func Open(dir string, o Options) (*Store, error) {
 		// Each memtable costs its size in WAL (preallocated) and again when
 		// flushed: on a small disk they must be small (see Space).
 		var st syscall.Statfs_t
-		if syscall.Statfs(dir, &st) == nil {
+		if syscall.Statfs(dir, &st) == nil && st.Blocks > 0 { // ramfs reports no size
 			if limit := max(4<<20, int64(st.Blocks)*st.Bsize/64); o.MemTableBytes > limit {
 				o.MemTableBytes = limit
 			}
