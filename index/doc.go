@@ -114,4 +114,15 @@
 // names from lookup and readdir and refuses them as new names, so a
 // generation appears whole or not at all. Open removes any that a crash
 // left mid-build.
+//
+// # Durability
+//
+// Commit (a file's close or fsync) and Sync (fsync of a directory, a
+// published generation, the end of gc, and the mount's once-a-second
+// sync of pending changes) are durable commits: they go through the
+// function SetDurable installs, chunkstore's CommitDurable, which keeps
+// the store's durable marker. Every other namespace batch (create,
+// rename, unlink, setattr, link) is applied without waiting for the disk
+// and becomes durable with the next durable commit, Pebble's log being
+// ordered.
 package index
