@@ -138,6 +138,10 @@ func (m *Mounted) close() error {
 	return m.closeErr
 }
 
+// Close closes the store after the filesystem is unmounted (for a caller
+// that waited on Server itself).
+func (m *Mounted) Close() error { return m.close() }
+
 // Unmount unmounts and closes the store. Calling it again does nothing.
 func (m *Mounted) Unmount() error {
 	var err error

@@ -111,7 +111,9 @@ func runMount(o mountOptions, store, mnt string) error {
 		}
 	}()
 	fmt.Printf("ckptfs: ready: %s mounted at %s (pid %d); Ctrl-C or 'umount %s' unmounts\n", store, mnt, os.Getpid(), mnt)
-	err = m.Wait()
+	m.Server.Wait()
+	ctl.Close() // no request reaches a store being closed
+	err = m.Close()
 	signal.Stop(sigs)
 	if err != nil {
 		return fmt.Errorf("closing store: %w", err)
