@@ -51,6 +51,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeGenRecord$$' -fuzztime $(FUZZTIME) ./index
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeXen$$' -fuzztime $(FUZZTIME) ./index
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeValue$$' -fuzztime $(FUZZTIME) ./chunkstore
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMarker$$' -fuzztime $(FUZZTIME) ./chunkstore
 	$(GO) test -run '^$$' -fuzz '^FuzzScanner$$' -fuzztime $(FUZZTIME) ./xen
 	$(GO) test -run '^$$' -fuzz '^FuzzRemus$$' -fuzztime $(FUZZTIME) ./xen
 
