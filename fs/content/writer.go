@@ -762,6 +762,15 @@ func (w *Writer) Close() {
 		w.b = nil
 	}
 	w.unpin()
+	if w.err != nil && !w.staged && w.dirty {
+		// A failed writer (a full disk) may have applied appends past the
+		// committed size: drop them now, so their chunks go to gc.
+		b := w.s.db.NewBatch()
+		if w.s.ext.TruncateExtents(b, w.ino, w.ver, w.committedSize) == nil {
+			_ = b.Commit(pebble.NoSync) // best effort: the next writer drops them too
+		}
+		b.Close()
+	}
 	if m := &w.img; m.gen.Gen != 0 {
 		if m.base != nil {
 			m.base.Close()

@@ -136,7 +136,11 @@ func TestFullDisk(t *testing.T) {
 	timed(t, "remount on a full disk", 60*time.Second, func() error { d = mount(t, store, mnt); return nil })
 	check("after remount on the full disk")
 	d.stop(t)
-	if out, code := run(t, "fsck", store); code != 0 {
+	// The refused writes' chunks went to gc: nothing is left unreferenced.
+	if out, code := run(t, "gc", store); code != 0 {
+		t.Fatalf("gc: exit %d\n%s", code, out)
+	}
+	if out, code := run(t, "fsck", store); code != 0 || !strings.Contains(out, "unreferenced chunks: 0") {
 		t.Fatalf("fsck: exit %d\n%s", code, out)
 	}
 }
