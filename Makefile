@@ -1,4 +1,9 @@
 # ckptfs — see README.md.
+# Go as these machines install it (/usr/local/go), also from a shell that has
+# not put it on PATH: the tests run the go command themselves.
+ifeq ($(shell command -v go),)
+export PATH := $(PATH):/usr/local/go/bin
+endif
 GO      ?= go
 BIN     := bin/ckptfs
 STORE   ?= var/store
@@ -32,8 +37,11 @@ deps:
 	command -v losetup >/dev/null || need="$$need mount"; \
 	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "make deps: missing$$need; install them (as root: make deps)"; exit 1; fi; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need; \
-	fi
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need || exit 1; \
+	fi; \
+	for c in go rsync fusermount3 setpriv mkfs.ext4 losetup; do \
+	  command -v $$c >/dev/null || { echo "make deps: $$c still missing"; exit 1; }; \
+	done
 	@if [ -e /dev/fuse ] && [ "$$(id -u)" = 0 ]; then chmod 0666 /dev/fuse; fi
 
 # The whole suite under the race detector, then each fuzz target briefly.
