@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -45,8 +48,10 @@ type space struct {
 // spaceCheckEvery bounds how stale the free-space figure Admit uses is.
 const spaceCheckEvery = 50 * time.Millisecond
 
-func newSpace(dir string, unflushed func() int64) *space {
-	sp := &space{dir: dir, unflush: unflushed}
+// newSpace watches the disk of dir ("": none); the store sets unflush
+// once its database is open.
+func newSpace(dir string) *space {
+	sp := &space{dir: dir}
 	var st syscall.Statfs_t
 	if dir == "" || syscall.Statfs(dir, &st) != nil {
 		sp.dir = ""
@@ -72,7 +77,7 @@ func (sp *space) freeNow() (int64, error) {
 // Admit reserves n bytes of new data, or refuses with ErrNoSpace.
 func (s *Store) Admit(n int) error {
 	sp := s.space
-	if sp == nil || sp.dir == "" || s.readOnly {
+	if sp.dir == "" || s.readOnly {
 		return nil
 	}
 	sp.mu.Lock()
@@ -96,19 +101,53 @@ func (s *Store) Admit(n int) error {
 	return nil
 }
 
-// ReleaseReserve deletes the reserve file, giving its bytes to whatever
-// runs next (gc, a flush on a full disk).
-func (s *Store) ReleaseReserve() {
-	if sp := s.space; sp != nil && sp.dir != "" {
+// ReleaseReserve deletes the reserve file if the disk is nearly full,
+// giving its bytes to whatever runs next (gc, the flush of an open or a
+// close).
+func (s *Store) ReleaseReserve() { s.space.release() }
+
+func (sp *space) release() {
+	if sp.low() {
+		sp.drop()
+	}
+}
+
+// drop removes the reserve file whatever the free space (a clean close).
+func (sp *space) drop() {
+	if sp.dir != "" {
 		os.Remove(filepath.Join(sp.dir, ReserveFile))
 	}
+}
+
+// dropRecycledLogs removes, after a clean close (every memtable flushed),
+// the WAL files but the newest: Pebble keeps up to five for recycling,
+// about a memtable each, and none holds anything the tables lack.
+func (sp *space) dropRecycledLogs() error {
+	if sp.dir == "" {
+		return nil
+	}
+	logs, err := filepath.Glob(filepath.Join(sp.dir, "*.log"))
+	if err != nil || len(logs) < 2 {
+		return err
+	}
+	num := func(p string) int64 {
+		n, _ := strconv.ParseInt(strings.TrimSuffix(filepath.Base(p), ".log"), 10, 64)
+		return n
+	}
+	sort.Slice(logs, func(i, j int) bool { return num(logs[i]) < num(logs[j]) }) // the newest last
+	for _, l := range logs[:len(logs)-1] {
+		if err := os.Remove(l); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // RestoreReserve writes the reserve file again if it is missing and the
 // disk has room for it and the margin.
 func (s *Store) RestoreReserve() error {
 	sp := s.space
-	if sp == nil || sp.dir == "" || s.readOnly {
+	if sp.dir == "" || s.readOnly {
 		return nil
 	}
 	p := filepath.Join(sp.dir, ReserveFile)
@@ -144,10 +183,9 @@ func (s *Store) RestoreReserve() error {
 	return f.Sync()
 }
 
-// lowSpace reports whether the disk holding dir has less than the reserve
-// free (a remount or close there releases the reserve first).
+// low reports whether the disk has less than twice the reserve free.
 func (sp *space) low() bool {
-	if sp == nil || sp.dir == "" {
+	if sp.dir == "" {
 		return false
 	}
 	free, err := sp.freeNow()

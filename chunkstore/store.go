@@ -168,9 +168,9 @@ func (s *Store) DamagedFiles() map[string]string {
 type quietLogger struct{}
 
 func (quietLogger) Infof(string, ...any)      {}
-func (quietLogger) Errorf(f string, a ...any) { logLimited("pebble: " + oneLine(fmt.Sprintf(f, a...))) }
+func (quietLogger) Errorf(f string, a ...any) { logLimited("pebble: " + OneLine(fmt.Sprintf(f, a...))) }
 func (quietLogger) Fatalf(f string, a ...any) {
-	msg := "pebble: " + oneLine(fmt.Sprintf(f, a...))
+	msg := "pebble: " + OneLine(fmt.Sprintf(f, a...))
 	log.Print(msg)
 	if h := FatalHook; h != nil {
 		h(msg)
@@ -184,8 +184,9 @@ var FatalHook func(msg string)
 
 const exitFatal = 1
 
-// oneLine keeps the first line of a message.
-func oneLine(s string) string {
+// OneLine keeps the first line of a message (Pebble's errors carry stack
+// traces and detail lines after it).
+func OneLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		s = s[:i] + " (...)"
 	}
@@ -287,7 +288,7 @@ func Open(dir string, o Options) (*Store, error) {
 	// fails with a corruption error anyway, which is what the caller gets
 	// (EIO through the mount); the daemon stays up.
 	po.EventListener = &pebble.EventListener{DataCorruption: func(info pebble.DataCorruptionInfo) {
-		detail := oneLine(fmt.Sprint(info.Details))
+		detail := OneLine(fmt.Sprint(info.Details))
 		dmg.add(info.Path, detail)
 		logLimited(fmt.Sprintf("pebble: damaged file %s: %s", info.Path, detail))
 	}}
@@ -321,10 +322,11 @@ func Open(dir string, o Options) (*Store, error) {
 	if o.FS == nil {
 		realDir = dir
 	}
-	sp := newSpace(realDir, nil)
-	if !o.ReadOnly && sp.low() {
-		// Opening flushes what the WAL holds: give it the reserve.
-		(&Store{space: sp}).ReleaseReserve()
+	sp := newSpace(realDir)
+	if !o.ReadOnly {
+		// Opening flushes what the WAL holds: on a full disk it needs the
+		// reserve.
+		sp.release()
 	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
@@ -332,14 +334,14 @@ func Open(dir string, o Options) (*Store, error) {
 			return nil, fmt.Errorf("%s: %w", dir, ErrLocked)
 		}
 		if damaged(err) {
-			return nil, fmt.Errorf("open store %s: %w: %s", dir, ErrDamaged, oneLine(err.Error()))
+			return nil, fmt.Errorf("open store %s: %w: %s", dir, ErrDamaged, OneLine(err.Error()))
 		}
-		return nil, fmt.Errorf("open store %s: %s", dir, oneLine(err.Error()))
+		return nil, fmt.Errorf("open store %s: %s", dir, OneLine(err.Error()))
 	}
 	if err := checkFormat(db, o.ReadOnly); err != nil {
 		closeDB(db)
 		if damaged(err) {
-			return nil, fmt.Errorf("%s: %w: %s", dir, ErrDamaged, oneLine(err.Error()))
+			return nil, fmt.Errorf("%s: %w: %s", dir, ErrDamaged, OneLine(err.Error()))
 		}
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
@@ -347,7 +349,7 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		closeDB(db)
 		if damaged(err) {
-			return nil, fmt.Errorf("%s: %w: %s", dir, ErrDamaged, oneLine(err.Error()))
+			return nil, fmt.Errorf("%s: %w: %s", dir, ErrDamaged, OneLine(err.Error()))
 		}
 		return nil, fmt.Errorf("%s: durable marker: %w", dir, err)
 	}
@@ -450,12 +452,15 @@ func (s *Store) DB() *pebble.DB { return s.db }
 // Close closes the database. A writable store first flushes its memtables
 // into tables and makes that durable, so that after a clean close nothing
 // committed depends on replaying the write-ahead log.
+//
+// A clean close also removes what only a mounted store needs on disk: the
+// reserve file (written again at the next open) and the WAL files Pebble
+// keeps for recycling, which every table now makes obsolete. After it the
+// store's directory holds its data, not its overheads.
 func (s *Store) Close() error {
 	var err error
 	if !s.readOnly {
-		if s.space.low() {
-			s.ReleaseReserve() // the flush below needs room
-		}
+		s.space.drop() // the flush below needs room on a full disk
 		if err = s.db.Flush(); err == nil {
 			err = s.CommitDurable(s.db.NewBatch())
 		}
@@ -468,6 +473,9 @@ func (s *Store) Close() error {
 	}
 	if cerr := closeDB(s.db); err == nil {
 		err = cerr
+	}
+	if err == nil && !s.readOnly {
+		err = s.space.dropRecycledLogs()
 	}
 	return err
 }
@@ -619,7 +627,7 @@ func (s *Store) Get(dst []byte, id ID) (_ []byte, err error) {
 	}
 	if err != nil {
 		if damaged(err) {
-			return nil, fmt.Errorf("chunk %s: %w: %s", id, ErrCorrupt, oneLine(err.Error()))
+			return nil, fmt.Errorf("chunk %s: %w: %s", id, ErrCorrupt, OneLine(err.Error()))
 		}
 		return nil, fmt.Errorf("chunk %s: %w", id, err)
 	}
@@ -692,7 +700,7 @@ func (s *Store) Verify(fn func(Info, error) error) error {
 			// A value in a damaged blob file: this chunk is lost, the
 			// walk goes on.
 			if !errors.Is(err, ErrCorrupt) {
-				err = fmt.Errorf("%w: %s", ErrCorrupt, oneLine(err.Error()))
+				err = fmt.Errorf("%w: %s", ErrCorrupt, OneLine(err.Error()))
 			}
 			if err := fn(inf, fmt.Errorf("chunk %s: %w", inf.ID, err)); err != nil {
 				return err

@@ -49,8 +49,12 @@ const settleTimeout = 30 * time.Second
 // ranges. Its memory is one batch of candidates. Every step is an atomic
 // batch and the work list is persistent, so a crash at any point loses
 // nothing live and the next Collect finishes the job. Callers serialize
-// Collect calls.
+// Collect calls. Deleting writes before it frees: Collect has the store's
+// reserve file (see chunkstore.ReserveFile) while it runs, so it works on
+// a full disk.
 func Collect(cs *chunkstore.Store, x *index.Index, compact bool) (Result, error) {
+	cs.ReleaseReserve()
+	defer cs.RestoreReserve()
 	start := time.Now()
 	r := Result{DiskBefore: int64(cs.DiskUsage())}
 	var dead []index.GenRecord

@@ -162,8 +162,6 @@ func offlineGC(store string, req gcRequest, rep *gcReport) error {
 		return err
 	}
 	rep.Failed = gc.Remove(rep.Expired, gc.OfflineRemover(x, time.Now().UnixNano()))
-	cs.ReleaseReserve() // room for the compactions that free space
-	defer cs.RestoreReserve()
 	res, err := gc.Collect(cs, x, true)
 	rep.Result = &res
 	return err
@@ -250,8 +248,6 @@ func (d *daemonGC) run(req gcRequest) (gcReport, error) {
 		return rep, err
 	}
 	rep.Failed = gc.Remove(rep.Expired, d.fsys.Remove)
-	d.cs.ReleaseReserve() // room for the compactions that free space
-	defer d.cs.RestoreReserve()
 	res, err := gc.Collect(d.cs, d.x, !req.NoCompact)
 	rep.Result = &res
 	if err == nil {
