@@ -23,7 +23,6 @@ var (
 	_ gofs.FileReader   = (*handle)(nil)
 	_ gofs.FileWriter   = (*handle)(nil)
 	_ gofs.FileFlusher  = (*handle)(nil)
-	_ gofs.FileFsyncer  = (*handle)(nil)
 	_ gofs.FileReleaser = (*handle)(nil)
 )
 
@@ -94,10 +93,6 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 	h.n.mu.Lock()
 	defer h.n.mu.Unlock()
 	return h.n.commitLocked("close")
-}
-
-func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	return h.Flush(ctx)
 }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -215,11 +214,7 @@ func (f *FS) toErrno(op string, n *Node, err error) syscall.Errno {
 	if !errors.Is(err, chunkstore.ErrCorrupt) && !errors.Is(err, chunkstore.ErrNotFound) && errors.As(err, &errno) {
 		return errno
 	}
-	msg := err.Error()
-	if i := strings.IndexByte(msg, '\n'); i >= 0 {
-		msg = msg[:i] // Pebble's errors carry more lines
-	}
-	f.limit.Print(f.log, fmt.Sprintf("ERROR %s %s: %s", op, path, msg))
+	f.limit.Print(f.log, fmt.Sprintf("ERROR %s %s: %s", op, path, chunkstore.OneLine(err.Error())))
 	return syscall.EIO
 }
 

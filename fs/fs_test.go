@@ -138,15 +138,20 @@ func TestConcurrentWriters(t *testing.T) {
 	}
 }
 
-func TestNamespace(t *testing.T) {
-	m := TestMount(t, "")
-	d := m.Dir
-	must := func(err error) {
+// fatalIf returns a function that fails t on a non-nil error.
+func fatalIf(t *testing.T) func(error) {
+	return func(err error) {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+func TestNamespace(t *testing.T) {
+	m := TestMount(t, "")
+	d := m.Dir
+	must := fatalIf(t)
 	must(os.MkdirAll(filepath.Join(d, "a/b/c"), 0o755))
 	writeFile(t, filepath.Join(d, "a/f1"), []byte("one"))
 	writeFile(t, filepath.Join(d, "a/f2"), []byte("two"))
@@ -298,12 +303,7 @@ func TestUnlinkWhileOpen(t *testing.T) {
 func TestPosixAsProgramsExpect(t *testing.T) {
 	m := TestMount(t, "")
 	d := m.Dir
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := fatalIf(t)
 	// chmod 000 stays 000.
 	p := filepath.Join(d, "locked")
 	writeFile(t, p, []byte("secret"))

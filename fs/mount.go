@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -109,7 +108,7 @@ func MountStore(storeDir, mnt string, mc MountConfig) (*Mounted, error) {
 	}
 	srv, err := gofs.Mount(mnt, f.Root(), f.MountOptions(mc.AllowOther, mc.Debug))
 	if err != nil {
-		if _, mounted := fuseMinor(mnt); mounted {
+		if _, mounted, _ := MountAt(mnt); mounted {
 			Abort(mnt) // mounted, then failed to start serving
 		}
 		data.Close()
@@ -160,32 +159,13 @@ func (m *Mounted) Unmount() error {
 // on an unrecoverable error calls it first, so that no process (the
 // daemon's own threads included) is left waiting on a server that is gone.
 func Abort(mnt string) {
-	if minor, ok := fuseMinor(mnt); ok {
+	if m, ok, _ := MountAt(mnt); ok {
 		const ctl = "/sys/fs/fuse/connections"
-		p := fmt.Sprintf("%s/%d/abort", ctl, minor)
+		p := fmt.Sprintf("%s/%d/abort", ctl, m.Minor)
 		if _, err := os.Stat(p); err != nil && os.Geteuid() == 0 {
 			syscall.Mount("fusectl", ctl, "fusectl", 0, "")
 		}
 		os.WriteFile(p, []byte("1"), 0)
 	}
 	syscall.Unmount(mnt, syscall.MNT_DETACH)
-}
-
-// fuseMinor returns the device minor of the FUSE mount at mnt, which names
-// its connection under /sys/fs/fuse/connections.
-func fuseMinor(mnt string) (int, bool) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return 0, false
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) > 4 && f[4] == mnt {
-			var major, minor int
-			if _, err := fmt.Sscanf(f[2], "%d:%d", &major, &minor); err == nil {
-				return minor, true
-			}
-		}
-	}
-	return 0, false
 }

@@ -198,9 +198,13 @@ func (n *Node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 // writes did durable: fsync and fdatasync of a directory make a rename,
 // create or unlink in it durable.
 func (n *Node) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
-	if h, ok := fh.(*handle); ok {
-		if errno := h.Flush(ctx); errno != 0 {
-			return errno
+	if h, ok := fh.(*handle); ok && h.writable {
+		n.mu.Lock()
+		dirty := n.w != nil && n.w.Dirty()
+		errno := n.commitLocked("fsync")
+		n.mu.Unlock()
+		if errno != 0 || dirty {
+			return errno // the commit was durable, and so is all before it
 		}
 	}
 	if n.fsys.readOnly {

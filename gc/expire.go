@@ -48,28 +48,9 @@ func Plan(x *index.Index, p Policy) ([]Victim, error) {
 	if p.Empty() {
 		return nil, nil
 	}
-	links := map[uint64][]Link{}
-	err := x.WalkDirents(func(parent uint64, d index.Dirent) error {
-		links[d.Ino] = append(links[d.Ino], Link{parent, d.Name})
-		return nil
-	})
+	links, err := readNames(x)
 	if err != nil {
 		return nil, err
-	}
-	pathOf := func(ino uint64) string {
-		var parts []string
-		for ino != index.RootIno {
-			l, ok := links[ino]
-			if !ok || len(parts) > 4096 {
-				return ""
-			}
-			parts = append(parts, l[0].Name)
-			ino = l[0].Parent
-		}
-		for i, j := 0, len(parts)-1; i < j; i, j = i+1, j-1 {
-			parts[i], parts[j] = parts[j], parts[i]
-		}
-		return path.Join(parts...)
 	}
 	xenOf := map[uint64]index.XenInfo{}
 	if err := x.WalkXen(func(ino uint64, info index.XenInfo) error { xenOf[ino] = info; return nil }); err != nil {
@@ -85,7 +66,7 @@ func Plan(x *index.Index, p Policy) ([]Victim, error) {
 		if !isImage && !p.AllFiles {
 			return nil
 		}
-		v := Victim{Ino: in.Ino, Parent: ls[0].Parent, Name: ls[0].Name, Links: ls, Path: pathOf(in.Ino), UID: in.UID, Size: in.Size, Mtime: in.Mtime}
+		v := Victim{Ino: in.Ino, Parent: ls[0].Parent, Name: ls[0].Name, Links: ls, Path: links.path(in.Ino), UID: in.UID, Size: in.Size, Mtime: in.Mtime}
 		dir := "/" + path.Dir(v.Path)
 		if isImage {
 			v.UUID, v.NewBytes = info.UUID, info.NewBytes

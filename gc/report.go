@@ -203,7 +203,7 @@ func Fsck(cs *chunkstore.Store, x *index.Index) (*FsckReport, error) {
 	})
 	if err != nil {
 		// A damaged index table: say so and check the rest.
-		r.add(Problem{Kind: "index", Detail: "walking files stopped: " + firstLine(err)})
+		r.add(Problem{Kind: "index", Detail: "walking files stopped: " + chunkstore.OneLine(err.Error())})
 	}
 	err = x.WalkDirents(func(parent uint64, d index.Dirent) error {
 		if mode, ok := inodes[parent]; !ok || mode&syscall.S_IFMT != syscall.S_IFDIR {
@@ -215,7 +215,7 @@ func Fsck(cs *chunkstore.Store, x *index.Index) (*FsckReport, error) {
 		return nil
 	})
 	if err != nil {
-		r.add(Problem{Kind: "index", Detail: "walking directories stopped: " + firstLine(err)})
+		r.add(Problem{Kind: "index", Detail: "walking directories stopped: " + chunkstore.OneLine(err.Error())})
 	}
 	seen := map[chunkstore.ID]bool{}
 	err = cs.Verify(func(i chunkstore.Info, verr error) error {
@@ -237,7 +237,7 @@ func Fsck(cs *chunkstore.Store, x *index.Index) (*FsckReport, error) {
 		return nil
 	})
 	if err != nil {
-		r.add(Problem{Kind: "index", Detail: "verifying chunks stopped: " + firstLine(err)})
+		r.add(Problem{Kind: "index", Detail: "verifying chunks stopped: " + chunkstore.OneLine(err.Error())})
 	}
 	for id, n := range refs {
 		if !seen[id] {
@@ -257,17 +257,9 @@ func Fsck(cs *chunkstore.Store, x *index.Index) (*FsckReport, error) {
 		r.add(Problem{Kind: "lost-writes", File: strings.Join(l.Logs, " "), Detail: l.Error()})
 	}
 	if err := namePaths(x, r.Problems); err != nil {
-		r.add(Problem{Kind: "index", Detail: "naming the affected files: " + firstLine(err)})
+		r.add(Problem{Kind: "index", Detail: "naming the affected files: " + chunkstore.OneLine(err.Error())})
 	}
 	return r, nil
-}
-
-func firstLine(err error) string {
-	s := err.Error()
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	return s
 }
 
 // namePaths fills in the path of each problem's file.
@@ -281,15 +273,7 @@ func namePaths(x *index.Index, ps []Problem) error {
 	if len(want) == 0 {
 		return nil
 	}
-	type link struct {
-		parent uint64
-		name   string
-	}
-	links := map[uint64]link{}
-	err := x.WalkDirents(func(parent uint64, d index.Dirent) error {
-		links[d.Ino] = link{parent, d.Name}
-		return nil
-	})
+	links, err := readNames(x)
 	if err != nil {
 		return err
 	}
@@ -297,17 +281,9 @@ func namePaths(x *index.Index, ps []Problem) error {
 		if !want[ps[i].Ino] {
 			continue
 		}
-		var parts []string
-		for ino := ps[i].Ino; ino != index.RootIno && len(parts) < 4096; {
-			l, ok := links[ino]
-			if !ok {
-				parts = append(parts, fmt.Sprintf("(unnamed inode %d)", ino))
-				break
-			}
-			parts = append([]string{l.name}, parts...)
-			ino = l.parent
+		if ps[i].Path = links.path(ps[i].Ino); ps[i].Path == "" {
+			ps[i].Path = fmt.Sprintf("(unnamed inode %d)", ps[i].Ino)
 		}
-		ps[i].Path = strings.Join(parts, "/")
 	}
 	return nil
 }

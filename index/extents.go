@@ -155,6 +155,17 @@ func (x *Index) Stage(b *pebble.Batch, ino, copyFrom uint64, limit int64) (uint6
 // version names must already be in applied batches: Pebble's WAL is ordered,
 // so the synced commit makes them durable first.
 func (x *Index) Commit(ino, ver uint64, size, mtime int64) (Inode, error) {
+	return x.commitVersion(ino, ver, size, mtime, true)
+}
+
+// CommitUnsynced is Commit without waiting for the disk, for a caller
+// whose next step is a durable commit anyway (the publisher renames the
+// generation into place, then syncs).
+func (x *Index) CommitUnsynced(ino, ver uint64, size, mtime int64) (Inode, error) {
+	return x.commitVersion(ino, ver, size, mtime, false)
+}
+
+func (x *Index) commitVersion(ino, ver uint64, size, mtime int64, durable bool) (Inode, error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	in, err := x.Get(ino)
@@ -171,5 +182,8 @@ func (x *Index) Commit(ino, ver uint64, size, mtime int64) (Inode, error) {
 	in.Ver, in.Size = ver, size
 	in.Mtime, in.Ctime = mtime, mtime
 	x.putInode(b, &in)
+	if !durable {
+		return in, x.commit(b)
+	}
 	return in, x.commitDurable(b)
 }

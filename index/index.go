@@ -428,33 +428,21 @@ func (x *Index) Exchange(p1 uint64, n1 string, p2 uint64, n2 string, now int64) 
 // inode becomes an orphan: the caller calls Purge once no handle has it open
 // (orphans left by a crash are purged by Open).
 func (x *Index) Unlink(parent uint64, name string, now int64) (Inode, error) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	dir, err := x.Get(parent)
-	if err != nil {
-		return Inode{}, err
-	}
-	b := x.db.NewBatch()
-	in, err := x.unlinkLocked(b, &dir, name, now, false)
-	if err != nil {
-		return in, err
-	}
-	x.putInode(b, &dir)
-	return in, x.commit(b)
+	return x.UnlinkIno(parent, name, 0, now)
 }
 
 // UnlinkIno is Unlink of parent/name only if that name still names inode
-// ino (ErrChanged otherwise), and never of a directory: what gc uses, so
-// that a name replaced since its plan is left alone.
+// ino (ErrChanged otherwise; ino 0 takes whatever it names): what gc uses,
+// so that a name replaced since its plan is left alone.
 func (x *Index) UnlinkIno(parent uint64, name string, ino uint64, now int64) (Inode, error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	d, err := x.getDirent(parent, name)
-	if err != nil {
-		return Inode{}, err
-	}
-	if d.Ino != ino {
-		return Inode{}, ErrChanged
+	if ino != 0 {
+		if d, err := x.getDirent(parent, name); err != nil {
+			return Inode{}, err
+		} else if d.Ino != ino {
+			return Inode{}, ErrChanged
+		}
 	}
 	dir, err := x.Get(parent)
 	if err != nil {
@@ -622,7 +610,6 @@ func (x *Index) Rename(oldParent uint64, oldName string, newParent uint64, newNa
 // committed without waiting for the disk; Pebble's log is ordered, so one
 // synced write covers all before it).
 func (x *Index) Sync() error {
-	x.pending.Store(false)
 	b := x.db.NewBatch()
 	defer b.Close()
 	return x.commitDurable(b)
@@ -644,10 +631,18 @@ func (x *Index) SyncPending() error {
 func (x *Index) SetDurable(commit func(*pebble.Batch) error) { x.durable = commit }
 
 func (x *Index) commitDurable(b *pebble.Batch) error {
-	if x.durable != nil {
-		return x.durable(b)
+	// Cleared before the commit: a change applied after this line keeps
+	// it set.
+	x.pending.Store(false)
+	commit := x.durable
+	if commit == nil {
+		commit = func(b *pebble.Batch) error { return b.Commit(pebble.Sync) }
 	}
-	return b.Commit(pebble.Sync)
+	err := commit(b)
+	if err != nil {
+		x.pending.Store(true)
+	}
+	return err
 }
 
 // commit applies b without waiting for the disk; Sync or the next durable

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"log"
@@ -160,44 +159,8 @@ func checkMountpoint(mnt string) (string, error) {
 	if !st.IsDir() {
 		return "", fail(exitMountpoint, "mount: mountpoint %s is not a directory", mnt)
 	}
-	if busy, err := isMountPoint(abs); err == nil && busy {
+	if _, busy, err := fs.MountAt(abs); err == nil && busy {
 		return "", fail(exitMountpoint, "mount: %s is busy: something is mounted there already", mnt)
 	}
 	return abs, nil
-}
-
-func isMountPoint(abs string) (bool, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && unescapeMount(fields[4]) == abs {
-			return true, nil
-		}
-	}
-	return false, sc.Err()
-}
-
-// unescapeMount undoes the octal escapes of /proc/self/mountinfo.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var c byte
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &c); err == nil {
-				b.WriteByte(c)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
@@ -253,19 +254,13 @@ func receiveOnline(r *os.File, w io.Writer, o receiveOptions) error {
 // mountedStore finds the ckptfs mount that holds path: its store (the
 // mount's source) and mountpoint.
 func mountedStore(path string) (store, mnt string, err error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := fs.Mounts()
 	if err != nil {
 		return "", "", err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 2 || g[0] != "fuse.ckptfs" {
-			continue
-		}
-		m := unescapeMount(f[4])
-		if (path == m || strings.HasPrefix(path, m+"/")) && len(m) > len(mnt) {
-			store, mnt = unescapeMount(g[1]), m
+	for _, m := range ms {
+		if m.FSType == "fuse.ckptfs" && (path == m.Point || strings.HasPrefix(path, m.Point+"/")) && len(m.Point) > len(mnt) {
+			store, mnt = m.Source, m.Point
 		}
 	}
 	if mnt == "" {

@@ -226,7 +226,7 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 	if err := p.apply(); err != nil {
 		return in, err
 	}
-	in, err = p.x.Commit(in.Ino, in.Ver, off, mtime)
+	in, err = p.x.CommitUnsynced(in.Ino, in.Ver, off, mtime) // Publish syncs after the rename
 	if err != nil {
 		return in, err
 	}

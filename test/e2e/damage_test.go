@@ -33,6 +33,18 @@ func writeFiles(t *testing.T, dir string, n int) map[string][]byte {
 	return files
 }
 
+// filledStore mounts a new store, writes 30 files into it, and ends the
+// daemon with end (stop: a clean unmount; kill: kill -9).
+func filledStore(t *testing.T, end func(*daemon, *testing.T)) (store, mnt string, files map[string][]byte) {
+	t.Helper()
+	tmp := t.TempDir()
+	store, mnt = filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt")
+	d := mount(t, store, mnt)
+	files = writeFiles(t, mnt, 30)
+	end(d, t)
+	return store, mnt, files
+}
+
 // storeFiles lists the store's files with the given suffix, newest (by
 // Pebble's file number) last.
 func storeFiles(t *testing.T, store, suffix string) []string {
@@ -55,11 +67,7 @@ func noTrace(t *testing.T, what, out string) {
 // depends on the write-ahead log, so damaging or truncating every log file
 // loses nothing.
 func TestWALDamageAfterCleanUnmount(t *testing.T) {
-	tmp := t.TempDir()
-	store, mnt := filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt")
-	d := mount(t, store, mnt)
-	files := writeFiles(t, mnt, 30)
-	d.stop(t)
+	store, mnt, files := filledStore(t, (*daemon).stop)
 	logs := storeFiles(t, store, ".log")
 	if len(logs) == 0 {
 		t.Fatal("no WAL files")
@@ -95,11 +103,7 @@ func TestWALDamageAfterCleanUnmount(t *testing.T) {
 // fsck exits 7 naming the log, a read-only mount serves what is intact,
 // and fsck --repair accepts the store as it is.
 func TestLostWritesDetected(t *testing.T) {
-	tmp := t.TempDir()
-	store, mnt := filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt")
-	d := mount(t, store, mnt)
-	files := writeFiles(t, mnt, 30)
-	d.kill(t)
+	store, mnt, files := filledStore(t, (*daemon).kill)
 	logs := storeFiles(t, store, ".log")
 	last := logs[len(logs)-1]
 	st, _ := os.Stat(last)
@@ -151,11 +155,7 @@ func TestLostWritesDetected(t *testing.T) {
 // daemon or fsck: reads of what it held fail with EIO, everything else
 // reads exactly, and fsck exits 7 naming the affected files.
 func TestDamagedBlob(t *testing.T) {
-	tmp := t.TempDir()
-	store, mnt := filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt")
-	d := mount(t, store, mnt)
-	files := writeFiles(t, mnt, 30)
-	d.stop(t)
+	store, mnt, files := filledStore(t, (*daemon).stop)
 	blobs := storeFiles(t, store, ".blob")
 	if len(blobs) == 0 {
 		t.Fatal("no blob files")
@@ -167,7 +167,7 @@ func TestDamagedBlob(t *testing.T) {
 	if code != 7 || !strings.Contains(out, "PROBLEM corrupt-chunk file=/f") {
 		t.Fatalf("fsck of a truncated blob: exit %d, want 7 naming files:\n%s", code, out)
 	}
-	d = mount(t, store, mnt)
+	d := mount(t, store, mnt)
 	bad := 0
 	for name, want := range files {
 		got, err := os.ReadFile(filepath.Join(mnt, name))
@@ -192,11 +192,7 @@ func TestDamagedBlob(t *testing.T) {
 // fsck exits 7 and goes on, a mount is refused with one line and exit 7
 // and leaves nothing mounted.
 func TestDamagedTable(t *testing.T) {
-	tmp := t.TempDir()
-	store, mnt := filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt")
-	d := mount(t, store, mnt)
-	writeFiles(t, mnt, 30)
-	d.stop(t)
+	store, mnt, _ := filledStore(t, (*daemon).stop)
 	for _, s := range storeFiles(t, store, ".sst") {
 		st, _ := os.Stat(s)
 		f, _ := os.OpenFile(s, os.O_RDWR, 0)

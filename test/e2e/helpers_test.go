@@ -223,3 +223,19 @@ func sameTree(t *testing.T, a, b string, except ...string) {
 		}
 	}
 }
+
+// worldDir returns a new directory that other users can reach (t.TempDir
+// is 0700), removed when t ends, after the mounts in it are gone
+// (cleanups run last first); the test binary's directory is made
+// reachable too, for a ckptfs run as another user.
+func worldDir(t *testing.T, prefix string) string {
+	t.Helper()
+	base, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	os.Chmod(filepath.Dir(bin), 0o755)
+	return base
+}

@@ -41,13 +41,7 @@ func TestNonRootMount(t *testing.T) {
 		t.Skip(msg)
 	}
 	const uid = 65534
-	base, err := os.MkdirTemp("", "ckptfs-nonroot")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) }) // after the daemon stops (cleanups run last first)
-	os.Chmod(base, 0o755)
-	os.Chmod(filepath.Dir(bin), 0o755)
+	base := worldDir(t, "ckptfs-nonroot")
 	store, mnt := filepath.Join(base, "store"), filepath.Join(base, "mnt")
 	for _, d := range []string{store, mnt} {
 		os.Mkdir(d, 0o700)
@@ -122,12 +116,7 @@ func TestAllowOtherKeepsPermissions(t *testing.T) {
 	if err != nil {
 		t.Skip("no setpriv")
 	}
-	base, err := os.MkdirTemp("", "ckptfs-allowother")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) }) // after the daemon stops (cleanups run last first)
-	os.Chmod(base, 0o755)
+	base := worldDir(t, "ckptfs-allowother")
 	d := mount(t, filepath.Join(base, "store"), filepath.Join(base, "mnt"), "--allow-other")
 	os.Chmod(d.mnt, 0o755)
 	os.WriteFile(filepath.Join(d.mnt, "secret"), []byte("root only"), 0o600)

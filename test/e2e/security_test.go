@@ -192,13 +192,7 @@ func TestControlSocketPeers(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to switch to an unprivileged user")
 	}
-	base, err := os.MkdirTemp("", "ckptfs-peer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) }) // after the daemon stops (cleanups run last first)
-	os.Chmod(base, 0o755)
-	os.Chmod(filepath.Dir(bin), 0o755)
+	base := worldDir(t, "ckptfs-peer")
 	store, mnt := filepath.Join(base, "store"), filepath.Join(base, "mnt")
 	os.Mkdir(store, 0o755)
 	mount(t, store, mnt)
