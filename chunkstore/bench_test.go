@@ -74,7 +74,7 @@ func BenchmarkValueSeparation(b *testing.B) {
 					b.Fatal(err)
 				}
 				start := time.Now()
-				batch := s.DB().NewBatch()
+				batch := s.NewBatch()
 				for n := 0; n < total; n += chunk {
 					c := src[n%(len(src)-chunk) : n%(len(src)-chunk)+chunk]
 					c[0], c[1], c[2] = byte(n), byte(n>>8), byte(n>>16) // unique
@@ -83,7 +83,7 @@ func BenchmarkValueSeparation(b *testing.B) {
 					}
 					if batch.Len() > 4<<20 {
 						batch.Commit(pebble.NoSync)
-						batch = s.DB().NewBatch()
+						batch = s.NewBatch()
 					}
 				}
 				batch.Commit(pebble.Sync)

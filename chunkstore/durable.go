@@ -183,6 +183,10 @@ func (d *durable) write(n uint64) error {
 func (s *Store) CommitDurable(b *pebble.Batch) error {
 	s.dmu.Lock()
 	defer s.dmu.Unlock()
+	// What the commit makes durable may name chunk records not synced yet.
+	if err := s.seg.sync(); err != nil {
+		return err
+	}
 	n := s.dur.n + 1
 	if err := b.Set(durableKey, binary.BigEndian.AppendUint64(nil, n), nil); err != nil {
 		return err

@@ -2,12 +2,14 @@ package chunkstore
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,7 +24,7 @@ import (
 
 // FormatVersion is the version of the on-disk format described in doc.go.
 // Bump it on any incompatible change of any key or value encoding.
-const FormatVersion = 2
+const FormatVersion = 3
 
 // UpgradableFormat is the oldest format version Open accepts: package index
 // upgrades a store of that version on its first read-write open (see its
@@ -35,7 +37,8 @@ const MaxChunkSize = 16 << 20
 // Key prefixes. Part of the on-disk format: never change or reuse one.
 const (
 	PrefixMeta  = 0x00 // store-wide metadata, e.g. the format version
-	PrefixChunk = 'c'  // chunks, owned by this package
+	PrefixChunk = 'c'  // chunk values inline (format 1 and 2; moved to segments by the upgrade)
+	PrefixLoc   = 'C'  // chunk locators (format 3), owned by this package
 	// 'd', 'e', 'g', 'i', 'l', 'L', 'm', 'o', 'P', 'Q', 'r', 's', 'x', 'y' are owned by
 	// package index; see its docs.
 )
@@ -132,6 +135,10 @@ type Store struct {
 	readOnly bool
 	damage   *damage
 	space    *space
+	seg      *segments
+	// gcMu orders Sweep against Compact: a segment is rewritten from
+	// locators no sweep is deleting meanwhile.
+	gcMu sync.Mutex
 }
 
 // damage collects the database files Pebble found damaged while reading.
@@ -358,10 +365,20 @@ func Open(dir string, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("%s: %w", dir, dur.lost)
 	}
+	seg, err := openSegments(fsys, dir, o.ReadOnly)
+	if err != nil {
+		dur.close()
+		closeDB(db)
+		return nil, fmt.Errorf("%s: segments: %w", dir, err)
+	}
 	recent, _ := lru.New[ID, struct{}](1 << 16)
 	sp.unflush = func() int64 { return int64(db.Metrics().MemTable.Size) }
-	s := &Store{db: db, codec: o.Codec, recent: recent, pins: map[ID]int{}, dur: dur, readOnly: o.ReadOnly, damage: dmg, space: sp}
+	s := &Store{db: db, codec: o.Codec, recent: recent, pins: map[ID]int{}, dur: dur, readOnly: o.ReadOnly, damage: dmg, space: sp, seg: seg}
 	if !o.ReadOnly {
+		if err := s.upgradeInline(); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("%s: format upgrade: %w", dir, err)
+		}
 		s.RestoreReserve() // ErrNoSpace: not now; gc tries again
 	}
 	return s, nil
@@ -468,6 +485,9 @@ func (s *Store) Close() error {
 			err = s.db.Flush()
 		}
 	}
+	if cerr := s.seg.close(); err == nil {
+		err = cerr
+	}
 	if cerr := s.dur.close(); err == nil {
 		err = cerr
 	}
@@ -487,32 +507,56 @@ func chunkKey(id ID) []byte {
 	return k
 }
 
-// Has reports whether the chunk is stored. A point lookup: the bloom
-// filters answer for absent chunks without reading tables.
-func (s *Store) Has(id ID) (_ bool, err error) {
+func locKey(id ID) []byte {
+	k := make([]byte, 1+IDSize)
+	k[0] = PrefixLoc
+	copy(k[1:], id[:])
+	return k
+}
+
+// where finds chunk id: its locator, or (a store not yet upgraded from
+// format 2) its inline value, copied. found is false if it is absent.
+func (s *Store) where(id ID) (l locator, inline []byte, found bool, err error) {
 	defer guard(&err)
-	_, closer, err := s.db.Get(chunkKey(id))
+	v, closer, err := s.db.Get(locKey(id))
+	if err == nil {
+		l, err = decodeLocator(v)
+		closer.Close()
+		return l, nil, err == nil, err
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return l, nil, false, err
+	}
+	v, closer, err = s.db.Get(chunkKey(id))
 	if errors.Is(err, pebble.ErrNotFound) {
-		return false, nil
+		return l, nil, false, nil
 	}
 	if err != nil {
-		return false, err
+		return l, nil, false, err
 	}
-	return true, closer.Close()
+	defer closer.Close()
+	return l, bytes.Clone(v), true, nil
+}
+
+// Has reports whether the chunk is stored. A point lookup: the bloom
+// filters answer for absent chunks without reading tables.
+func (s *Store) Has(id ID) (bool, error) {
+	_, _, ok, err := s.where(id)
+	return ok, err
 }
 
 // Put adds data as a chunk to batch b unless it is already stored, and
 // returns its ID and the number of value bytes added (0 for a duplicate).
-// The chunk is durable once b is applied with sync, or a later synced batch
-// is: Pebble's WAL is ordered.
-func (s *Store) Put(b *pebble.Batch, data []byte) (ID, int, error) {
+// The chunk is durable once b is committed with sync, or a later synced
+// batch is.
+func (s *Store) Put(b *Batch, data []byte) (ID, int, error) {
 	id := Sum(data)
 	n, err := s.PutID(b, id, data)
 	return id, n, err
 }
 
 // PutID is Put for a caller that already computed id = Sum(data).
-func (s *Store) PutID(b *pebble.Batch, id ID, data []byte) (int, error) {
+func (s *Store) PutID(b *Batch, id ID, data []byte) (int, error) {
 	v, err := s.Prepare(nil, id, data)
 	if err != nil || v == nil {
 		return 0, err
@@ -579,13 +623,17 @@ func (s *Store) Pinned() int {
 // gc candidate). Pins are held off meanwhile, so a writer that decides to
 // reuse a chunk either pins it before Sweep looks (the chunk stays) or
 // finds it gone and writes it again. It returns how many chunks it deleted
-// and their stored bytes.
+// and their stored bytes. The segments' records of deleted chunks are
+// counted as dead; Compact gives their space back.
 func (s *Store) Sweep(ids []ID, unreferenced func(b *pebble.Batch, id ID, pinned bool) (bool, error)) (int, int64, error) {
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := s.db.NewBatch()
 	defer b.Close()
 	n, freed := 0, int64(0)
+	dead := map[uint32]int64{}
 	for _, id := range ids {
 		del, err := unreferenced(b, id, s.pins[id] > 0)
 		if err != nil {
@@ -594,45 +642,95 @@ func (s *Store) Sweep(ids []ID, unreferenced func(b *pebble.Batch, id ID, pinned
 		if !del || s.pins[id] > 0 {
 			continue
 		}
-		size, err := s.StoredSize(id)
+		l, inline, ok, err := s.where(id)
 		if err != nil {
 			return 0, 0, err
 		}
-		if size == 0 {
+		if !ok {
 			continue // gone already
 		}
-		freed += size
+		if inline != nil {
+			freed += int64(len(inline))
+		} else {
+			freed += int64(l.n)
+			dead[l.seg] += int64(l.n)
+		}
 		s.recent.Remove(id)
-		if err := b.Delete(chunkKey(id), nil); err != nil {
+		if err := s.deleteKeys(b, id); err != nil {
 			return 0, 0, err
 		}
 		n++
 	}
+	if err := s.addDead(b, dead); err != nil {
+		return 0, 0, err
+	}
 	return n, freed, b.Commit(pebble.Sync)
 }
 
+func (s *Store) deleteKeys(b *pebble.Batch, id ID) error {
+	if err := b.Delete(locKey(id), nil); err != nil {
+		return err
+	}
+	return b.Delete(chunkKey(id), nil)
+}
+
 // SetPrepared adds a value from Prepare to batch b.
-func (s *Store) SetPrepared(b *pebble.Batch, id ID, value []byte) error {
-	return b.Set(chunkKey(id), value, nil) // Set copies value
+func (s *Store) SetPrepared(b *Batch, id ID, value []byte) error {
+	b.addRecord(id, value)
+	return nil
 }
 
 // Get returns the chunk's plain content appended to dst after checking that
 // it hashes to id. A missing chunk is ErrNotFound, a chunk that fails to
 // decode or verify is ErrCorrupt; both errors name the chunk.
-func (s *Store) Get(dst []byte, id ID) (_ []byte, err error) {
-	defer guard(&err)
-	v, closer, err := s.db.Get(chunkKey(id))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, fmt.Errorf("chunk %s: %w", id, ErrNotFound)
-	}
+func (s *Store) Get(dst []byte, id ID) ([]byte, error) {
+	v, err := s.value(id)
 	if err != nil {
-		if damaged(err) {
-			return nil, fmt.Errorf("chunk %s: %w: %s", id, ErrCorrupt, OneLine(err.Error()))
+		return nil, err
+	}
+	return verify(dst, id, v)
+}
+
+// value returns chunk id's encoded value.
+func (s *Store) value(id ID) ([]byte, error) {
+	for try := 0; ; try++ {
+		l, inline, ok, err := s.where(id)
+		if err != nil {
+			if damaged(err) {
+				return nil, fmt.Errorf("chunk %s: %w: %s", id, ErrCorrupt, OneLine(err.Error()))
+			}
+			return nil, fmt.Errorf("chunk %s: %w", id, err)
 		}
+		if !ok {
+			return nil, fmt.Errorf("chunk %s: %w", id, ErrNotFound)
+		}
+		if inline != nil {
+			return inline, nil
+		}
+		v, err := s.readRecord(id, l)
+		if err != nil && try == 0 {
+			// Compact may have moved the chunk and removed the segment
+			// since the lookup: look again.
+			if l2, _, ok, _ := s.where(id); ok && l2 != l {
+				continue
+			}
+		}
+		return v, err
+	}
+}
+
+// readRecord reads the record at l and returns its value, checking that
+// it is chunk id's.
+func (s *Store) readRecord(id ID, l locator) ([]byte, error) {
+	rec, err := s.seg.read(nil, l)
+	if err != nil {
 		return nil, fmt.Errorf("chunk %s: %w", id, err)
 	}
-	defer closer.Close()
-	return verify(dst, id, v)
+	rid, v, n, err := parseRecord(rec)
+	if err != nil || n != l.n || rid != id {
+		return nil, fmt.Errorf("chunk %s: %w: segment %d at %d holds no record of it", id, ErrCorrupt, l.seg, l.off)
+	}
+	return v, nil
 }
 
 func verify(dst []byte, id ID, v []byte) ([]byte, error) {
@@ -647,10 +745,11 @@ func verify(dst []byte, id ID, v []byte) ([]byte, error) {
 	return out, nil
 }
 
-// Delete removes a chunk in batch b. Only the garbage collector calls it.
+// Delete removes a chunk in batch b; its record's space comes back with
+// Compact only if Sweep deletes it. Only repairs call it.
 func (s *Store) Delete(b *pebble.Batch, id ID) error {
 	s.recent.Remove(id)
-	return b.Delete(chunkKey(id), nil)
+	return s.deleteKeys(b, id)
 }
 
 // Info describes a stored chunk without its content.
@@ -660,63 +759,93 @@ type Info struct {
 	Plain  int // bytes of plain content; set by Verify only
 }
 
-// Walk calls fn for every stored chunk in ID order, without reading values.
+// Walk calls fn for every stored chunk, without reading chunk bytes.
 func (s *Store) Walk(fn func(Info) error) error {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{PrefixChunk}, UpperBound: []byte{PrefixChunk + 1}})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for it.First(); it.Valid(); it.Next() {
-		var inf Info
-		if len(it.Key()) != 1+IDSize {
-			return fmt.Errorf("%w: chunk key %x has wrong length", ErrCorrupt, it.Key())
+	return s.each(func(id ID, l locator, it *pebble.Iterator) error {
+		inf := Info{ID: id, Stored: l.n}
+		if it != nil {
+			lv := it.LazyValue()
+			inf.Stored = lv.Len()
 		}
-		copy(inf.ID[:], it.Key()[1:])
-		lv := it.LazyValue()
-		inf.Stored = lv.Len()
-		if err := fn(inf); err != nil {
+		return fn(inf)
+	})
+}
+
+// each calls fn for every chunk: with its locator, or with the iterator
+// positioned at its inline value (a format 2 store opened read-only).
+func (s *Store) each(fn func(id ID, l locator, inline *pebble.Iterator) error) error {
+	for _, p := range []byte{PrefixLoc, PrefixChunk} {
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{p}, UpperBound: []byte{p + 1}})
+		if err != nil {
+			return err
+		}
+		for it.First(); it.Valid(); it.Next() {
+			var id ID
+			if len(it.Key()) != 1+IDSize {
+				it.Close()
+				return fmt.Errorf("%w: chunk key %x has wrong length", ErrCorrupt, it.Key())
+			}
+			copy(id[:], it.Key()[1:])
+			var l locator
+			var inline *pebble.Iterator
+			if p == PrefixLoc {
+				v, err := iterValue(it)
+				if err == nil {
+					l, err = decodeLocator(v)
+				}
+				if err != nil {
+					it.Close()
+					return fmt.Errorf("chunk %s: %w", id, err)
+				}
+			} else {
+				inline = it
+			}
+			if err := fn(id, l, inline); err != nil {
+				it.Close()
+				return err
+			}
+		}
+		err = it.Error()
+		it.Close()
+		if err != nil {
 			return err
 		}
 	}
-	return it.Error()
+	return nil
 }
 
 // Verify reads, decodes and re-hashes every chunk, calling fn for each with
 // nil or the chunk's error (ErrCorrupt). It stops at the first error fn
 // returns.
 func (s *Store) Verify(fn func(Info, error) error) error {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{PrefixChunk}, UpperBound: []byte{PrefixChunk + 1}})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
 	var buf []byte
-	for it.First(); it.Valid(); it.Next() {
-		var inf Info
-		copy(inf.ID[:], bytes.TrimPrefix(it.Key(), []byte{PrefixChunk}))
-		v, err := iterValue(it)
-		if err != nil {
-			// A value in a damaged blob file: this chunk is lost, the
-			// walk goes on.
-			if !errors.Is(err, ErrCorrupt) {
+	return s.each(func(id ID, l locator, it *pebble.Iterator) error {
+		inf := Info{ID: id, Stored: l.n}
+		var v []byte
+		var err error
+		if it != nil {
+			v, err = iterValue(it)
+			if err != nil && !errors.Is(err, ErrCorrupt) {
+				// A value in a damaged blob file: this chunk is lost, the
+				// walk goes on.
 				err = fmt.Errorf("%w: %s", ErrCorrupt, OneLine(err.Error()))
 			}
-			if err := fn(inf, fmt.Errorf("chunk %s: %w", inf.ID, err)); err != nil {
-				return err
-			}
-			continue
+			inf.Stored = len(v)
+		} else {
+			v, err = s.readRecord(id, l)
 		}
-		inf.Stored = len(v)
-		plain, verr := verify(buf[:0], inf.ID, v)
+		if err != nil {
+			if !strings.Contains(err.Error(), id.String()) {
+				err = fmt.Errorf("chunk %s: %w", id, err)
+			}
+			return fn(inf, err)
+		}
+		plain, verr := verify(buf[:0], id, v)
 		if verr == nil {
 			inf.Plain, buf = len(plain), plain
 		}
-		if err := fn(inf, verr); err != nil {
-			return err
-		}
-	}
-	return it.Error()
+		return fn(inf, verr)
+	})
 }
 
 // iterValue is it.ValueAndErr, with a panic inside Pebble turned into an
@@ -756,21 +885,86 @@ func closeDB(db *pebble.DB) (err error) {
 	return db.Close()
 }
 
-// DiskUsage returns the bytes Pebble's files take on disk.
-func (s *Store) DiskUsage() uint64 { return s.db.Metrics().DiskSpaceUsage() }
+// DiskUsage returns the bytes the store's files take: Pebble's and the
+// segments.
+func (s *Store) DiskUsage() uint64 {
+	n := s.db.Metrics().DiskSpaceUsage()
+	ids, _ := s.seg.list()
+	for _, id := range ids {
+		n += uint64(s.seg.sizeOf(id))
+	}
+	return n
+}
 
 var _ io.Closer = (*Store)(nil)
 
-// StoredSize returns the bytes chunk id's value takes (0 if absent).
-func (s *Store) StoredSize(id ID) (_ int64, err error) {
-	defer guard(&err)
-	v, closer, err := s.db.Get(chunkKey(id))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
+// StoredSize returns the bytes chunk id takes (0 if absent).
+func (s *Store) StoredSize(id ID) (int64, error) {
+	l, inline, ok, err := s.where(id)
+	if !ok || err != nil {
 		return 0, err
 	}
-	defer closer.Close()
-	return int64(len(v)), nil
+	if inline != nil {
+		return int64(len(inline)), nil
+	}
+	return int64(l.n), nil
+}
+
+// GetMany calls fn with each chunk of ids (by its index in ids), read and
+// verified as Get does, in no particular order. Chunks whose records lie
+// close together in a segment are read with one read: a run of pages
+// written together (a generation's new pages) is one sequential read.
+func (s *Store) GetMany(ids []ID, fn func(i int, data []byte, err error)) {
+	type loc struct {
+		i int
+		l locator
+	}
+	locs := make([]loc, 0, len(ids))
+	for i, id := range ids {
+		l, inline, ok, err := s.where(id)
+		if err != nil || !ok || inline != nil {
+			data, err := s.Get(nil, id)
+			fn(i, data, err)
+			continue
+		}
+		locs = append(locs, loc{i, l})
+	}
+	slices.SortFunc(locs, func(a, b loc) int {
+		if a.l.seg != b.l.seg {
+			return cmp.Compare(a.l.seg, b.l.seg)
+		}
+		return cmp.Compare(a.l.off, b.l.off)
+	})
+	const gap, span = 64 << 10, 8 << 20
+	var buf []byte
+	for len(locs) > 0 {
+		n, end := 1, locs[0].l.off+int64(locs[0].l.n)
+		for n < len(locs) && locs[n].l.seg == locs[0].l.seg && locs[n].l.off <= end+gap && locs[n].l.off+int64(locs[n].l.n)-locs[0].l.off <= span {
+			end = max(end, locs[n].l.off+int64(locs[n].l.n))
+			n++
+		}
+		run := locs[:n]
+		locs = locs[n:]
+		base := run[0].l.off
+		var err error
+		buf, err = s.seg.read(buf, locator{seg: run[0].l.seg, off: base, n: int(end - base)})
+		for _, r := range run {
+			id := ids[r.i]
+			if err != nil {
+				// The segment may have been rewritten since: one by one.
+				data, err := s.Get(nil, id)
+				fn(r.i, data, err)
+				continue
+			}
+			rec := buf[r.l.off-base : r.l.off-base+int64(r.l.n)]
+			rid, v, rn, perr := parseRecord(rec)
+			if perr != nil || rn != r.l.n || rid != id {
+				data, err := s.Get(nil, id)
+				fn(r.i, data, err)
+				continue
+			}
+			data, verr := verify(nil, id, v)
+			fn(r.i, data, verr)
+		}
+	}
 }

@@ -69,7 +69,7 @@ func conformance(t *testing.T, s *Store, reopen func() *Store) {
 		bytes.Repeat([]byte("abc"), 50000),
 	}
 	var ids []ID
-	b := s.DB().NewBatch()
+	b := s.NewBatch()
 	for _, c := range chunks {
 		id, n, err := s.Put(b, c)
 		if err != nil || n == 0 {
@@ -117,7 +117,7 @@ func conformance(t *testing.T, s *Store, reopen func() *Store) {
 	check(s)
 	// Re-putting after apply is deduplicated through the database.
 	s.recent.Purge()
-	b = s.DB().NewBatch()
+	b = s.NewBatch()
 	if _, n, _ := s.Put(b, chunks[2]); n != 0 {
 		t.Fatalf("put of a stored chunk added %d bytes", n)
 	}
@@ -133,7 +133,7 @@ func conformance(t *testing.T, s *Store, reopen func() *Store) {
 	// Damage a chunk behind the store's back: Get fails with ErrCorrupt,
 	// never returns wrong bytes; Verify reports it.
 	v := encodeValue(nil, CodecRaw, []byte("not the original"))
-	if err := s.DB().Set(chunkKey(ids[1]), v, pebble.Sync); err != nil {
+	if err := s.DamageForTest(ids[1], v); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := s.Get(nil, ids[1]); !errors.Is(err, ErrCorrupt) || got != nil {
@@ -150,8 +150,8 @@ func conformance(t *testing.T, s *Store, reopen func() *Store) {
 		t.Fatalf("verify found %v, want %v", corrupt, ids[1])
 	}
 	// Delete removes it.
-	b = s.DB().NewBatch()
-	s.Delete(b, ids[1])
+	b = s.NewBatch()
+	s.Delete(b.Batch, ids[1])
 	b.Commit(pebble.Sync)
 	if ok, _ := s.Has(ids[1]); ok {
 		t.Fatal("deleted chunk still there")

@@ -3,6 +3,7 @@ package chunkstore
 import (
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -17,4 +18,23 @@ func TestStore(t testing.TB) *Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// DamageForTest makes chunk id's stored value v (an encoded value, or
+// garbage), as a disk that changed its bytes would: reads then fail.
+func (s *Store) DamageForTest(id ID, v []byte) error {
+	b := s.NewBatch()
+	defer b.Close()
+	b.addRecord(id, v)
+	return b.Commit(pebble.Sync)
+}
+
+// DropForTest deletes chunk id as a lost write would.
+func (s *Store) DropForTest(id ID) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := s.deleteKeys(b, id); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
 }

@@ -11,9 +11,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/cockroachdb/pebble/v2"
 
-	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/test/memimage"
 )
 
@@ -50,8 +48,7 @@ func TestCorruptChunkIsEIO(t *testing.T) {
 		t.Fatalf("extents: %v %v", ext, err)
 	}
 	id := ext[0].ID
-	key := append([]byte{chunkstore.PrefixChunk}, id[:]...)
-	if err := m.Store.DB().Set(key, []byte{0, 4, 'b', 'a', 'd', '!'}, pebble.Sync); err != nil {
+	if err := m.Store.DamageForTest(id, []byte{0, 4, 'b', 'a', 'd', '!'}); err != nil {
 		t.Fatal(err)
 	}
 	m.Data.CacheForTest().Purge()

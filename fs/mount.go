@@ -96,7 +96,7 @@ func MountStore(storeDir, mnt string, mc MountConfig) (*Mounted, error) {
 	if !mc.ReadOnly {
 		x.SetDurable(cs.CommitDurable)
 	}
-	data := content.New(cs.DB(), cs, x, mc.Content)
+	data := content.New(cs, cs, x, mc.Content)
 	data.SetAdmit(cs.Admit)
 	mc.Config.ReadOnly = mc.ReadOnly
 	mc.Config.StoreDir = storeDir

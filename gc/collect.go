@@ -18,6 +18,11 @@ type Result struct {
 	Candidates    int     `json:"candidates"`          // chunks that had lost a reference
 	ChunksDeleted int     `json:"chunks_deleted"`
 	StoredFreed   int64   `json:"stored_bytes_freed"`
+	// Segments removed whole, rewritten (live records copied), and the
+	// live bytes copied: see chunkstore.Compact.
+	SegmentsRemoved   int   `json:"segments_removed"`
+	SegmentsRewritten int   `json:"segments_rewritten"`
+	BytesMoved        int64 `json:"bytes_moved"`
 	DiskBefore    int64   `json:"disk_bytes_before"`
 	DiskAfter     int64   `json:"disk_bytes_after"`
 	Seconds       float64 `json:"seconds"`
@@ -26,6 +31,12 @@ type Result struct {
 // sweepBatch is how many candidates one Sweep looks at: it bounds the
 // memory of a collection and how long writers' Prepare waits on it.
 const sweepBatch = 1024
+
+// SegmentGarbage is the dead fraction of a segment past which Collect
+// rewrites it (copies its live records and removes it): the most space a
+// store keeps for what gc deleted, and the price of giving it back (up to
+// 1/SegmentGarbage - 1 bytes copied per byte freed). See the README.
+const SegmentGarbage = 0.1
 
 // settleTimeout bounds how long Collect waits for background compactions.
 const settleTimeout = 30 * time.Second
@@ -40,8 +51,11 @@ const settleTimeout = 30 * time.Second
 //  2. Each candidate chunk (it lost a reference: an extent deleted, a page
 //     entry dropped) is deleted unless something references it or a writer
 //     has pinned it.
-//  3. With compact, the chunk and page key ranges are compacted so that
-//     the space comes back to the filesystem now rather than later.
+//  3. Segments whose records are all dead are removed; those with at least
+//     SegmentGarbage of their bytes dead are rewritten (chunkstore.Compact).
+//  4. With compact, the chunk and page key ranges are compacted so that
+//     the space their keys took comes back to the filesystem now rather
+//     than later.
 //
 // Its work is proportional to what was deleted since the last collection
 // (the dead generations' entries and the candidates), apart from the
@@ -106,12 +120,17 @@ func Collect(cs *chunkstore.Store, x *index.Index, compact bool) (Result, error)
 		r.ChunksDeleted += n
 		r.StoredFreed += freed
 	}
+	cst, err := cs.Compact(SegmentGarbage)
+	r.SegmentsRemoved, r.SegmentsRewritten, r.BytesMoved = cst.Removed, cst.Rewritten, cst.Moved
+	if err != nil {
+		return r, err
+	}
 	if compact {
 		db := cs.DB()
 		if err := db.Flush(); err != nil {
 			return r, err
 		}
-		spans := append([][2][]byte{{{chunkstore.PrefixChunk}, {chunkstore.PrefixChunk + 1}}}, index.ReclaimedSpans()...)
+		spans := append([][2][]byte{{{chunkstore.PrefixLoc}, {chunkstore.PrefixLoc + 1}}}, index.ReclaimedSpans()...)
 		for _, span := range spans {
 			if err := db.Compact(context.Background(), span[0], span[1], true); err != nil {
 				return r, err

@@ -108,8 +108,8 @@ func Open(db *pebble.DB, now int64, uid, gid uint32) (*Index, error) {
 // in order, so an interrupted upgrade is redone by the next open.
 func (x *Index) upgrade() error {
 	ver, err := chunkstore.StoredFormat(x.db)
-	if err != nil || ver == chunkstore.FormatVersion {
-		return err
+	if err != nil || ver >= 2 {
+		return err // version 3 changed only chunkstore's keys: it upgrades them
 	}
 	b := x.db.NewBatch()
 	err = x.chunkExtents([]byte{prefixExtent}, func(ino, ver uint64, e Extent) error {

@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/fs/content"
@@ -34,7 +33,7 @@ func makeStore(t *testing.T) (string, []chunkstore.ID) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := content.New(cs.DB(), cs, x, content.DefaultConfig())
+	data := content.New(cs, cs, x, content.DefaultConfig())
 	img := memimage.Image{Seed: 5, Pages: 1024, Mix: memimage.DefaultMix}.Bytes()
 	for _, name := range []string{"a", "b"} {
 		in, err := x.Create(index.RootIno, name, index.Inode{Mode: syscall.S_IFREG | 0o644})
@@ -86,14 +85,13 @@ func TestFsckFindsDamage(t *testing.T) {
 	}
 	// Damage the store behind its back: one chunk's bytes replaced, another
 	// chunk deleted.
-	db, err := pebble.Open(dir, &pebble.Options{})
+	cs, err := chunkstore.Open(dir, chunkstore.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := func(id chunkstore.ID) []byte { return append([]byte{chunkstore.PrefixChunk}, id[:]...) }
-	db.Set(key(ids[0]), []byte{0, 5, 'h', 'e', 'l', 'l', 'o'}, pebble.Sync)
-	db.Delete(key(ids[1]), pebble.Sync)
-	db.Close()
+	cs.DamageForTest(ids[0], []byte{0, 5, 'h', 'e', 'l', 'l', 'o'})
+	cs.DropForTest(ids[1])
+	cs.Close()
 
 	out.Reset()
 	err = runFsck(&out, fsckOptions{}, dir)
@@ -130,7 +128,7 @@ func TestStatsLineages(t *testing.T) {
 	x, _ := index.Open(cs.DB(), 1, 0, 0)
 	cfg := content.DefaultConfig()
 	cfg.XenPages = true
-	data := content.New(cs.DB(), cs, x, cfg)
+	data := content.New(cs, cs, x, cfg)
 	put := func(name string, g xentest.Guest, mtime int64) {
 		in, err := x.Create(index.RootIno, name, index.Inode{Mode: syscall.S_IFREG | 0o644})
 		if err != nil {

@@ -31,7 +31,7 @@ func runMountCmd(args []string) error {
 	f.BoolVar(&o.readOnly, "read-only", false, "mount read-only")
 	f.BoolVar(&o.debug, "debug", false, "log every FUSE request")
 	f.StringVar(&o.codec, "codec", "s2", "compression of new chunks: s2, zstd or raw")
-	f.BoolVar(&o.xenPages, "xen-pages", false, "store xl save images page by page (less stored per checkpoint; slower restore for now)")
+	f.BoolVar(&o.xenPages, "xen-pages", true, "store xl save images page by page (the default; --xen-pages=false stores them by plain CDC, for debugging)")
 	addPolicyFlags(f, &o.policy)
 	pos, err := parse(f, args, 2)
 	if err != nil {

@@ -202,7 +202,7 @@ func receiveOffline(r io.Reader, w io.Writer, o receiveOptions) error {
 		return err
 	}
 	defer cs.Close()
-	data := content.New(cs.DB(), cs, x, content.DefaultConfig())
+	data := content.New(cs, cs, x, content.DefaultConfig())
 	data.SetAdmit(cs.Admit)
 	defer data.Close()
 	expire := func(uuid string, dir uint64) error {

@@ -23,7 +23,7 @@ func benchStore(tb testing.TB, o chunkstore.Options, cfg Config) (*Store, *index
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s := New(cs.DB(), cs, x, cfg)
+	s := New(cs, cs, x, cfg)
 	tb.Cleanup(func() { s.Close(); cs.Close() })
 	return s, x
 }

@@ -28,7 +28,7 @@ type Publisher struct {
 	// store refers to their pages yet, so each holds one pin on its page
 	// until a publication writes its entry.
 	dirty  map[uint64]bool
-	b      *pebble.Batch
+	b      *chunkstore.Batch
 	pinned []chunkstore.ID // meta chunks, until their batch is applied
 	last   uint64          // the generation published last (0: none)
 	added  int64           // chunk bytes added since the last publication
@@ -47,7 +47,7 @@ func (s *Store) NewPublisher(x *index.Index, uuid, name string) *Publisher {
 // Close drops what was not published: the pages received since the last
 // publication become gc candidates (nothing refers to them).
 func (p *Publisher) Close() error {
-	err := p.release(p.b, true)
+	err := p.release(p.b.Batch, true)
 	if err == nil {
 		err = p.b.Commit(pebble.NoSync)
 	}
@@ -105,7 +105,7 @@ func (p *Publisher) Page(pfn uint64, data []byte) error {
 		// Sent again before any publication (a live precopy round): the
 		// earlier page was never referenced, so gc may reclaim it.
 		p.s.chunks.Unpin(old.ID)
-		if err := index.AddCandidate(p.b, old.ID); err != nil {
+		if err := index.AddCandidate(p.b.Batch, old.ID); err != nil {
 			return err
 		}
 	}
@@ -170,7 +170,7 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 	put := func(pfn uint64) error {
 		ref := p.pages[pfn]
 		p.Changed++
-		return index.PutPage(p.b, g, pfn, ref.ID, ref.Zero)
+		return index.PutPage(p.b.Batch, g, pfn, ref.ID, ref.Zero)
 	}
 	if g.Base == 0 || g.Base != p.last {
 		for pfn := range p.pages {
@@ -199,7 +199,7 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 					return in, err
 				}
 				p.added += int64(added)
-				if err := p.x.AddExtent(p.b, in.Ino, in.Ver, index.Extent{Off: off, Len: int64(n), ID: id}); err != nil {
+				if err := p.x.AddExtent(p.b.Batch, in.Ino, in.Ver, index.Extent{Off: off, Len: int64(n), ID: id}); err != nil {
 					return in, err
 				}
 			}
@@ -216,7 +216,7 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 				run.Add(pfn)
 			}
 			e := index.Extent{Off: off, Len: int64(k) * index.PageSize, Run: run}
-			if err := p.x.AddExtent(p.b, in.Ino, in.Ver, e); err != nil {
+			if err := p.x.AddExtent(p.b.Batch, in.Ino, in.Ver, e); err != nil {
 				return in, err
 			}
 			off += e.Len

@@ -15,10 +15,11 @@ import (
 
 // Chunks is what content needs of the chunk store.
 type Chunks interface {
-	PutID(b *pebble.Batch, id chunkstore.ID, data []byte) (int, error)
+	PutID(b *chunkstore.Batch, id chunkstore.ID, data []byte) (int, error)
 	Prepare(dst []byte, id chunkstore.ID, data []byte) ([]byte, error)
-	SetPrepared(b *pebble.Batch, id chunkstore.ID, value []byte) error
+	SetPrepared(b *chunkstore.Batch, id chunkstore.ID, value []byte) error
 	Get(dst []byte, id chunkstore.ID) ([]byte, error)
+	GetMany(ids []chunkstore.ID, fn func(i int, data []byte, err error))
 	Unpin(ids ...chunkstore.ID)
 }
 
@@ -40,7 +41,7 @@ type Extents interface {
 
 // Batcher makes batches for the database that holds chunks and extents.
 type Batcher interface {
-	NewBatch(opts ...pebble.BatchOption) *pebble.Batch
+	NewBatch(opts ...pebble.BatchOption) *chunkstore.Batch
 }
 
 // Config sizes the engine.
@@ -57,14 +58,13 @@ type Config struct {
 	// ReadAhead is how many bytes past a sequential read are prefetched.
 	ReadAhead int64
 	// XenPages stores xl save images page by page (every page payload a
-	// chunk of its own) instead of by plain CDC. Off by default until
-	// reading 4 KiB chunks is as fast as reading CDC chunks: see README.
+	// chunk of its own) instead of by plain CDC. On by default.
 	XenPages bool
 }
 
 // DefaultConfig is what ckptfs mounts with.
 func DefaultConfig() Config {
-	return Config{Params: DefaultParams, Window: 8 << 20, BatchBytes: 4 << 20, CacheChunks: 512, ReadAhead: 8 << 20}
+	return Config{Params: DefaultParams, Window: 8 << 20, BatchBytes: 4 << 20, CacheChunks: 512, ReadAhead: 8 << 20, XenPages: true}
 }
 
 // WriterMemoryBound is the most memory one open file's write state holds:
@@ -74,10 +74,21 @@ func (c Config) WriterMemoryBound() int {
 	return 2*c.BatchBytes + int(c.Params.Max) + (1 << 20) + c.Window
 }
 
-// prefetchers is how many chunk reads read-ahead keeps in flight: chunk
-// reads are point reads of blob values, so concurrency is what keeps the
-// disk's queue full.
-const prefetchers = 8
+// prefetchers is how many read-ahead jobs run at once: each reads a run of
+// chunks (prefetchJob of them at most) with few large reads and decodes and
+// verifies them; several keep both cores and the disk's queue busy.
+const prefetchers = 4
+
+// prefetchJob is the most chunks one read-ahead job reads.
+const prefetchJob = 256
+
+// smallChunk is the largest chunk the page cache (of decoded chunks) holds;
+// pages are 4 KiB, CDC chunks 32 KiB and more.
+const smallChunk = 4096
+
+// cachePages is how many small chunks the decoded-chunk cache holds: a
+// read-ahead window of pages and then some (32 MiB).
+const cachePages = 8192
 
 // Store reads and writes file content.
 type Store struct {
@@ -85,9 +96,12 @@ type Store struct {
 	chunks    Chunks
 	ext       Extents
 	cfg       Config
-	cache     *lru.Cache[chunkstore.ID, []byte]
+	cache     *lru.Cache[chunkstore.ID, []byte] // CDC chunks
+	pages     *lru.Cache[chunkstore.ID, []byte] // chunks up to smallChunk bytes
 	flight    singleflight.Group
-	prefetch  chan chunkstore.ID
+	prefetch  chan []chunkstore.ID
+	pmu       sync.Mutex
+	pending   map[chunkstore.ID]chan struct{} // being read by a prefetcher
 	wg        sync.WaitGroup
 	stats     Stats
 	closeOnce sync.Once
@@ -118,7 +132,8 @@ func (s *Store) Counters() *Stats { return &s.stats }
 // New returns an engine over db, chunks and ext.
 func New(db Batcher, chunks Chunks, ext Extents, cfg Config) *Store {
 	c, _ := lru.New[chunkstore.ID, []byte](max(cfg.CacheChunks, 1))
-	s := &Store{db: db, chunks: chunks, ext: ext, cfg: cfg, cache: c, prefetch: make(chan chunkstore.ID, 256)}
+	p, _ := lru.New[chunkstore.ID, []byte](max(cfg.CacheChunks, cachePages))
+	s := &Store{db: db, chunks: chunks, ext: ext, cfg: cfg, cache: c, pages: p, prefetch: make(chan []chunkstore.ID, 64), pending: map[chunkstore.ID]chan struct{}{}}
 	for range prefetchers {
 		s.wg.Add(1)
 		go s.prefetcher()
@@ -133,19 +148,60 @@ func (s *Store) Close() {
 
 func (s *Store) prefetcher() {
 	defer s.wg.Done()
-	for id := range s.prefetch {
-		_, _ = s.chunk(id) // errors surface when the reader gets there
+	for ids := range s.prefetch {
+		// Errors surface when the reader gets there.
+		s.chunks.GetMany(ids, func(i int, data []byte, err error) {
+			if err == nil {
+				s.cacheAdd(ids[i], data)
+			}
+		})
+		s.pmu.Lock()
+		for _, id := range ids {
+			if ch := s.pending[id]; ch != nil {
+				close(ch)
+				delete(s.pending, id)
+			}
+		}
+		s.pmu.Unlock()
 	}
 }
 
-// chunk returns the decoded chunk, from the LRU or the store.
+func (s *Store) cacheGet(id chunkstore.ID) ([]byte, bool) {
+	if b, ok := s.pages.Get(id); ok {
+		return b, true
+	}
+	return s.cache.Get(id)
+}
+
+func (s *Store) cached(id chunkstore.ID) bool { return s.pages.Contains(id) || s.cache.Contains(id) }
+
+func (s *Store) cacheAdd(id chunkstore.ID, b []byte) {
+	if len(b) <= smallChunk {
+		s.pages.Add(id, b)
+	} else {
+		s.cache.Add(id, b)
+	}
+}
+
+// chunk returns the decoded chunk, from the cache, a prefetcher already
+// reading it, or the store.
 func (s *Store) chunk(id chunkstore.ID) ([]byte, error) {
-	if b, ok := s.cache.Get(id); ok {
+	if b, ok := s.cacheGet(id); ok {
 		s.stats.CacheHits.Add(1)
 		return b, nil
 	}
+	s.pmu.Lock()
+	ch := s.pending[id]
+	s.pmu.Unlock()
+	if ch != nil {
+		<-ch
+		if b, ok := s.cacheGet(id); ok {
+			s.stats.CacheHits.Add(1)
+			return b, nil
+		}
+	}
 	v, err, _ := s.flight.Do(string(id[:]), func() (any, error) {
-		if b, ok := s.cache.Get(id); ok {
+		if b, ok := s.cacheGet(id); ok {
 			return b, nil
 		}
 		s.stats.CacheMisses.Add(1)
@@ -153,7 +209,7 @@ func (s *Store) chunk(id chunkstore.ID) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.cache.Add(id, b)
+		s.cacheAdd(id, b)
 		return b, nil
 	})
 	if err != nil {
@@ -312,24 +368,62 @@ func (s *Store) readExtents(c *Cursor, ino, ver, gen uint64, dst []byte, off int
 	return nil
 }
 
-// readAhead queues the chunks of the window past end, up to ReadAhead bytes.
+// readAhead queues the chunks of the window past end, up to ReadAhead
+// bytes, in jobs of up to prefetchJob chunks.
 func (s *Store) readAhead(c *Cursor, end int64) {
 	limit := end + s.cfg.ReadAhead
 	start := max(end, c.ahead)
 	if start >= limit {
 		return
 	}
-	for i := c.find(start); i < len(c.ext) && c.ext[i].Off < limit; i++ {
-		if s.cache.Contains(c.ext[i].ID) {
-			continue
+	var job []chunkstore.ID
+	send := func() bool {
+		s.pmu.Lock()
+		mine := job[:0]
+		for _, id := range job {
+			if s.pending[id] == nil {
+				s.pending[id] = make(chan struct{})
+				mine = append(mine, id)
+			}
+		}
+		s.pmu.Unlock()
+		if len(mine) == 0 {
+			return true
 		}
 		select {
-		case s.prefetch <- c.ext[i].ID:
-		default:
-			return // prefetchers are busy: the reader will load it itself
+		case s.prefetch <- mine:
+			job = nil
+			return true
+		default: // prefetchers are busy: the reader will load them itself
+			s.pmu.Lock()
+			for _, id := range mine {
+				close(s.pending[id])
+				delete(s.pending, id)
+			}
+			s.pmu.Unlock()
+			return false
 		}
 	}
-	c.ahead = limit
+	i := c.find(start)
+	for ; i < len(c.ext) && c.ext[i].Off < limit; i++ {
+		id := c.ext[i].ID
+		if s.cached(id) || (len(job) > 0 && job[len(job)-1] == id) {
+			continue
+		}
+		job = append(job, id)
+		if len(job) == prefetchJob && !send() {
+			c.ahead = c.ext[i].Off
+			return
+		}
+	}
+	if !send() {
+		return
+	}
+	if i < len(c.ext) {
+		c.ahead = limit
+	} else {
+		c.ahead = min(limit, c.to)
+	}
 }
 
 // ReadCommitted reads committed content (version ver, size bytes) at off.
@@ -342,4 +436,8 @@ func (s *Store) ReadCommitted(c *Cursor, ino, ver, gen uint64, size int64, dst [
 }
 
 // CacheForTest exposes the decoded-chunk LRU to tests that damage chunks.
-func (s *Store) CacheForTest() interface{ Purge() } { return s.cache }
+func (s *Store) CacheForTest() interface{ Purge() } { return purger{s} }
+
+type purger struct{ s *Store }
+
+func (p purger) Purge() { p.s.cache.Purge(); p.s.pages.Purge() }

@@ -13,7 +13,7 @@ func TestStore(t testing.TB) (*Store, *index.Index, *chunkstore.Store) {
 	t.Helper()
 	x, cs := index.TestIndex(t)
 	cfg := Config{Params: Params{Min: 1024, Max: 8192, AvgBits: 11}, Window: 64 << 10, BatchBytes: 32 << 10, CacheChunks: 16, ReadAhead: 64 << 10}
-	s := New(cs.DB(), cs, x, cfg)
+	s := New(cs, cs, x, cfg)
 	t.Cleanup(s.Close)
 	return s, x, cs
 }

@@ -58,7 +58,7 @@ type Writer struct {
 	ahead             []piece // sorted by offset, disjoint, all past the stream's end
 	aheadBytes        int
 	stagedEnd         int64 // no extent of ver ends past this
-	b                 *pebble.Batch
+	b                 *chunkstore.Batch
 	cut               *cutter
 	gen               uint64          // bumped whenever ver's extents change
 	job               *job            // in flight, over buf[cutOff-streamOff:][:len(job.data)]
@@ -247,7 +247,7 @@ func (w *Writer) prepare(from, keep int64) error {
 		}
 		b := w.s.db.NewBatch()
 		keep = min(keep, w.size)
-		ver, err := w.s.ext.Stage(b, w.ino, w.ver, keep)
+		ver, err := w.s.ext.Stage(b.Batch, w.ino, w.ver, keep)
 		if err == nil {
 			err = b.Commit(pebble.NoSync)
 		}
@@ -261,7 +261,7 @@ func (w *Writer) prepare(from, keep int64) error {
 	}
 	if !w.cleaned {
 		// A crash may have left extents past the committed size.
-		if err := w.s.ext.TruncateExtents(w.b, w.ino, w.ver, w.committedSize); err != nil {
+		if err := w.s.ext.TruncateExtents(w.b.Batch, w.ino, w.ver, w.committedSize); err != nil {
 			return err
 		}
 		w.cleaned = true
@@ -437,16 +437,16 @@ func (w *Writer) record(off int64, n int, id chunkstore.ID, zero, overlay bool) 
 	}
 	switch {
 	case zero && overlay:
-		return w.s.ext.Punch(w.b, w.ino, w.ver, off, end)
+		return w.s.ext.Punch(w.b.Batch, w.ino, w.ver, off, end)
 	case zero:
 		return nil
 	}
 	w.stagedEnd = max(w.stagedEnd, end)
 	e := index.Extent{Off: off, Len: int64(n), ID: id}
 	if overlay {
-		return w.s.ext.Overlay(w.b, w.ino, w.ver, e)
+		return w.s.ext.Overlay(w.b.Batch, w.ino, w.ver, e)
 	}
-	return w.s.ext.AddExtent(w.b, w.ino, w.ver, e)
+	return w.s.ext.AddExtent(w.b.Batch, w.ino, w.ver, e)
 }
 
 // recordPage records the page payload at off in the image's generation: an
@@ -481,7 +481,7 @@ func (w *Writer) recordPage(off int64, id chunkstore.ID, zero bool) (bool, error
 		changed = !found || old.Zero != zero || (!zero && old.ID != id)
 	}
 	if changed {
-		if err := index.PutPage(w.b, m.gen, pfn, id, zero); err != nil {
+		if err := index.PutPage(w.b.Batch, m.gen, pfn, id, zero); err != nil {
 			return true, err
 		}
 		m.entries++
@@ -508,7 +508,7 @@ func (w *Writer) flushRun() error {
 	}
 	e := w.img.run
 	w.img.run = index.Extent{}
-	return w.s.ext.AddExtent(w.b, w.ino, w.ver, e)
+	return w.s.ext.AddExtent(w.b.Batch, w.ino, w.ver, e)
 }
 
 func (w *Writer) overlapsAhead(off, end int64) bool {
@@ -684,7 +684,7 @@ func (w *Writer) Truncate(size int64, now int64) error {
 		return w.fail(err)
 	}
 	if size < w.stagedEnd {
-		if err := w.s.ext.TruncateExtents(w.b, w.ino, w.ver, size); err != nil {
+		if err := w.s.ext.TruncateExtents(w.b.Batch, w.ino, w.ver, size); err != nil {
 			return w.fail(err)
 		}
 		if err := w.applyBatch(); err != nil {
@@ -766,7 +766,7 @@ func (w *Writer) Close() {
 		// A failed writer (a full disk) may have applied appends past the
 		// committed size: drop them now, so their chunks go to gc.
 		b := w.s.db.NewBatch()
-		if w.s.ext.TruncateExtents(b, w.ino, w.ver, w.committedSize) == nil {
+		if w.s.ext.TruncateExtents(b.Batch, w.ino, w.ver, w.committedSize) == nil {
 			_ = b.Commit(pebble.NoSync) // best effort: the next writer drops them too
 		}
 		b.Close()

@@ -39,7 +39,7 @@ func pageModeStore(t *testing.T) (*Store, *index.Index, *chunkstore.Store) {
 	x, cs := index.TestIndex(t)
 	cfg := DefaultConfig()
 	cfg.XenPages = true
-	s := New(cs.DB(), cs, x, cfg)
+	s := New(cs, cs, x, cfg)
 	t.Cleanup(s.Close)
 	return s, x, cs
 }
@@ -350,7 +350,7 @@ func FuzzXenPages(f *testing.F) {
 func newPageModel(t testing.TB) *model {
 	x, cs := index.TestIndex(t)
 	cfg := Config{Params: Params{Min: 1024, Max: 8192, AvgBits: 11}, Window: 64 << 10, BatchBytes: 32 << 10, CacheChunks: 16, ReadAhead: 64 << 10, XenPages: true}
-	s := New(cs.DB(), cs, x, cfg)
+	s := New(cs, cs, x, cfg)
 	t.Cleanup(s.Close)
 	in, err := x.Create(index.RootIno, "f", index.Inode{Mode: syscall.S_IFREG | 0o644})
 	if err != nil {

@@ -41,7 +41,7 @@ func BenchmarkGCDeleteOne(b *testing.B) {
 		}
 		cfg := content.DefaultConfig()
 		cfg.XenPages = true
-		s := content.New(cs.DB(), cs, x, cfg)
+		s := content.New(cs, cs, x, cfg)
 		defer s.Close()
 		var first index.Inode
 		for g := 0; g < gens; g++ {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/test/memimage"
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
@@ -151,21 +152,22 @@ func TestLostWritesDetected(t *testing.T) {
 	mount(t, store, mnt)
 }
 
-// TestDamagedBlob: a truncated blob file (chunk values) never panics the
-// daemon or fsck: reads of what it held fail with EIO, everything else
-// reads exactly, and fsck exits 7 naming the affected files.
-func TestDamagedBlob(t *testing.T) {
+// TestDamagedSegment: a truncated segment file (chunk records) never
+// panics the daemon or fsck: reads of what it held fail with EIO,
+// everything else reads exactly, and fsck exits 7 naming the affected
+// files.
+func TestDamagedSegment(t *testing.T) {
 	store, mnt, files := filledStore(t, (*daemon).stop)
-	blobs := storeFiles(t, store, ".blob")
-	if len(blobs) == 0 {
-		t.Fatal("no blob files")
+	segs := storeFiles(t, filepath.Join(store, chunkstore.SegmentDir), ".seg")
+	if len(segs) == 0 {
+		t.Fatal("no segment files")
 	}
-	st, _ := os.Stat(blobs[0])
-	os.Truncate(blobs[0], st.Size()/2)
+	st, _ := os.Stat(segs[0])
+	os.Truncate(segs[0], st.Size()/2)
 	out, code := run(t, "fsck", store)
 	noTrace(t, "fsck", out)
 	if code != 7 || !strings.Contains(out, "PROBLEM corrupt-chunk file=/f") {
-		t.Fatalf("fsck of a truncated blob: exit %d, want 7 naming files:\n%s", code, out)
+		t.Fatalf("fsck of a truncated segment: exit %d, want 7 naming files:\n%s", code, out)
 	}
 	d := mount(t, store, mnt)
 	bad := 0

@@ -1,0 +1,293 @@
+package chunkstore
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/ckptfs/ckptfs/test/memimage"
+)
+
+func smallSegments(t *testing.T, n int64) {
+	old := SegmentBytes
+	SegmentBytes = n
+	t.Cleanup(func() { SegmentBytes = old })
+}
+
+// putChunks stores n random 4 KiB chunks, per batches of per, and returns
+// their ids in write order.
+func putChunks(t *testing.T, s *Store, seed uint64, n, per int) []ID {
+	t.Helper()
+	var ids []ID
+	b := s.NewBatch()
+	for i := 0; i < n; i++ {
+		id, _, err := s.Put(b, memimage.Random(4096, seed+uint64(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+		if (i+1)%per == 0 || i == n-1 {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				t.Fatal(err)
+			}
+			b.Close()
+			b = s.NewBatch()
+		}
+	}
+	b.Close()
+	s.Unpin(ids...)
+	return ids
+}
+
+func segBytes(t *testing.T, s *Store) (n int64, segs int) {
+	ids, err := s.seg.list()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		n += s.seg.sizeOf(id)
+	}
+	return n, len(ids)
+}
+
+func sweepAll(t *testing.T, s *Store, ids []ID) int64 {
+	t.Helper()
+	n, freed, err := s.Sweep(ids, func(*pebble.Batch, ID, bool) (bool, error) { return true, nil })
+	if err != nil || n != len(ids) {
+		t.Fatalf("sweep: %d of %d, %v", n, len(ids), err)
+	}
+	return freed
+}
+
+// TestCompact: records are appended in write order; a segment whose chunks
+// are all deleted is removed whole, one mostly dead is rewritten, one
+// little dead stays, and every live chunk reads back, before and after a
+// reopen, while deleted ones are gone.
+func TestCompact(t *testing.T) {
+	smallSegments(t, 64<<10)
+	o := DefaultOptions()
+	o.FS = vfs.NewMem()
+	s, err := Open("st", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := putChunks(t, s, 1, 120, 4) // 4 records (16 KiB) a batch: 4 batches a segment
+	_, segs := segBytes(t, s)
+	if segs < 7 {
+		t.Fatalf("%d segments for 120 chunks of 4 KiB in 64 KiB segments", segs)
+	}
+	// Locators follow write order.
+	var prev locator
+	for i, id := range ids {
+		l, _, ok, err := s.where(id)
+		if !ok || err != nil {
+			t.Fatal(id, err)
+		}
+		if i > 0 && (l.seg < prev.seg || (l.seg == prev.seg && l.off <= prev.off)) {
+			t.Fatalf("chunk %d at %v, after %v", i, l, prev)
+		}
+		prev = l
+	}
+	loc := func(id ID) locator { l, _, _, _ := s.where(id); return l }
+	first, second := loc(ids[0]).seg, loc(ids[0]).seg+1
+	var dead, live []ID
+	for _, id := range ids {
+		switch l := loc(id); {
+		case l.seg == first:
+			dead = append(dead, id) // all of the first segment
+		case l.seg == second && len(dead)%2 == 0:
+			dead = append(dead, id) // most of the second
+		case l.seg == second:
+			dead = append(dead, id)
+		default:
+			live = append(live, id)
+		}
+	}
+	// Keep one chunk of the second segment alive.
+	live = append(live, dead[len(dead)-1])
+	dead = dead[:len(dead)-1]
+	// And kill one chunk of the third: too little to rewrite it.
+	third := live[0]
+	dead, live = append(dead, third), live[1:]
+	sweepAll(t, s, dead)
+	before, _ := segBytes(t, s)
+	st, err := s.Compact(0.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Removed != 1 || st.Rewritten != 1 || st.Moved == 0 {
+		t.Fatalf("compact: %+v", st)
+	}
+	after, _ := segBytes(t, s)
+	if after >= before-64<<10 {
+		t.Fatalf("segments took %d bytes before compact, %d after", before, after)
+	}
+	check := func(s *Store) {
+		t.Helper()
+		for _, id := range live {
+			if _, err := s.Get(nil, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, id := range dead {
+			if _, err := s.Get(nil, id); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("deleted chunk: %v", err)
+			}
+		}
+		n := 0
+		s.Verify(func(i Info, err error) error {
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+			return nil
+		})
+		if n != len(live) {
+			t.Fatalf("verify saw %d chunks, want %d", n, len(live))
+		}
+	}
+	check(s)
+	// A second compact finds nothing to do.
+	if st, err := s.Compact(0.5); err != nil || st.Removed+st.Rewritten != 0 {
+		t.Fatalf("second compact: %+v %v", st, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open("st", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	check(s)
+}
+
+// TestSegmentCrash: a crash that keeps only what was synced keeps every
+// chunk of a durable commit, and the store opens and takes new chunks
+// after the torn tail.
+func TestSegmentCrash(t *testing.T) {
+	mem := vfs.NewCrashableMem()
+	o := DefaultOptions()
+	o.FS = mem
+	s, err := Open("st", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	durableIDs := putChunks(t, s, 1, 30, 7)
+	if err := s.CommitDurable(s.db.NewBatch()); err != nil {
+		t.Fatal(err)
+	}
+	putChunks(t, s, 100, 30, 7) // not durable
+	crashed := mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	s.Close()
+	o.FS = crashed
+	s, err = Open("st", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range durableIDs {
+		if _, err := s.Get(nil, id); err != nil {
+			t.Fatalf("durable chunk after a crash: %v", err)
+		}
+	}
+	more := putChunks(t, s, 200, 10, 3)
+	for _, id := range more {
+		if _, err := s.Get(nil, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+}
+
+// TestUpgradeInline: a format 2 store's inline chunk values move to
+// segments on the first read-write open (a read-only open reads them where
+// they are), and the store records format 3.
+func TestUpgradeInline(t *testing.T) {
+	o := DefaultOptions()
+	o.FS = vfs.NewMem()
+	s, err := Open("st", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []ID
+	var data [][]byte
+	for i := range 50 {
+		d := memimage.Random(4096+i, uint64(i))
+		id := Sum(d)
+		s.db.Set(chunkKey(id), encodeValue(nil, CodecS2, d), nil)
+		ids, data = append(ids, id), append(data, d)
+	}
+	s.db.Set(formatKey, []byte("ckptfs 2"), pebble.Sync)
+	s.Close()
+
+	ro := o
+	ro.ReadOnly = true
+	s, err = Open("st", ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		if got, err := s.Get(nil, id); err != nil || string(got) != string(data[i]) {
+			t.Fatalf("read-only v2: %v", err)
+		}
+	}
+	s.Close()
+
+	s, err = Open("st", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if v, _ := StoredFormat(s.db); v != FormatVersion {
+		t.Fatalf("format %d after upgrade", v)
+	}
+	inline := 0
+	s.each(func(id ID, l locator, it *pebble.Iterator) error {
+		if it != nil {
+			inline++
+		}
+		return nil
+	})
+	if n, segs := segBytes(t, s); inline != 0 || segs == 0 || n < 50*4096 {
+		t.Fatalf("after upgrade: %d inline, %d segments, %d bytes", inline, segs, n)
+	}
+	for i, id := range ids {
+		if got, err := s.Get(nil, id); err != nil || string(got) != string(data[i]) {
+			t.Fatalf("upgraded: %v", err)
+		}
+	}
+}
+
+// TestGetMany reads chunks of several segments, some missing, in one call.
+func TestGetMany(t *testing.T) {
+	smallSegments(t, 64<<10)
+	s := TestStore(t)
+	ids := putChunks(t, s, 1, 50, 5)
+	var bogus ID
+	bogus[0] = 1
+	want := append(append([]ID{}, ids...), bogus)
+	got := make([]error, len(want))
+	seen := 0
+	s.GetMany(want, func(i int, data []byte, err error) {
+		seen++
+		if err == nil && Sum(data) != want[i] {
+			err = fmt.Errorf("chunk %d: wrong data", i)
+		}
+		got[i] = err
+	})
+	if seen != len(want) {
+		t.Fatalf("%d callbacks for %d chunks", seen, len(want))
+	}
+	for i, err := range got[:len(ids)] {
+		if err != nil {
+			t.Fatal(i, err)
+		}
+	}
+	if !errors.Is(got[len(ids)], ErrNotFound) || !strings.Contains(got[len(ids)].Error(), bogus.String()) {
+		t.Fatalf("missing chunk: %v", got[len(ids)])
+	}
+}
