@@ -12,20 +12,20 @@ import (
 
 // Result is what one Collect did.
 type Result struct {
-	GensReclaimed int     `json:"generations_reclaimed"`
-	GensWaiting   int     `json:"generations_waiting"` // a later generation of their chain is being written
-	PageEntries   int     `json:"page_entries"`        // entries relabelled or dropped
-	Candidates    int     `json:"candidates"`          // chunks that had lost a reference
-	ChunksDeleted int     `json:"chunks_deleted"`
-	StoredFreed   int64   `json:"stored_bytes_freed"`
+	GensReclaimed int   `json:"generations_reclaimed"`
+	GensWaiting   int   `json:"generations_waiting"` // a later generation of their chain is being written
+	PageEntries   int   `json:"page_entries"`        // entries relabelled or dropped
+	Candidates    int   `json:"candidates"`          // chunks that had lost a reference
+	ChunksDeleted int   `json:"chunks_deleted"`
+	StoredFreed   int64 `json:"stored_bytes_freed"`
 	// Segments removed whole, rewritten (live records copied), and the
 	// live bytes copied: see chunkstore.Compact.
-	SegmentsRemoved   int   `json:"segments_removed"`
-	SegmentsRewritten int   `json:"segments_rewritten"`
-	BytesMoved        int64 `json:"bytes_moved"`
-	DiskBefore    int64   `json:"disk_bytes_before"`
-	DiskAfter     int64   `json:"disk_bytes_after"`
-	Seconds       float64 `json:"seconds"`
+	SegmentsRemoved   int     `json:"segments_removed"`
+	SegmentsRewritten int     `json:"segments_rewritten"`
+	BytesMoved        int64   `json:"bytes_moved"`
+	DiskBefore        int64   `json:"disk_bytes_before"`
+	DiskAfter         int64   `json:"disk_bytes_after"`
+	Seconds           float64 `json:"seconds"`
 }
 
 // sweepBatch is how many candidates one Sweep looks at: it bounds the

@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"testing"
 
-
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/gc"
