@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"slices"
 	"strconv"
@@ -50,27 +51,37 @@ func decodeLocator(v []byte) (locator, error) {
 	return locator{seg: uint32(u[0]), off: int64(u[1]), n: int(u[2])}, nil
 }
 
-// appendRecord appends a chunk record: id, uvarint(len(value)), value.
+// appendRecord appends a chunk record: id, uvarint(len(value)), value,
+// and the CRC-32C (Castagnoli, little-endian) of all that.
 func appendRecord(dst []byte, id ID, value []byte) []byte {
+	start := len(dst)
 	dst = append(dst, id[:]...)
 	dst = binary.AppendUvarint(dst, uint64(len(value)))
-	return append(dst, value...)
+	dst = append(dst, value...)
+	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
 }
 
-// parseRecord splits the record at the start of b into its id and value
-// and returns the record's length.
+
+// recordOverhead is the most bytes a record adds to its value.
+const recordOverhead = IDSize + binary.MaxVarintLen64 + 4
+
+// parseRecord splits the record at the start of b into its id and value,
+// checking its CRC, and returns the record's length.
 func parseRecord(b []byte) (ID, []byte, int, error) {
 	var id ID
-	if len(b) < IDSize+1 {
+	if len(b) < IDSize+1+4 {
 		return id, nil, 0, fmt.Errorf("%w: short record", ErrCorrupt)
 	}
 	copy(id[:], b)
 	n, k := binary.Uvarint(b[IDSize:])
-	if k <= 0 || n > MaxChunkSize+16 || uint64(len(b)-IDSize-k) < n {
+	if k <= 0 || n > MaxChunkSize+16 || uint64(len(b)-IDSize-k-4) < n {
 		return id, nil, 0, fmt.Errorf("%w: bad record length", ErrCorrupt)
 	}
 	end := IDSize + k + int(n)
-	return id, b[IDSize+k : end], end, nil
+	if crc32.Checksum(b[:end], castagnoli) != binary.LittleEndian.Uint32(b[end:]) {
+		return id, nil, 0, fmt.Errorf("%w: record checksum mismatch", ErrCorrupt)
+	}
+	return id, b[IDSize+k : end], end + 4, nil
 }
 
 // segments keeps the segment files: appends go to the active one, under mu;

@@ -680,32 +680,47 @@ func (s *Store) SetPrepared(b *Batch, id ID, value []byte) error {
 	return nil
 }
 
-// Get returns the chunk's plain content appended to dst after checking that
-// it hashes to id. A missing chunk is ErrNotFound, a chunk that fails to
-// decode or verify is ErrCorrupt; both errors name the chunk.
+// Get returns the chunk's plain content appended to dst. A missing chunk
+// is ErrNotFound, one that fails its checks is ErrCorrupt; both errors name
+// the chunk. A chunk in a segment is checked by its record's CRC-32C and
+// id (the bytes are the ones written for that chunk); an inline chunk (a
+// format 2 store read as it is) and every chunk that Verify reads are
+// re-hashed. See doc.go.
 func (s *Store) Get(dst []byte, id ID) ([]byte, error) {
-	v, err := s.value(id)
+	v, inline, err := s.value(id)
 	if err != nil {
 		return nil, err
 	}
-	return verify(dst, id, v)
+	if inline {
+		return verify(dst, id, v)
+	}
+	return decodeChecked(dst, id, v)
 }
 
-// value returns chunk id's encoded value.
-func (s *Store) value(id ID) ([]byte, error) {
+// decodeChecked decodes a value whose record passed its checks.
+func decodeChecked(dst []byte, id ID, v []byte) ([]byte, error) {
+	out, err := decodeValue(dst, v)
+	if err != nil {
+		return nil, fmt.Errorf("chunk %s: %w: %v", id, ErrCorrupt, err)
+	}
+	return out, nil
+}
+
+// value returns chunk id's encoded value, and whether it was inline.
+func (s *Store) value(id ID) ([]byte, bool, error) {
 	for try := 0; ; try++ {
 		l, inline, ok, err := s.where(id)
 		if err != nil {
 			if damaged(err) {
-				return nil, fmt.Errorf("chunk %s: %w: %s", id, ErrCorrupt, OneLine(err.Error()))
+				return nil, false, fmt.Errorf("chunk %s: %w: %s", id, ErrCorrupt, OneLine(err.Error()))
 			}
-			return nil, fmt.Errorf("chunk %s: %w", id, err)
+			return nil, false, fmt.Errorf("chunk %s: %w", id, err)
 		}
 		if !ok {
-			return nil, fmt.Errorf("chunk %s: %w", id, ErrNotFound)
+			return nil, false, fmt.Errorf("chunk %s: %w", id, ErrNotFound)
 		}
 		if inline != nil {
-			return inline, nil
+			return inline, true, nil
 		}
 		v, err := s.readRecord(id, l)
 		if err != nil && try == 0 {
@@ -715,7 +730,7 @@ func (s *Store) value(id ID) ([]byte, error) {
 				continue
 			}
 		}
-		return v, err
+		return v, false, err
 	}
 }
 
@@ -963,8 +978,8 @@ func (s *Store) GetMany(ids []ID, fn func(i int, data []byte, err error)) {
 				fn(r.i, data, err)
 				continue
 			}
-			data, verr := verify(nil, id, v)
-			fn(r.i, data, verr)
+			data, derr := decodeChecked(nil, id, v)
+			fn(r.i, data, derr)
 		}
 	}
 }

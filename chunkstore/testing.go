@@ -1,6 +1,7 @@
 package chunkstore
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -20,13 +21,21 @@ func TestStore(t testing.TB) *Store {
 	return s
 }
 
-// DamageForTest makes chunk id's stored value v (an encoded value, or
-// garbage), as a disk that changed its bytes would: reads then fail.
-func (s *Store) DamageForTest(id ID, v []byte) error {
-	b := s.NewBatch()
-	defer b.Close()
-	b.addRecord(id, v)
-	return b.Commit(pebble.Sync)
+// DamageForTest changes bytes of chunk id's record in its segment, as a
+// disk that returns wrong data would: reads then fail.
+func (s *Store) DamageForTest(id ID) error {
+	l, _, ok, err := s.where(id)
+	if err != nil || !ok {
+		return fmt.Errorf("damage %s: %v (found %v)", id, err, ok)
+	}
+	f, err := s.seg.file(l.seg)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt([]byte("garbage!"), l.off+int64(l.n)/2); err != nil {
+		return err
+	}
+	return f.Sync()
 }
 
 // DropForTest deletes chunk id as a lost write would.

@@ -47,7 +47,7 @@ func TestCorruptChunkIsEIO(t *testing.T) {
 		t.Fatalf("extents: %v %v", ext, err)
 	}
 	id := ext[0].ID
-	if err := m.Store.DamageForTest(id, []byte{0, 4, 'b', 'a', 'd', '!'}); err != nil {
+	if err := m.Store.DamageForTest(id); err != nil {
 		t.Fatal(err)
 	}
 	m.Data.CacheForTest().Purge()

@@ -88,7 +88,7 @@ func TestFsckFindsDamage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs.DamageForTest(ids[0], []byte{0, 5, 'h', 'e', 'l', 'l', 'o'})
+	cs.DamageForTest(ids[0])
 	cs.DropForTest(ids[1])
 	cs.Close()
 

@@ -52,7 +52,7 @@ func putFile(tb testing.TB, s *Store, x *index.Index, name string, data []byte) 
 // readAll reads a committed file in 128 KiB pieces (the kernel's usual
 // read size) with the chunk cache emptied first.
 func readAll(tb testing.TB, s *Store, in index.Inode) {
-	s.cache.Purge()
+	s.CacheForTest().Purge()
 	buf := make([]byte, 128<<10)
 	var c Cursor
 	for off := int64(0); off < in.Size; off += int64(len(buf)) {
