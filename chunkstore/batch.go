@@ -15,6 +15,15 @@ type Batch struct {
 	s    *Store
 	buf  []byte
 	recs []pendingRecord
+	// Sets whose value gets the chunk's Hint appended at commit: keys and
+	// values in hbuf.
+	hinted []hintedSet
+	hbuf   []byte
+}
+
+type hintedSet struct {
+	k, v int // ends of the key and the value in hbuf
+	id   ID
 }
 
 type pendingRecord struct {
@@ -34,11 +43,21 @@ func (b *Batch) addRecord(id ID, value []byte) {
 	b.recs = append(b.recs, pendingRecord{id: id, off: off, n: len(b.buf) - off})
 }
 
+// SetHinted sets key to value followed by the Hint of chunk id (where its
+// record is), known at commit: a chunk of this batch, or one the store
+// wrote or looked up recently; otherwise value alone.
+func (b *Batch) SetHinted(key, value []byte, id ID) {
+	b.hbuf = append(b.hbuf, key...)
+	k := len(b.hbuf)
+	b.hbuf = append(b.hbuf, value...)
+	b.hinted = append(b.hinted, hintedSet{k: k, v: len(b.hbuf), id: id})
+}
+
 // Len is the batch's size in bytes, chunk records included.
-func (b *Batch) Len() int { return b.Batch.Len() + len(b.buf) }
+func (b *Batch) Len() int { return b.Batch.Len() + len(b.buf) + len(b.hbuf) }
 
 // Empty reports whether the batch holds nothing.
-func (b *Batch) Empty() bool { return b.Batch.Empty() && len(b.recs) == 0 }
+func (b *Batch) Empty() bool { return b.Batch.Empty() && len(b.recs) == 0 && len(b.hinted) == 0 }
 
 // Commit writes the batch's chunk records, then commits the rest; with
 // pebble.Sync everything written to the store before is durable when it
@@ -50,12 +69,26 @@ func (b *Batch) Commit(o *pebble.WriteOptions) error {
 			return err
 		}
 		for _, r := range b.recs {
-			if err := b.Batch.Set(locKey(r.id), encodeLocator(locator{seg: seg, off: base + int64(r.off), n: r.n}), nil); err != nil {
+			l := locator{seg: seg, off: base + int64(r.off), n: r.n}
+			if err := b.Batch.Set(locKey(r.id), encodeLocator(l), nil); err != nil {
 				return err
 			}
+			b.s.recent.Add(r.id, l)
 		}
 		b.buf, b.recs = b.buf[:0], b.recs[:0]
 	}
+	start, v := 0, []byte(nil)
+	for _, h := range b.hinted {
+		v = append(v[:0], b.hbuf[h.k:h.v]...)
+		if l, ok := b.s.recent.Peek(h.id); ok && l.seg != 0 {
+			v = append(v, encodeLocator(l)...)
+		}
+		if err := b.Batch.Set(b.hbuf[start:h.k], v, nil); err != nil { // Set copies
+			return err
+		}
+		start = h.v
+	}
+	b.hinted, b.hbuf = b.hinted[:0], b.hbuf[:0]
 	if o == pebble.Sync {
 		if err := b.s.seg.sync(); err != nil {
 			return err
@@ -66,6 +99,6 @@ func (b *Batch) Commit(o *pebble.WriteOptions) error {
 
 // Close releases the batch; records not committed are dropped.
 func (b *Batch) Close() error {
-	b.buf, b.recs = nil, nil
+	b.buf, b.recs, b.hinted, b.hbuf = nil, nil, nil, nil
 	return b.Batch.Close()
 }

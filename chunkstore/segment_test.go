@@ -272,7 +272,7 @@ func TestGetMany(t *testing.T) {
 	want := append(append([]ID{}, ids...), bogus)
 	got := make([]error, len(want))
 	seen := 0
-	s.GetMany(want, func(i int, data []byte, err error) {
+	s.GetMany(want, nil, func(i int, data []byte, err error) {
 		seen++
 		if err == nil && Sum(data) != want[i] {
 			err = fmt.Errorf("chunk %d: wrong data", i)

@@ -121,8 +121,10 @@ type Store struct {
 	db    *pebble.DB
 	codec Codec
 	// recent remembers chunks put in batches that may not be applied yet, so
+	// a chunk that repeats within a stream is encoded only once, and where
+	// recently written or looked-up chunks are (for Batch.SetHinted).
 	// a chunk that repeats within a stream is encoded only once.
-	recent *lru.Cache[ID, struct{}]
+	recent *lru.Cache[ID, locator]
 
 	// pins counts, per chunk, the writers that decided to reference it
 	// (Prepare) and have not applied that reference yet (Unpin). Sweep
@@ -371,7 +373,7 @@ func Open(dir string, o Options) (*Store, error) {
 		closeDB(db)
 		return nil, fmt.Errorf("%s: segments: %w", dir, err)
 	}
-	recent, _ := lru.New[ID, struct{}](1 << 16)
+	recent, _ := lru.New[ID, locator](1 << 16)
 	sp.unflush = func() int64 { return int64(db.Metrics().MemTable.Size) }
 	s := &Store{db: db, codec: o.Codec, recent: recent, pins: map[ID]int{}, dur: dur, readOnly: o.ReadOnly, damage: dmg, space: sp, seg: seg}
 	if !o.ReadOnly {
@@ -580,11 +582,11 @@ func (s *Store) Prepare(dst []byte, id ID, data []byte) ([]byte, error) {
 	if s.recent.Contains(id) {
 		return nil, nil
 	}
-	ok, err := s.Has(id)
+	l, _, ok, err := s.where(id)
 	if err != nil {
 		return nil, err
 	}
-	s.recent.Add(id, struct{}{})
+	s.recent.Add(id, l) // the zero locator if absent (or inline): not known yet
 	if ok {
 		return nil, nil
 	}
@@ -929,13 +931,21 @@ func (s *Store) StoredSize(id ID) (int64, error) {
 // verified as Get does, in no particular order. Chunks whose records lie
 // close together in a segment are read with one read: a run of pages
 // written together (a generation's new pages) is one sequential read.
-func (s *Store) GetMany(ids []ID, fn func(i int, data []byte, err error)) {
+//
+// hints, if not nil, holds a Hint for each id (the zero Hint for none): a
+// chunk found at its hint (its record's id and CRC match) needs no locator
+// lookup.
+func (s *Store) GetMany(ids []ID, hints []Hint, fn func(i int, data []byte, err error)) {
 	type loc struct {
 		i int
 		l locator
 	}
 	locs := make([]loc, 0, len(ids))
 	for i, id := range ids {
+		if hints != nil && hints[i].l.seg != 0 {
+			locs = append(locs, loc{i, hints[i].l})
+			continue
+		}
 		l, inline, ok, err := s.where(id)
 		if err != nil || !ok || inline != nil {
 			data, err := s.Get(nil, id)
@@ -982,4 +992,30 @@ func (s *Store) GetMany(ids []ID, fn func(i int, data []byte, err error)) {
 			fn(r.i, data, derr)
 		}
 	}
+}
+
+// Hint is where a chunk's record was when something referenced it: a read
+// that finds the chunk's record there (its id and CRC match) skips the
+// lookup of its locator. Hints are never updated: a stale one (gc moved
+// the chunk) costs that lookup, never wrong data.
+type Hint struct{ l locator }
+
+// IsZero reports whether h says nothing.
+func (h Hint) IsZero() bool { return h.l.seg == 0 }
+
+// AppendHint appends h's encoding (nothing for the zero Hint).
+func AppendHint(dst []byte, h Hint) []byte {
+	if h.IsZero() {
+		return dst
+	}
+	return append(dst, encodeLocator(h.l)...)
+}
+
+// ParseHint decodes what AppendHint appended.
+func ParseHint(b []byte) (Hint, error) {
+	if len(b) == 0 {
+		return Hint{}, nil
+	}
+	l, err := decodeLocator(b)
+	return Hint{l}, err
 }

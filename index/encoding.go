@@ -156,6 +156,8 @@ type Extent struct {
 	ChunkOff int64
 	ID       chunkstore.ID
 	Run      *PageRun
+	// Hint is where the chunk was (a page entry's; not encoded in extents).
+	Hint chunkstore.Hint
 }
 
 // PageSize is the size of a guest page in a page run.

@@ -210,22 +210,51 @@ func (x *Index) WalkGens(fn func(GenRecord) error) error {
 }
 
 // PutPage records, in b, that generation g's page pfn is chunk id (or all
-// zero).
-func PutPage(b *pebble.Batch, g Gen, pfn uint64, id chunkstore.ID, zero bool) error {
-	return putPage(b, g.Lin, g.Gen, pfn, id, zero)
+// zero). The entry gets the chunk's hint (where its record is) when b
+// commits.
+func PutPage(b *chunkstore.Batch, g Gen, pfn uint64, id chunkstore.ID, zero bool) error {
+	if zero {
+		return putPage(b.Batch, g.Lin, g.Gen, pfn, PageRef{Zero: true})
+	}
+	if err := b.Set(refKey(id, holderPage, g.Lin, pfn, g.Gen), nil, nil); err != nil {
+		return err
+	}
+	b.SetHinted(pageKey(g.Lin, pfn, g.Gen), id[:], id)
+	return b.Set(binary.BigEndian.AppendUint64(pageByGenPrefix(g.Lin, g.Gen), pfn), nil, nil)
 }
 
-func putPage(b *pebble.Batch, lin, gen, pfn uint64, id chunkstore.ID, zero bool) error {
-	v := id[:]
-	if zero {
-		v = nil
-	} else if err := b.Set(refKey(id, holderPage, lin, pfn, gen), nil, nil); err != nil {
-		return err
+func putPage(b *pebble.Batch, lin, gen, pfn uint64, ref PageRef) error {
+	var v []byte
+	if !ref.Zero {
+		if err := b.Set(refKey(ref.ID, holderPage, lin, pfn, gen), nil, nil); err != nil {
+			return err
+		}
+		v = chunkstore.AppendHint(ref.ID[:], ref.Hint)
 	}
 	if err := b.Set(pageKey(lin, pfn, gen), v, nil); err != nil {
 		return err
 	}
 	return b.Set(binary.BigEndian.AppendUint64(pageByGenPrefix(lin, gen), pfn), nil, nil)
+}
+
+// decodePage decodes a page entry's value: empty for a zero page, else the
+// chunk's id and, optionally, its hint.
+func decodePage(k, v []byte) (PageRef, error) {
+	var ref PageRef
+	if len(v) == 0 {
+		ref.Zero = true
+		return ref, nil
+	}
+	if len(v) < chunkstore.IDSize {
+		return ref, fmt.Errorf("%w: page entry %x", ErrCorrupt, k)
+	}
+	ref.ID = chunkstore.ID(v[:chunkstore.IDSize])
+	h, err := chunkstore.ParseHint(v[chunkstore.IDSize:])
+	if err != nil {
+		return ref, fmt.Errorf("%w: page entry %x: %v", ErrCorrupt, k, err)
+	}
+	ref.Hint = h
+	return ref, nil
 }
 
 func delPage(b *pebble.Batch, lin, gen, pfn uint64, id chunkstore.ID, zero bool) error {
@@ -240,10 +269,11 @@ func delPage(b *pebble.Batch, lin, gen, pfn uint64, id chunkstore.ID, zero bool)
 	return b.Delete(binary.BigEndian.AppendUint64(pageByGenPrefix(lin, gen), pfn), nil)
 }
 
-// PageRef is a page's content: a chunk, or all zero.
+// PageRef is a page's content: a chunk (and where it was), or all zero.
 type PageRef struct {
 	ID   chunkstore.ID
 	Zero bool
+	Hint chunkstore.Hint
 }
 
 // PageReader looks up page entries of one lineage. Not safe for concurrent
@@ -295,15 +325,8 @@ func (r *PageReader) Lookup(pfn, gen, floor uint64) (ref PageRef, found bool, er
 	if err != nil {
 		return ref, false, err
 	}
-	switch len(v) {
-	case 0:
-		ref.Zero = true
-	case chunkstore.IDSize:
-		ref.ID = chunkstore.ID(v)
-	default:
-		return ref, false, fmt.Errorf("%w: page entry %x", ErrCorrupt, k)
-	}
-	return ref, true, nil
+	ref, err = decodePage(k, v)
+	return ref, err == nil, err
 }
 
 // ResolveRun returns the pages [from, to) of run.
@@ -375,7 +398,7 @@ func (x *Index) ReclaimGen(lin, gen uint64) (done bool, entries int, err error) 
 			return err
 		}
 		if heir != 0 && (newer == 0 || newer > heir) {
-			err = putPage(b, lin, heir, pfn, ref.ID, ref.Zero)
+			err = putPage(b, lin, heir, pfn, ref)
 		} else if !ref.Zero {
 			err = b.Set(candidateKey(ref.ID), nil, nil)
 		}
@@ -402,13 +425,9 @@ func entryAt(it *pebble.Iterator, lin, pfn, gen uint64) (ref PageRef, newer uint
 	if !it.SeekGE(pk) || !bytes.Equal(it.Key(), pk) {
 		return ref, 0, false, it.Error()
 	}
-	switch v := it.Value(); len(v) {
-	case 0:
-		ref.Zero = true
-	case chunkstore.IDSize:
-		ref.ID = chunkstore.ID(v)
-	default:
-		return ref, 0, false, fmt.Errorf("%w: page entry %x", ErrCorrupt, pk)
+	ref, err = decodePage(pk, it.Value())
+	if err != nil {
+		return ref, 0, false, err
 	}
 	if it.Prev() && bytes.Equal(it.Key()[:17], pk[:17]) {
 		newer = ^binary.BigEndian.Uint64(it.Key()[17:])

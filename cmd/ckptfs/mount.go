@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -109,6 +110,14 @@ func runMount(o mountOptions, store, mnt string) error {
 			}
 		}
 	}()
+	// CKPTFS_CPUPROFILE=FILE profiles the daemon until it unmounts (for
+	// the benchmarks' profiles; see README).
+	if p := os.Getenv("CKPTFS_CPUPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil && pprof.StartCPUProfile(f) == nil {
+			defer f.Close()
+			defer pprof.StopCPUProfile()
+		}
+	}
 	fmt.Printf("ckptfs: ready: %s mounted at %s (pid %d); Ctrl-C or 'umount %s' unmounts\n", store, mnt, os.Getpid(), mnt)
 	m.Server.Wait()
 	ctl.Close() // no request reaches a store being closed

@@ -2,6 +2,7 @@ package content
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -53,6 +54,10 @@ func putFile(tb testing.TB, s *Store, x *index.Index, name string, data []byte) 
 // read size) with the chunk cache emptied first.
 func readAll(tb testing.TB, s *Store, in index.Inode) {
 	s.CacheForTest().Purge()
+	if os.Getenv("CKPTFS_BENCH_COLD") != "" {
+		syscall.Sync()
+		os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
+	}
 	buf := make([]byte, 128<<10)
 	var c Cursor
 	for off := int64(0); off < in.Size; off += int64(len(buf)) {

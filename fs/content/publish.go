@@ -170,7 +170,7 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 	put := func(pfn uint64) error {
 		ref := p.pages[pfn]
 		p.Changed++
-		return index.PutPage(p.b.Batch, g, pfn, ref.ID, ref.Zero)
+		return index.PutPage(p.b, g, pfn, ref.ID, ref.Zero)
 	}
 	if g.Base == 0 || g.Base != p.last {
 		for pfn := range p.pages {

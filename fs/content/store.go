@@ -19,7 +19,7 @@ type Chunks interface {
 	Prepare(dst []byte, id chunkstore.ID, data []byte) ([]byte, error)
 	SetPrepared(b *chunkstore.Batch, id chunkstore.ID, value []byte) error
 	Get(dst []byte, id chunkstore.ID) ([]byte, error)
-	GetMany(ids []chunkstore.ID, fn func(i int, data []byte, err error))
+	GetMany(ids []chunkstore.ID, hints []chunkstore.Hint, fn func(i int, data []byte, err error))
 	Unpin(ids ...chunkstore.ID)
 }
 
@@ -79,6 +79,12 @@ func (c Config) WriterMemoryBound() int {
 // verifies them; several keep both cores and the disk's queue busy.
 const prefetchers = 4
 
+// prefetchJobs is one read-ahead job: chunks and their hints.
+type prefetchJobs struct {
+	ids   []chunkstore.ID
+	hints []chunkstore.Hint
+}
+
 // prefetchJob is the most chunks one read-ahead job reads.
 const prefetchJob = 256
 
@@ -99,7 +105,7 @@ type Store struct {
 	cache     *lru.Cache[chunkstore.ID, []byte] // CDC chunks
 	pages     *lru.Cache[chunkstore.ID, []byte] // chunks up to smallChunk bytes
 	flight    singleflight.Group
-	prefetch  chan []chunkstore.ID
+	prefetch  chan prefetchJobs
 	pmu       sync.Mutex
 	pending   map[chunkstore.ID]chan struct{} // being read by a prefetcher
 	wg        sync.WaitGroup
@@ -133,7 +139,7 @@ func (s *Store) Counters() *Stats { return &s.stats }
 func New(db Batcher, chunks Chunks, ext Extents, cfg Config) *Store {
 	c, _ := lru.New[chunkstore.ID, []byte](max(cfg.CacheChunks, 1))
 	p, _ := lru.New[chunkstore.ID, []byte](max(cfg.CacheChunks, cachePages))
-	s := &Store{db: db, chunks: chunks, ext: ext, cfg: cfg, cache: c, pages: p, prefetch: make(chan []chunkstore.ID, 64), pending: map[chunkstore.ID]chan struct{}{}}
+	s := &Store{db: db, chunks: chunks, ext: ext, cfg: cfg, cache: c, pages: p, prefetch: make(chan prefetchJobs, 64), pending: map[chunkstore.ID]chan struct{}{}}
 	for range prefetchers {
 		s.wg.Add(1)
 		go s.prefetcher()
@@ -148,9 +154,10 @@ func (s *Store) Close() {
 
 func (s *Store) prefetcher() {
 	defer s.wg.Done()
-	for ids := range s.prefetch {
+	for job := range s.prefetch {
+		ids := job.ids
 		// Errors surface when the reader gets there.
-		s.chunks.GetMany(ids, func(i int, data []byte, err error) {
+		s.chunks.GetMany(ids, job.hints, func(i int, data []byte, err error) {
 			if err == nil {
 				s.cacheAdd(ids[i], data)
 			}
@@ -185,7 +192,7 @@ func (s *Store) cacheAdd(id chunkstore.ID, b []byte) {
 
 // chunk returns the decoded chunk, from the cache, a prefetcher already
 // reading it, or the store.
-func (s *Store) chunk(id chunkstore.ID) ([]byte, error) {
+func (s *Store) chunk(id chunkstore.ID, hint chunkstore.Hint) ([]byte, error) {
 	if b, ok := s.cacheGet(id); ok {
 		s.stats.CacheHits.Add(1)
 		return b, nil
@@ -205,7 +212,9 @@ func (s *Store) chunk(id chunkstore.ID) ([]byte, error) {
 			return b, nil
 		}
 		s.stats.CacheMisses.Add(1)
-		b, err := s.chunks.Get(nil, id)
+		var b []byte
+		var err error
+		s.chunks.GetMany([]chunkstore.ID{id}, []chunkstore.Hint{hint}, func(_ int, data []byte, e error) { b, err = data, e })
 		if err != nil {
 			return nil, err
 		}
@@ -314,7 +323,7 @@ func (s *Store) expandRuns(ext []index.Extent, off, to int64) ([]index.Extent, i
 			if ref.Zero || a >= b {
 				continue
 			}
-			out = append(out, index.Extent{Off: e.Off + a - e.ChunkOff, Len: b - a, ChunkOff: a - p, ID: ref.ID})
+			out = append(out, index.Extent{Off: e.Off + a - e.ChunkOff, Len: b - a, ChunkOff: a - p, ID: ref.ID, Hint: ref.Hint})
 		}
 		if budget <= 0 && (i < len(ext)-1 || last*index.PageSize < e.ChunkOff+e.Len) {
 			return out, min(to, e.Off+last*index.PageSize-e.ChunkOff), nil
@@ -347,7 +356,7 @@ func (s *Store) readExtents(c *Cursor, ino, ver, gen uint64, dst []byte, off int
 			pos += n
 			continue
 		}
-		data, err := s.chunk(e.ID)
+		data, err := s.chunk(e.ID, e.Hint)
 		if err != nil {
 			return fmt.Errorf("offset %d: %w", pos, err)
 		}
@@ -377,13 +386,14 @@ func (s *Store) readAhead(c *Cursor, end int64) {
 		return
 	}
 	var job []chunkstore.ID
+	var hints []chunkstore.Hint
 	send := func() bool {
 		s.pmu.Lock()
-		mine := job[:0]
-		for _, id := range job {
+		mine, mh := job[:0], hints[:0]
+		for i, id := range job {
 			if s.pending[id] == nil {
 				s.pending[id] = make(chan struct{})
-				mine = append(mine, id)
+				mine, mh = append(mine, id), append(mh, hints[i])
 			}
 		}
 		s.pmu.Unlock()
@@ -391,8 +401,8 @@ func (s *Store) readAhead(c *Cursor, end int64) {
 			return true
 		}
 		select {
-		case s.prefetch <- mine:
-			job = nil
+		case s.prefetch <- prefetchJobs{mine, mh}:
+			job, hints = nil, nil
 			return true
 		default: // prefetchers are busy: the reader will load them itself
 			s.pmu.Lock()
@@ -410,7 +420,7 @@ func (s *Store) readAhead(c *Cursor, end int64) {
 		if s.cached(id) || (len(job) > 0 && job[len(job)-1] == id) {
 			continue
 		}
-		job = append(job, id)
+		job, hints = append(job, id), append(hints, c.ext[i].Hint)
 		if len(job) == prefetchJob && !send() {
 			c.ahead = c.ext[i].Off
 			return

@@ -481,7 +481,7 @@ func (w *Writer) recordPage(off int64, id chunkstore.ID, zero bool) (bool, error
 		changed = !found || old.Zero != zero || (!zero && old.ID != id)
 	}
 	if changed {
-		if err := index.PutPage(w.b.Batch, m.gen, pfn, id, zero); err != nil {
+		if err := index.PutPage(w.b, m.gen, pfn, id, zero); err != nil {
 			return true, err
 		}
 		m.entries++
