@@ -115,6 +115,7 @@ func MountStore(storeDir, mnt string, mc MountConfig) (*Mounted, error) {
 		cs.Close()
 		return nil, err
 	}
+	_ = SetReadAhead(mnt, ReadAheadKB) // not root: the kernel's default
 	m := &Mounted{Dir: mnt, StoreDir: storeDir, Server: srv, Store: cs, Index: x, Data: data, FS: f, stop: make(chan struct{}), synced: make(chan struct{})}
 	go m.syncLoop(mc.Config.Logger)
 	return m, nil

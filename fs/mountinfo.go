@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // MountEntry is one line of /proc/self/mountinfo.
@@ -64,4 +67,21 @@ func unescapeMount(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// ReadAheadKB is the kernel read-ahead SetReadAhead gives a mount: the
+// kernel's FUSE default (128 KiB) keeps about one read in flight; 1 MiB
+// measured +30% for a cold sequential read of a page-mode image (README).
+const ReadAheadKB = 1024
+
+// SetReadAhead sets the kernel's read-ahead for the FUSE mount at mnt (its
+// backing device info's read_ahead_kb). It needs root; a mount without it
+// keeps the kernel's default.
+func SetReadAhead(mnt string, kb int) error {
+	var st syscall.Stat_t
+	if err := syscall.Stat(mnt, &st); err != nil {
+		return err
+	}
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	return os.WriteFile(p, []byte(fmt.Sprint(kb)), 0)
 }

@@ -237,6 +237,17 @@ type Cursor struct {
 	ext      []index.Extent
 	lastEnd  int64
 	ahead    int64 // prefetch issued up to here
+	next     *nextWindow
+}
+
+// nextWindow is the window after a cursor's, resolved in the background
+// while the reader is still in the current one (with read-ahead of its
+// first chunks queued), so that crossing into it does not stall.
+type nextWindow struct {
+	off  int64
+	done chan struct{}
+	c    Cursor
+	err  error
 }
 
 const cursorExtents = 512
@@ -274,6 +285,39 @@ func (s *Store) load(c *Cursor, ino, ver, gen uint64, off int64) error {
 	}
 	*c = Cursor{ino: ino, ver: ver, gen: gen, from: off, to: to, ext: ext, lastEnd: c.lastEnd, ahead: c.ahead}
 	return nil
+}
+
+// advance moves c to the window at off: the one resolved in the background
+// if it is that one, else a fresh load.
+func (s *Store) advance(c *Cursor, ino, ver, gen uint64, off int64) error {
+	if nw := c.next; nw != nil && nw.off == off {
+		<-nw.done
+		if nw.err == nil && nw.c.valid(ino, ver, gen, off) {
+			lastEnd, ahead := c.lastEnd, max(c.ahead, nw.c.ahead)
+			*c = nw.c
+			c.lastEnd, c.ahead = lastEnd, ahead
+			return nil
+		}
+	}
+	return s.load(c, ino, ver, gen, off)
+}
+
+// resolveNext starts resolving the window after c's, once.
+func (s *Store) resolveNext(c *Cursor) {
+	if c.to == 1<<63-1 || (c.next != nil && c.next.off == c.to) {
+		return
+	}
+	nw := &nextWindow{off: c.to, done: make(chan struct{})}
+	c.next = nw
+	ino, ver, gen := c.ino, c.ver, c.gen
+	go func() {
+		defer close(nw.done)
+		nw.err = s.load(&nw.c, ino, ver, gen, nw.off)
+		if nw.err == nil {
+			nw.c.ahead = nw.off
+			s.readAhead(&nw.c, nw.off)
+		}
+	}()
 }
 
 // cursorPages bounds the pages of page runs one cursor window resolves.
@@ -338,7 +382,7 @@ func (s *Store) readExtents(c *Cursor, ino, ver, gen uint64, dst []byte, off int
 	pos, end := off, off+int64(len(dst))
 	for pos < end {
 		if !c.valid(ino, ver, gen, pos) {
-			if err := s.load(c, ino, ver, gen, pos); err != nil {
+			if err := s.advance(c, ino, ver, gen, pos); err != nil {
 				return fmt.Errorf("offset %d: %w", pos, err)
 			}
 		}
@@ -433,6 +477,9 @@ func (s *Store) readAhead(c *Cursor, end int64) {
 		c.ahead = limit
 	} else {
 		c.ahead = min(limit, c.to)
+		if c.ahead < limit {
+			s.resolveNext(c)
+		}
 	}
 }
 

@@ -144,6 +144,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
+		ckfs.SetReadAhead(dir, ckfs.ReadAheadKB) // as ckptfs's mount does
 		fmt.Println("ready")
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
