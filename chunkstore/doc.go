@@ -1,18 +1,24 @@
-// Package chunkstore keeps content-defined chunks in Pebble, named by the
-// BLAKE3-256 hash of their plain content and stored once.
+// Package chunkstore keeps content-defined chunks, named by the
+// BLAKE3-256 hash of their plain content and stored once: their bytes in
+// append-only segment files in the order they were written, their locators
+// in Pebble.
 //
-// # On-disk format, version 2
+// # On-disk format, version 3
 //
-// One Pebble database holds a whole store: chunks (this package) and the
-// namespace and extents (package index). Keys start with a one-byte prefix
-// that names their owner. Prefixes, codec bytes and layouts below are part
-// of the format: never change or reuse one without bumping FormatVersion.
+// A store is a directory: one Pebble database holds chunk locators (this
+// package) and the namespace and extents (package index); the chunks'
+// bytes are records in append-only segment files beside it, in the order
+// they were written. Keys start with a one-byte prefix that names their
+// owner. Prefixes, codec bytes and layouts below are part of the format:
+// never change or reuse one without bumping FormatVersion.
 //
 //	prefix  owner       key                          value
 //	------  ----------  ---------------------------  -------------------------------
 //	0x00    chunkstore  "\x00format"                 "ckptfs <version>" (ASCII)
 //	0x00    chunkstore  "\x00durable"                durable commits so far (8, BE); see DurableFile
-//	'c'     chunkstore  'c' | id (32 bytes)          chunk value (below)
+//	0x00    chunkstore  "\x00segdead" | seg (4, BE)  bytes of the segment's dead records (8, BE)
+//	'C'     chunkstore  'C' | id (32 bytes)          locator (below)
+//	'c'     chunkstore  'c' | id (32 bytes)          chunk value inline (versions 1 and 2 only)
 //	'd'     index       see package index             directory entry
 //	'e'     index       see package index             extent
 //	'i'     index       see package index             inode
@@ -21,17 +27,35 @@
 //	's'     index       see package index             staging marker
 //	'x'     index       see package index             xl save image info
 //	'l' 'L' index       see package index             lineages, generations
-//	'P' 'Q' index       see package index             page entries
+//	'P' 'Q' index       see package index             page entries (with a Hint)
 //	'r'     index       see package index             chunk references
 //	'g'     index       see package index             gc candidates
 //	'y'     index       see package index             image -> generation
 //
-// Beside Pebble's files the store directory holds CKPTFS-DURABLE (the
-// durable marker: DurableFile), CKPTFS-RESERVE (space kept free for gc:
-// ReserveFile) and, while mounted, the control socket ckptfs.sock. The
-// durable key and the two files came after format version 2 was set;
-// they are optional (a store without them opens, and gets them on its
-// first read-write open), so the version did not change.
+// Files of the store directory:
+//
+//	name                    what
+//	----------------------  ------------------------------------------------
+//	*.sst *.log MANIFEST-*  Pebble's (tables, write-ahead log, manifest, ...)
+//	OPTIONS-* marker.*
+//	segments/NNNNNNNN.seg   chunk records, appended (SegmentDir; 8 decimal
+//	                        digits, from 00000001; a new one past SegmentBytes)
+//	CKPTFS-DURABLE          the durable marker (DurableFile)
+//	CKPTFS-RESERVE          space kept free for gc (ReserveFile)
+//	ckptfs.sock             the control socket, while mounted
+//
+// A locator (all uvarints):
+//
+//	+---------+------------------+------------------+
+//	| segment | offset in it     | record length    |
+//	+---------+------------------+------------------+
+//
+// A record in a segment:
+//
+//	+--------------+--------------------+-------+------------------------+
+//	| id (32 B)    | uvarint(len value) | value | CRC-32C of all before  |
+//	|              |                    |       | (Castagnoli, 4 B, LE)  |
+//	+--------------+--------------------+-------+------------------------+
 //
 // A chunk value:
 //
@@ -49,25 +73,56 @@
 // most MaxChunkSize bytes. All-zero chunks are never stored: the index
 // records a hole instead.
 //
-// Version 2 added the index's page maps and chunk references; a version 1
-// store opens, and package index upgrades it on the first read-write open.
-// Opening a store whose format key holds another version fails with
-// ErrFormat; a database without the key, or a non-empty directory that is
-// not a Pebble database, fails with ErrNotStore.
+// A segment's bytes after its last record named by a locator may be a torn
+// record (a crash during an append) or records of a batch that never
+// committed: nothing names them, appends go on after them, and gc counts
+// them only when the segment is rewritten. A Hint (kept in page entries)
+// is a locator as it was when the entry was written: a reader that finds
+// the right record there skips the lookup; one that does not looks up the
+// locator.
+//
+// # Versions
+//
+//	version  change                                              upgrade on the first read-write open
+//	-------  --------------------------------------------------  -----------------------------------------------
+//	1        chunks inline in Pebble ('c'), no chunk references  package index records every extent's references
+//	2        index page maps and chunk references                chunks move to segments (below)
+//	3        chunk bytes in segments, locators in Pebble ('C')   -
+//
+// The upgrade to 3 moves every inline value into segments, in batches that
+// each write the records, add their locators and delete the inline values
+// (synced), so an interrupted upgrade goes on at the next open; reads
+// find a chunk either way, so a read-only open serves an old store as it
+// is. test/e2e/testdata holds a store of each old version, checked by
+// every test run. Opening a store whose format key holds another version
+// fails with ErrFormat; a database without the key, or a non-empty
+// directory that is not a Pebble database, fails with ErrNotStore.
 //
 // # Invariants
 //
-// Every read re-hashes the decoded chunk: a mismatch or a decode failure is
-// ErrCorrupt, and no bytes are returned with it.
+// A read checks the record's CRC-32C and that it is the chunk's (its id):
+// a mismatch, a short read or a decode failure is ErrCorrupt, and no bytes
+// are returned with it. The BLAKE3 name was checked when the chunk was
+// written; Verify (fsck) re-hashes every chunk, and a format 2 store's
+// inline chunks are re-hashed on every read. (Re-hashing every 4 KiB page
+// on every read costs 1.0 core-second per GiB on this machine, the CRC
+// 0.06: BenchmarkPageCheck.)
 //
-// Chunks are written in the same or an earlier Pebble batch than the
-// extents that name them, and Pebble's WAL applies batches in order, so
+// A batch (Batch, the one write transaction every writer uses) appends its
+// chunk records to the active segment in one write before it commits the
+// locators that name them, so a locator never names bytes not written; a
+// synced commit (and every durable commit) syncs the segments first, so
 // after a crash every extent's chunk exists; the crash can leave only
 // chunks nobody references, which fsck --repair removes. Writers pin the
-// chunks they are about to reference (Prepare) until their batch is applied;
-// Sweep, under the same lock, deletes only unpinned chunks, so gc never
-// races a writer that deduplicates against a chunk it is deleting. The store
-// remembers recently put chunk IDs (so that a stream's repeats are encoded
-// once); Delete forgets them, so a collected chunk is written again when it
+// chunks they are about to reference (Prepare) until their batch is
+// applied; Sweep, under the same lock, deletes only unpinned chunks, so gc
+// never races a writer that deduplicates against a chunk it is deleting.
+// Sweep counts the deleted records' bytes as their segment's dead bytes;
+// Compact removes a segment whose records are all dead and rewrites one
+// past a threshold (its live records copied to the active segment, their
+// locators committed and synced, then the file removed), so space comes
+// back with work proportional to what was deleted. The store remembers
+// recently put chunk IDs (so that a stream's repeats are encoded once);
+// Delete forgets them, so a collected chunk is written again when it
 // reappears.
 package chunkstore

@@ -61,7 +61,6 @@ func appendRecord(dst []byte, id ID, value []byte) []byte {
 	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
 }
 
-
 // recordOverhead is the most bytes a record adds to its value.
 const recordOverhead = IDSize + binary.MaxVarintLen64 + 4
 

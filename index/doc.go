@@ -3,7 +3,7 @@
 // database, next to the chunks (see package chunkstore for the store-wide
 // key prefixes and the format version key).
 //
-// # Keys and values, format version 2
+// # Keys and values, format version 3
 //
 // Integers in keys are big-endian, so keys sort numerically. ino, ver,
 // lin (lineage), gen (generation) and pfn are 8 bytes; off is a file offset
@@ -32,7 +32,7 @@
 //	'l' | uuid                           lin (8, BE): the lineage of guest uuid
 //	'L' | lin | gen                      state (1: in flight, 2: live, 3: dead) |
 //	                                     uvarint(floor) | uvarint(ino)
-//	'P' | lin | pfn | ^gen               page entry: id (32), or empty for a zero page
+//	'P' | lin | pfn | ^gen               page entry: id (32) [| chunkstore Hint], or empty for a zero page
 //	'Q' | lin | gen | pfn                empty: gen has an entry for pfn
 //	'y' | ino | lin | gen                empty: ino's image holds generation gen
 //	'r' | id | 'e' | ino | ver | off     empty: an extent references chunk id
@@ -91,7 +91,9 @@
 //
 // Version 1 (no 'r', 'g', 'l', 'L', 'P', 'Q', 'y' keys, no page runs) is
 // upgraded in place by the first read-write Open: it writes the 'r' keys of
-// every extent, then the version.
+// every extent, then the version. Version 3 changed only chunkstore's keys;
+// its page entries may end with a Hint (where the chunk's record was when
+// the entry was written), which version 2 entries lack: both read the same.
 //
 // # Commit order
 //
