@@ -280,3 +280,21 @@ func TestScanRemus(t *testing.T) {
 		t.Fatalf("non-empty CHECKPOINT: %v", r.err)
 	}
 }
+
+func TestParseConfig(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want xen.Config
+		err  bool
+	}{
+		{`{"c_info":{"type":"pv","name":"web","uuid":"u-1"},"b_info":{"max_memkb":131072,"max_vcpus":2}}`, xen.Config{Name: "web", UUID: "u-1", Type: "pv", MaxMemKB: 131072, MaxVCPUs: 2}, false},
+		{`{"c_info":{"name":"x"}}`, xen.Config{Name: "x"}, false},
+		{`{}`, xen.Config{}, false},
+		{`{"c_info":`, xen.Config{}, true},
+	} {
+		got, err := xen.ParseConfig([]byte(tc.in))
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("ParseConfig(%s) = %+v, %v", tc.in, got, err)
+		}
+	}
+}

@@ -63,15 +63,8 @@ func inspect(path string) (*Inspection, error) {
 	sc := xen.NewScanner(xen.Handler{
 		Config: func(j []byte) {
 			in.ConfigBytes = len(j)
-			var cfg struct {
-				CInfo struct{ Name, UUID, Type string } `json:"c_info"`
-				BInfo struct {
-					MaxMemKB int64 `json:"max_memkb"`
-					MaxVCPUs int   `json:"max_vcpus"`
-				} `json:"b_info"`
-			}
-			if json.Unmarshal(j, &cfg) == nil {
-				in.Guest = GuestInfo{cfg.CInfo.Name, cfg.CInfo.UUID, cfg.CInfo.Type, cfg.BInfo.MaxMemKB, cfg.BInfo.MaxVCPUs}
+			if cfg, err := xen.ParseConfig(j); err == nil {
+				in.Guest = GuestInfo{cfg.Name, cfg.UUID, cfg.Type, cfg.MaxMemKB, cfg.MaxVCPUs}
 			}
 		},
 		LibxcHdr: func(d xen.DomainHeader) { in.Stream = d },

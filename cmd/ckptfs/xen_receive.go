@@ -7,7 +7,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -100,12 +99,9 @@ func receive(src io.Reader, buffer, nice int, data *content.Store, x *index.Inde
 	var pageCount int
 	rm := xen.NewRemus(xen.RemusHandler{
 		Config: func(j []byte) {
-			var cfg struct {
-				CInfo struct{ Name, UUID string } `json:"c_info"`
-			}
-			if json.Unmarshal(j, &cfg) == nil && cfg.CInfo.UUID != "" {
-				uuid = cfg.CInfo.UUID
-				pub = data.NewPublisher(x, cfg.CInfo.UUID, cfg.CInfo.Name)
+			if cfg, err := xen.ParseConfig(j); err == nil && cfg.UUID != "" {
+				uuid = cfg.UUID
+				pub = data.NewPublisher(x, cfg.UUID, cfg.Name)
 			}
 		},
 		Page: func(pfn uint64, b []byte) error {

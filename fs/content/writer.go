@@ -1,7 +1,6 @@
 package content
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 
@@ -131,11 +130,8 @@ func (s *pfnSet) add(pfn uint64) bool {
 func newXenStream(pages bool) *xenStream {
 	x := &xenStream{}
 	h := xen.Handler{Config: func(j []byte) {
-		var cfg struct {
-			CInfo struct{ Name, UUID string } `json:"c_info"`
-		}
-		if json.Unmarshal(j, &cfg) == nil {
-			x.guest.UUID, x.guest.Name = cfg.CInfo.UUID, cfg.CInfo.Name
+		if cfg, err := xen.ParseConfig(j); err == nil {
+			x.guest.UUID, x.guest.Name = cfg.UUID, cfg.Name
 		}
 	}}
 	if pages {
