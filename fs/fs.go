@@ -171,6 +171,10 @@ func (f *FS) MountOptions(allowOther, debug bool) *gofs.Options {
 			Options:       []string{"default_permissions"},
 			DirectMount:   os.Geteuid() == 0,
 			DisableXAttrs: true,
+			// Read results are bytes in memory: writev them; splicing them
+			// through a pipe copies once more and fails (logging) past the
+			// pipe size, which 1 MiB reads exceed.
+			DisableSplice: true,
 			Debug:         debug,
 		},
 	}
