@@ -1,12 +1,8 @@
 package chunkstore
 
 import (
-	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/ckptfs/ckptfs/test/memimage"
 )
@@ -53,56 +49,6 @@ func BenchmarkCodec(b *testing.B) {
 			b.ReportMetric(float64(stored)/float64(plain), "stored/plain")
 			b.ReportMetric(n/enc.Seconds(), "encode-MB/s")
 			b.ReportMetric(n/dec.Seconds(), "decode-MB/s")
-		})
-	}
-}
-
-// BenchmarkValueSeparation writes 1 GiB of incompressible 48 KiB chunks
-// into an on-disk store with and without Pebble's value separation, waits
-// for compactions to settle, and reports throughput and write
-// amplification (bytes Pebble wrote to disk / chunk bytes).
-func BenchmarkValueSeparation(b *testing.B) {
-	const total, chunk = 1 << 30, 48 << 10
-	src := memimage.Random(64<<20, 7)
-	for _, vsep := range []bool{false, true} {
-		b.Run(fmt.Sprint("vsep=", vsep), func(b *testing.B) {
-			for i := 0; i < b.N; i++ {
-				o := DefaultOptions()
-				o.ValueSeparation, o.Codec = vsep, CodecRaw
-				s, err := Open(filepath.Join(b.TempDir(), "s"), o)
-				if err != nil {
-					b.Fatal(err)
-				}
-				start := time.Now()
-				batch := s.NewBatch()
-				for n := 0; n < total; n += chunk {
-					c := src[n%(len(src)-chunk) : n%(len(src)-chunk)+chunk]
-					c[0], c[1], c[2] = byte(n), byte(n>>8), byte(n>>16) // unique
-					if _, _, err := s.Put(batch, c); err != nil {
-						b.Fatal(err)
-					}
-					if batch.Len() > 4<<20 {
-						batch.Commit(pebble.NoSync)
-						batch = s.NewBatch()
-					}
-				}
-				batch.Commit(pebble.Sync)
-				el := time.Since(start)
-				s.DB().Flush()
-				for s.DB().Metrics().Compact.NumInProgress > 0 {
-					time.Sleep(50 * time.Millisecond)
-				}
-				m := s.DB().Metrics()
-				// Total() folds the WAL into TableBytesFlushed: sum the levels.
-				written := m.WAL.BytesWritten
-				for _, l := range m.Levels {
-					written += l.TableBytesFlushed + l.TableBytesCompacted + l.BlobBytesFlushed + l.BlobBytesCompacted
-				}
-				b.ReportMetric(total/1e6/el.Seconds(), "put-MB/s")
-				b.ReportMetric(float64(written)/total, "write-amp")
-				b.ReportMetric(float64(m.DiskSpaceUsage())/total, "disk/data")
-				s.Close()
-			}
 		})
 	}
 }
