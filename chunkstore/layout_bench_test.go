@@ -69,6 +69,7 @@ func dropPageCache(b *testing.B) {
 
 // layout is one candidate way to lay chunk bytes out on disk.
 type layout interface {
+	prepare(ids []ID)            // what a reader knows before it starts
 	put(ids []ID, vals [][]byte) // one batch, in write order
 	finish()                     // flush, settle, close what a clean unmount closes
 	read(ids []ID) int           // read back and decode in write order; returns chunks
@@ -88,7 +89,9 @@ type layout interface {
 //     index beside them; read with one iterator;
 //   - segments: format 3 (this package), records appended to segment files,
 //     locators in Pebble; read with GetMany (locator lookups, then one read
-//     per run of records).
+//     per run of records);
+//   - segments-hinted: the same, read as a restore reads (the page entries'
+//     hints give the records' places: no locator lookups).
 //
 // It reports the bytes the process wrote to disk per chunk byte (write
 // amplification: /proc/self/io), the directory's size per chunk byte after
@@ -103,7 +106,7 @@ func BenchmarkLayouts(b *testing.B) {
 	for _, v := range vals {
 		data += int64(len(v))
 	}
-	for _, name := range []string{"pebble-values", "pebble-ingest", "segments"} {
+	for _, name := range []string{"pebble-values", "pebble-ingest", "segments", "segments-hinted"} {
 		b.Run(name, func(b *testing.B) {
 			dir := filepath.Join(b.TempDir(), "s")
 			var l layout
@@ -113,7 +116,7 @@ func BenchmarkLayouts(b *testing.B) {
 			case "pebble-ingest":
 				l = newPebbleIngest(b, dir)
 			default:
-				l = newSegmentsLayout(b, dir)
+				l = newSegmentsLayout(b, dir, name == "segments-hinted")
 			}
 			w0 := selfWriteBytes(b)
 			start := time.Now()
@@ -130,6 +133,7 @@ func BenchmarkLayouts(b *testing.B) {
 			el := time.Since(start)
 			written := selfWriteBytes(b) - w0
 			disk := dirBytes(dir)
+			l.prepare(ids)
 			dropPageCache(b)
 			start = time.Now()
 			if got := l.read(ids); got != len(ids) {
@@ -214,7 +218,8 @@ func (p *pebbleValues) read(ids []ID) int {
 	return len(ids)
 }
 
-func (p *pebbleValues) close() { p.db.Close() }
+func (p *pebbleValues) close()           { p.db.Close() }
+func (p *pebbleValues) prepare(ids []ID) {}
 
 type pebbleIngest struct {
 	b   *testing.B
@@ -284,22 +289,36 @@ func (p *pebbleIngest) read(ids []ID) int {
 	return n
 }
 
-func (p *pebbleIngest) close() { p.db.Close() }
+func (p *pebbleIngest) close()           { p.db.Close() }
+func (p *pebbleIngest) prepare(ids []ID) {}
 
 type segmentsLayout struct {
-	b *testing.B
-	s *Store
-	o Options
-	d string
+	b      *testing.B
+	s      *Store
+	o      Options
+	d      string
+	hinted bool
+	hints  []Hint
 }
 
-func newSegmentsLayout(b *testing.B, dir string) *segmentsLayout {
+// prepare looks up the hints a restore finds in the page entries.
+func (l *segmentsLayout) prepare(ids []ID) {
+	if !l.hinted {
+		return
+	}
+	for _, id := range ids {
+		loc, _, _, _ := l.s.where(id)
+		l.hints = append(l.hints, Hint{loc})
+	}
+}
+
+func newSegmentsLayout(b *testing.B, dir string, hinted bool) *segmentsLayout {
 	o := DefaultOptions()
 	s, err := Open(dir, o)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &segmentsLayout{b, s, o, dir}
+	return &segmentsLayout{b: b, s: s, o: o, d: dir, hinted: hinted}
 }
 
 func (l *segmentsLayout) put(ids []ID, vals [][]byte) {
@@ -324,9 +343,14 @@ func (l *segmentsLayout) finish() {
 }
 
 func (l *segmentsLayout) read(ids []ID) int {
+	hints := l.hints
 	n := 0
 	for i := 0; i < len(ids); i += 256 {
-		l.s.GetMany(ids[i:min(i+256, len(ids))], nil, func(_ int, data []byte, err error) {
+		var h []Hint
+		if hints != nil {
+			h = hints[i:min(i+256, len(ids))]
+		}
+		l.s.GetMany(ids[i:min(i+256, len(ids))], h, func(_ int, data []byte, err error) {
 			if err != nil {
 				l.b.Fatal(err)
 			}

@@ -262,6 +262,13 @@ func (sg *segments) read(dst []byte, l locator) ([]byte, error) {
 	return nil, fmt.Errorf("%w: segment %d at %d: %v", ErrCorrupt, l.seg, l.off, err)
 }
 
+// prefetch starts the kernel's read-ahead of n bytes at off of seg.
+func (sg *segments) prefetch(seg uint32, off, n int64) {
+	if f, err := sg.file(seg); err == nil {
+		_ = f.Prefetch(off, n)
+	}
+}
+
 // remove deletes a segment no locator names any more.
 func (sg *segments) remove(seg uint32) error {
 	sg.mu.Lock()

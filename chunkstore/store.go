@@ -961,20 +961,33 @@ func (s *Store) GetMany(ids []ID, hints []Hint, fn func(i int, data []byte, err 
 		}
 		return cmp.Compare(a.l.off, b.l.off)
 	})
+	// Runs of records close together in one segment: one read each. The
+	// next run's read-ahead is started before this one is read and
+	// decoded, so the disk works while the CPU decodes.
 	const gap, span = 64 << 10, 8 << 20
-	var buf []byte
+	type run struct {
+		locs     []loc
+		from, to int64
+	}
+	var runs []run
 	for len(locs) > 0 {
 		n, end := 1, locs[0].l.off+int64(locs[0].l.n)
 		for n < len(locs) && locs[n].l.seg == locs[0].l.seg && locs[n].l.off <= end+gap && locs[n].l.off+int64(locs[n].l.n)-locs[0].l.off <= span {
 			end = max(end, locs[n].l.off+int64(locs[n].l.n))
 			n++
 		}
-		run := locs[:n]
+		runs = append(runs, run{locs[:n], locs[0].l.off, end})
 		locs = locs[n:]
-		base := run[0].l.off
+	}
+	var buf []byte
+	for k, rn := range runs {
+		if k+1 < len(runs) {
+			next := runs[k+1]
+			s.seg.prefetch(next.locs[0].l.seg, next.from, next.to-next.from)
+		}
 		var err error
-		buf, err = s.seg.read(buf, locator{seg: run[0].l.seg, off: base, n: int(end - base)})
-		for _, r := range run {
+		buf, err = s.seg.read(buf, locator{seg: rn.locs[0].l.seg, off: rn.from, n: int(rn.to - rn.from)})
+		for _, r := range rn.locs {
 			id := ids[r.i]
 			if err != nil {
 				// The segment may have been rewritten since: one by one.
@@ -982,9 +995,9 @@ func (s *Store) GetMany(ids []ID, hints []Hint, fn func(i int, data []byte, err 
 				fn(r.i, data, err)
 				continue
 			}
-			rec := buf[r.l.off-base : r.l.off-base+int64(r.l.n)]
-			rid, v, rn, perr := parseRecord(rec)
-			if perr != nil || rn != r.l.n || rid != id {
+			rec := buf[r.l.off-rn.from : r.l.off-rn.from+int64(r.l.n)]
+			rid, v, n, perr := parseRecord(rec)
+			if perr != nil || n != r.l.n || rid != id {
 				data, err := s.Get(nil, id)
 				fn(r.i, data, err)
 				continue
