@@ -61,9 +61,6 @@ func appendRecord(dst []byte, id ID, value []byte) []byte {
 	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
 }
 
-// recordOverhead is the most bytes a record adds to its value.
-const recordOverhead = IDSize + binary.MaxVarintLen64 + 4
-
 // parseRecord splits the record at the start of b into its id and value,
 // checking its CRC, and returns the record's length.
 func parseRecord(b []byte) (ID, []byte, int, error) {
