@@ -7,8 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/ckptfs/ckptfs/test/memimage"
+	"github.com/ckptfs/ckptfs/test/sysstat"
 )
 
 // layoutPages returns n distinct memory-image pages, encoded with s2 as the
@@ -36,33 +35,15 @@ func layoutPages(n int) ([]ID, [][]byte) {
 }
 
 func selfWriteBytes(b *testing.B) int64 {
-	data, err := os.ReadFile("/proc/self/io")
+	n, err := sysstat.WriteBytes("self")
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "write_bytes: "); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	return 0
-}
-
-func dirBytes(dir string) int64 {
-	var n int64
-	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
-		if err == nil && fi.Mode().IsRegular() && fi.Name() != ReserveFile {
-			n += fi.Size()
-		}
-		return nil
-	})
 	return n
 }
 
 func dropPageCache(b *testing.B) {
-	syscall.Sync()
-	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+	if err := sysstat.DropCaches(); err != nil {
 		b.Skipf("cold reads need root (drop_caches): %v", err)
 	}
 }
@@ -132,7 +113,7 @@ func BenchmarkLayouts(b *testing.B) {
 			l.finish()
 			el := time.Since(start)
 			written := selfWriteBytes(b) - w0
-			disk := dirBytes(dir)
+			disk := sysstat.DirBytes(dir, ReserveFile)
 			l.prepare(ids)
 			dropPageCache(b)
 			start = time.Now()

@@ -18,6 +18,7 @@ import (
 
 	ckfs "github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/test/memimage"
+	"github.com/ckptfs/ckptfs/test/sysstat"
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
 
@@ -40,8 +41,7 @@ func dropCaches() {
 	if os.Getenv("CKPTFS_BENCH_WARM") != "" {
 		return
 	}
-	syscall.Sync()
-	os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
+	sysstat.DropCaches()
 }
 
 // writeRead writes data to dir/name in 1 MiB writes, closes it (after

@@ -8,13 +8,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 	ckfs "github.com/ckptfs/ckptfs/fs"
+	"github.com/ckptfs/ckptfs/test/sysstat"
 	"github.com/ckptfs/ckptfs/xen"
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
@@ -138,15 +138,7 @@ type daemonProc struct {
 func startDaemon(b *testing.B, bin, store, mnt string, args ...string) *daemonProc {
 	os.MkdirAll(mnt, 0o755)
 	cmd := exec.Command(bin, append(append([]string{"mount"}, args...), store, mnt)...)
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() && !strings.Contains(sc.Text(), "ready") {
-	}
-	go io.Copy(io.Discard, stdout)
+	serve(b, cmd)
 	return &daemonProc{cmd: cmd, mnt: mnt}
 }
 
@@ -160,25 +152,17 @@ func (d *daemonProc) stop(b *testing.B) {
 
 // writeBytes is the daemon's write_bytes in /proc/PID/io.
 func (d *daemonProc) writeBytes(b *testing.B) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", d.cmd.Process.Pid))
+	n, err := sysstat.WriteBytes(strconv.Itoa(d.cmd.Process.Pid))
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "write_bytes: "); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	b.Fatal("no write_bytes")
-	return 0
+	return n
 }
 
 // coldRead drops the page cache and reads p sequentially in 1 MiB reads,
 // returning MB/s.
 func coldRead(b *testing.B, p string) float64 {
-	syscall.Sync()
-	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+	if err := sysstat.DropCaches(); err != nil {
 		b.Fatalf("drop caches (needs root): %v", err)
 	}
 	f, err := os.Open(p)

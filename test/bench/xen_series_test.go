@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ckptfs/ckptfs/test/memimage"
+	"github.com/ckptfs/ckptfs/test/sysstat"
 	"github.com/ckptfs/ckptfs/xen"
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
@@ -26,16 +27,7 @@ func envInt(name string, def int) int {
 
 // duBytes is the apparent size of everything below dir, but a ckptfs
 // store's reserve file (space kept free for gc, not data).
-func duBytes(b *testing.B, dir string) int64 {
-	var n int64
-	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
-		if err == nil && fi.Mode().IsRegular() && fi.Name() != chunkstore.ReserveFile {
-			n += fi.Size()
-		}
-		return nil
-	})
-	return n
-}
+func duBytes(b *testing.B, dir string) int64 { return sysstat.DirBytes(dir, chunkstore.ReserveFile) }
 
 func run(b *testing.B, env []string, name string, args ...string) {
 	b.Helper()
