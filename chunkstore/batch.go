@@ -1,6 +1,8 @@
 package chunkstore
 
 import (
+	"sync"
+
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -12,9 +14,10 @@ import (
 // written. A synced commit syncs the segments first.
 type Batch struct {
 	*pebble.Batch
-	s    *Store
-	buf  []byte
-	recs []pendingRecord
+	s      *Store
+	buf    []byte
+	pooled *[]byte // buf's pool entry
+	recs   []pendingRecord
 	// Sets whose value gets the chunk's Hint appended at commit: keys and
 	// values in hbuf.
 	hinted []hintedSet
@@ -36,8 +39,16 @@ func (s *Store) NewBatch(opts ...pebble.BatchOption) *Batch {
 	return &Batch{Batch: s.db.NewBatch(opts...), s: s}
 }
 
+// recordBufs recycles batches' record buffers: a writer's batch fills
+// about 4 MiB, and growing a fresh one each time copied it twice over.
+var recordBufs = sync.Pool{New: func() any { return new([]byte) }}
+
 // addRecord adds chunk id with its encoded value.
 func (b *Batch) addRecord(id ID, value []byte) {
+	if b.buf == nil {
+		b.pooled = recordBufs.Get().(*[]byte)
+		b.buf = (*b.pooled)[:0]
+	}
 	off := len(b.buf)
 	b.buf = appendRecord(b.buf, id, value)
 	b.recs = append(b.recs, pendingRecord{id: id, off: off, n: len(b.buf) - off})
@@ -99,6 +110,10 @@ func (b *Batch) Commit(o *pebble.WriteOptions) error {
 
 // Close releases the batch; records not committed are dropped.
 func (b *Batch) Close() error {
-	b.buf, b.recs, b.hinted, b.hbuf = nil, nil, nil, nil
+	if b.pooled != nil && cap(b.buf) <= 16<<20 {
+		*b.pooled = b.buf[:0]
+		recordBufs.Put(b.pooled)
+	}
+	b.buf, b.pooled, b.recs, b.hinted, b.hbuf = nil, nil, nil, nil, nil
 	return b.Batch.Close()
 }

@@ -53,6 +53,9 @@ var (
 //
 // When compression saves less than 1/16 of the bytes, the raw codec is used.
 func encodeValue(dst []byte, c Codec, plain []byte) []byte {
+	if dst == nil {
+		dst = make([]byte, 0, binary.MaxVarintLen64+1+s2.MaxEncodedLen(len(plain)))
+	}
 	dst = append(dst, byte(CodecRaw))
 	dst = binary.AppendUvarint(dst, uint64(len(plain)))
 	hdr := len(dst)

@@ -189,6 +189,7 @@ func (s *Store) rewrite(seg uint32) (int64, error) {
 func (s *Store) upgradeInline() error {
 	ver, err := StoredFormat(s.db)
 	if err != nil || ver >= 3 {
+		s.inline = err != nil
 		return err
 	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{PrefixChunk}, UpperBound: []byte{PrefixChunk + 1}})
@@ -232,6 +233,7 @@ func (s *Store) upgradeInline() error {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return err
 	}
+	s.inline = false
 	if moved > 0 {
 		// Give the inline values' space back now, not at some later
 		// compaction.

@@ -138,6 +138,9 @@ type Store struct {
 	damage   *damage
 	space    *space
 	seg      *segments
+	// inline is set while the store may hold chunk values inline (format 1
+	// or 2, read-only or not yet upgraded): lookups then try them too.
+	inline bool
 	// gcMu orders Sweep against Compact: a segment is rewritten from
 	// locators no sweep is deleting meanwhile.
 	gcMu sync.Mutex
@@ -377,6 +380,9 @@ func Open(dir string, o Options) (*Store, error) {
 	recent, _ := lru.New[ID, locator](1 << 16)
 	sp.unflush = func() int64 { return int64(db.Metrics().MemTable.Size) }
 	s := &Store{db: db, codec: o.Codec, recent: recent, pins: map[ID]int{}, dur: dur, readOnly: o.ReadOnly, damage: dmg, space: sp, seg: seg}
+	if ver, err := StoredFormat(db); err != nil || ver < 3 {
+		s.inline = true
+	}
 	if !o.ReadOnly {
 		if err := s.upgradeInline(); err != nil {
 			s.Close()
@@ -527,8 +533,8 @@ func (s *Store) where(id ID) (l locator, inline []byte, found bool, err error) {
 		closer.Close()
 		return l, nil, err == nil, err
 	}
-	if !errors.Is(err, pebble.ErrNotFound) {
-		return l, nil, false, err
+	if !errors.Is(err, pebble.ErrNotFound) || !s.inline {
+		return l, nil, false, notFoundNil(err)
 	}
 	v, closer, err = s.db.Get(chunkKey(id))
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -539,6 +545,14 @@ func (s *Store) where(id ID) (l locator, inline []byte, found bool, err error) {
 	}
 	defer closer.Close()
 	return l, bytes.Clone(v), true, nil
+}
+
+// notFoundNil is err, or nil for ErrNotFound.
+func notFoundNil(err error) error {
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 // Has reports whether the chunk is stored. A point lookup: the bloom
