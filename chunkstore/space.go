@@ -121,13 +121,15 @@ func (sp *space) drop() {
 
 // dropRecycledLogs removes, after a clean close (every memtable flushed),
 // the WAL files but the newest: Pebble keeps up to five for recycling,
-// about a memtable each, and none holds anything the tables lack.
-func (sp *space) dropRecycledLogs() error {
+// about a memtable each, and none holds anything the tables lack. With
+// truncateNewest (Pebble reported no live WAL bytes) the newest goes
+// empty too: recycled, it holds an older log's stale bytes.
+func (sp *space) dropRecycledLogs(truncateNewest bool) error {
 	if sp.dir == "" {
 		return nil
 	}
 	logs, err := filepath.Glob(filepath.Join(sp.dir, "*.log"))
-	if err != nil || len(logs) < 2 {
+	if err != nil || len(logs) == 0 {
 		return err
 	}
 	num := func(p string) int64 {
@@ -139,6 +141,9 @@ func (sp *space) dropRecycledLogs() error {
 		if err := os.Remove(l); err != nil {
 			return err
 		}
+	}
+	if truncateNewest {
+		return os.Truncate(logs[len(logs)-1], 0)
 	}
 	return nil
 }

@@ -494,6 +494,9 @@ func (s *Store) Close() error {
 			err = s.db.Flush()
 		}
 	}
+	// Nothing live left in the WAL: its newest file (a recycled one, with
+	// an older log's stale bytes) can go empty once the database is closed.
+	emptyWAL := err == nil && !s.readOnly && s.db.Metrics().WAL.Size == 0
 	if cerr := s.seg.close(); err == nil {
 		err = cerr
 	}
@@ -504,7 +507,7 @@ func (s *Store) Close() error {
 		err = cerr
 	}
 	if err == nil && !s.readOnly {
-		err = s.space.dropRecycledLogs()
+		err = s.space.dropRecycledLogs(emptyWAL)
 	}
 	return err
 }
