@@ -242,14 +242,31 @@ func (sg *segments) sync() error {
 	return nil
 }
 
+// withFile calls fn with seg's open handle, which stays open meanwhile
+// (remove waits for it).
+func (sg *segments) withFile(seg uint32, fn func(vfs.File) error) error {
+	for {
+		sg.rmu.RLock()
+		if f := sg.files[seg]; f != nil {
+			err := fn(f)
+			sg.rmu.RUnlock()
+			return err
+		}
+		sg.rmu.RUnlock()
+		if _, err := sg.file(seg); err != nil {
+			return err
+		}
+	}
+}
+
 // read reads the record l names.
 func (sg *segments) read(dst []byte, l locator) ([]byte, error) {
-	f, err := sg.file(l.seg)
-	if err != nil {
-		return nil, err
-	}
 	dst = growTo(dst[:0], l.n)
-	n, err := f.ReadAt(dst, l.off)
+	var n int
+	err := sg.withFile(l.seg, func(f vfs.File) (err error) {
+		n, err = f.ReadAt(dst, l.off)
+		return err
+	})
 	if n == l.n {
 		return dst, nil
 	}
@@ -261,9 +278,7 @@ func (sg *segments) read(dst []byte, l locator) ([]byte, error) {
 
 // prefetch starts the kernel's read-ahead of n bytes at off of seg.
 func (sg *segments) prefetch(seg uint32, off, n int64) {
-	if f, err := sg.file(seg); err == nil {
-		_ = f.Prefetch(off, n)
-	}
+	_ = sg.withFile(seg, func(f vfs.File) error { return f.Prefetch(off, n) })
 }
 
 // remove deletes a segment no locator names any more.
