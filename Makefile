@@ -58,8 +58,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeInode$$' -fuzztime $(FUZZTIME) ./index
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeGenRecord$$' -fuzztime $(FUZZTIME) ./index
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeXen$$' -fuzztime $(FUZZTIME) ./index
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodePage$$' -fuzztime $(FUZZTIME) ./index
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeValue$$' -fuzztime $(FUZZTIME) ./chunkstore
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMarker$$' -fuzztime $(FUZZTIME) ./chunkstore
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./chunkstore
 	$(GO) test -run '^$$' -fuzz '^FuzzScanner$$' -fuzztime $(FUZZTIME) ./xen
 	$(GO) test -run '^$$' -fuzz '^FuzzRemus$$' -fuzztime $(FUZZTIME) ./xen
 

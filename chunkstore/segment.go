@@ -70,7 +70,7 @@ func parseRecord(b []byte) (ID, []byte, int, error) {
 	}
 	copy(id[:], b)
 	n, k := binary.Uvarint(b[IDSize:])
-	if k <= 0 || n > MaxChunkSize+16 || uint64(len(b)-IDSize-k-4) < n {
+	if rem := len(b) - IDSize - k - 4; k <= 0 || rem < 0 || n > MaxChunkSize+16 || uint64(rem) < n {
 		return id, nil, 0, fmt.Errorf("%w: bad record length", ErrCorrupt)
 	}
 	end := IDSize + k + int(n)
