@@ -131,6 +131,9 @@ cp vmlinuz "$S/vmlinuz"
 cp "$HERE/guest.cfg" "$S/"
 cp "$HERE/${DOM0:-dom0.sh}" "$S/dom0.sh" # DOM0=dom0-remus.sh: the xl remus probe
 (cd "$TOP" && CGO_ENABLED=0 go build -trimpath -o "$S/ckptfs" ./cmd/ckptfs)
+# The passthrough FUSE baseline: go-fuse's own loopback example, from the
+# module graph (what the FUSE transport costs with no storage work).
+(cd "$TOP" && CGO_ENABLED=0 go build -trimpath -o "$S/loopback" github.com/hanwen/go-fuse/v2/example/loopback)
 log "share ready ($(( $(date +%s) - t0 ))s)"
 
 # 4. Boot. QEMU is killed on every exit path.
@@ -202,6 +205,15 @@ mv "$S/out" "$RUN/images"; cp "$out" "$CACHE/serial.log" "$RUN/"
 echo "=========================== e2e-xen summary ==========================="
 grep -a -E '^(PASS|FAIL|TIME|STORED|INFO)' "$out" || true
 printf '%s\n' "${host[@]}"
+# ckptfs against the passthrough FUSE mount and tmpfs, same run.
+awk '$1 == "TIME" { sub(/s$/, "", $3); t[$2] = $3 }
+  function r(a, b) { return (a != "" && b != "" && b > 0) ? sprintf("%.2fx", a / b) : "n/a" }
+  END {
+    later = (t["save-c-mount-2"] + t["save-c-mount-3"] + t["save-c-mount-4"]) / 3
+    printf "RATIO xl save -c first: ckptfs %s s, passthrough FUSE %s s, tmpfs %s s: %s passthrough, %s tmpfs\n", t["save-c-mount-1"], t["save-c-passthrough-1"], t["save-c-tmpfs"], r(t["save-c-mount-1"], t["save-c-passthrough-1"]), r(t["save-c-mount-1"], t["save-c-tmpfs"])
+    printf "RATIO xl save -c later (mean of 2-4): ckptfs %.2f s, passthrough FUSE %s s: %s passthrough, %s tmpfs\n", later, t["save-c-passthrough-2"], r(later, t["save-c-passthrough-2"]), r(later, t["save-c-tmpfs"])
+    printf "RATIO xl restore: ckptfs %s s, passthrough FUSE %s s, tmpfs %s s: %s passthrough, %s tmpfs\n", t["restore-mount"], t["restore-passthrough"], t["restore-tmpfs"], r(t["restore-mount"], t["restore-passthrough"]), r(t["restore-mount"], t["restore-tmpfs"])
+  }' "$out" || true
 echo "real images of this run: $RUN/images"
 echo "total $(( $(date +%s) - t0 ))s"
 count() { { grep -a "^$1" "$out"; printf '%s\n' "${host[@]}"; } | grep -c "^$1" || true; }
