@@ -209,6 +209,7 @@ printf '%s\n' "${host[@]}"
 awk '$1 == "TIME" { sub(/s$/, "", $3); t[$2] = $3 }
   function r(a, b) { return (a != "" && b != "" && b > 0) ? sprintf("%.2fx", a / b) : "n/a" }
   END {
+    if (!("save-c-mount-1" in t)) exit # the remus run saves no images
     later = (t["save-c-mount-2"] + t["save-c-mount-3"] + t["save-c-mount-4"]) / 3
     printf "RATIO xl save -c first: ckptfs %s s, passthrough FUSE %s s, tmpfs %s s: %s passthrough, %s tmpfs\n", t["save-c-mount-1"], t["save-c-passthrough-1"], t["save-c-tmpfs"], r(t["save-c-mount-1"], t["save-c-passthrough-1"]), r(t["save-c-mount-1"], t["save-c-tmpfs"])
     printf "RATIO xl save -c later (mean of 2-4): ckptfs %.2f s, passthrough FUSE %s s: %s passthrough, %s tmpfs\n", later, t["save-c-passthrough-2"], r(later, t["save-c-passthrough-2"]), r(later, t["save-c-tmpfs"])
