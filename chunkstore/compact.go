@@ -2,10 +2,13 @@ package chunkstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -52,6 +55,7 @@ type CompactStats struct {
 	Rewritten int   // segments whose live records were copied, then removed
 	Moved     int64 // bytes of live records copied
 	Freed     int64 // bytes of segment files removed
+	NoRoom    int   // rewrites put off: the disk had no room for the copy
 }
 
 // Compact gives back the space of dead records (what Sweep deleted): a
@@ -88,16 +92,43 @@ func (s *Store) Compact(garbage float64) (CompactStats, error) {
 	if err := it.Close(); err != nil {
 		return st, err
 	}
+	// Segments that are all dead first: removing them needs no room, and
+	// gives the rewrites room on a full disk.
+	sizes := map[uint32]int64{}
 	for _, c := range cands {
-		size := s.seg.sizeOf(c.seg)
+		sizes[c.seg] = s.seg.sizeOf(c.seg)
+	}
+	slices.SortStableFunc(cands, func(a, b cand) int {
+		return cmp.Compare(b.dead-sizes[b.seg], a.dead-sizes[a.seg])
+	})
+	noRoom := false
+	for _, c := range cands {
+		size := sizes[c.seg]
 		if size > 0 && float64(c.dead) < garbage*float64(size) {
+			continue
+		}
+		if size > 0 && c.dead < size && noRoom {
 			continue
 		}
 		if c.seg == s.seg.activeSeg() {
 			s.seg.seal()
 		}
+		if size > 0 && c.dead < size && s.Admit(int(size-c.dead)) != nil {
+			st.NoRoom++ // no room for the copy now: a later gc does it
+			noRoom = true
+			continue
+		}
 		if size > 0 && c.dead < size {
 			moved, err := s.rewrite(c.seg)
+			if errors.Is(err, syscall.ENOSPC) {
+				// No room to copy the live records: the segment stays
+				// (its dead bytes counted) for a later gc; what was
+				// copied already is garbage of the active segment.
+				st.Moved += moved
+				st.NoRoom++
+				noRoom = true
+				continue
+			}
 			if err != nil {
 				return st, fmt.Errorf("rewrite of segment %d: %w", c.seg, err)
 			}
