@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // deadKey counts the bytes of a segment's records whose chunks Sweep
@@ -35,18 +36,8 @@ func (s *Store) addDead(b *pebble.Batch, dead map[uint32]int64) error {
 }
 
 func (s *Store) deadBytes(seg uint32) (int64, error) {
-	v, closer, err := s.db.Get(deadKey(seg))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	defer closer.Close()
-	if len(v) != 8 {
-		return 0, fmt.Errorf("%w: dead-bytes counter of segment %d", ErrCorrupt, seg)
-	}
-	return int64(binary.BigEndian.Uint64(v)), nil
+	n, err := getCounter(s.db, deadKey(seg), fmt.Sprintf("dead-bytes counter of segment %d", seg))
+	return int64(n), err
 }
 
 // CompactStats says what Compact did.
@@ -104,37 +95,31 @@ func (s *Store) Compact(garbage float64) (CompactStats, error) {
 	noRoom := false
 	for _, c := range cands {
 		size := sizes[c.seg]
-		if size > 0 && float64(c.dead) < garbage*float64(size) {
+		partial := size > 0 && c.dead < size // live records to copy first
+		if size > 0 && float64(c.dead) < garbage*float64(size) || partial && noRoom {
 			continue
 		}
-		if size > 0 && c.dead < size && noRoom {
-			continue
-		}
-		if c.seg == s.seg.activeSeg() {
-			s.seg.seal()
-		}
-		if size > 0 && c.dead < size && s.Admit(int(size-c.dead)) != nil {
-			st.NoRoom++ // no room for the copy now: a later gc does it
-			noRoom = true
-			continue
-		}
-		if size > 0 && c.dead < size {
+		if partial {
+			// No room for the copy (Admit refuses, or the append fails):
+			// the segment stays, its dead bytes counted, for a later gc;
+			// what was copied already is garbage of the active segment.
+			if s.Admit(int(size-c.dead)) != nil {
+				st.NoRoom, noRoom = st.NoRoom+1, true
+				continue
+			}
+			s.seg.sealIf(c.seg)
 			moved, err := s.rewrite(c.seg)
+			st.Moved += moved
 			if errors.Is(err, syscall.ENOSPC) {
-				// No room to copy the live records: the segment stays
-				// (its dead bytes counted) for a later gc; what was
-				// copied already is garbage of the active segment.
-				st.Moved += moved
-				st.NoRoom++
-				noRoom = true
+				st.NoRoom, noRoom = st.NoRoom+1, true
 				continue
 			}
 			if err != nil {
 				return st, fmt.Errorf("rewrite of segment %d: %w", c.seg, err)
 			}
-			st.Moved += moved
 			st.Rewritten++
 		} else if size > 0 {
+			s.seg.sealIf(c.seg)
 			st.Removed++
 		}
 		// Every locator that named the segment is gone or moved, durably
@@ -155,10 +140,6 @@ func (s *Store) Compact(garbage float64) (CompactStats, error) {
 // rewrite copies the live records of segment seg (those a locator names)
 // to the active segment and commits their new locators, synced.
 func (s *Store) rewrite(seg uint32) (int64, error) {
-	f, err := s.seg.file(seg)
-	if err != nil {
-		return 0, err
-	}
 	b := s.NewBatch()
 	defer func() { b.Close() }()
 	var moved int64
@@ -167,7 +148,11 @@ func (s *Store) rewrite(seg uint32) (int64, error) {
 	for eof := false; ; {
 		// Fill buf up to its capacity from the segment.
 		if !eof && len(buf) < cap(buf) {
-			n, rerr := f.ReadAt(buf[len(buf):cap(buf)], base+int64(len(buf)))
+			var n int
+			rerr := s.seg.withFile(seg, func(f vfs.File) (err error) {
+				n, err = f.ReadAt(buf[len(buf):cap(buf)], base+int64(len(buf)))
+				return err
+			})
 			buf = buf[:len(buf)+n]
 			eof = rerr != nil
 		}

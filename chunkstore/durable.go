@@ -77,8 +77,11 @@ func decodeMarker(b []byte) (uint64, error) {
 	return binary.BigEndian.Uint64(b[16:]), nil
 }
 
-func dbDurable(db *pebble.DB) (uint64, error) {
-	v, c, err := db.Get(durableKey)
+func dbDurable(db *pebble.DB) (uint64, error) { return getCounter(db, durableKey, "durable counter") }
+
+// getCounter reads an 8-byte big-endian counter (0 if the key is absent).
+func getCounter(db *pebble.DB, key []byte, what string) (uint64, error) {
+	v, c, err := db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, nil
 	}
@@ -87,7 +90,7 @@ func dbDurable(db *pebble.DB) (uint64, error) {
 	}
 	defer c.Close()
 	if len(v) != 8 {
-		return 0, fmt.Errorf("%w: durable counter of %d bytes", ErrCorrupt, len(v))
+		return 0, fmt.Errorf("%w: %s of %d bytes", ErrCorrupt, what, len(v))
 	}
 	return binary.BigEndian.Uint64(v), nil
 }

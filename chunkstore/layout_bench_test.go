@@ -165,11 +165,16 @@ func (p *pebbleValues) put(ids []ID, vals [][]byte) {
 	}
 }
 
-func (p *pebbleValues) finish() {
-	p.db.Flush()
-	for p.db.Metrics().Compact.NumInProgress > 0 {
+// settle flushes db and waits for its compactions.
+func settle(db *pebble.DB) {
+	db.Flush()
+	for db.Metrics().Compact.NumInProgress > 0 {
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func (p *pebbleValues) finish() {
+	settle(p.db)
 	p.db.Close()
 	var err error
 	if p.db, err = pebble.Open(p.dir, layoutPebbleOptions()); err != nil {
@@ -248,12 +253,7 @@ func (p *pebbleIngest) put(ids []ID, vals [][]byte) {
 	}
 }
 
-func (p *pebbleIngest) finish() {
-	p.db.Flush()
-	for p.db.Metrics().Compact.NumInProgress > 0 {
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+func (p *pebbleIngest) finish() { settle(p.db) }
 
 func (p *pebbleIngest) read(ids []ID) int {
 	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte{'S'}, UpperBound: []byte{'T'}})

@@ -90,6 +90,7 @@ type segments struct {
 	mu       sync.Mutex // appends, sealing, syncing
 	active   uint32
 	size     int64           // of the active segment
+	sealed   bool            // the active segment takes no more appends
 	unsynced map[uint32]bool // segments written since their last sync
 
 	rmu   sync.RWMutex
@@ -188,7 +189,7 @@ func (sg *segments) append(buf []byte) (uint32, int64, error) {
 	}
 	sg.mu.Lock()
 	defer sg.mu.Unlock()
-	if sg.active == 0 || (sg.size > 0 && sg.size+int64(len(buf)) > SegmentBytes) {
+	if sg.active == 0 || sg.sealed || (sg.size > 0 && sg.size+int64(len(buf)) > SegmentBytes) {
 		next := sg.active + 1
 		f, err := sg.fs.Create(sg.fs.PathJoin(sg.dir, segName(next)), vfs.WriteCategoryUnspecified)
 		if err != nil {
@@ -197,7 +198,7 @@ func (sg *segments) append(buf []byte) (uint32, int64, error) {
 		sg.rmu.Lock()
 		sg.files[next] = f
 		sg.rmu.Unlock()
-		sg.active, sg.size = next, 0
+		sg.active, sg.size, sg.sealed = next, 0, false
 		sg.unsynced[next] = true
 	}
 	f, err := sg.file(sg.active)
@@ -285,7 +286,7 @@ func (sg *segments) prefetch(seg uint32, off, n int64) {
 func (sg *segments) remove(seg uint32) error {
 	sg.mu.Lock()
 	defer sg.mu.Unlock()
-	if seg == sg.active && sg.size < SegmentBytes {
+	if seg == sg.active && !sg.sealed {
 		return errors.New("removing the active segment")
 	}
 	sg.rmu.Lock()
@@ -299,12 +300,13 @@ func (sg *segments) remove(seg uint32) error {
 	return sg.fs.Remove(sg.fs.PathJoin(sg.dir, segName(seg)))
 }
 
-// seal ends the active segment: the next append starts a new one.
-func (sg *segments) seal() {
+// sealIf ends segment seg if it is the active one: the next append starts
+// a new one, and seg may be removed.
+func (sg *segments) sealIf(seg uint32) {
 	sg.mu.Lock()
 	defer sg.mu.Unlock()
-	if sg.size > 0 {
-		sg.size = SegmentBytes
+	if seg == sg.active {
+		sg.sealed = true
 	}
 }
 
@@ -315,12 +317,6 @@ func (sg *segments) sizeOf(seg uint32) int64 {
 		return 0
 	}
 	return st.Size()
-}
-
-func (sg *segments) activeSeg() uint32 {
-	sg.mu.Lock()
-	defer sg.mu.Unlock()
-	return sg.active
 }
 
 func (sg *segments) close() error {

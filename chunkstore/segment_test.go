@@ -96,14 +96,9 @@ func TestCompact(t *testing.T) {
 	first, second := loc(ids[0]).seg, loc(ids[0]).seg+1
 	var dead, live []ID
 	for _, id := range ids {
-		switch l := loc(id); {
-		case l.seg == first:
-			dead = append(dead, id) // all of the first segment
-		case l.seg == second && len(dead)%2 == 0:
-			dead = append(dead, id) // most of the second
-		case l.seg == second:
-			dead = append(dead, id)
-		default:
+		if l := loc(id); l.seg == first || l.seg == second {
+			dead = append(dead, id) // all of the first and second segments
+		} else {
 			live = append(live, id)
 		}
 	}
