@@ -1,8 +1,11 @@
 package content
 
 import (
+	"errors"
 	"fmt"
+	"runtime"
 	"sort"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -183,7 +186,10 @@ func (w *Writer) feed(p []byte) {
 type job struct {
 	off      int64
 	data     []byte
-	pages    []int64
+	pages    []int64           // page starts in or past data, ascending
+	pfns     []uint64          // their pfns
+	gen      index.Gen         // the image's generation, if pages go into one
+	base     *index.PageReader // its base's page map (nil: none)
 	done     chan struct{}
 	res      []cutResult
 	consumed int
@@ -191,12 +197,24 @@ type job struct {
 }
 
 type cutResult struct {
-	off   int64
-	n     int
-	id    chunkstore.ID
-	zero  bool
-	value []byte // encoded chunk, nil for a duplicate
+	off    int64
+	n      int
+	id     chunkstore.ID
+	zero   bool
+	base   pageCmp // a page compared with its pfn's page in the base generation
+	pinned bool    // Prepare pinned id
+	value  []byte  // encoded chunk, nil for a duplicate
 }
+
+// pageCmp is what comparing a page with the same pfn's page in the base
+// generation found.
+type pageCmp uint8
+
+const (
+	cmpUnknown pageCmp = iota // not compared (yet)
+	cmpSame                   // equal: the generation inherits it, no entry
+	cmpChanged                // different, or the base has no such page
+)
 
 type piece struct {
 	off  int64
@@ -352,35 +370,137 @@ func (w *Writer) startJob() {
 	j := &job{off: w.cutOff, data: uncut[:len(uncut):len(uncut)], done: make(chan struct{})}
 	if ps := w.pageStarts(); len(ps) > 0 {
 		j.pages = append([]int64(nil), ps...)
+		j.pfns = append([]uint64(nil), w.xen.pfns...)
+		if w.beginImage() {
+			j.gen, j.base = w.img.gen, w.img.base
+		}
 	}
 	w.job = j
 	go w.process(j)
 }
 
-// process runs in the background: it reads only j.data and the store.
+// process runs in the background: it reads only j.data, the base
+// generation's page map (j.base, which the foreground leaves alone
+// while a job runs) and the store. The cut is sequential (a rolling hash);
+// the rest runs on every core, in three steps:
+//
+//  1. each chunk is checked for zeros and hashed (BLAKE3), in parallel;
+//  2. each page is compared with its pfn's page in the base generation, in
+//     order, by id: one forward pass of the page map's iterator;
+//  3. every chunk that is neither zero nor the base's page is checked
+//     against the store (dedup, which pins it) and compressed if new, in
+//     parallel; a chunk repeated within the job is prepared once.
+//
+// A page whose id equals the base's is stored as nothing at all: the new
+// generation is a delta on the base and inherits the entry. The id is the
+// proof of equality (a BLAKE3-256 collision would be needed to fool it, the
+// same trust dedup already puts in ids), and the chunk it names stays
+// stored while this generation is being written: gc reclaims no
+// generation whose successor in the chain is still in flight, so every
+// entry the base sees, and the chunk reference it holds, outlives the
+// writer (index.ReclaimGen, "blocked").
 func (w *Writer) process(j *job) {
 	defer close(j.done)
 	for {
 		rest := j.data[j.consumed:]
 		n := w.cut.next(j.off+int64(j.consumed), rest, j.pages, false)
 		if n == 0 {
-			return
+			break
 		}
-		c := rest[:n]
-		r := cutResult{off: j.off + int64(j.consumed), n: n}
-		if chunkstore.IsZero(c) {
+		j.res = append(j.res, cutResult{off: j.off + int64(j.consumed), n: n})
+		j.consumed += n
+	}
+	chunk := func(r *cutResult) []byte { return j.data[r.off-j.off:][:r.n] }
+	parallel(len(j.res), func(i int) {
+		r := &j.res[i]
+		if c := chunk(r); chunkstore.IsZero(c) {
 			r.zero = true
 		} else {
 			r.id = chunkstore.Sum(c)
-			r.value, j.err = w.s.chunks.Prepare(nil, r.id, c)
-			if j.err != nil {
-				return
-			}
 		}
-		j.res = append(j.res, r)
-		j.consumed += n
+	})
+	if j.err = j.compareBase(); j.err != nil {
+		return
 	}
+	first := make(map[chunkstore.ID]struct{}, len(j.res))
+	var todo []int
+	for i := range j.res {
+		r := &j.res[i]
+		if r.zero || r.base == cmpSame {
+			continue
+		}
+		if _, dup := first[r.id]; !dup {
+			first[r.id] = struct{}{}
+			todo = append(todo, i)
+		}
+	}
+	errs := make([]error, len(todo))
+	parallel(len(todo), func(k int) {
+		r := &j.res[todo[k]]
+		r.value, errs[k] = w.s.chunks.Prepare(nil, r.id, chunk(r))
+		r.pinned = errs[k] == nil
+	})
+	j.err = errors.Join(errs...)
 }
+
+// compareBase compares the job's pages with the base generation's.
+func (j *job) compareBase() error {
+	if j.base == nil {
+		return nil
+	}
+	p := 0
+	for i := range j.res {
+		r := &j.res[i]
+		if r.n != xen.PageSize {
+			continue
+		}
+		for p < len(j.pages) && j.pages[p] < r.off {
+			p++
+		}
+		if p == len(j.pages) || j.pages[p] != r.off {
+			continue
+		}
+		old, found, err := j.base.Lookup(j.pfns[p], j.gen.Base, j.gen.Floor)
+		if err != nil {
+			return err
+		}
+		r.base = cmpChanged
+		if found && old.Zero == r.zero && (r.zero || old.ID == r.id) {
+			r.base = cmpSame
+		}
+	}
+	return nil
+}
+
+// parallel calls fn(0..n-1) on up to GOMAXPROCS goroutines (this one
+// included), each over a contiguous share, and returns when all are done.
+func parallel(n int, fn func(i int)) {
+	procs := min(runtime.GOMAXPROCS(0), n/parallelMin)
+	if procs <= 1 {
+		for i := 0; i < n; i++ {
+			fn(i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	share := (n + procs - 1) / procs
+	for lo := share; lo < n; lo += share {
+		wg.Add(1)
+		go func(lo, hi int) {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				fn(i)
+			}
+		}(lo, min(n, lo+share))
+	}
+	for i := 0; i < share; i++ {
+		fn(i)
+	}
+	wg.Wait()
+}
+
+// parallelMin is the least work items worth a goroutine of their own.
+const parallelMin = 16
 
 // collect waits for the job in flight and records its chunks and extents.
 func (w *Writer) collect() error {
@@ -391,7 +511,7 @@ func (w *Writer) collect() error {
 	<-j.done
 	w.job = nil
 	for _, r := range j.res {
-		if !r.zero {
+		if r.pinned {
 			w.pinned = append(w.pinned, r.id)
 		}
 	}
@@ -414,7 +534,7 @@ func (w *Writer) collect() error {
 		default:
 			st.ChunksDup.Add(1)
 		}
-		if err := w.record(r.off, r.n, r.id, r.zero, false); err != nil {
+		if err := w.record(r.off, r.n, r.id, r.zero, false, r.base); err != nil {
 			return err
 		}
 	}
@@ -424,10 +544,10 @@ func (w *Writer) collect() error {
 
 // record maps file bytes [off, off+n) to chunk id (or zero): a page of an
 // xl save image goes into the page run, anything else is an extent.
-func (w *Writer) record(off int64, n int, id chunkstore.ID, zero, overlay bool) error {
+func (w *Writer) record(off int64, n int, id chunkstore.ID, zero, overlay bool, base pageCmp) error {
 	end := off + int64(n)
 	if !overlay && n == xen.PageSize {
-		if ok, err := w.recordPage(off, id, zero); ok || err != nil {
+		if ok, err := w.recordPage(off, id, zero, base); ok || err != nil {
 			return err
 		}
 	}
@@ -446,37 +566,31 @@ func (w *Writer) record(off int64, n int, id chunkstore.ID, zero, overlay bool) 
 }
 
 // recordPage records the page payload at off in the image's generation: an
-// entry if it differs from the base generation, a slot of the page run in
-// any case. It returns false if off is not a page of a known guest.
-func (w *Writer) recordPage(off int64, id chunkstore.ID, zero bool) (bool, error) {
-	x, m := w.xen, &w.img
-	if x == nil || !w.s.cfg.XenPages || x.guest.UUID == "" || m.err {
+// entry if it differs from the base generation (base says, or it looks),
+// a slot of the page run in any case. It returns false if off is not a page
+// of a known guest.
+func (w *Writer) recordPage(off int64, id chunkstore.ID, zero bool, base pageCmp) (bool, error) {
+	if !w.beginImage() {
 		return false, nil
 	}
-	pfn, ok := x.pfnAt(off)
+	m := &w.img
+	pfn, ok := w.xen.pfnAt(off)
 	if !ok || !m.seen.add(pfn) {
 		return false, nil
 	}
-	if m.gen.Gen == 0 {
-		g, err := w.s.ext.BeginGen(w.ino, x.guest.UUID)
-		if err != nil {
-			m.err = true
-			return false, nil
-		}
-		m.gen = g
-		if g.Base != 0 {
-			m.base = w.s.ext.NewPageReader(g.Lin)
+	if base == cmpUnknown {
+		base = cmpChanged
+		if m.base != nil {
+			old, found, err := m.base.Lookup(pfn, m.gen.Base, m.gen.Floor)
+			if err != nil {
+				return true, err
+			}
+			if found && old.Zero == zero && (zero || old.ID == id) {
+				base = cmpSame
+			}
 		}
 	}
-	changed := true
-	if m.base != nil {
-		old, found, err := m.base.Lookup(pfn, m.gen.Base, m.gen.Floor)
-		if err != nil {
-			return true, err
-		}
-		changed = !found || old.Zero != zero || (!zero && old.ID != id)
-	}
-	if changed {
+	if base == cmpChanged {
 		if err := index.PutPage(w.b, m.gen, pfn, id, zero); err != nil {
 			return true, err
 		}
@@ -495,6 +609,28 @@ func (w *Writer) recordPage(off int64, id chunkstore.ID, zero bool) (bool, error
 	r.Run.Add(pfn)
 	w.stagedEnd = max(w.stagedEnd, r.End())
 	return true, nil
+}
+
+// beginImage starts the image's generation at its first page, and reports
+// whether pages go into one: an xl save image of a known guest in page
+// mode whose generation could begin.
+func (w *Writer) beginImage() bool {
+	x, m := w.xen, &w.img
+	if x == nil || !w.s.cfg.XenPages || x.guest.UUID == "" || m.err {
+		return false
+	}
+	if m.gen.Gen == 0 {
+		g, err := w.s.ext.BeginGen(w.ino, x.guest.UUID)
+		if err != nil {
+			m.err = true
+			return false
+		}
+		m.gen = g
+		if g.Base != 0 {
+			m.base = w.s.ext.NewPageReader(g.Lin)
+		}
+	}
+	return true
 }
 
 // flushRun adds the page run being collected to the batch.
@@ -586,7 +722,7 @@ func (w *Writer) emit(off int64, data []byte) error {
 			st.ChunksDup.Add(1)
 		}
 	}
-	return w.record(off, len(data), id, zero, overlay)
+	return w.record(off, len(data), id, zero, overlay, cmpUnknown)
 }
 
 // applyBatch applies the pending batch (without sync).

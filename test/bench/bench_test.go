@@ -35,6 +35,7 @@ type target struct {
 	name string
 	dir  string
 	sync bool // fsync before close (the plain file: ckptfs's close is durable)
+	pid  int  // the serving process (FUSE targets)
 }
 
 func dropCaches() {
@@ -96,7 +97,7 @@ func writeRead(b *testing.B, t target, name string, data []byte) (wMBs, rMBs flo
 
 // serve starts a FUSE server process and waits for its ready line; it is
 // stopped with SIGTERM when tb ends.
-func serve(tb testing.TB, cmd *exec.Cmd) {
+func serve(tb testing.TB, cmd *exec.Cmd) int {
 	tb.Helper()
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -111,6 +112,7 @@ func serve(tb testing.TB, cmd *exec.Cmd) {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	})
+	return cmd.Process.Pid
 }
 
 // targets mounts, each in its own process as in real use, the ckptfs
@@ -125,12 +127,12 @@ func targets(b *testing.B) []target {
 	self, _ := os.Executable()
 	noop := exec.Command(self, "-test.run=^$")
 	noop.Env = append(os.Environ(), "CKPTFS_NOOP_SERVE="+filepath.Join(tmp, "noop"))
-	serve(b, noop)
-	serve(b, exec.Command(ckptfsBin, "mount", filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt")))
+	noopPid := serve(b, noop)
+	ckPid := serve(b, exec.Command(ckptfsBin, "mount", filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt")))
 	return []target{
 		{name: "plain", dir: filepath.Join(tmp, "plain"), sync: true},
-		{name: "noop-fuse", dir: filepath.Join(tmp, "noop")},
-		{name: "ckptfs", dir: filepath.Join(tmp, "mnt")},
+		{name: "noop-fuse", dir: filepath.Join(tmp, "noop"), pid: noopPid},
+		{name: "ckptfs", dir: filepath.Join(tmp, "mnt"), pid: ckPid},
 	}
 }
 

@@ -52,3 +52,24 @@ func DropCaches() error {
 	syscall.Sync()
 	return os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
 }
+
+// CPUSeconds is the user and system CPU time process pid (or "self") has
+// used so far, from /proc/PID/stat.
+func CPUSeconds(pid string) (float64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%s/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces: fields count from its ')'.
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%s/stat", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bad /proc/%s/stat", pid)
+	}
+	return float64(utime+stime) / 100, nil // USER_HZ is 100 on Linux
+}

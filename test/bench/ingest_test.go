@@ -1,0 +1,93 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ckptfs/ckptfs/test/sysstat"
+	"github.com/ckptfs/ckptfs/xen/xentest"
+)
+
+// BenchmarkIngest writes generated xl save images of one PV guest (512 MiB;
+// CKPTFS_INGEST_PAGES scales it) from memory in 4 MiB writes, as xl save
+// does, through the default ckptfs mount, the no-op FUSE server and into a
+// plain file on the same disk (fsync before close: ckptfs's close is
+// durable), in the same run: generation 0, then generations 1 and 2 of the
+// same lineage, at 1% and at 5% of the pages dirtied per generation. It
+// reports each as MB/s and as ratios of the no-op and plain figures (issue
+// 13: gen 0 >= 0.6x no-op, later >= 0.85x, no slower than plain).
+func BenchmarkIngest(b *testing.B) {
+	pages := int64(envInt("CKPTFS_INGEST_PAGES", 131072))
+	gens := envInt("CKPTFS_INGEST_GENS", 3)
+	for _, dirty := range []float64{0.01, 0.05} {
+		b.Run(fmt.Sprintf("dirty=%g", dirty), func(b *testing.B) {
+			ts := targets(b)
+			for i := 0; i < b.N; i++ {
+				for gen := 0; gen < gens; gen++ {
+					g := xentest.Guest{Name: "ingest", UUID: fmt.Sprintf("16e57000-0000-4000-8000-%012d", i), Pages: pages, VCPUs: 2, Seed: 11, Gen: gen, Dirty: dirty}
+					img := g.Bytes()
+					res := map[string]float64{}
+					cpu := map[string]float64{} // serving process's core-seconds per GiB
+					for _, t := range ts {
+						name := fmt.Sprintf("guest-%d-gen%d", i, gen)
+						c0, _ := sysstat.CPUSeconds(fmt.Sprint(t.pid))
+						res[t.name] = writeTimed(b, t, name, img)
+						c1, _ := sysstat.CPUSeconds(fmt.Sprint(t.pid))
+						cpu[t.name] = (c1 - c0) / (float64(len(img)) / (1 << 30))
+						if t.name != "ckptfs" {
+							os.Remove(filepath.Join(t.dir, name)) // the lineage lives in ckptfs only
+						}
+					}
+					label := "gen0"
+					if gen > 0 {
+						label = "later"
+					}
+					ck := res["ckptfs"]
+					b.ReportMetric(ck, fmt.Sprintf("gen%d-ckptfs-MB/s", gen))
+					b.ReportMetric(res["noop-fuse"], fmt.Sprintf("gen%d-noop-MB/s", gen))
+					b.ReportMetric(res["plain"], fmt.Sprintf("gen%d-plain-MB/s", gen))
+					b.ReportMetric(ck/res["noop-fuse"], fmt.Sprintf("gen%d-vs-noop", gen))
+					b.ReportMetric(ck/res["plain"], fmt.Sprintf("gen%d-vs-plain", gen))
+					b.ReportMetric(cpu["ckptfs"], fmt.Sprintf("gen%d-daemon-core-s/GiB", gen))
+					b.Logf("%s gen %d (%s): ckptfs %.0f MB/s, no-op %.0f MB/s, plain %.0f MB/s: %.2fx no-op, %.2fx plain; daemon %.2f core-s/GiB, no-op server %.2f",
+						b.Name(), gen, label, ck, res["noop-fuse"], res["plain"], ck/res["noop-fuse"], ck/res["plain"], cpu["ckptfs"], cpu["noop-fuse"])
+				}
+			}
+		})
+	}
+}
+
+// writeTimed writes data to t.dir/name in 4 MiB writes (xl save's page
+// batches), fsyncs if t asks, closes, and returns MB/s from create to the
+// return of close.
+func writeTimed(b *testing.B, t target, name string, data []byte) float64 {
+	start := time.Now()
+	f, err := os.Create(filepath.Join(t.dir, name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := bytes.NewReader(data)
+	buf := make([]byte, 4<<20)
+	for {
+		n, _ := r.Read(buf)
+		if n == 0 {
+			break
+		}
+		if _, err := f.Write(buf[:n]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if t.sync {
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return float64(len(data)) / 1e6 / time.Since(start).Seconds()
+}
