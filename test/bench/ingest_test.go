@@ -20,10 +20,15 @@ import (
 // same lineage, at 1% and at 5% of the pages dirtied per generation. It
 // reports each as MB/s and as ratios of the no-op and plain figures (issue
 // 13: gen 0 >= 0.6x no-op, later >= 0.85x, no slower than plain).
+// CKPTFS_INGEST_GENS sets the generations (3), CKPTFS_INGEST_DIRTY picks
+// one dirty fraction (for a daemon profile: CKPTFS_CPUPROFILE=FILE).
 func BenchmarkIngest(b *testing.B) {
 	pages := int64(envInt("CKPTFS_INGEST_PAGES", 131072))
 	gens := envInt("CKPTFS_INGEST_GENS", 3)
 	for _, dirty := range []float64{0.01, 0.05} {
+		if d := os.Getenv("CKPTFS_INGEST_DIRTY"); d != "" && d != fmt.Sprint(dirty) {
+			continue
+		}
 		b.Run(fmt.Sprintf("dirty=%g", dirty), func(b *testing.B) {
 			ts := targets(b)
 			for i := 0; i < b.N; i++ {
@@ -86,8 +91,12 @@ func writeTimed(b *testing.B, t target, name string, data []byte) float64 {
 			b.Fatal(err)
 		}
 	}
+	closeStart := time.Now()
 	if err := f.Close(); err != nil {
 		b.Fatal(err)
+	}
+	if os.Getenv("CKPTFS_INGEST_CLOSE") != "" {
+		b.Logf("%s: close took %v of %v", t.name, time.Since(closeStart), time.Since(start))
 	}
 	return float64(len(data)) / 1e6 / time.Since(start).Seconds()
 }

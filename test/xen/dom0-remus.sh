@@ -48,6 +48,7 @@ pauses() {
         n = NR; med = n ? v[int((n + 1) / 2)] : 0; p90 = n ? v[int(n * 0.9 + 0.999)] : 0; max = n ? v[n] : 0
         printf "INFO pause %s: %.0f s, %d checkpoints, %d gaps over 40 ms: median %d ms, p90 %d ms, max %d ms, stopped %.1f%% of the time, %.0f ms per checkpoint\n",
           name, secs, cps, n, med, p90, max, 100 * sum / (secs * 1000), cps ? sum / cps : 0
+        printf "%.0f\n", cps ? sum / cps : 0 > ("/tmp/pause-" name)
       }'
 }
 # summary FIRST LAST: the receiver's checkpoint lines FIRST..LAST as one
@@ -134,6 +135,17 @@ l2=$(lines); secs=$(since $t1); g2=$(gens); r2=$(suspends /tmp/remus.err)
 echo "INFO xl took $(( r2 - r1 )) checkpoints while $(( g2 - g1 )) generations were published"
 [ "$g2" -ge $(( g1 + WANT )) ]; check $? "xl-remus-into-receive ($g2 generations, $(( g2 - g1 )) in ${secs}s at -i $INTERVAL)"
 pauses "receiver" "$l1" "$l2" "$secs" "$(( r2 - r1 ))"
+# Keeping up: over the window the receiver published as many generations
+# as xl took checkpoints (one in flight at either end), so its backlog did
+# not grow; and the lag from a checkpoint's arrival to its publication
+# ("N after it arrived") at the window's end is no more than at its start
+# plus one interval.
+lag() { grep -a "ckptfs: checkpoint $1:" /tmp/remus.err | sed -n 's/.*, \([0-9.]*\)\(m\?s\) after it arrived.*/\1 \2/p' | awk '{print ($2 == "ms") ? $1 / 1000 : $1}'; }
+lag1=$(lag "$g1"); lag2=$(lag "$(( g2 - 1 ))")
+echo "INFO backlog: $(( r2 - r1 )) checkpoints taken, $(( g2 - g1 )) published in the window; publication lag ${lag1:-?} s at its start, ${lag2:-?} s at its end"
+[ $(( (r2 - r1) - (g2 - g1) )) -le 1 ] && awk -v a="${lag1:-0}" -v b="${lag2:-999}" -v iv="$INTERVAL" 'BEGIN { exit !(b <= a + iv / 1000) }'
+check $? "receiver-keeps-up (backlog bounded over the window)"
+echo "RATIO pause per checkpoint: receiver $(cat /tmp/pause-receiver) ms, xl remus -b $(cat /tmp/pause-remus-b) ms: $(awk -v a="$(cat /tmp/pause-receiver)" -v b="$(cat /tmp/pause-remus-b)" 'BEGIN { printf (b > 0 ? "%.2fx" : "n/a"), a / b }')"
 echo "INFO interval receiver -i $INTERVAL ms: $(( r2 - r1 )) checkpoints taken in ${secs}s"
 summary "$g1" "$(( g2 - 1 ))"
 summary 1 "$(( g2 - 1 ))" | sed 's/receiver window/receiver all after the first/'

@@ -203,7 +203,7 @@ rm -rf "$RUN"; mkdir -p "$RUN"
 mv "$S/out" "$RUN/images"; cp "$out" "$CACHE/serial.log" "$RUN/"
 
 echo "=========================== e2e-xen summary ==========================="
-grep -a -E '^(PASS|FAIL|TIME|STORED|INFO)' "$out" || true
+grep -a -E '^(PASS|FAIL|TIME|STORED|INFO|RATIO)' "$out" || true
 printf '%s\n' "${host[@]}"
 # ckptfs against the passthrough FUSE mount and tmpfs, same run.
 awk '$1 == "TIME" { sub(/s$/, "", $3); t[$2] = $3 }
