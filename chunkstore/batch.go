@@ -56,7 +56,9 @@ func (b *Batch) addRecord(id ID, value []byte) {
 
 // SetHinted sets key to value followed by the Hint of chunk id (where its
 // record is), known at commit: a chunk of this batch, or one the store
-// wrote or looked up recently; otherwise value alone.
+// wrote or looked up recently; otherwise (and for the zero ID) value alone.
+// Hinted sets are applied at commit, after the batch's other writes: a key
+// set here must be set here only.
 func (b *Batch) SetHinted(key, value []byte, id ID) {
 	b.hbuf = append(b.hbuf, key...)
 	k := len(b.hbuf)
@@ -91,7 +93,7 @@ func (b *Batch) Commit(o *pebble.WriteOptions) error {
 	start, v := 0, []byte(nil)
 	for _, h := range b.hinted {
 		v = append(v[:0], b.hbuf[h.k:h.v]...)
-		if l, ok := b.s.recent.Peek(h.id); ok && l.seg != 0 {
+		if l, ok := b.s.recent.Peek(h.id); ok && l.seg != 0 && h.id != (ID{}) {
 			v = append(v, encodeLocator(l)...)
 		}
 		if err := b.Batch.Set(b.hbuf[start:h.k], v, nil); err != nil { // Set copies

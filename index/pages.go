@@ -130,8 +130,21 @@ func (x *Index) BeginGen(ino uint64, uuid string) (Gen, error) {
 		g.Base, g.Floor = last.Gen, last.Floor
 	}
 	b.Set(genKey(g.Lin, g.Gen), encodeGenRecord(GenRecord{State: GenInFlight, Floor: g.Floor, Ino: ino}), nil)
-	b.Set(inoGenKey(ino, g.Lin, g.Gen), nil, nil)
+	if ino != 0 {
+		b.Set(inoGenKey(ino, g.Lin, g.Gen), nil, nil)
+	}
 	return g, x.commit(b)
+}
+
+// AdoptGen makes ino the image of in-flight generation g begun with no
+// file (BeginGen with ino 0: a receiver's checkpoint, whose file is made
+// when it is published), in b: deleting ino then ends the generation, and
+// a crash keeps it live with the file.
+func AdoptGen(b *pebble.Batch, g Gen, ino uint64) error {
+	if err := b.Set(genKey(g.Lin, g.Gen), encodeGenRecord(GenRecord{State: GenInFlight, Floor: g.Floor, Ino: ino}), nil); err != nil {
+		return err
+	}
+	return b.Set(inoGenKey(ino, g.Lin, g.Gen), nil, nil)
 }
 
 // lastGen returns the lineage's newest generation record (State 0 if none).
@@ -214,13 +227,31 @@ func (x *Index) WalkGens(fn func(GenRecord) error) error {
 // commits.
 func PutPage(b *chunkstore.Batch, g Gen, pfn uint64, id chunkstore.ID, zero bool) error {
 	if zero {
-		return putPage(b.Batch, g.Lin, g.Gen, pfn, PageRef{Zero: true})
+		// Hinted like the others (no hint: the zero ID), so that a later
+		// PutPage of the same key in b wins (ReplacePage).
+		b.SetHinted(pageKey(g.Lin, pfn, g.Gen), nil, chunkstore.ID{})
+	} else {
+		if err := b.Set(refKey(id, holderPage, g.Lin, pfn, g.Gen), nil, nil); err != nil {
+			return err
+		}
+		b.SetHinted(pageKey(g.Lin, pfn, g.Gen), id[:], id)
 	}
-	if err := b.Set(refKey(id, holderPage, g.Lin, pfn, g.Gen), nil, nil); err != nil {
-		return err
-	}
-	b.SetHinted(pageKey(g.Lin, pfn, g.Gen), id[:], id)
 	return b.Set(binary.BigEndian.AppendUint64(pageByGenPrefix(g.Lin, g.Gen), pfn), nil, nil)
+}
+
+// ReplacePage records, in b, that generation g's page pfn, whose entry in
+// g was old, is now chunk id (or all zero): old's chunk reference goes and
+// old's chunk becomes a gc candidate.
+func ReplacePage(b *chunkstore.Batch, g Gen, pfn uint64, old PageRef, id chunkstore.ID, zero bool) error {
+	if !old.Zero {
+		if err := b.Delete(refKey(old.ID, holderPage, g.Lin, pfn, g.Gen), nil); err != nil {
+			return err
+		}
+		if err := AddCandidate(b.Batch, old.ID); err != nil {
+			return err
+		}
+	}
+	return PutPage(b, g, pfn, id, zero)
 }
 
 func putPage(b *pebble.Batch, lin, gen, pfn uint64, ref PageRef) error {
@@ -295,7 +326,8 @@ func (x *Index) NewPageReader(lin uint64) *PageReader {
 	return &PageReader{x: x, lin: lin, lower: lo, upper: prefixEnd(lo)}
 }
 
-// Close releases the reader's snapshot.
+// Close releases the reader's snapshot; the next Lookup takes a new one
+// (and sees everything committed before it).
 func (r *PageReader) Close() {
 	if r.it != nil {
 		r.it.Close()

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 )
 
@@ -22,7 +23,8 @@ import (
 // the image, so the caller stores each once and builds each generation
 // from references. Memory is the preamble, one checkpoint's non-page
 // records, a pfn map (one byte per pfn) and whatever part of the stream a
-// Write leaves unfinished.
+// Write leaves unfinished; and, while a checkpoint's image is described,
+// its pfn lists (16 bytes per pfn).
 type Remus struct {
 	sc       *Scanner
 	h        RemusHandler
@@ -30,7 +32,7 @@ type Remus struct {
 	bufOff   int64
 	events   []remusEvent
 	preamble []byte // nil until the first PAGE_DATA
-	types    map[uint64]uint8
+	types    pfnTypes
 	endRecs  []byte // this checkpoint's libxc records other than PAGE_DATA and CHECKPOINT
 	libxl    []byte // libxl records between CHECKPOINT and CHECKPOINT_END
 	inLibxl  bool
@@ -76,7 +78,7 @@ type remusEvent struct {
 
 // NewRemus returns a follower that reports to h.
 func NewRemus(h RemusHandler) *Remus {
-	r := &Remus{h: h, types: map[uint64]uint8{}}
+	r := &Remus{h: h}
 	r.sc = NewScanner(Handler{
 		Config: h.Config,
 		Record: func(rec Record) {
@@ -84,10 +86,10 @@ func NewRemus(h RemusHandler) *Remus {
 			r.events = append(r.events, remusEvent{kind: 'r', rec: rec, off: rec.Off, end: end})
 		},
 		Page: func(p Page) {
-			r.types[p.PFN] = p.Type
+			r.types.set(p.PFN, p.Type)
 			r.events = append(r.events, remusEvent{kind: 'p', pfn: p.PFN, off: p.Off, end: p.Off + PageSize})
 		},
-		NoData: func(pfn uint64, typ uint8) { r.types[pfn] = typ },
+		NoData: func(pfn uint64, typ uint8) { r.types.set(pfn, typ) },
 		Checkpoint: func(n int, off int64) {
 			r.events = append(r.events, remusEvent{kind: 'c', n: n, off: off, end: off})
 		},
@@ -198,31 +200,34 @@ func (r *Remus) handle(e remusEvent) error {
 func (r *Remus) image() *PlainImage {
 	img := &PlainImage{}
 	meta := slices.Clone(r.preamble)
-	pfns := make([]uint64, 0, len(r.types))
-	for pfn := range r.types {
-		pfns = append(pfns, pfn)
-	}
-	slices.Sort(pfns)
-	for i := 0; i < len(pfns); i += MaxBatchPlain {
-		batch := pfns[i:min(i+MaxBatchPlain, len(pfns))]
-		var data []uint64
-		for _, pfn := range batch {
-			if PageCarriesData(r.types[pfn]) {
-				data = append(data, pfn)
-			}
-		}
+	batch := make([]uint64, 0, MaxBatchPlain)
+	var data []uint64
+	flush := func() {
 		body := 8 + 8*len(batch) + PageSize*len(data)
 		meta = binary.LittleEndian.AppendUint32(meta, LibxcPageData)
 		meta = binary.LittleEndian.AppendUint32(meta, uint32(body))
 		meta = binary.LittleEndian.AppendUint32(meta, uint32(len(batch)))
 		meta = binary.LittleEndian.AppendUint32(meta, 0)
 		for _, pfn := range batch {
-			meta = binary.LittleEndian.AppendUint64(meta, pfn|uint64(r.types[pfn])<<60)
+			meta = binary.LittleEndian.AppendUint64(meta, pfn|uint64(r.types.get(pfn))<<60)
 		}
 		if len(data) > 0 {
 			img.Segments = append(img.Segments, Segment{Meta: meta}, Segment{PFNs: data})
-			meta = nil
+			meta, data = nil, nil
 		}
+		batch = batch[:0]
+	}
+	r.types.each(func(pfn uint64, typ uint8) {
+		batch = append(batch, pfn)
+		if PageCarriesData(typ) {
+			data = append(data, pfn)
+		}
+		if len(batch) == MaxBatchPlain {
+			flush()
+		}
+	})
+	if len(batch) > 0 {
+		flush()
 	}
 	meta = append(meta, r.endRecs...)
 	meta = append(meta, make([]byte, recHdrLen)...) // libxc END
@@ -258,4 +263,52 @@ func (p *PlainImage) Materialize(page func(pfn uint64) ([]byte, error)) ([]byte,
 		}
 	}
 	return out, nil
+}
+
+// pfnTypes is every pfn's page type, as last sent: a byte per pfn for the
+// dense low range every guest uses, a map above it.
+type pfnTypes struct {
+	low  []uint8 // type | typeKnown, 0 for a pfn never sent
+	high map[uint64]uint8
+}
+
+const (
+	typeKnown     = 0x80
+	pfnTypesDense = 1 << 26 // 256 GiB of guest memory in 64 MiB
+	pfnTypesSpare = 1 << 16 // growth step of the dense range
+)
+
+func (t *pfnTypes) set(pfn uint64, typ uint8) {
+	if pfn >= pfnTypesDense {
+		if t.high == nil {
+			t.high = map[uint64]uint8{}
+		}
+		t.high[pfn] = typ
+		return
+	}
+	if pfn >= uint64(len(t.low)) {
+		n := min(max(pfn+1+1<<16, 2*uint64(len(t.low))), pfnTypesDense)
+		t.low = append(t.low, make([]uint8, n-uint64(len(t.low)))...)
+	}
+	t.low[pfn] = typ&0xf | typeKnown
+}
+
+func (t *pfnTypes) get(pfn uint64) uint8 {
+	if pfn >= pfnTypesDense {
+		return t.high[pfn]
+	}
+	return t.low[pfn] &^ typeKnown
+}
+
+// each calls fn for every pfn sent, in ascending order.
+func (t *pfnTypes) each(fn func(pfn uint64, typ uint8)) {
+	for pfn, v := range t.low {
+		if v&typeKnown != 0 {
+			fn(uint64(pfn), v&^typeKnown)
+		}
+	}
+	high := slices.Sorted(maps.Keys(t.high))
+	for _, pfn := range high {
+		fn(pfn, t.high[pfn])
+	}
 }

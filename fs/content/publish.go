@@ -18,20 +18,30 @@ import (
 // page map, whose entries are a delta (the pfns whose page changed since
 // the previous publication), and its other bytes are chunks cut by CDC.
 // Not safe for concurrent use.
+//
+// Memory does not grow with the guest beyond two bits per pfn: the page
+// map lives in the store. A checkpoint's generation begins (in flight,
+// with no file yet) at its first page, and each page that differs from
+// what the previous publication holds for its pfn becomes an entry of it
+// at once, in the pending batch; Publish gives the generation its file. A
+// pfn sent again within one checkpoint (live precopy rounds) replaces its
+// entry, looked up in the batch's own map or in the store.
 type Publisher struct {
-	s     *Store
-	x     *index.Index
-	uuid  string
-	name  string
-	pages map[uint64]index.PageRef // every pfn's latest page
-	// dirty is the pfns changed since the last publication. Nothing in the
-	// store refers to their pages yet, so each holds one pin on its page
-	// until a publication writes its entry.
-	dirty  map[uint64]bool
-	b      *chunkstore.Batch
-	pinned []chunkstore.ID // meta chunks, until their batch is applied
-	last   uint64          // the generation published last (0: none)
-	added  int64           // chunk bytes added since the last publication
+	s    *Store
+	x    *index.Index
+	uuid string
+	name string
+	g    index.Gen // the checkpoint's generation (Gen 0: none begun yet)
+	// sent and put are this checkpoint's pfns: received, and given an
+	// entry in g (the others are the previous publication's page).
+	sent, put pfnSet
+	received  pfnSet // every pfn received since the publisher started
+	unapplied map[uint64]index.PageRef // g's entries in the pending batch
+	reader    *index.PageReader        // the lineage's entries, as of the last apply
+	b         *chunkstore.Batch
+	pinned    []chunkstore.ID // chunks the pending batch references
+	last      index.Gen       // the generation published last (Gen 0: none)
+	added     int64           // chunk bytes added since the last publication
 
 	// Stats of the last Publish.
 	NewBytes int64 // chunk bytes its pages and meta added
@@ -41,37 +51,33 @@ type Publisher struct {
 // NewPublisher returns a publisher for guest uuid (name is recorded with
 // each image, for stats).
 func (s *Store) NewPublisher(x *index.Index, uuid, name string) *Publisher {
-	return &Publisher{s: s, x: x, uuid: uuid, name: name, pages: map[uint64]index.PageRef{}, dirty: map[uint64]bool{}, b: s.db.NewBatch()}
+	return &Publisher{s: s, x: x, uuid: uuid, name: name, unapplied: map[uint64]index.PageRef{}, b: s.db.NewBatch()}
 }
 
-// Close drops what was not published: the pages received since the last
-// publication become gc candidates (nothing refers to them).
+// Close drops what was not published: the unfinished checkpoint's
+// generation ends dead, and gc takes its entries and the pages only they
+// referenced.
 func (p *Publisher) Close() error {
-	err := p.release(p.b.Batch, true)
-	if err == nil {
-		err = p.b.Commit(pebble.NoSync)
-	}
+	err := p.apply()
 	p.b.Close()
-	p.s.chunks.Unpin(p.pinned...)
-	p.pinned = nil
+	if p.reader != nil {
+		p.reader.Close()
+	}
+	if p.g.Gen != 0 {
+		if eerr := p.x.EndGen(p.g, false); err == nil {
+			err = eerr
+		}
+		p.g = index.Gen{}
+	}
 	return err
 }
 
-// release unpins the pages of the dirty pfns and forgets them as dirty;
-// with candidates, it also makes them gc candidates in b.
-func (p *Publisher) release(b *pebble.Batch, candidates bool) error {
-	for pfn := range p.dirty {
-		if ref := p.pages[pfn]; !ref.Zero {
-			p.s.chunks.Unpin(ref.ID)
-			if candidates {
-				if err := index.AddCandidate(b, ref.ID); err != nil {
-					return err
-				}
-			}
-		}
+// lookup returns pfn's page as generation gen (floor) sees it in the store.
+func (p *Publisher) lookup(pfn uint64, gen, floor uint64) (index.PageRef, bool, error) {
+	if p.reader == nil {
+		p.reader = p.x.NewPageReader(p.g.Lin)
 	}
-	clear(p.dirty)
-	return nil
+	return p.reader.Lookup(pfn, gen, floor)
 }
 
 // Page stores the latest content of pfn (data is not kept).
@@ -81,41 +87,73 @@ func (p *Publisher) Page(pfn uint64, data []byte) error {
 			return err
 		}
 	}
+	if p.g.Gen == 0 {
+		g, err := p.x.BeginGen(0, p.uuid)
+		if err != nil {
+			return err
+		}
+		if p.reader != nil && p.g.Lin != g.Lin {
+			p.reader.Close()
+			p.reader = nil
+		}
+		p.g = g
+	}
 	ref := index.PageRef{Zero: chunkstore.IsZero(data)}
 	if !ref.Zero {
 		ref.ID = chunkstore.Sum(data)
 	}
-	old, ok := p.pages[pfn]
-	if ok && old == ref {
-		return nil
+	g := p.g
+	var old index.PageRef
+	var inG, found bool
+	if !p.sent.add(pfn) && p.put.has(pfn) {
+		// Sent before in this checkpoint, with an entry in g.
+		if old, inG = p.unapplied[pfn]; !inG {
+			var err error
+			if old, inG, err = p.lookup(pfn, g.Gen, g.Gen); err != nil {
+				return err
+			}
+		}
+		found = inG
+	} else if g.Base != 0 && g.Base == p.last.Gen {
+		var err error
+		if old, found, err = p.lookup(pfn, g.Base, g.Floor); err != nil {
+			return err
+		}
+	}
+	p.received.add(pfn)
+	if found && old.Zero == ref.Zero && old.ID == ref.ID {
+		return nil // as it was: nothing to store
 	}
 	if !ref.Zero {
-		// Prepare pins the page: the pin is the pfn's while it is dirty.
-		v, err := p.s.chunks.Prepare(nil, ref.ID, data)
+		v, err := p.s.chunks.Prepare(nil, ref.ID, data) // pins until the batch is applied
 		if err == nil && v != nil {
 			p.added += int64(len(v))
 			err = p.s.chunks.SetPrepared(p.b, ref.ID, v)
 		}
+		p.pinned = append(p.pinned, ref.ID)
 		if err != nil {
-			p.s.chunks.Unpin(ref.ID)
 			return err
 		}
 	}
-	if ok && p.dirty[pfn] && !old.Zero {
-		// Sent again before any publication (a live precopy round): the
-		// earlier page was never referenced, so gc may reclaim it.
-		p.s.chunks.Unpin(old.ID)
-		if err := index.AddCandidate(p.b.Batch, old.ID); err != nil {
-			return err
-		}
+	var err error
+	if inG {
+		err = index.ReplacePage(p.b, g, pfn, old, ref.ID, ref.Zero)
+	} else {
+		err = index.PutPage(p.b, g, pfn, ref.ID, ref.Zero)
+		p.put.add(pfn)
 	}
-	p.pages[pfn], p.dirty[pfn] = ref, true
+	if err != nil {
+		return err
+	}
+	p.unapplied[pfn] = ref
 	if p.b.Len() >= p.s.cfg.BatchBytes {
 		return p.apply()
 	}
 	return nil
 }
 
+// apply commits the pending batch: its entries now hold their chunks, and
+// the reader's next lookup sees them.
 func (p *Publisher) apply() error {
 	if p.b.Empty() {
 		return nil
@@ -125,6 +163,10 @@ func (p *Publisher) apply() error {
 	p.b = p.s.db.NewBatch()
 	p.s.chunks.Unpin(p.pinned...)
 	p.pinned = p.pinned[:0]
+	clear(p.unapplied)
+	if p.reader != nil {
+		p.reader.Close()
+	}
 	return err
 }
 
@@ -157,34 +199,40 @@ func (p *Publisher) Publish(dir uint64, name string, img *xen.PlainImage, mtime 
 }
 
 func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (index.Inode, error) {
-	p.Changed = 0
-	g, err := p.x.BeginGen(in.Ino, p.uuid)
-	if err != nil {
+	if p.g.Gen == 0 { // a checkpoint that sent no page
+		g, err := p.x.BeginGen(0, p.uuid)
+		if err != nil {
+			return in, err
+		}
+		p.g = g
+	}
+	g := p.g
+	if err := index.AdoptGen(p.b.Batch, g, in.Ino); err != nil {
 		return in, err
 	}
 	committed := false
-	defer func() { p.x.EndGen(g, committed) }()
+	defer func() {
+		if !committed {
+			// What the batch holds would name the failed generation
+			// again (AdoptGen): drop it; the generation ends dead, and
+			// gc takes what it had applied.
+			p.b.Close()
+			p.b = p.s.db.NewBatch()
+			p.s.chunks.Unpin(p.pinned...)
+			p.pinned = p.pinned[:0]
+			clear(p.unapplied)
+		}
+		p.x.EndGen(g, committed)
+		p.g = index.Gen{}
+		p.sent.reset()
+		p.put.reset()
+	}()
 	// A delta on the generation this publisher wrote last; anything else
-	// (the first, or another writer of the same guest in between) gets
-	// every entry.
-	put := func(pfn uint64) error {
-		ref := p.pages[pfn]
-		p.Changed++
-		return index.PutPage(p.b, g, pfn, ref.ID, ref.Zero)
-	}
-	if g.Base == 0 || g.Base != p.last {
-		for pfn := range p.pages {
-			if err := put(pfn); err != nil {
-				return in, err
-			}
-		}
-	} else {
-		for pfn := range p.dirty { // the delta: work proportional to it
-			if err := put(pfn); err != nil {
-				return in, err
-			}
-		}
-	}
+	// (the first, or another writer of the same guest in between) must
+	// name every page itself: the ones not sent in this checkpoint are
+	// copied from the last publication.
+	full := g.Base == 0 || g.Base != p.last.Gen
+	p.Changed = 0
 	cut := newCutter(p.s.cfg.Params)
 	off := int64(0)
 	for _, seg := range img.Segments {
@@ -210,8 +258,13 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 			k := min(len(pfns), index.MaxRunPages)
 			run := &index.PageRun{Lin: g.Lin, Gen: g.Gen, Floor: g.Floor}
 			for _, pfn := range pfns[:k] {
-				if _, ok := p.pages[pfn]; !ok {
+				if !p.received.has(pfn) {
 					return in, fmt.Errorf("pfn %#x: no page received", pfn)
+				}
+				if full && !p.put.has(pfn) {
+					if err := p.copyLast(pfn); err != nil {
+						return in, err
+					}
 				}
 				run.Add(pfn)
 			}
@@ -223,10 +276,11 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 			pfns = pfns[k:]
 		}
 	}
+	p.Changed = int(p.put.n)
 	if err := p.apply(); err != nil {
 		return in, err
 	}
-	in, err = p.x.CommitUnsynced(in.Ino, in.Ver, off, mtime) // Publish syncs after the rename
+	in, err := p.x.CommitUnsynced(in.Ino, in.Ver, off, mtime) // Publish syncs after the rename
 	if err != nil {
 		return in, err
 	}
@@ -235,8 +289,26 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 		return in, err
 	}
 	p.s.stats.Images.Add(1)
-	p.last, p.NewBytes, p.added = g.Gen, p.added, 0
-	// The entries are written (in the applied batch): the pages are
-	// referenced now and need no pins.
-	return in, p.release(nil, false)
+	p.last, p.NewBytes, p.added = g, p.added, 0
+	return in, nil
+}
+
+// copyLast gives the checkpoint's generation pfn's page as the last
+// publication has it (a full generation: not a delta on that one).
+func (p *Publisher) copyLast(pfn uint64) error {
+	ref, ok, err := p.lookup(pfn, p.last.Gen, p.last.Floor)
+	if err != nil {
+		return err
+	}
+	if !ok || p.last.Gen == 0 {
+		return fmt.Errorf("pfn %#x: no page received", pfn)
+	}
+	p.put.add(pfn)
+	if err := index.PutPage(p.b, p.g, pfn, ref.ID, ref.Zero); err != nil {
+		return err
+	}
+	if p.b.Len() >= p.s.cfg.BatchBytes {
+		return p.apply()
+	}
+	return nil
 }

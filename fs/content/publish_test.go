@@ -133,8 +133,9 @@ func unreferenced(t *testing.T, cs *chunkstore.Store, x *index.Index) int {
 }
 
 // TestPublisherCloseDropsUnpublished: the pages of a checkpoint that never
-// completed become gc candidates when the publisher closes, and gc leaves
-// only what the published generation references.
+// completed are stored as they arrive, in a generation that ends dead when
+// the publisher closes, and gc leaves only what the published generation
+// references.
 func TestPublisherCloseDropsUnpublished(t *testing.T) {
 	s, x, cs := pageModeStore(t)
 	g := xentest.Guest{Name: "pv", UUID: "c-pv", Pages: 1024, VCPUs: 1, Seed: 9, Dirty: 0.2}
@@ -143,10 +144,19 @@ func TestPublisherCloseDropsUnpublished(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := s.NewPublisher(x, g.UUID, g.Name)
+	chunks := func() int {
+		n := 0
+		if err := cs.Walk(func(chunkstore.Info) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	published := 0 // chunks once checkpoint 0 is published
 	r := xen.NewRemus(xen.RemusHandler{
 		Page: pub.Page,
 		Checkpoint: func(i int, img *xen.PlainImage) error {
 			_, err := pub.Publish(index.RootIno, fmt.Sprint("ckpt-", i), img, 1)
+			published = chunks()
 			return err
 		},
 	})
@@ -163,15 +173,18 @@ func TestPublisherCloseDropsUnpublished(t *testing.T) {
 	if n := cs.Pinned(); n != 0 {
 		t.Fatalf("%d chunks pinned after Close", n)
 	}
-	before := unreferenced(t, cs, x)
-	if before < 100 {
-		t.Fatalf("only %d unreferenced chunks before gc; checkpoint 1 dirtied about 200 pages", before)
+	before := chunks()
+	if before-published < 100 {
+		t.Fatalf("only %d chunks stored for the unfinished checkpoint; it dirtied about 200 pages", before-published)
 	}
 	if _, err := gc.Collect(cs, x, false); err != nil {
 		t.Fatal(err)
 	}
 	if n := unreferenced(t, cs, x); n != 0 {
-		t.Fatalf("%d of %d unreferenced chunks survive gc", n, before)
+		t.Fatalf("%d unreferenced chunks survive gc", n)
+	}
+	if n := chunks(); n != published {
+		t.Fatalf("%d chunks after gc, %d when checkpoint 0 was published: the unfinished checkpoint's %d stay", n, published, before-published)
 	}
 	in, err := x.Lookup(index.RootIno, "ckpt-0")
 	if err != nil {

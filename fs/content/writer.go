@@ -103,6 +103,23 @@ type image struct {
 type pfnSet struct {
 	bits []uint64
 	high map[uint64]struct{}
+	n    int64 // members
+}
+
+// has reports whether pfn is in the set.
+func (s *pfnSet) has(pfn uint64) bool {
+	if pfn >= pfnBitmapMax {
+		_, ok := s.high[pfn]
+		return ok
+	}
+	i := pfn / 64
+	return i < uint64(len(s.bits)) && s.bits[i]&(1<<(pfn%64)) != 0
+}
+
+// reset empties the set, keeping its bitmap's memory.
+func (s *pfnSet) reset() {
+	clear(s.bits)
+	s.high, s.n = nil, 0
 }
 
 const pfnBitmapMax = 1 << 26 // 256 GiB of guest memory in 8 MiB of bitmap
@@ -117,6 +134,7 @@ func (s *pfnSet) add(pfn uint64) bool {
 			s.high = map[uint64]struct{}{}
 		}
 		s.high[pfn] = struct{}{}
+		s.n++
 		return true
 	}
 	i, bit := pfn/64, uint64(1)<<(pfn%64)
@@ -127,6 +145,7 @@ func (s *pfnSet) add(pfn uint64) bool {
 		return false
 	}
 	s.bits[i] |= bit
+	s.n++
 	return true
 }
 
