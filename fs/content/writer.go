@@ -64,6 +64,8 @@ type Writer struct {
 	cut               *cutter
 	gen               uint64          // bumped whenever ver's extents change
 	job               *job            // in flight, over buf[cutOff-streamOff:][:len(job.data)]
+	committing        *committing     // the batch before b, being committed
+	spare             []byte          // the array buf gets at the next applyAsync
 	newBytes          int64           // chunk bytes this writer added to the store
 	pinned            []chunkstore.ID // chunks the pending batch references
 	img               image
@@ -368,7 +370,7 @@ func (w *Writer) WriteAt(p []byte, off int64, now int64) error {
 		return w.fail(err)
 	}
 	if w.cutOff >= w.stagedEnd && w.cutOff-w.streamOff >= int64(w.s.cfg.BatchBytes) {
-		if err := w.apply(); err != nil {
+		if err := w.applyAsync(); err != nil {
 			return w.fail(err)
 		}
 	}
@@ -744,8 +746,12 @@ func (w *Writer) emit(off int64, data []byte) error {
 	return w.record(off, len(data), id, zero, overlay, cmpUnknown)
 }
 
-// applyBatch applies the pending batch (without sync).
+// applyBatch applies the pending batch (without sync), after the one being
+// committed in the background, if any.
 func (w *Writer) applyBatch() error {
+	if err := w.settle(); err != nil {
+		return err
+	}
 	if w.b == nil {
 		return nil
 	}
@@ -775,10 +781,73 @@ func (w *Writer) apply() error {
 	if err := w.applyBatch(); err != nil {
 		return err
 	}
-	k := int(w.cutOff - w.streamOff)
-	w.buf = w.buf[:copy(w.buf, w.buf[k:])]
-	w.streamOff = w.cutOff
+	w.dropCut(w.cutOff)
 	return nil
+}
+
+// committing is a batch of a streaming writer being committed in the
+// background, so that the write that filled it returns at once. Until it
+// is, the bytes it makes readable are held here (data, from off): the
+// writer's buf moves on to a second array with the uncut rest, and the two
+// arrays take turns (spare), so a batch costs no copy of its bytes.
+type committing struct {
+	done   chan struct{}
+	err    error
+	b      *chunkstore.Batch
+	pinned []chunkstore.ID
+	off    int64
+	data   []byte
+}
+
+// applyAsync hands the batch and its cut bytes to a background commit,
+// after the one before it is done. Only where no job is in flight (buf
+// changes arrays).
+func (w *Writer) applyAsync() error {
+	if err := w.settle(); err != nil {
+		return err
+	}
+	if err := w.flushRun(); err != nil {
+		return err
+	}
+	if w.b.Empty() {
+		w.dropCut(w.cutOff)
+		return nil
+	}
+	k := w.cutOff - w.streamOff
+	c := &committing{done: make(chan struct{}), b: w.b, pinned: w.pinned, off: w.streamOff, data: w.buf[:k]}
+	w.buf = append(w.spare[:0], w.buf[k:]...)
+	w.spare, w.streamOff = nil, w.cutOff
+	w.b, w.pinned, w.committing = w.s.db.NewBatch(), nil, c
+	go func() {
+		defer close(c.done)
+		c.err = c.b.Commit(pebble.NoSync)
+	}()
+	return nil
+}
+
+// settle waits for the background commit, if any: its pins go, and its
+// bytes, readable from the store now, are dropped (touch renews readers'
+// cached extents).
+func (w *Writer) settle() error {
+	c := w.committing
+	if c == nil {
+		return nil
+	}
+	<-c.done
+	w.committing = nil
+	c.b.Close()
+	w.s.chunks.Unpin(c.pinned...)
+	w.spare = c.data[:0]
+	w.touch()
+	return c.err
+}
+
+// dropCut drops the bytes before to, which are applied, from buf.
+func (w *Writer) dropCut(to int64) {
+	if k := int(to - w.streamOff); k > 0 {
+		w.buf = w.buf[:copy(w.buf, w.buf[k:])]
+		w.streamOff = to
+	}
 }
 
 // flushAll cuts and stores everything held in memory, including the reorder
@@ -866,6 +935,9 @@ func (w *Writer) ReadAt(c *Cursor, dst []byte, off int64) (int, error) {
 			copy(dst[lo-off:hi-off], data[lo-p:hi-p])
 		}
 	}
+	if c := w.committing; c != nil {
+		overlay(c.off, c.data)
+	}
 	overlay(w.streamOff, w.buf)
 	for _, a := range w.ahead {
 		overlay(a.off, a.data)
@@ -908,6 +980,7 @@ func (w *Writer) Commit() (index.Inode, error) {
 // Close releases the writer's batch. Uncommitted writes are dropped.
 func (w *Writer) Close() {
 	w.collect()
+	w.settle()
 	if w.b != nil {
 		w.b.Close()
 		w.b = nil

@@ -16,7 +16,8 @@ import (
 // CKPTFS_INGEST_PAGES scales it) from memory in 4 MiB writes, as xl save
 // does, through the default ckptfs mount, the no-op FUSE server and into a
 // plain file on the same disk (fsync before close: ckptfs's close is
-// durable), in the same run: generation 0, then generations 1 and 2 of the
+// durable), in the same run (each baseline before and after ckptfs, the
+// faster counting): generation 0, then generations 1 and 2 of the
 // same lineage, at 1% and at 5% of the pages dirtied per generation. It
 // reports each as MB/s and as ratios of the no-op and plain figures (issue
 // 13: gen 0 >= 0.6x no-op, later >= 0.85x, no slower than plain).
@@ -35,14 +36,20 @@ func BenchmarkIngest(b *testing.B) {
 				for gen := 0; gen < gens; gen++ {
 					g := xentest.Guest{Name: "ingest", UUID: fmt.Sprintf("16e57000-0000-4000-8000-%012d", i), Pages: pages, VCPUs: 2, Seed: 11, Gen: gen, Dirty: dirty}
 					img := g.Bytes()
+					// The baselines run before and after ckptfs, and the
+					// faster of each pair counts: this machine is noisy,
+					// and the ratio must not flatter ckptfs.
 					res := map[string]float64{}
 					cpu := map[string]float64{} // serving process's core-seconds per GiB
-					for _, t := range ts {
+					for _, t := range append(ts, ts[:2]...) {
 						name := fmt.Sprintf("guest-%d-gen%d", i, gen)
 						c0, _ := sysstat.CPUSeconds(fmt.Sprint(t.pid))
-						res[t.name] = writeTimed(b, t, name, img)
+						mbs := writeTimed(b, t, name, img)
 						c1, _ := sysstat.CPUSeconds(fmt.Sprint(t.pid))
-						cpu[t.name] = (c1 - c0) / (float64(len(img)) / (1 << 30))
+						if mbs > res[t.name] {
+							res[t.name] = mbs
+							cpu[t.name] = (c1 - c0) / (float64(len(img)) / (1 << 30))
+						}
 						if t.name != "ckptfs" {
 							os.Remove(filepath.Join(t.dir, name)) // the lineage lives in ckptfs only
 						}
