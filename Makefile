@@ -71,9 +71,9 @@ bench:
 	@command -v restic >/dev/null && command -v borg >/dev/null && command -v gnuplot >/dev/null || \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q restic borgbackup gnuplot-nox)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 120m ./test/bench | tee bench.out
-	CKPTFS_BENCH=1 $(GO) test -run '^TestPeakRSS$$' -v -count=1 -timeout 30m ./test/bench | tee -a bench.out
+	CKPTFS_BENCH=1 $(GO) test -run '^(TestPeakRSS|TestReceiveRSS)$$' -v -count=1 -timeout 30m ./test/bench | tee -a bench.out
 	$(GO) test -run '^$$' -bench 'Codec|ValueSeparation' -benchtime 1x ./chunkstore | tee -a bench.out
-	$(GO) test -run '^$$' -bench 'Engine|Receive' -benchtime 3x ./fs/content | tee -a bench.out
+	$(GO) test -run '^$$' -bench 'Engine|Receive|PageIngest' -benchtime 3x ./fs/content | tee -a bench.out
 	CKPTFS_MEASURE=1 $(GO) test -run '^TestChunkParams$$' -v -count=1 ./fs/content | tee -a bench.out
 
 # Real Xen: stock xl save/restore against a ckptfs mount, Xen booted in QEMU

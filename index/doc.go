@@ -81,6 +81,14 @@
 // candidates. A generation still being written (in flight) holds gc back
 // for the dead generations before it.
 //
+// A receiver (xen receive) begins a checkpoint's generation at its first
+// page, before the image's file exists: its 'L' value's ino is 0 and it
+// has no 'y' key until Publish creates the file (AdoptGen). Its entries
+// are written as pages arrive; a pfn sent twice in one checkpoint has its
+// entry (and 'r' key) replaced. Open ends an in-flight generation with ino
+// 0 as dead (no file names it), and gc reclaims its entries. No key or
+// value changed: stores of every version read such records as they are.
+//
 // # References and garbage collection
 //
 // Every chunk extent and every non-zero page entry has an 'r' key under

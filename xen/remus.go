@@ -39,18 +39,22 @@ type Remus struct {
 	err      error
 }
 
-// RemusHandler receives what Remus finds. Page's data is valid only during
-// the call.
+// RemusHandler receives what Remus finds. Page's data, and Checkpoint's
+// image, are valid only during the call.
 type RemusHandler struct {
 	Config     func(json []byte) // the xl JSON config, before any page
 	Page       func(pfn uint64, data []byte) error
 	Checkpoint func(n int, img *PlainImage) error
 }
 
-// PlainImage is a plain xl save image as a list of segments, each either
-// meta bytes or consecutive page payloads named by pfn.
+// PlainImage is a plain xl save image as a sequence of segments, each
+// either meta bytes or consecutive page payloads named by pfn. It is
+// produced segment by segment (Each), so that describing a big guest's
+// image takes memory for one PAGE_DATA batch, not for every pfn.
 type PlainImage struct {
-	Segments []Segment
+	r     *Remus
+	pages int64 // pfns sent (each has an entry in a PAGE_DATA batch)
+	data  int64 // those whose page carries data
 }
 
 // Segment is Meta bytes, or (Meta nil) the payloads of PFNs in order.
@@ -61,11 +65,58 @@ type Segment struct {
 
 // Size is the image's length in bytes.
 func (p *PlainImage) Size() int64 {
-	var n int64
-	for _, s := range p.Segments {
-		n += int64(len(s.Meta)) + int64(len(s.PFNs))*PageSize
+	r := p.r
+	batches := (p.pages + MaxBatchPlain - 1) / MaxBatchPlain
+	meta := int64(len(r.preamble)) + batches*(recHdrLen+8) + 8*p.pages +
+		int64(len(r.endRecs)) + recHdrLen + int64(len(r.libxl)) + recHdrLen
+	return meta + p.data*PageSize
+}
+
+// Each calls fn with the image's segments in order; a segment's slices
+// are valid only during the call. It stops at fn's first error.
+func (p *PlainImage) Each(fn func(Segment) error) error {
+	r := p.r
+	meta := slices.Clone(r.preamble)
+	batch := make([]uint64, 0, MaxBatchPlain)
+	data := make([]uint64, 0, MaxBatchPlain)
+	var err error
+	flush := func() {
+		body := 8 + 8*len(batch) + PageSize*len(data)
+		meta = binary.LittleEndian.AppendUint32(meta, LibxcPageData)
+		meta = binary.LittleEndian.AppendUint32(meta, uint32(body))
+		meta = binary.LittleEndian.AppendUint32(meta, uint32(len(batch)))
+		meta = binary.LittleEndian.AppendUint32(meta, 0)
+		for _, pfn := range batch {
+			meta = binary.LittleEndian.AppendUint64(meta, pfn|uint64(r.types.get(pfn))<<60)
+		}
+		if len(data) > 0 && err == nil {
+			if err = fn(Segment{Meta: meta}); err == nil {
+				err = fn(Segment{PFNs: data})
+			}
+			meta, data = meta[:0], data[:0]
+		}
+		batch = batch[:0]
 	}
-	return n
+	r.types.each(func(pfn uint64, typ uint8) {
+		batch = append(batch, pfn)
+		if PageCarriesData(typ) {
+			data = append(data, pfn)
+		}
+		if len(batch) == MaxBatchPlain {
+			flush()
+		}
+	})
+	if len(batch) > 0 {
+		flush()
+	}
+	if err != nil {
+		return err
+	}
+	meta = append(meta, r.endRecs...)
+	meta = append(meta, make([]byte, recHdrLen)...) // libxc END
+	meta = append(meta, r.libxl...)
+	meta = append(meta, make([]byte, recHdrLen)...) // libxl END
+	return fn(Segment{Meta: meta})
 }
 
 type remusEvent struct {
@@ -172,10 +223,13 @@ func (r *Remus) handle(e remusEvent) error {
 		}
 	case 'c':
 		r.inLibxl = false
-		img := r.image()
-		r.endRecs, r.libxl = r.endRecs[:0], r.libxl[:0]
+		var err error
 		if r.h.Checkpoint != nil {
-			return r.h.Checkpoint(e.n, img)
+			err = r.h.Checkpoint(e.n, r.image())
+		}
+		r.endRecs, r.libxl = r.endRecs[:0], r.libxl[:0]
+		if err != nil {
+			return err
 		}
 	case 'r':
 		rec := e.rec
@@ -198,42 +252,13 @@ func (r *Remus) handle(e remusEvent) error {
 
 // image describes the plain image of the checkpoint that just ended.
 func (r *Remus) image() *PlainImage {
-	img := &PlainImage{}
-	meta := slices.Clone(r.preamble)
-	batch := make([]uint64, 0, MaxBatchPlain)
-	var data []uint64
-	flush := func() {
-		body := 8 + 8*len(batch) + PageSize*len(data)
-		meta = binary.LittleEndian.AppendUint32(meta, LibxcPageData)
-		meta = binary.LittleEndian.AppendUint32(meta, uint32(body))
-		meta = binary.LittleEndian.AppendUint32(meta, uint32(len(batch)))
-		meta = binary.LittleEndian.AppendUint32(meta, 0)
-		for _, pfn := range batch {
-			meta = binary.LittleEndian.AppendUint64(meta, pfn|uint64(r.types.get(pfn))<<60)
-		}
-		if len(data) > 0 {
-			img.Segments = append(img.Segments, Segment{Meta: meta}, Segment{PFNs: data})
-			meta, data = nil, nil
-		}
-		batch = batch[:0]
-	}
-	r.types.each(func(pfn uint64, typ uint8) {
-		batch = append(batch, pfn)
+	img := &PlainImage{r: r}
+	r.types.each(func(_ uint64, typ uint8) {
+		img.pages++
 		if PageCarriesData(typ) {
-			data = append(data, pfn)
-		}
-		if len(batch) == MaxBatchPlain {
-			flush()
+			img.data++
 		}
 	})
-	if len(batch) > 0 {
-		flush()
-	}
-	meta = append(meta, r.endRecs...)
-	meta = append(meta, make([]byte, recHdrLen)...) // libxc END
-	meta = append(meta, r.libxl...)
-	meta = append(meta, make([]byte, recHdrLen)...) // libxl END
-	img.Segments = append(img.Segments, Segment{Meta: meta})
 	return img
 }
 
@@ -249,20 +274,21 @@ const MaxBatchPlain = 1024
 // page's latest content (tests and small images).
 func (p *PlainImage) Materialize(page func(pfn uint64) ([]byte, error)) ([]byte, error) {
 	out := make([]byte, 0, p.Size())
-	for _, s := range p.Segments {
+	err := p.Each(func(s Segment) error {
 		out = append(out, s.Meta...)
 		for _, pfn := range s.PFNs {
 			b, err := page(pfn)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if len(b) != PageSize {
-				return nil, fmt.Errorf("page %#x: %d bytes", pfn, len(b))
+				return fmt.Errorf("page %#x: %d bytes", pfn, len(b))
 			}
 			out = append(out, b...)
 		}
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // pfnTypes is every pfn's page type, as last sent: a byte per pfn for the

@@ -146,10 +146,7 @@ func (p *Publisher) Page(pfn uint64, data []byte) error {
 		return err
 	}
 	p.unapplied[pfn] = ref
-	if p.b.Len() >= p.s.cfg.BatchBytes {
-		return p.apply()
-	}
-	return nil
+	return p.applyIfFull()
 }
 
 // apply commits the pending batch: its entries now hold their chunks, and
@@ -235,7 +232,7 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 	p.Changed = 0
 	cut := newCutter(p.s.cfg.Params)
 	off := int64(0)
-	for _, seg := range img.Segments {
+	err := img.Each(func(seg xen.Segment) error {
 		for data := seg.Meta; len(data) > 0; {
 			n := cut.cut(data)
 			c := data[:n]
@@ -244,11 +241,11 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 				added, err := p.s.chunks.PutID(p.b, id, c)
 				p.pinned = append(p.pinned, id)
 				if err != nil {
-					return in, err
+					return err
 				}
 				p.added += int64(added)
 				if err := p.x.AddExtent(p.b.Batch, in.Ino, in.Ver, index.Extent{Off: off, Len: int64(n), ID: id}); err != nil {
-					return in, err
+					return err
 				}
 			}
 			off += int64(n)
@@ -259,28 +256,32 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 			run := &index.PageRun{Lin: g.Lin, Gen: g.Gen, Floor: g.Floor}
 			for _, pfn := range pfns[:k] {
 				if !p.received.has(pfn) {
-					return in, fmt.Errorf("pfn %#x: no page received", pfn)
+					return fmt.Errorf("pfn %#x: no page received", pfn)
 				}
 				if full && !p.put.has(pfn) {
 					if err := p.copyLast(pfn); err != nil {
-						return in, err
+						return err
 					}
 				}
 				run.Add(pfn)
 			}
 			e := index.Extent{Off: off, Len: int64(k) * index.PageSize, Run: run}
 			if err := p.x.AddExtent(p.b.Batch, in.Ino, in.Ver, e); err != nil {
-				return in, err
+				return err
 			}
 			off += e.Len
 			pfns = pfns[k:]
 		}
+		return p.applyIfFull()
+	})
+	if err != nil {
+		return in, err
 	}
 	p.Changed = int(p.put.n)
 	if err := p.apply(); err != nil {
 		return in, err
 	}
-	in, err := p.x.CommitUnsynced(in.Ino, in.Ver, off, mtime) // Publish syncs after the rename
+	in, err = p.x.CommitUnsynced(in.Ino, in.Ver, off, mtime) // Publish syncs after the rename
 	if err != nil {
 		return in, err
 	}
@@ -307,6 +308,11 @@ func (p *Publisher) copyLast(pfn uint64) error {
 	if err := index.PutPage(p.b, p.g, pfn, ref.ID, ref.Zero); err != nil {
 		return err
 	}
+	return p.applyIfFull()
+}
+
+// applyIfFull applies the pending batch once it holds BatchBytes.
+func (p *Publisher) applyIfFull() error {
 	if p.b.Len() >= p.s.cfg.BatchBytes {
 		return p.apply()
 	}

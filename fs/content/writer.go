@@ -25,15 +25,18 @@ import (
 //
 // Sequential writes append to buf; whole chunks are cut from its front as
 // soon as at least Params.Max bytes are uncut, stored into the pending batch
-// and recorded as extents. When the batch holds BatchBytes it is applied and
-// the cut bytes leave buf. Writes slightly ahead of the stream wait in ahead
-// (the reorder window) until the gap fills. Anything else (a write behind
-// the cut point, a write far ahead, a truncate) flushes everything and
-// restarts the stream at the new offset; extents then overlay older ones.
+// and recorded as extents. When the batch holds BatchBytes it is committed
+// in the background (committing) while the next writes arrive, and the cut
+// bytes leave buf for that commit's own array until it is done. Writes
+// slightly ahead of the stream wait in ahead (the reorder window) until
+// the gap fills. Anything else (a write behind the cut point, a write far
+// ahead, a truncate) flushes everything and restarts the stream at the new
+// offset; extents then overlay older ones.
 //
 // Overlap: the kernel sends a file's next WRITE only after the reply to the
 // previous one. So a streaming write appends its bytes to buf, hands the
-// uncut bytes to a background job (cut, hash, dedup check, compress) and
+// uncut bytes to a background job (cut; then hash, compare with the base
+// generation, dedup check and compress, on every core: see process) and
 // returns; the next call collects the job's results before anything else
 // touches the writer's state. At most one job is in flight; it only reads
 // buf, and buf is only appended to while it runs.

@@ -141,7 +141,7 @@ QPID=
 cleanup() { [ -n "$QPID" ] && kill "$QPID" 2>/dev/null; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 tq=$(date +%s)
-qemu-system-x86_64 -accel tcg,thread=multi -cpu qemu64,+svm -smp 2 -m 4G \
+qemu-system-x86_64 -accel tcg,thread=multi -cpu "${QEMU_CPU:-qemu64,+svm}" -smp 2 -m 4G \
   -nographic -monitor none -serial "file:$CACHE/serial.log" -no-reboot -nic none \
   -kernel "$XEN" \
   -append "console=com1 com1=115200 dom0_mem=2560M,max:2560M dom0_max_vcpus=2 noreboot" \
