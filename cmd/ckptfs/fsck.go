@@ -76,7 +76,7 @@ func runFsck(w io.Writer, o fsckOptions, store string) error {
 		if errors.Is(err, errNoDaemon) {
 			var cs *chunkstore.Store
 			var x *index.Index
-			if cs, x, err = openStore(store, true); err != nil {
+			if cs, x, err = openStore(store, func(o *chunkstore.Options) { o.AllowLost = true }); err != nil {
 				return err
 			}
 			if lost := cs.Lost(); lost != nil {

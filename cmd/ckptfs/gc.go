@@ -169,17 +169,18 @@ func offlineGC(store string, req gcRequest, rep *gcReport) error {
 
 // openWritable opens an unmounted store read-write (running index recovery).
 func openWritable(dir string) (*chunkstore.Store, *index.Index, error) {
-	return openStore(dir, false)
+	return openStore(dir, func(*chunkstore.Options) {})
 }
 
-// openStore is openWritable, which with allowLost also opens a store that
-// lost durable writes (for fsck --repair).
-func openStore(dir string, allowLost bool) (*chunkstore.Store, *index.Index, error) {
+// openStore is openWritable with options set by set: for fsck --repair
+// (AllowLost: also a store that lost durable writes), for xen receive
+// (less memory).
+func openStore(dir string, set func(*chunkstore.Options)) (*chunkstore.Store, *index.Index, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, nil, fail(exitStore, "%s: %v", dir, errors.Unwrap(err))
 	}
 	o := chunkstore.DefaultOptions()
-	o.AllowLost = allowLost
+	set(&o)
 	cs, err := chunkstore.Open(dir, o)
 	if err != nil {
 		return nil, nil, storeErr(err)

@@ -9,10 +9,12 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/ckptfs/ckptfs/chunkstore"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -193,11 +195,18 @@ func receiveOffline(r io.Reader, w io.Writer, o receiveOptions) error {
 	if err := os.MkdirAll(o.store, 0o700); err != nil { // a new store, as mount makes one
 		return fail(exitStore, "xen receive: %v", err)
 	}
-	cs, x, err := openWritable(o.store)
+	cs, x, err := openStore(o.store, func(so *chunkstore.Options) {
+		// One stream's process: Pebble's memtables and block cache at a
+		// quarter of the daemon's (the pages go to segments; the keys
+		// of a checkpoint are few), and the Go heap kept near its live
+		// size, so that the receiver stays well under 128 MiB.
+		so.MemTableBytes, so.CacheBytes = 8<<20, 8<<20
+	})
 	if err != nil {
 		return err
 	}
 	defer cs.Close()
+	debug.SetGCPercent(50)
 	data := content.New(cs, cs, x, content.DefaultConfig())
 	data.SetAdmit(cs.Admit)
 	defer data.Close()

@@ -42,6 +42,7 @@ type Publisher struct {
 	pinned    []chunkstore.ID // chunks the pending batch references
 	last      index.Gen       // the generation published last (Gen 0: none)
 	added     int64           // chunk bytes added since the last publication
+	vbuf      []byte          // an encoded page, reused
 
 	// Stats of the last Publish.
 	NewBytes int64 // chunk bytes its pages and meta added
@@ -125,10 +126,11 @@ func (p *Publisher) Page(pfn uint64, data []byte) error {
 		return nil // as it was: nothing to store
 	}
 	if !ref.Zero {
-		v, err := p.s.chunks.Prepare(nil, ref.ID, data) // pins until the batch is applied
+		v, err := p.s.chunks.Prepare(p.vbuf[:0], ref.ID, data) // pins until the batch is applied
 		if err == nil && v != nil {
 			p.added += int64(len(v))
-			err = p.s.chunks.SetPrepared(p.b, ref.ID, v)
+			err = p.s.chunks.SetPrepared(p.b, ref.ID, v) // copies v
+			p.vbuf = v
 		}
 		p.pinned = append(p.pinned, ref.ID)
 		if err != nil {
