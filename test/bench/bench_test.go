@@ -282,16 +282,9 @@ func TestPeakRSS(t *testing.T) {
 
 // vm returns a /proc/PID/status field in KiB.
 func vm(t *testing.T, pid int, field string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := sysstat.Status(fmt.Sprint(pid), field)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(l, field+":"); ok {
-			n, _ := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
-			return n
-		}
-	}
-	t.Fatalf("no %s in status", field)
-	return 0
+	return n
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckptfs/ckptfs/test/sysstat"
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
 
@@ -45,7 +46,7 @@ func TestReceiveRSS(t *testing.T) {
 	go func() { // sample: VmHWM is gone once the process exits
 		defer close(done)
 		for {
-			if v, ok := vmOf(cmd.Process.Pid, "VmHWM"); ok {
+			if v, err := sysstat.Status(fmt.Sprint(cmd.Process.Pid), "VmHWM"); err == nil {
 				peak = max(peak, v)
 			} else {
 				return
@@ -75,20 +76,4 @@ func TestReceiveRSS(t *testing.T) {
 	if published < 4 {
 		t.Fatalf("%d checkpoints published, want 4\n%s", published, out)
 	}
-}
-
-// vmOf returns a /proc/PID/status field in KiB, false once it cannot.
-func vmOf(pid int, field string) (int64, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, false
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(l, field+":"); ok {
-			var n int64
-			fmt.Sscan(strings.Fields(rest)[0], &n)
-			return n, true
-		}
-	}
-	return 0, false
 }

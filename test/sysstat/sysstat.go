@@ -1,6 +1,6 @@
 // Package sysstat reads what the benchmarks measure of the system: bytes a
-// process wrote to disk, the apparent size of a directory, and the page
-// cache dropped for cold reads. Linux only; test support, it imports
+// process wrote to disk, its CPU time and memory, the apparent size of a
+// directory, and the page cache dropped for cold reads. Linux only; test support, it imports
 // nothing of ckptfs.
 package sysstat
 
@@ -72,4 +72,21 @@ func CPUSeconds(pid string) (float64, error) {
 		return 0, fmt.Errorf("bad /proc/%s/stat", pid)
 	}
 	return float64(utime+stime) / 100, nil // USER_HZ is 100 on Linux
+}
+
+// Status is a field of /proc/PID/status in KiB (VmRSS, VmHWM); an error
+// once the process is gone (a zombie has no Vm fields).
+func Status(pid, field string) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%s/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(l, field+":"); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				return strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/%s/status", field, pid)
 }
