@@ -122,7 +122,7 @@ func (p *Publisher) Page(pfn uint64, data []byte) error {
 		}
 	}
 	p.received.add(pfn)
-	if found && old.Zero == ref.Zero && old.ID == ref.ID {
+	if samePage(old, found, ref.ID, ref.Zero) {
 		return nil // as it was: nothing to store
 	}
 	if !ref.Zero {

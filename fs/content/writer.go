@@ -103,57 +103,6 @@ type image struct {
 	seen pfnSet
 }
 
-// pfnSet is a set of pfns: a bitmap for the dense low range every guest
-// uses, a map above it (HVM pfns past the MMIO hole, fuzzed streams).
-type pfnSet struct {
-	bits []uint64
-	high map[uint64]struct{}
-	n    int64 // members
-}
-
-// has reports whether pfn is in the set.
-func (s *pfnSet) has(pfn uint64) bool {
-	if pfn >= pfnBitmapMax {
-		_, ok := s.high[pfn]
-		return ok
-	}
-	i := pfn / 64
-	return i < uint64(len(s.bits)) && s.bits[i]&(1<<(pfn%64)) != 0
-}
-
-// reset empties the set, keeping its bitmap's memory.
-func (s *pfnSet) reset() {
-	clear(s.bits)
-	s.high, s.n = nil, 0
-}
-
-const pfnBitmapMax = 1 << 26 // 256 GiB of guest memory in 8 MiB of bitmap
-
-// add adds pfn and reports whether it was new.
-func (s *pfnSet) add(pfn uint64) bool {
-	if pfn >= pfnBitmapMax {
-		if _, ok := s.high[pfn]; ok {
-			return false
-		}
-		if s.high == nil {
-			s.high = map[uint64]struct{}{}
-		}
-		s.high[pfn] = struct{}{}
-		s.n++
-		return true
-	}
-	i, bit := pfn/64, uint64(1)<<(pfn%64)
-	if i >= uint64(len(s.bits)) {
-		s.bits = append(s.bits, make([]uint64, i+1-uint64(len(s.bits))+uint64(len(s.bits)/4))...)
-	}
-	if s.bits[i]&bit != 0 {
-		return false
-	}
-	s.bits[i] |= bit
-	s.n++
-	return true
-}
-
 func newXenStream(pages bool) *xenStream {
 	x := &xenStream{}
 	h := xen.Handler{Config: func(j []byte) {
@@ -228,6 +177,12 @@ type cutResult struct {
 	base   pageCmp // a page compared with its pfn's page in the base generation
 	pinned bool    // Prepare pinned id
 	value  []byte  // encoded chunk, nil for a duplicate
+}
+
+// samePage reports whether a page (id, or all zero) is old, the page a
+// lookup found (if found) for its pfn.
+func samePage(old index.PageRef, found bool, id chunkstore.ID, zero bool) bool {
+	return found && old.Zero == zero && (zero || old.ID == id)
 }
 
 // pageCmp is what comparing a page with the same pfn's page in the base
@@ -489,7 +444,7 @@ func (j *job) compareBase() error {
 			return err
 		}
 		r.base = cmpChanged
-		if found && old.Zero == r.zero && (r.zero || old.ID == r.id) {
+		if samePage(old, found, r.id, r.zero) {
 			r.base = cmpSame
 		}
 	}
@@ -609,7 +564,7 @@ func (w *Writer) recordPage(off int64, id chunkstore.ID, zero bool, base pageCmp
 			if err != nil {
 				return true, err
 			}
-			if found && old.Zero == zero && (zero || old.ID == id) {
+			if samePage(old, found, id, zero) {
 				base = cmpSame
 			}
 		}
