@@ -197,3 +197,78 @@ func TestPublisherCloseDropsUnpublished(t *testing.T) {
 		t.Fatalf("checkpoint 0 after gc: %v, first difference at %d", err, firstDiff(got[:k], want))
 	}
 }
+
+// TestReceiverCrashMidCheckpoint: a receiver that dies inside a checkpoint
+// (no Close) leaves its in-flight generation with entries of the pages
+// applied so far and no file; the next open ends it dead, and gc takes
+// those pages while the published generation stays exact.
+func TestReceiverCrashMidCheckpoint(t *testing.T) {
+	x, cs := index.TestIndex(t)
+	cfg := DefaultConfig()
+	cfg.BatchBytes = 16 << 10 // apply often: the crash finds entries in the store
+	s := New(cs, cs, x, cfg)
+	t.Cleanup(s.Close)
+	g := xentest.Guest{Name: "pv", UUID: "crash-pv", Pages: 2048, VCPUs: 1, Seed: 12, Dirty: 0.2}
+	var stream bytes.Buffer
+	if err := g.WriteRemus(&stream, 1); err != nil {
+		t.Fatal(err)
+	}
+	chunks := func() int {
+		n := 0
+		if err := cs.Walk(func(chunkstore.Info) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	pub := s.NewPublisher(x, g.UUID, g.Name)
+	published := 0
+	r := xen.NewRemus(xen.RemusHandler{
+		Page: pub.Page,
+		Checkpoint: func(i int, img *xen.PlainImage) error {
+			_, err := pub.Publish(index.RootIno, fmt.Sprint("ckpt-", i), img, 1)
+			published = chunks()
+			return err
+		},
+	})
+	b := stream.Bytes()
+	if _, err := r.Write(b[:len(b)-200]); err != nil {
+		t.Fatal(err)
+	}
+	if before := chunks(); before-published < 100 {
+		t.Fatalf("only %d chunks of the unfinished checkpoint applied before the crash", before-published)
+	}
+	inFlight := 0
+	x.WalkGens(func(r index.GenRecord) error {
+		if r.State == index.GenInFlight && r.Ino == 0 {
+			inFlight++
+		}
+		return nil
+	})
+	if inFlight != 1 {
+		t.Fatalf("%d in-flight generations with no file, want 1 (the unfinished checkpoint)", inFlight)
+	}
+	// The crash: the publisher is never closed; the store is opened again.
+	cs.Unpin(pub.pinned...) // a new process holds no pins
+	x2, err := index.Open(cs.DB(), 2, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gc.Collect(cs, x2, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := chunks(); n != published {
+		t.Fatalf("%d chunks after reopen and gc, %d when checkpoint 0 was published", n, published)
+	}
+	in, err := x2.Lookup(index.RootIno, "ckpt-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := New(cs, cs, x2, cfg)
+	t.Cleanup(s2.Close)
+	want := g.Bytes()
+	got := make([]byte, len(want))
+	var cur Cursor
+	if k, err := s2.ReadCommitted(&cur, in.Ino, in.Ver, s2.NewGen(), in.Size, got, 0); err != nil || !bytes.Equal(got[:k], want) {
+		t.Fatalf("checkpoint 0 after the crash and gc: %v, first difference at %d", err, firstDiff(got[:k], want))
+	}
+}
