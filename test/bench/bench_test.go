@@ -136,6 +136,20 @@ func targets(b *testing.B) []target {
 	}
 }
 
+// oldTarget mounts the ckptfs binary CKPTFS_OLD_BIN names (an earlier
+// version, for a before/after in the same run), if set.
+func oldTarget(b *testing.B) []target {
+	old := os.Getenv("CKPTFS_OLD_BIN")
+	if old == "" {
+		return nil
+	}
+	tmp := b.TempDir()
+	mnt := filepath.Join(tmp, "mnt")
+	os.Mkdir(mnt, 0o755)
+	pid := serve(b, exec.Command(old, "mount", filepath.Join(tmp, "store"), mnt))
+	return []target{{name: "ckptfs-old", dir: mnt, pid: pid}}
+}
+
 var ckptfsBin string
 
 // TestMain builds the ckptfs binary, or, with CKPTFS_NOOP_SERVE=DIR, serves

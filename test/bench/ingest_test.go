@@ -22,7 +22,8 @@ import (
 // reports each as MB/s and as ratios of the no-op and plain figures (issue
 // 13: gen 0 >= 0.6x no-op, later >= 0.85x, no slower than plain).
 // CKPTFS_INGEST_GENS sets the generations (3), CKPTFS_INGEST_DIRTY picks
-// one dirty fraction (for a daemon profile: CKPTFS_CPUPROFILE=FILE).
+// one dirty fraction (for a daemon profile: CKPTFS_CPUPROFILE=FILE);
+// CKPTFS_OLD_BIN adds an earlier ckptfs binary's mount to the run.
 func BenchmarkIngest(b *testing.B) {
 	pages := int64(envInt("CKPTFS_INGEST_PAGES", 131072))
 	gens := envInt("CKPTFS_INGEST_GENS", 3)
@@ -32,6 +33,7 @@ func BenchmarkIngest(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("dirty=%g", dirty), func(b *testing.B) {
 			ts := targets(b)
+			ts = append(ts, oldTarget(b)...)
 			for i := 0; i < b.N; i++ {
 				for gen := 0; gen < gens; gen++ {
 					g := xentest.Guest{Name: "ingest", UUID: fmt.Sprintf("16e57000-0000-4000-8000-%012d", i), Pages: pages, VCPUs: 2, Seed: 11, Gen: gen, Dirty: dirty}
@@ -50,7 +52,7 @@ func BenchmarkIngest(b *testing.B) {
 							res[t.name] = mbs
 							cpu[t.name] = (c1 - c0) / (float64(len(img)) / (1 << 30))
 						}
-						if t.name != "ckptfs" {
+						if t.name != "ckptfs" && t.name != "ckptfs-old" {
 							os.Remove(filepath.Join(t.dir, name)) // the lineage lives in ckptfs only
 						}
 					}
@@ -65,6 +67,10 @@ func BenchmarkIngest(b *testing.B) {
 					b.ReportMetric(ck/res["noop-fuse"], fmt.Sprintf("gen%d-vs-noop", gen))
 					b.ReportMetric(ck/res["plain"], fmt.Sprintf("gen%d-vs-plain", gen))
 					b.ReportMetric(cpu["ckptfs"], fmt.Sprintf("gen%d-daemon-core-s/GiB", gen))
+					if old, ok := res["ckptfs-old"]; ok {
+						b.ReportMetric(old/res["noop-fuse"], fmt.Sprintf("gen%d-old-vs-noop", gen))
+						b.Logf("%s gen %d: CKPTFS_OLD_BIN %.0f MB/s: %.2fx no-op; daemon %.2f core-s/GiB", b.Name(), gen, old, old/res["noop-fuse"], cpu["ckptfs-old"])
+					}
 					b.Logf("%s gen %d (%s): ckptfs %.0f MB/s, no-op %.0f MB/s, plain %.0f MB/s: %.2fx no-op, %.2fx plain; daemon %.2f core-s/GiB, no-op server %.2f",
 						b.Name(), gen, label, ck, res["noop-fuse"], res["plain"], ck/res["noop-fuse"], ck/res["plain"], cpu["ckptfs"], cpu["noop-fuse"])
 				}
