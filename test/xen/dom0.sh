@@ -13,7 +13,10 @@ waitfor() { i=0; until grep -aq "$1" $LOG 2>/dev/null; do i=$((i+1)); [ $i -gt "
 waittick() { i=0; while :; do t=$(tick); [ -n "$t" ] && [ "$t" -gt "$1" ] && return 0; i=$((i+1)); [ $i -gt "$2" ] && return 1; sleep 1; done; }
 stored() { echo "STORED $1 $($H/ckptfs stats --json $STORE)"; }
 
-$H/ckptfs mount $STORE $CK > /tmp/ckptfs.log 2>&1 &
+# CKPTFS_E2E_PROFILE=1 on the host: the daemon's CPU profile, for where
+# the time of a save goes under emulation.
+PROF=; [ -f $H/profile ] && PROF=$H/ckptfs-cpu.prof
+CKPTFS_CPUPROFILE=$PROF $H/ckptfs mount $STORE $CK > /tmp/ckptfs.log 2>&1 &
 CKPID=$!
 i=0; until grep -q ready: /tmp/ckptfs.log; do i=$((i+1)); [ $i -gt 60 ] && break; sleep 1; done
 grep -q ready: /tmp/ckptfs.log; check $? "ckptfs-mount"

@@ -130,6 +130,7 @@ fi
 cp vmlinuz "$S/vmlinuz"
 cp "$HERE/guest.cfg" "$S/"
 cp "$HERE/${DOM0:-dom0.sh}" "$S/dom0.sh" # DOM0=dom0-remus.sh: the xl remus probe
+[ -n "${CKPTFS_E2E_PROFILE:-}" ] && touch "$S/profile" # dom0.sh profiles the daemon
 (cd "$TOP" && CGO_ENABLED=0 go build -trimpath -o "$S/ckptfs" ./cmd/ckptfs)
 # The passthrough FUSE baseline: go-fuse's own loopback example, from the
 # module graph (what the FUSE transport costs with no storage work).
@@ -201,6 +202,7 @@ fi
 [ "$ok" = 1 ] && rm -rf "$P"
 rm -rf "$RUN"; mkdir -p "$RUN"
 mv "$S/out" "$RUN/images"; cp "$out" "$CACHE/serial.log" "$RUN/"
+[ -f "$S/ckptfs-cpu.prof" ] && cp "$S/ckptfs-cpu.prof" "$RUN/" && echo "daemon CPU profile: $RUN/ckptfs-cpu.prof"
 
 echo "=========================== e2e-xen summary ==========================="
 grep -a -E '^(PASS|FAIL|TIME|STORED|INFO|RATIO)' "$out" || true
