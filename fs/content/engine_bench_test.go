@@ -193,13 +193,14 @@ func BenchmarkEngineXenWriteAmp(b *testing.B) {
 	}
 }
 
-// BenchmarkPageIngest writes a generated PV image (256 MiB;
+// BenchmarkPageIngest writes a generated PV image (512 MiB: more pages
+// than the store's LRU of recent chunks holds;
 // CKPTFS_PI_PAGES scales it) through the engine after generation 0 of the
 // same guest, once with every page as in generation 0 ("unchanged") and
 // once with every page rewritten ("changed"), at GOMAXPROCS 1 and 2, and
 // reports nanoseconds per page of the image (zero pages included).
 func BenchmarkPageIngest(b *testing.B) {
-	pages := int64(65536)
+	pages := int64(131072)
 	if v, err := strconv.Atoi(os.Getenv("CKPTFS_PI_PAGES")); err == nil && v > 0 {
 		pages = int64(v)
 	}
