@@ -139,31 +139,8 @@ func unreferenced(t *testing.T, cs *chunkstore.Store, x *index.Index) int {
 func TestPublisherCloseDropsUnpublished(t *testing.T) {
 	s, x, cs := pageModeStore(t)
 	g := xentest.Guest{Name: "pv", UUID: "c-pv", Pages: 1024, VCPUs: 1, Seed: 9, Dirty: 0.2}
-	var stream bytes.Buffer
-	if err := g.WriteRemus(&stream, 1); err != nil {
-		t.Fatal(err)
-	}
 	pub := s.NewPublisher(x, g.UUID, g.Name)
-	chunks := func() int {
-		n := 0
-		if err := cs.Walk(func(chunkstore.Info) error { n++; return nil }); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	published := 0 // chunks once checkpoint 0 is published
-	r := xen.NewRemus(xen.RemusHandler{
-		Page: pub.Page,
-		Checkpoint: func(i int, img *xen.PlainImage) error {
-			_, err := pub.Publish(index.RootIno, fmt.Sprint("ckpt-", i), img, 1)
-			published = chunks()
-			return err
-		},
-	})
-	b := stream.Bytes()
-	if _, err := r.Write(b[:len(b)-200]); err != nil { // checkpoint 1's pages arrive, its end does not
-		t.Fatal(err)
-	}
+	published := feedUnfinished(t, pub, cs, g)
 	if cs.Pinned() == 0 {
 		t.Fatal("checkpoint 1's pages are not pinned while it is open")
 	}
@@ -173,29 +150,8 @@ func TestPublisherCloseDropsUnpublished(t *testing.T) {
 	if n := cs.Pinned(); n != 0 {
 		t.Fatalf("%d chunks pinned after Close", n)
 	}
-	before := chunks()
-	if before-published < 100 {
-		t.Fatalf("only %d chunks stored for the unfinished checkpoint; it dirtied about 200 pages", before-published)
-	}
-	if _, err := gc.Collect(cs, x, false); err != nil {
-		t.Fatal(err)
-	}
-	if n := unreferenced(t, cs, x); n != 0 {
-		t.Fatalf("%d unreferenced chunks survive gc", n)
-	}
-	if n := chunks(); n != published {
-		t.Fatalf("%d chunks after gc, %d when checkpoint 0 was published: the unfinished checkpoint's %d stay", n, published, before-published)
-	}
-	in, err := x.Lookup(index.RootIno, "ckpt-0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := g.Bytes()
-	got := make([]byte, len(want))
-	var cur Cursor
-	if k, err := s.ReadCommitted(&cur, in.Ino, in.Ver, s.NewGen(), in.Size, got, 0); err != nil || !bytes.Equal(got[:k], want) {
-		t.Fatalf("checkpoint 0 after gc: %v, first difference at %d", err, firstDiff(got[:k], want))
-	}
+	storedMore(t, cs, published)
+	collectedToPublished(t, s, x, cs, g, published)
 }
 
 // TestReceiverCrashMidCheckpoint: a receiver that dies inside a checkpoint
@@ -209,34 +165,9 @@ func TestReceiverCrashMidCheckpoint(t *testing.T) {
 	s := New(cs, cs, x, cfg)
 	t.Cleanup(s.Close)
 	g := xentest.Guest{Name: "pv", UUID: "crash-pv", Pages: 2048, VCPUs: 1, Seed: 12, Dirty: 0.2}
-	var stream bytes.Buffer
-	if err := g.WriteRemus(&stream, 1); err != nil {
-		t.Fatal(err)
-	}
-	chunks := func() int {
-		n := 0
-		if err := cs.Walk(func(chunkstore.Info) error { n++; return nil }); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
 	pub := s.NewPublisher(x, g.UUID, g.Name)
-	published := 0
-	r := xen.NewRemus(xen.RemusHandler{
-		Page: pub.Page,
-		Checkpoint: func(i int, img *xen.PlainImage) error {
-			_, err := pub.Publish(index.RootIno, fmt.Sprint("ckpt-", i), img, 1)
-			published = chunks()
-			return err
-		},
-	})
-	b := stream.Bytes()
-	if _, err := r.Write(b[:len(b)-200]); err != nil {
-		t.Fatal(err)
-	}
-	if before := chunks(); before-published < 100 {
-		t.Fatalf("only %d chunks of the unfinished checkpoint applied before the crash", before-published)
-	}
+	published := feedUnfinished(t, pub, cs, g)
+	storedMore(t, cs, published)
 	inFlight := 0
 	x.WalkGens(func(r index.GenRecord) error {
 		if r.State == index.GenInFlight && r.Ino == 0 {
@@ -253,22 +184,78 @@ func TestReceiverCrashMidCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := gc.Collect(cs, x2, false); err != nil {
+	s2 := New(cs, cs, x2, cfg)
+	t.Cleanup(s2.Close)
+	collectedToPublished(t, s2, x2, cs, g, published)
+}
+
+// chunkCount is how many chunks cs holds.
+func chunkCount(t *testing.T, cs *chunkstore.Store) int {
+	t.Helper()
+	n := 0
+	if err := cs.Walk(func(chunkstore.Info) error { n++; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if n := chunks(); n != published {
-		t.Fatalf("%d chunks after reopen and gc, %d when checkpoint 0 was published", n, published)
+	return n
+}
+
+// feedUnfinished feeds g's remus stream of checkpoints 0 and 1 to pub but
+// for its last 200 bytes: checkpoint 0 is published, checkpoint 1's pages
+// arrive and its end does not. It returns the chunks stored once
+// checkpoint 0 was published.
+func feedUnfinished(t *testing.T, pub *Publisher, cs *chunkstore.Store, g xentest.Guest) int {
+	t.Helper()
+	var stream bytes.Buffer
+	if err := g.WriteRemus(&stream, 1); err != nil {
+		t.Fatal(err)
 	}
-	in, err := x2.Lookup(index.RootIno, "ckpt-0")
+	published := 0
+	r := xen.NewRemus(xen.RemusHandler{
+		Page: pub.Page,
+		Checkpoint: func(i int, img *xen.PlainImage) error {
+			_, err := pub.Publish(index.RootIno, fmt.Sprint("ckpt-", i), img, 1)
+			published = chunkCount(t, cs)
+			return err
+		},
+	})
+	b := stream.Bytes()
+	if _, err := r.Write(b[:len(b)-200]); err != nil {
+		t.Fatal(err)
+	}
+	return published
+}
+
+// storedMore checks that the unfinished checkpoint's pages are in the
+// store: at least 100 chunks more than when checkpoint 0 was published.
+func storedMore(t *testing.T, cs *chunkstore.Store, published int) {
+	t.Helper()
+	if n := chunkCount(t, cs) - published; n < 100 {
+		t.Fatalf("only %d chunks stored for the unfinished checkpoint", n)
+	}
+}
+
+// collectedToPublished runs gc and checks that it leaves the store as it
+// was when checkpoint 0 was published (published chunks, none
+// unreferenced), and checkpoint 0 byte for byte.
+func collectedToPublished(t *testing.T, s *Store, x *index.Index, cs *chunkstore.Store, g xentest.Guest, published int) {
+	t.Helper()
+	if _, err := gc.Collect(cs, x, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := unreferenced(t, cs, x); n != 0 {
+		t.Fatalf("%d unreferenced chunks survive gc", n)
+	}
+	if n := chunkCount(t, cs); n != published {
+		t.Fatalf("%d chunks after gc, %d when checkpoint 0 was published", n, published)
+	}
+	in, err := x.Lookup(index.RootIno, "ckpt-0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2 := New(cs, cs, x2, cfg)
-	t.Cleanup(s2.Close)
 	want := g.Bytes()
 	got := make([]byte, len(want))
 	var cur Cursor
-	if k, err := s2.ReadCommitted(&cur, in.Ino, in.Ver, s2.NewGen(), in.Size, got, 0); err != nil || !bytes.Equal(got[:k], want) {
-		t.Fatalf("checkpoint 0 after the crash and gc: %v, first difference at %d", err, firstDiff(got[:k], want))
+	if k, err := s.ReadCommitted(&cur, in.Ino, in.Ver, s.NewGen(), in.Size, got, 0); err != nil || !bytes.Equal(got[:k], want) {
+		t.Fatalf("checkpoint 0 after gc: %v, first difference at %d", err, firstDiff(got[:k], want))
 	}
 }
