@@ -206,7 +206,11 @@ func receiveOffline(r io.Reader, w io.Writer, o receiveOptions) error {
 		return err
 	}
 	defer cs.Close()
+	// The Go heap is the read-ahead buffer plus about 50 MiB live
+	// (parser, batch, locator LRU): a soft limit keeps the collector's
+	// headroom over that small.
 	debug.SetGCPercent(50)
+	debug.SetMemoryLimit(int64(o.bufferMiB)<<20 + 56<<20)
 	data := content.New(cs, cs, x, content.DefaultConfig())
 	data.SetAdmit(cs.Admit)
 	defer data.Close()
