@@ -59,6 +59,9 @@ func runXenReceiveCmd(args []string) error {
 	if err := o.policy.Validate(); err != nil {
 		return fail(exitUsage, "xen receive: %v", err)
 	}
+	if n := growStdinBuffer(os.Stdin, min(o.bufferMiB, 64)<<20); n > 0 {
+		fmt.Fprintf(os.Stderr, "ckptfs: the stream's kernel buffer holds %s\n", bytesStr(int64(n)))
+	}
 	// xl waits for the banner before it sends anything.
 	if _, err := io.WriteString(os.Stdout, receiverBanner); err != nil {
 		return fmt.Errorf("xen receive: banner: %w", err)
