@@ -93,8 +93,10 @@ func (b *Batch) Commit(o *pebble.WriteOptions) error {
 	start, v := 0, []byte(nil)
 	for _, h := range b.hinted {
 		v = append(v[:0], b.hbuf[h.k:h.v]...)
-		if l, ok := b.s.recent.Peek(h.id); ok && l.seg != 0 && h.id != (ID{}) {
-			v = append(v, encodeLocator(l)...)
+		if h.id != (ID{}) {
+			if l, ok := b.s.recent.Peek(h.id); ok && l.seg != 0 {
+				v = append(v, encodeLocator(l)...)
+			}
 		}
 		if err := b.Batch.Set(b.hbuf[start:h.k], v, nil); err != nil { // Set copies
 			return err

@@ -129,9 +129,10 @@ func (x *Index) BeginGen(ino uint64, uuid string) (Gen, error) {
 	if last.State == GenLive {
 		g.Base, g.Floor = last.Gen, last.Floor
 	}
-	b.Set(genKey(g.Lin, g.Gen), encodeGenRecord(GenRecord{State: GenInFlight, Floor: g.Floor, Ino: ino}), nil)
-	if ino != 0 {
-		b.Set(inoGenKey(ino, g.Lin, g.Gen), nil, nil)
+	if ino == 0 {
+		b.Set(genKey(g.Lin, g.Gen), encodeGenRecord(GenRecord{State: GenInFlight, Floor: g.Floor}), nil)
+	} else if err := AdoptGen(b, g, ino); err != nil {
+		return g, err
 	}
 	return g, x.commit(b)
 }

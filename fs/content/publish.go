@@ -88,38 +88,17 @@ func (p *Publisher) Page(pfn uint64, data []byte) error {
 			return err
 		}
 	}
-	if p.g.Gen == 0 {
-		g, err := p.x.BeginGen(0, p.uuid)
-		if err != nil {
-			return err
-		}
-		if p.reader != nil && p.g.Lin != g.Lin {
-			p.reader.Close()
-			p.reader = nil
-		}
-		p.g = g
+	if err := p.begin(); err != nil {
+		return err
 	}
 	ref := index.PageRef{Zero: chunkstore.IsZero(data)}
 	if !ref.Zero {
 		ref.ID = chunkstore.Sum(data)
 	}
 	g := p.g
-	var old index.PageRef
-	var inG, found bool
-	if !p.sent.add(pfn) && p.put.has(pfn) {
-		// Sent before in this checkpoint, with an entry in g.
-		if old, inG = p.unapplied[pfn]; !inG {
-			var err error
-			if old, inG, err = p.lookup(pfn, g.Gen, g.Gen); err != nil {
-				return err
-			}
-		}
-		found = inG
-	} else if g.Base != 0 && g.Base == p.last.Gen {
-		var err error
-		if old, found, err = p.lookup(pfn, g.Base, g.Floor); err != nil {
-			return err
-		}
+	old, found, inG, err := p.previous(pfn)
+	if err != nil {
+		return err
 	}
 	p.received.add(pfn)
 	if samePage(old, found, ref.ID, ref.Zero) {
@@ -137,7 +116,6 @@ func (p *Publisher) Page(pfn uint64, data []byte) error {
 			return err
 		}
 	}
-	var err error
 	if inG {
 		err = index.ReplacePage(p.b, g, pfn, old, ref.ID, ref.Zero)
 	} else {
@@ -151,6 +129,33 @@ func (p *Publisher) Page(pfn uint64, data []byte) error {
 	return p.applyIfFull()
 }
 
+// begin begins the checkpoint's generation, if it has not begun yet.
+func (p *Publisher) begin() error {
+	if p.g.Gen != 0 {
+		return nil
+	}
+	g, err := p.x.BeginGen(0, p.uuid)
+	p.g = g
+	return err
+}
+
+// previous returns what pfn's page is before this one: the entry in the
+// checkpoint's generation if pfn was sent before in this checkpoint (inG),
+// else the last publication's page if the generation is a delta on it.
+func (p *Publisher) previous(pfn uint64) (old index.PageRef, found, inG bool, err error) {
+	g := p.g
+	if !p.sent.add(pfn) && p.put.has(pfn) {
+		if old, inG = p.unapplied[pfn]; !inG {
+			old, inG, err = p.lookup(pfn, g.Gen, g.Gen)
+		}
+		return old, inG, inG, err
+	}
+	if g.Base != 0 && g.Base == p.last.Gen {
+		old, found, err = p.lookup(pfn, g.Base, g.Floor)
+	}
+	return old, found, false, err
+}
+
 // apply commits the pending batch: its entries now hold their chunks, and
 // the reader's next lookup sees them.
 func (p *Publisher) apply() error {
@@ -158,15 +163,21 @@ func (p *Publisher) apply() error {
 		return nil
 	}
 	err := p.b.Commit(pebble.NoSync)
+	p.resetBatch()
+	if p.reader != nil {
+		p.reader.Close()
+	}
+	return err
+}
+
+// resetBatch drops the pending batch (committed or not) for a new one and
+// releases its pins.
+func (p *Publisher) resetBatch() {
 	p.b.Close()
 	p.b = p.s.db.NewBatch()
 	p.s.chunks.Unpin(p.pinned...)
 	p.pinned = p.pinned[:0]
 	clear(p.unapplied)
-	if p.reader != nil {
-		p.reader.Close()
-	}
-	return err
 }
 
 // Publish writes img (the plain image of the checkpoint that just ended)
@@ -198,12 +209,8 @@ func (p *Publisher) Publish(dir uint64, name string, img *xen.PlainImage, mtime 
 }
 
 func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (index.Inode, error) {
-	if p.g.Gen == 0 { // a checkpoint that sent no page
-		g, err := p.x.BeginGen(0, p.uuid)
-		if err != nil {
-			return in, err
-		}
-		p.g = g
+	if err := p.begin(); err != nil { // a checkpoint that sent no page begins here
+		return in, err
 	}
 	g := p.g
 	if err := index.AdoptGen(p.b.Batch, g, in.Ino); err != nil {
@@ -215,11 +222,7 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 			// What the batch holds would name the failed generation
 			// again (AdoptGen): drop it; the generation ends dead, and
 			// gc takes what it had applied.
-			p.b.Close()
-			p.b = p.s.db.NewBatch()
-			p.s.chunks.Unpin(p.pinned...)
-			p.pinned = p.pinned[:0]
-			clear(p.unapplied)
+			p.resetBatch()
 		}
 		p.x.EndGen(g, committed)
 		p.g = index.Gen{}

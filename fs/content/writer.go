@@ -398,7 +398,7 @@ func (w *Writer) process(j *job) {
 			r.id = chunkstore.Sum(c)
 		}
 	})
-	if j.err = j.compareBase(); j.err != nil {
+	if j.err = j.compareBases(); j.err != nil {
 		return
 	}
 	first := make(map[chunkstore.ID]struct{}, len(j.res))
@@ -422,8 +422,8 @@ func (w *Writer) process(j *job) {
 	j.err = errors.Join(errs...)
 }
 
-// compareBase compares the job's pages with the base generation's.
-func (j *job) compareBase() error {
+// compareBases compares the job's pages with the base generation's.
+func (j *job) compareBases() error {
 	if j.base == nil {
 		return nil
 	}
@@ -439,16 +439,25 @@ func (j *job) compareBase() error {
 		if p == len(j.pages) || j.pages[p] != r.off {
 			continue
 		}
-		old, found, err := j.base.Lookup(j.pfns[p], j.gen.Base, j.gen.Floor)
-		if err != nil {
+		var err error
+		if r.base, err = compareBase(j.base, j.gen, j.pfns[p], r.id, r.zero); err != nil {
 			return err
-		}
-		r.base = cmpChanged
-		if samePage(old, found, r.id, r.zero) {
-			r.base = cmpSame
 		}
 	}
 	return nil
+}
+
+// compareBase compares page pfn (id, or all zero) of generation g with the
+// same pfn's page in g's base, which base (nil: none) reads.
+func compareBase(base *index.PageReader, g index.Gen, pfn uint64, id chunkstore.ID, zero bool) (pageCmp, error) {
+	if base == nil {
+		return cmpChanged, nil
+	}
+	old, found, err := base.Lookup(pfn, g.Base, g.Floor)
+	if err != nil || !samePage(old, found, id, zero) {
+		return cmpChanged, err
+	}
+	return cmpSame, nil
 }
 
 // parallel calls fn(0..n-1) on up to GOMAXPROCS goroutines (this one
@@ -558,15 +567,9 @@ func (w *Writer) recordPage(off int64, id chunkstore.ID, zero bool, base pageCmp
 		return false, nil
 	}
 	if base == cmpUnknown {
-		base = cmpChanged
-		if m.base != nil {
-			old, found, err := m.base.Lookup(pfn, m.gen.Base, m.gen.Floor)
-			if err != nil {
-				return true, err
-			}
-			if samePage(old, found, id, zero) {
-				base = cmpSame
-			}
+		var err error
+		if base, err = compareBase(m.base, m.gen, pfn, id, zero); err != nil {
+			return true, err
 		}
 	}
 	if base == cmpChanged {
