@@ -291,50 +291,45 @@ func (p *PlainImage) Materialize(page func(pfn uint64) ([]byte, error)) ([]byte,
 	return out, err
 }
 
-// pfnTypes is every pfn's page type, as last sent: a byte per pfn for the
-// dense low range every guest uses, a map above it.
+// pfnTypes is every pfn's page type, as last sent: a byte per pfn in
+// blocks of pfnBlock pfns, allocated as pfns in them are sent, so that a
+// guest's dense pfns cost a byte each and a sparse set (HVM holes, fuzzed
+// streams) costs its blocks only, in memory and in each.
 type pfnTypes struct {
-	low  []uint8 // type | typeKnown, 0 for a pfn never sent
-	high map[uint64]uint8
+	blocks map[uint64]*[pfnBlock]uint8 // block number -> type | typeKnown (0: never sent)
 }
 
 const (
-	typeKnown     = 0x80
-	pfnTypesDense = 1 << 26 // 256 GiB of guest memory in 64 MiB
-	pfnTypesSpare = 1 << 16 // growth step of the dense range
+	typeKnown = 0x80
+	pfnBlock  = 4096
 )
 
 func (t *pfnTypes) set(pfn uint64, typ uint8) {
-	if pfn >= pfnTypesDense {
-		if t.high == nil {
-			t.high = map[uint64]uint8{}
+	b := t.blocks[pfn/pfnBlock]
+	if b == nil {
+		if t.blocks == nil {
+			t.blocks = map[uint64]*[pfnBlock]uint8{}
 		}
-		t.high[pfn] = typ
-		return
+		b = new([pfnBlock]uint8)
+		t.blocks[pfn/pfnBlock] = b
 	}
-	if pfn >= uint64(len(t.low)) {
-		n := min(max(pfn+1+1<<16, 2*uint64(len(t.low))), pfnTypesDense)
-		t.low = append(t.low, make([]uint8, n-uint64(len(t.low)))...)
-	}
-	t.low[pfn] = typ&0xf | typeKnown
+	b[pfn%pfnBlock] = typ&0xf | typeKnown
 }
 
 func (t *pfnTypes) get(pfn uint64) uint8 {
-	if pfn >= pfnTypesDense {
-		return t.high[pfn]
+	if b := t.blocks[pfn/pfnBlock]; b != nil {
+		return b[pfn%pfnBlock] &^ typeKnown
 	}
-	return t.low[pfn] &^ typeKnown
+	return 0
 }
 
 // each calls fn for every pfn sent, in ascending order.
 func (t *pfnTypes) each(fn func(pfn uint64, typ uint8)) {
-	for pfn, v := range t.low {
-		if v&typeKnown != 0 {
-			fn(uint64(pfn), v&^typeKnown)
+	for _, n := range slices.Sorted(maps.Keys(t.blocks)) {
+		for i, v := range t.blocks[n] {
+			if v&typeKnown != 0 {
+				fn(n*pfnBlock+uint64(i), v&^typeKnown)
+			}
 		}
-	}
-	high := slices.Sorted(maps.Keys(t.high))
-	for _, pfn := range high {
-		fn(pfn, t.high[pfn])
 	}
 }
