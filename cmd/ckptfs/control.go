@@ -20,6 +20,7 @@ import (
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/fs/content"
+	"github.com/ckptfs/ckptfs/fs/transfer"
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
 )
@@ -74,6 +75,9 @@ func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonG
 		}
 		rep, err := d.run(req)
 		reply(w, rep, err)
+	})
+	mux.HandleFunc("/transfer", func(w http.ResponseWriter, r *http.Request) {
+		serveTransfer(w, &transfer.Local{Chunks: cs, Index: x, Data: data})
 	})
 	mux.HandleFunc("/receive", func(w http.ResponseWriter, r *http.Request) {
 		serveReceive(w, r, d, data, x)

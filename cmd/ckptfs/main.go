@@ -4,6 +4,7 @@
 //	ckptfs stats STORE              what the store holds
 //	ckptfs fsck STORE               re-hash every chunk, check every file
 //	ckptfs gc STORE                 expire generations, reclaim space
+//	ckptfs push SRC DEST            copy what DEST lacks (stores, ssh, s3)
 package main
 
 import (
@@ -56,6 +57,10 @@ func init() {
 		{"fsck", "[--json] [--repair] STORE", "re-hash every chunk and check every file's chunk list", runFsckCmd},
 		{"gc", "[policy] [--dry-run] STORE", "expire generations by policy and reclaim unreferenced space (online too)", runGCCmd},
 		{"xen", "inspect|synth ...", "xl save images: describe one, or generate one", runXenCmd},
+		{"push", "[flags] SRC DEST", "copy files SRC has and DEST lacks, sending only missing chunks (store, mountpoint, ssh://host/store, s3://bucket)", runPushCmd},
+		{"pull", "[flags] SRC DEST", "the same, run on the receiving host (--from-host picks a bucket host's files)", runPullCmd},
+		{"serve", "STORE", "speak the transfer protocol on stdin/stdout (what push/pull run over ssh)", runServeCmd},
+		{"bucket", "ls|gc ...", "an S3 bucket that hosts share: list every host's files, expire and reclaim", runBucketCmd},
 	}
 }
 

@@ -1,0 +1,265 @@
+package main
+
+// Opening one side of a push or pull: a store directory (mounted or not),
+// a mountpoint, ssh://[user@]host[:port]/path or s3://bucket/prefix.
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/chunkstore/bucket"
+	"github.com/ckptfs/ckptfs/fs"
+	"github.com/ckptfs/ckptfs/fs/content"
+	"github.com/ckptfs/ckptfs/fs/transfer"
+)
+
+// remoteFlags are how push, pull and bucket reach the other side.
+type remoteFlags struct {
+	ssh, remoteCmd string
+	endpoint, key  string
+	host           string
+	grace          time.Duration
+}
+
+func addRemoteFlags(f *pflag.FlagSet, r *remoteFlags) {
+	host, _ := os.Hostname()
+	f.StringVar(&r.ssh, "ssh", "ssh", "the ssh `command` (and options) for ssh:// URLs")
+	f.StringVar(&r.remoteCmd, "remote-ckptfs", "ckptfs", "the ckptfs `command` on the other host of an ssh:// URL")
+	f.StringVar(&r.endpoint, "endpoint", "", "the S3 endpoint of an s3:// URL: HOST:PORT (http) or https://HOST:PORT; credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+	f.StringVar(&r.key, "key-file", "", "the key `file` that encrypts what goes to an s3:// bucket (32 random bytes or more, mode 0600); hosts that share it dedup across each other")
+	f.StringVar(&r.host, "host", host, "this host's `name` in a bucket (files are kept per host)")
+	f.DurationVar(&r.grace, "grace", time.Hour, "the bucket gc's grace period (what pushers honour)")
+}
+
+// side is an opened peer and what closes it.
+type side struct {
+	transfer.Peer
+	what    string
+	close   func() error
+	counter interface{ wire() (sent, recv int64) }
+	once    sync.Once
+	err     error
+}
+
+// Close closes the side once; later calls return the first's error.
+func (s *side) Close() error {
+	s.once.Do(func() {
+		s.err = s.Peer.Close()
+		if s.close != nil {
+			if cerr := s.close(); s.err == nil {
+				s.err = cerr
+			}
+		}
+	})
+	return s.err
+}
+
+type remoteCounter struct{ r *transfer.Remote }
+
+func (c remoteCounter) wire() (int64, int64) { return c.r.Sent.Load(), c.r.Received.Load() }
+
+type bucketCounter struct{ b *bucket.Bucket }
+
+func (c bucketCounter) wire() (int64, int64) { return c.b.Sent.Load(), c.b.Received.Load() }
+
+// openSide opens spec; host is the bucket host name to use for it.
+func openSide(spec string, r *remoteFlags, host string) (*side, error) {
+	switch {
+	case strings.HasPrefix(spec, "ssh://"):
+		return openSSH(spec, r)
+	case strings.HasPrefix(spec, "s3://"):
+		b, err := openBucket(spec, r, host)
+		if err != nil {
+			return nil, err
+		}
+		return &side{Peer: b, what: spec, counter: bucketCounter{b}}, nil
+	}
+	return openLocal(spec)
+}
+
+func openBucket(spec string, r *remoteFlags, host string) (*bucket.Bucket, error) {
+	if r.key == "" {
+		return nil, fail(exitUsage, "%s: a bucket needs --key-file (what leaves the host is encrypted)", spec)
+	}
+	if r.endpoint == "" {
+		return nil, fail(exitUsage, "%s: an s3:// URL needs --endpoint HOST:PORT", spec)
+	}
+	keys, err := bucket.ReadKeyFile(r.key)
+	if err != nil {
+		return nil, err
+	}
+	ep, secure := r.endpoint, false
+	if e, ok := strings.CutPrefix(ep, "https://"); ok {
+		ep, secure = e, true
+	}
+	ep = strings.TrimPrefix(ep, "http://")
+	return bucket.Open(spec, bucket.Options{Endpoint: ep, Secure: secure, Keys: keys, Host: host, Grace: r.grace,
+		AccessKey: os.Getenv("AWS_ACCESS_KEY_ID"), SecretKey: os.Getenv("AWS_SECRET_ACCESS_KEY")})
+}
+
+// openSSH runs `ssh [-p port] [user@]host ckptfs serve path`.
+func openSSH(spec string, r *remoteFlags) (*side, error) {
+	rest := strings.TrimPrefix(spec, "ssh://")
+	hostPart, p, ok := strings.Cut(rest, "/")
+	if !ok || hostPart == "" || p == "" {
+		return nil, fail(exitUsage, "%q: want ssh://[user@]host[:port]/path", spec)
+	}
+	args := strings.Fields(r.ssh)
+	if len(args) == 0 {
+		return nil, fail(exitUsage, "--ssh: empty command")
+	}
+	if h, port, ok := strings.Cut(hostPart, ":"); ok {
+		hostPart = h
+		args = append(args, "-p", port)
+	}
+	args = append(args, "--", hostPart, r.remoteCmd, "serve", "/"+p)
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: %w", spec, err)
+	}
+	rw := &pipeRW{r: out, w: in}
+	remote, err := transfer.Dial(rw, spec)
+	if err != nil {
+		in.Close()
+		cmd.Wait()
+		return nil, err
+	}
+	return &side{Peer: remote, what: spec, counter: remoteCounter{remote}, close: func() error {
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return fmt.Errorf("%s: ssh exited with status %d", spec, ee.ExitCode())
+		}
+		return err
+	}}, nil
+}
+
+type pipeRW struct {
+	r io.ReadCloser
+	w io.WriteCloser
+}
+
+func (p *pipeRW) Read(b []byte) (int, error)  { return p.r.Read(b) }
+func (p *pipeRW) Write(b []byte) (int, error) { return p.w.Write(b) }
+func (p *pipeRW) Close() error                { return p.w.Close() }
+
+// storeDir resolves a mountpoint of a ckptfs store to the store.
+func storeDir(spec string) (string, error) {
+	abs, err := filepath.Abs(spec)
+	if err != nil {
+		return "", err
+	}
+	if e, ok, err := fs.MountAt(abs); err == nil && ok && strings.HasPrefix(e.FSType, "fuse.ckptfs") && e.Source != "" {
+		return e.Source, nil
+	}
+	return abs, nil
+}
+
+// openLocal opens a store: through its daemon if mounted, else here.
+func openLocal(spec string) (*side, error) {
+	dir, err := storeDir(spec)
+	if err != nil {
+		return nil, err
+	}
+	if conn, err := dialTransfer(dir); err == nil {
+		remote, err := transfer.Dial(conn, dir)
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return &side{Peer: remote, what: dir}, nil
+	} else if !errors.Is(err, errNoDaemon) {
+		return nil, err
+	}
+	cs, x, err := openStore(dir, func(*chunkstore.Options) {})
+	if err != nil {
+		return nil, err
+	}
+	data := content.New(cs, cs, x, content.DefaultConfig())
+	return &side{Peer: &transfer.Local{Chunks: cs, Index: x, Data: data}, what: dir, close: func() error {
+		data.Close()
+		return cs.Close()
+	}}, nil
+}
+
+// dialTransfer opens the transfer protocol to a mounted store's daemon.
+func dialTransfer(store string) (net.Conn, error) {
+	p := socketPath(store)
+	if _, err := os.Stat(p); err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return nil, denied(store)
+		}
+		return nil, errNoDaemon
+	}
+	conn, err := net.Dial("unix", p)
+	if errors.Is(err, os.ErrPermission) {
+		return nil, denied(store)
+	}
+	if err != nil {
+		return nil, errNoDaemon
+	}
+	hr, _ := http.NewRequest(http.MethodPost, "http://ckptfs/transfer", nil)
+	if err := hr.Write(conn); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("daemon of %s: %w", store, err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, hr)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("daemon of %s: %w", store, err)
+	}
+	if err := daemonStatus(store, resp); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &bufConn{Conn: conn, r: br}, nil
+}
+
+type bufConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// serveTransfer is the daemon's side of dialTransfer.
+func serveTransfer(w http.ResponseWriter, l *transfer.Local) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "cannot take the connection", http.StatusInternalServerError)
+		return
+	}
+	conn, rw, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	rw.WriteString("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+	if rw.Flush() != nil {
+		return
+	}
+	transfer.Serve(&bufConn{Conn: conn, r: rw.Reader}, l)
+}

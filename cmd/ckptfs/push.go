@@ -1,0 +1,150 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/fs/transfer"
+)
+
+// copyFlags select what push and pull copy.
+type copyFlags struct {
+	remoteFlags
+	guests, paths []string
+	fromHost      string
+	json          bool
+}
+
+func addCopyFlags(f *pflag.FlagSet, c *copyFlags) {
+	f.StringSliceVar(&c.guests, "guest", nil, "copy only the images of this guest (`name or UUID`; repeatable)")
+	f.StringSliceVar(&c.paths, "path", nil, "copy only this file or the files under this directory (`path` in the store; repeatable)")
+	f.BoolVar(&c.json, "json", false, "print the report as JSON")
+	addRemoteFlags(f, &c.remoteFlags)
+}
+
+func (c *copyFlags) selected(f transfer.File) bool {
+	if len(c.guests) > 0 {
+		ok := false
+		for _, g := range c.guests {
+			ok = ok || (f.UUID != "" && (g == f.UUID || g == f.Name))
+		}
+		if !ok {
+			return false
+		}
+	}
+	if len(c.paths) > 0 {
+		ok := false
+		for _, p := range c.paths {
+			p = strings.Trim(p, "/")
+			ok = ok || f.Path == p || strings.HasPrefix(f.Path, p+"/")
+		}
+		return ok
+	}
+	return true
+}
+
+func runPushCmd(args []string) error { return runCopy("push", args) }
+
+// runCopy is push and pull: both copy what SRC has and DEST lacks.
+func runCopy(name string, args []string) error {
+	var c copyFlags
+	f := newFlags(name)
+	addCopyFlags(f, &c)
+	f.StringVar(&c.fromHost, "from-host", "", "the bucket host whose files an s3:// SRC gives (default: --host)")
+	pos, err := parse(f, args, 2)
+	if err != nil {
+		return err
+	}
+	fromHost := c.fromHost
+	if fromHost == "" {
+		fromHost = c.host
+	}
+	src, err := openSide(pos[0], &c.remoteFlags, fromHost)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := openSide(pos[1], &c.remoteFlags, c.host)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	start := time.Now()
+	o := transfer.Options{Select: c.selected}
+	if isTerminal(os.Stderr) {
+		o.Progress = func(p transfer.Progress) {
+			el := time.Since(start).Seconds()
+			fmt.Fprintf(os.Stderr, "\r\033[Kckptfs %s: %d/%d files, %s of %s, %.0f MB/s, %s", name, p.Done, p.Total,
+				human(p.Bytes), human(p.TotalBytes), float64(p.Bytes)/1e6/max(el, 1e-3), wire(src, dst))
+			if p.Done == p.Total {
+				fmt.Fprintln(os.Stderr)
+			}
+		}
+	}
+	rep, err := transfer.Copy(src, dst, o)
+	cerr := dst.Close()
+	if err == nil {
+		err = cerr
+	}
+	if c.json {
+		sent, recv := wireBytes(src, dst)
+		json.NewEncoder(os.Stdout).Encode(struct {
+			transfer.Report
+			WireSent     int64   `json:"wire_sent"`
+			WireReceived int64   `json:"wire_received"`
+			Seconds      float64 `json:"seconds"`
+		}{rep, sent, recv, time.Since(start).Seconds()})
+	} else {
+		fmt.Printf("%s %s -> %s: %d files copied (%d as deltas), %d already there; %s of files, %d chunks (%s) the destination lacked; %s\n",
+			name, src.what, dst.what, rep.Files, rep.Deltas, rep.Skipped, human(rep.Bytes), rep.Chunks, human(rep.ChunkBytes), wire(src, dst))
+		for _, msg := range rep.Failed {
+			fmt.Fprintf(os.Stderr, "ckptfs %s: not copied: %s\n", name, msg)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if len(rep.Failed) > 0 {
+		return fail(exitError, "%s: %d files not copied", name, len(rep.Failed))
+	}
+	return nil
+}
+
+// wireBytes sums what crossed the wire (streams and bucket requests).
+func wireBytes(sides ...*side) (sent, recv int64) {
+	for _, s := range sides {
+		if s.counter != nil {
+			a, b := s.counter.wire()
+			sent, recv = sent+a, recv+b
+		}
+	}
+	return sent, recv
+}
+
+func wire(sides ...*side) string {
+	sent, recv := wireBytes(sides...)
+	return fmt.Sprintf("wire %s sent, %s received", human(sent), human(recv))
+}
+
+func human(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}

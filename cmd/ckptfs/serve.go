@@ -1,0 +1,46 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"os"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/fs/content"
+	"github.com/ckptfs/ckptfs/fs/transfer"
+)
+
+// runServeCmd speaks the transfer protocol on stdin and stdout for STORE:
+// what `ckptfs push ... ssh://host/STORE` runs on the other host. A
+// mounted store is served by its daemon (this command relays).
+func runServeCmd(args []string) error {
+	f := newFlags("serve")
+	pos, err := parse(f, args, 1)
+	if err != nil {
+		return err
+	}
+	dir, err := storeDir(pos[0])
+	if err != nil {
+		return err
+	}
+	stdio := &pipeRW{r: os.Stdin, w: os.Stdout}
+	if conn, err := dialTransfer(dir); err == nil {
+		defer conn.Close()
+		go io.Copy(conn, os.Stdin)
+		_, err := io.Copy(os.Stdout, conn)
+		return err
+	} else if !errors.Is(err, errNoDaemon) {
+		return err
+	}
+	cs, x, err := openStore(dir, func(*chunkstore.Options) {})
+	if err != nil {
+		return err
+	}
+	data := content.New(cs, cs, x, content.DefaultConfig())
+	err = transfer.Serve(stdio, &transfer.Local{Chunks: cs, Index: x, Data: data})
+	data.Close()
+	if cerr := cs.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

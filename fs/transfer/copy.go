@@ -1,0 +1,211 @@
+package transfer
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"syscall"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/index/manifest"
+)
+
+// Options says what Copy copies and whom it tells.
+type Options struct {
+	// Select picks the files to copy (nil: all).
+	Select func(File) bool
+	// Progress, if set, is called after each file.
+	Progress func(Progress)
+}
+
+// Progress is where a Copy is.
+type Progress struct {
+	File        File
+	Done, Total int   // files
+	Bytes       int64 // logical bytes of the files done
+	TotalBytes  int64
+	Skipped     bool
+}
+
+// Report is what a Copy did.
+type Report struct {
+	Files   int `json:"files"`   // copied
+	Skipped int `json:"skipped"` // already at the destination
+	// Bytes is the copied files' logical size, ChunkBytes the plain bytes
+	// of the chunks sent (the destination lacked them), Chunks their
+	// number.
+	Bytes      int64 `json:"bytes"`
+	Chunks     int   `json:"chunks"`
+	ChunkBytes int64 `json:"chunk_bytes"`
+	// Deltas is how many files were sent as a delta on a file the
+	// destination held.
+	Deltas int `json:"deltas"`
+	// Failed lists the files not copied, with why.
+	Failed []string `json:"failed,omitempty"`
+}
+
+// Copy copies the selected files of src that dst does not hold. Files of a
+// guest go oldest first, each delta-encoded against the newest one of the
+// same guest that both sides hold. A file that fails is reported and the
+// rest go on, unless the failure broke a stream (then Copy stops).
+func Copy(src, dst Peer, o Options) (Report, error) {
+	var rep Report
+	have, err := src.List()
+	if err != nil {
+		return rep, err
+	}
+	there, err := dst.List()
+	if err != nil {
+		return rep, err
+	}
+	at := make(map[string]File, len(there))
+	for _, f := range there {
+		at[f.Path] = f
+	}
+	var todo []File
+	var total int64
+	for _, f := range have {
+		if o.Select == nil || o.Select(f) {
+			todo = append(todo, f)
+			total += f.Size
+		}
+	}
+	sort.Slice(todo, func(i, j int) bool {
+		a, b := todo[i], todo[j]
+		if a.UUID != b.UUID {
+			return a.UUID < b.UUID
+		}
+		if a.Mtime != b.Mtime {
+			return a.Mtime < b.Mtime
+		}
+		return a.Path < b.Path
+	})
+	// shared[uuid] is the newest file of that guest both sides hold, with
+	// the source's manifest when it is known.
+	shared := map[string]File{}
+	for _, f := range have {
+		if g, ok := at[f.Path]; ok && f.UUID != "" && g.Same(f) && f.Mtime >= shared[f.UUID].Mtime {
+			shared[f.UUID] = f
+		}
+	}
+	manifests := map[string]*manifest.Manifest{}
+	p := Progress{Total: len(todo), TotalBytes: total}
+	for _, f := range todo {
+		p.File, p.Skipped = f, false
+		g, exists := at[f.Path]
+		switch {
+		case exists && g.Same(f):
+			rep.Skipped++
+			p.Skipped = true
+		case exists:
+			rep.Failed = append(rep.Failed, fmt.Sprintf("%s: a different file has this name at the destination (left alone)", f.Path))
+		default:
+			m, sent, delta, err := copyOne(src, dst, f, shared, manifests)
+			if err != nil {
+				rep.Failed = append(rep.Failed, chunkstore.OneLine(err.Error()))
+				var re *RemoteError
+				if !errors.As(err, &re) && !errors.Is(err, syscall.EEXIST) && !errors.Is(err, ErrNotFound) {
+					return rep, err
+				}
+				break
+			}
+			rep.Files++
+			rep.Bytes += f.Size
+			rep.Chunks += sent.n
+			rep.ChunkBytes += sent.bytes
+			if delta {
+				rep.Deltas++
+			}
+			at[f.Path] = f
+			if f.UUID != "" && f.Mtime >= shared[f.UUID].Mtime {
+				shared[f.UUID] = f
+				manifests = map[string]*manifest.Manifest{f.Path: m}
+			}
+		}
+		p.Done++
+		p.Bytes += f.Size
+		if o.Progress != nil {
+			o.Progress(p)
+		}
+	}
+	return rep, nil
+}
+
+type sentCount struct {
+	n     int
+	bytes int64
+}
+
+func copyOne(src, dst Peer, f File, shared map[string]File, manifests map[string]*manifest.Manifest) (*manifest.Manifest, sentCount, bool, error) {
+	var sent sentCount
+	m, err := src.Manifest(f.Path)
+	if err != nil {
+		return nil, sent, false, err
+	}
+	var base *manifest.Manifest
+	if b, ok := shared[f.UUID]; ok && f.UUID != "" {
+		if base = manifests[b.Path]; base == nil {
+			if base, err = src.Manifest(b.Path); err != nil {
+				base = nil
+			}
+		}
+	}
+	retries := 0
+	for {
+		missing, err := dst.Missing(m.New(base))
+		if err != nil {
+			return m, sent, false, err
+		}
+		sent = sentCount{n: len(missing)}
+		err = apply(src, dst, m, base, missing, &sent)
+		if base != nil && errors.Is(err, ErrBaseMismatch) {
+			base = nil // the destination's copy differs: send it whole
+			continue
+		}
+		if errors.Is(err, ErrRetry) && retries < 3 {
+			retries++
+			continue
+		}
+		return m, sent, base != nil, err
+	}
+}
+
+// apply streams the missing chunks from src into dst's Apply, reading
+// ahead on its own goroutine.
+func apply(src, dst Peer, m, base *manifest.Manifest, missing []chunkstore.ID, sent *sentCount) error {
+	ch := make(chan Chunk, 64)
+	stop := make(chan struct{})
+	var rerr error // set before ch closes
+	go func() {
+		defer close(ch)
+		rerr = src.Read(missing, func(c Chunk) error {
+			select {
+			case ch <- c:
+				return nil
+			case <-stop:
+				return errStopped
+			}
+		})
+	}()
+	next := func() (Chunk, error) {
+		c, ok := <-ch
+		if !ok {
+			if rerr != nil {
+				return c, rerr
+			}
+			return c, errors.New("the source sent fewer chunks than asked for")
+		}
+		sent.bytes += int64(len(c.Data))
+		return c, nil
+	}
+	err := dst.Apply(m, base, missing, next)
+	close(stop)
+	for range ch {
+	}
+	if err == nil && rerr != nil && !errors.Is(rerr, errStopped) {
+		err = rerr
+	}
+	return err
+}
+
+var errStopped = errors.New("stopped")

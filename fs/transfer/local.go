@@ -1,0 +1,359 @@
+package transfer
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/fs/content"
+	"github.com/ckptfs/ckptfs/index"
+	"github.com/ckptfs/ckptfs/index/manifest"
+)
+
+// Local is a store opened in this process (by the daemon that mounts it,
+// or by a command on an unmounted store).
+type Local struct {
+	Chunks *chunkstore.Store
+	Index  *index.Index
+	Data   *content.Store
+}
+
+// Close does nothing: the store's owner closes it.
+func (l *Local) Close() error { return nil }
+
+// List walks the namespace from the root.
+func (l *Local) List() ([]File, error) {
+	var out []File
+	var walk func(dir uint64, prefix string) error
+	walk = func(dir uint64, prefix string) error {
+		ents, err := l.Index.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, d := range ents {
+			if index.IsStaging(d.Name) {
+				continue
+			}
+			p := path.Join(prefix, d.Name)
+			switch d.Mode & syscall.S_IFMT {
+			case syscall.S_IFDIR:
+				if err := walk(d.Ino, p); err != nil {
+					return err
+				}
+			case syscall.S_IFREG:
+				in, err := l.Index.Get(d.Ino)
+				if err != nil {
+					return err
+				}
+				f := File{Path: p, Size: in.Size, Mtime: in.Mtime, Mode: in.Mode}
+				if info, err := l.Index.GetXen(d.Ino); err == nil {
+					f.UUID, f.Name = info.UUID, info.Name
+				}
+				out = append(out, f)
+			}
+		}
+		return nil
+	}
+	return out, walk(index.RootIno, "")
+}
+
+// lookup resolves a slash-separated path from the root.
+func (l *Local) lookup(p string) (index.Inode, error) {
+	in, err := l.Index.Get(index.RootIno)
+	for _, name := range strings.Split(p, "/") {
+		if err != nil {
+			break
+		}
+		in, err = l.Index.Lookup(in.Ino, name)
+	}
+	if errors.Is(err, index.ErrNotFound) {
+		return in, fmt.Errorf("%s: %w", p, ErrNotFound)
+	}
+	return in, err
+}
+
+// Manifest builds the manifest of the file at p.
+func (l *Local) Manifest(p string) (*manifest.Manifest, error) {
+	if err := CheckPath(p); err != nil {
+		return nil, err
+	}
+	in, err := l.lookup(p)
+	if err != nil {
+		return nil, err
+	}
+	if in.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return nil, fmt.Errorf("%s: not a regular file", p)
+	}
+	return manifest.Build(l.Index, in.Ino, p)
+}
+
+// readBatch is how many chunks Read asks the store for at once.
+const readBatch = 256
+
+// Read reads ids in batches (runs of neighbouring records in one read).
+func (l *Local) Read(ids []chunkstore.ID, fn func(Chunk) error) error {
+	for len(ids) > 0 {
+		n := min(len(ids), readBatch)
+		got := make([][]byte, n)
+		errs := make([]error, n)
+		l.Chunks.GetMany(ids[:n], nil, func(i int, data []byte, err error) {
+			got[i], errs[i] = append([]byte(nil), data...), err
+		})
+		for i := range n {
+			if errs[i] != nil {
+				return errs[i]
+			}
+			if err := fn(Chunk{ID: ids[i], Data: got[i]}); err != nil {
+				return err
+			}
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+// Missing looks each id up.
+func (l *Local) Missing(ids []chunkstore.ID) ([]chunkstore.ID, error) {
+	var out []chunkstore.ID
+	for _, id := range ids {
+		ok, err := l.Chunks.Has(id)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// CheckPath refuses a path that is not a clean relative path of names a
+// store accepts.
+func CheckPath(p string) error {
+	if p == "" || path.Clean(p) != p || strings.HasPrefix(p, "/") || p == "." || strings.HasPrefix(p, "../") || p == ".." {
+		return fmt.Errorf("%q: not a clean relative path", p)
+	}
+	for _, name := range strings.Split(p, "/") {
+		if len(name) > 255 || index.IsStaging(name) || name == ".." {
+			return fmt.Errorf("%q: name %q not allowed", p, name)
+		}
+	}
+	return nil
+}
+
+// writeBlock is how many bytes Apply hands the writer at once (what xl
+// save's page batches come to).
+const writeBlock = 4 << 20
+
+// Apply writes m's content through the store's writer (so an xl save image
+// is stored page by page, against its guest's last generation here, as if
+// xl had written it), under a staging name, and renames it into place.
+// A file already at m.Path is not replaced.
+func (l *Local) Apply(m, base *manifest.Manifest, missing []chunkstore.ID, next func() (Chunk, error)) error {
+	if err := CheckPath(m.Path); err != nil {
+		return err
+	}
+	if !m.IsRegular() {
+		return fmt.Errorf("%s: not a regular file", m.Path)
+	}
+	if base != nil {
+		mine, err := l.Manifest(base.Path)
+		if err != nil || mine.Digest() != base.Digest() {
+			return fmt.Errorf("%s: %w", base.Path, ErrBaseMismatch)
+		}
+	}
+	dir, name := path.Split(m.Path)
+	parent, err := l.mkdirAll(strings.TrimSuffix(dir, "/"), m)
+	if err != nil {
+		return err
+	}
+	if _, err := l.Index.Lookup(parent, name); err == nil {
+		return fmt.Errorf("%s: %w", m.Path, syscall.EEXIST)
+	} else if !errors.Is(err, index.ErrNotFound) {
+		return err
+	}
+	now := time.Now().UnixNano()
+	tmp := index.StagingPrefix + "transfer." + name
+	if len(tmp) > 255 {
+		tmp = tmp[:255]
+	}
+	l.Index.Unlink(parent, tmp, now) // a transfer of the same file that died
+	in, err := l.Index.Create(parent, tmp, index.Inode{Mode: syscall.S_IFREG | m.Mode&07777, UID: m.UID, GID: m.GID, Atime: now, Mtime: m.Mtime, Ctime: now})
+	if err != nil {
+		return err
+	}
+	err = l.write(in, m, missing, next)
+	if err == nil {
+		_, err = l.Index.Rename(parent, tmp, parent, name, true, now)
+	}
+	if err == nil {
+		err = l.Index.Sync()
+	}
+	if err != nil {
+		if _, uerr := l.Index.Unlink(parent, tmp, now); uerr == nil {
+			l.Index.Purge(in.Ino)
+		}
+		return fmt.Errorf("%s: %w", m.Path, err)
+	}
+	return nil
+}
+
+// write feeds m's content to a writer of in and commits it.
+func (l *Local) write(in index.Inode, m *manifest.Manifest, missing []chunkstore.ID, next func() (Chunk, error)) error {
+	src := newSource(l.Chunks, m, missing, next)
+	w := l.Data.NewWriter(in)
+	defer w.Close()
+	buf := make([]byte, 0, writeBlock)
+	off := int64(0)
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		err := w.WriteAt(buf, off, time.Now().UnixNano())
+		off += int64(len(buf))
+		buf = buf[:0]
+		return err
+	}
+	for _, e := range m.Entries {
+		for left := int(e.Len); left > 0; {
+			if len(buf) == cap(buf) {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			n := min(left, cap(buf)-len(buf))
+			if e.Zero {
+				buf = append(buf, make([]byte, n)...)
+			} else {
+				data, err := src.get(e.ID)
+				if err != nil {
+					return err
+				}
+				lo := int(e.Off) + int(e.Len) - left
+				if lo+n > len(data) {
+					return fmt.Errorf("chunk %v: %d bytes, the manifest uses [%d, %d)", e.ID, len(data), lo, lo+n)
+				}
+				buf = append(buf, data[lo:lo+n]...)
+			}
+			left -= n
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if err := src.done(); err != nil {
+		return err
+	}
+	w.SetMtime(m.Mtime)
+	if m.Size == 0 {
+		if err := w.Truncate(0, m.Mtime); err != nil {
+			return err
+		}
+		w.SetMtime(m.Mtime)
+	}
+	_, err := w.Commit()
+	return err
+}
+
+// mkdirAll returns directory dir (slash-separated, "" for the root),
+// creating what is missing with mode 0755 and m's owner.
+func (l *Local) mkdirAll(dir string, m *manifest.Manifest) (uint64, error) {
+	ino := uint64(index.RootIno)
+	if dir == "" {
+		return ino, nil
+	}
+	for _, name := range strings.Split(dir, "/") {
+		in, err := l.Index.Lookup(ino, name)
+		if errors.Is(err, index.ErrNotFound) {
+			now := time.Now().UnixNano()
+			in, err = l.Index.Create(ino, name, index.Inode{Mode: syscall.S_IFDIR | 0o755, UID: m.UID, GID: m.GID, Atime: now, Mtime: now, Ctime: now})
+		}
+		if err != nil {
+			return 0, err
+		}
+		if in.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+			return 0, fmt.Errorf("%s: %w", dir, syscall.ENOTDIR)
+		}
+		ino = in.Ino
+	}
+	return ino, nil
+}
+
+// source hands out the chunks a manifest uses: the missing ones from the
+// sender, in the order of their first use (each checked against its id),
+// the others from the store. A missing chunk used again later is kept
+// until its last use.
+type source struct {
+	cs      *chunkstore.Store
+	next    func() (Chunk, error)
+	missing map[chunkstore.ID]bool
+	uses    map[chunkstore.ID]int // remaining uses of missing chunks
+	kept    map[chunkstore.ID][]byte
+	lastID  chunkstore.ID
+	last    []byte
+	got     int
+}
+
+func newSource(cs *chunkstore.Store, m *manifest.Manifest, missing []chunkstore.ID, next func() (Chunk, error)) *source {
+	s := &source{cs: cs, next: next, missing: make(map[chunkstore.ID]bool, len(missing)), uses: map[chunkstore.ID]int{}, kept: map[chunkstore.ID][]byte{}}
+	for _, id := range missing {
+		s.missing[id] = true
+	}
+	for _, e := range m.Entries {
+		if !e.Zero && s.missing[e.ID] {
+			s.uses[e.ID]++
+		}
+	}
+	return s
+}
+
+func (s *source) get(id chunkstore.ID) ([]byte, error) {
+	if s.last != nil && id == s.lastID {
+		return s.last, nil
+	}
+	var data []byte
+	var err error
+	switch {
+	case !s.missing[id]:
+		data, err = s.cs.Get(nil, id)
+	case s.kept[id] != nil:
+		data = s.kept[id]
+	default:
+		var c Chunk
+		c, err = s.next()
+		if err == nil && c.ID != id {
+			err = fmt.Errorf("the sender sent chunk %v where %v comes next", c.ID, id)
+		}
+		if err == nil && chunkstore.Sum(c.Data) != id {
+			err = fmt.Errorf("chunk %v: %w (its content does not hash to its id)", id, chunkstore.ErrCorrupt)
+		}
+		data = c.Data
+		s.got++
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s.missing[id] {
+		// Each entry asks once per write block it spans; count entries.
+		s.uses[id]--
+		if s.uses[id] > 0 {
+			s.kept[id] = data
+		} else {
+			delete(s.kept, id)
+		}
+	}
+	s.lastID, s.last = id, data
+	return data, nil
+}
+
+// done checks that every missing chunk arrived.
+func (s *source) done() error {
+	if s.got != len(s.missing) {
+		return fmt.Errorf("%d of %d missing chunks arrived", s.got, len(s.missing))
+	}
+	return nil
+}
