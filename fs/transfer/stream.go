@@ -47,10 +47,13 @@ func newConn(rw io.ReadWriteCloser) *conn {
 	return &conn{sr: s2.NewReader(rw), w: s2.NewWriter(rw, s2.WriterConcurrency(2)), c: rw}
 }
 
-// hello exchanges the version line (plain bytes, before compression).
-func hello(rw io.ReadWriter) error {
-	if _, err := io.WriteString(rw, version); err != nil {
-		return err
+// hello exchanges the version line (plain bytes, before compression): the
+// client speaks first.
+func hello(rw io.ReadWriter, client bool) error {
+	if client {
+		if _, err := io.WriteString(rw, version); err != nil {
+			return err
+		}
 	}
 	got := make([]byte, len(version))
 	if _, err := io.ReadFull(rw, got); err != nil {
@@ -58,6 +61,10 @@ func hello(rw io.ReadWriter) error {
 	}
 	if string(got) != version {
 		return fmt.Errorf("the other side speaks %q, not %q", got, version)
+	}
+	if !client {
+		_, err := io.WriteString(rw, version)
+		return err
 	}
 	return nil
 }
@@ -133,7 +140,7 @@ func parseIDs(b []byte) ([]chunkstore.ID, error) {
 // Serve answers one client's requests on rw with p until the client quits
 // or the stream ends.
 func Serve(rw io.ReadWriteCloser, p Peer) error {
-	if err := hello(rw); err != nil {
+	if err := hello(rw, false); err != nil {
 		return err
 	}
 	c := newConn(rw)
@@ -289,7 +296,7 @@ func (e *RemoteError) Error() string { return e.What + ": " + e.Msg }
 func Dial(rw io.ReadWriteCloser, what string) (*Remote, error) {
 	r := &Remote{what: what}
 	counted := &countRW{rw: rw, in: &r.Received, out: &r.Sent}
-	if err := hello(counted); err != nil {
+	if err := hello(counted, true); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	r.c = newConn(counted)
