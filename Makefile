@@ -15,6 +15,12 @@ MNT     ?= var/mnt
 # 1.27); a count has no deadline to race. FUZZTIME=30s (or 1000x) sets every
 # target's budget instead.
 FUZZTIME ?=
+# SeaweedFS, the S3 server the bucket tests start on loopback: built from its
+# module by make deps (its go.mod has replace directives, so go install
+# refuses it). The tests look for it at CKPTFS_WEED.
+WEED_VERSION := v0.0.0-20261109003541-7506e5f91cd6
+WEED ?= /var/cache/ckptfs-test/weed
+export CKPTFS_WEED := $(WEED)
 fuzz1 = $(GO) test -run '^$$' -fuzz '^$(1)$$' -fuzztime $(or $(FUZZTIME),$(3)) $(2)
 
 .PHONY: all build run deps test test-race fuzz bench lint clean e2e-xen e2e-remus
@@ -41,6 +47,8 @@ deps:
 	command -v setpriv >/dev/null || need="$$need util-linux"; \
 	command -v mkfs.ext4 >/dev/null || need="$$need e2fsprogs"; \
 	command -v losetup >/dev/null || need="$$need mount"; \
+	command -v ssh >/dev/null || need="$$need openssh-client"; \
+	test -x /usr/sbin/sshd || need="$$need openssh-server"; \
 	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "make deps: missing$$need; install them (as root: make deps)"; exit 1; fi; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need || exit 1; \
@@ -49,6 +57,12 @@ deps:
 	  command -v $$c >/dev/null || { echo "make deps: $$c still missing"; exit 1; }; \
 	done
 	@if [ -e /dev/fuse ] && [ "$$(id -u)" = 0 ]; then chmod 0666 /dev/fuse; fi
+	@# Debian starts sshd on install; the tests run their own on loopback.
+	@if [ -x /usr/sbin/sshd ] && command -v systemctl >/dev/null; then systemctl disable --now ssh >/dev/null 2>&1 || true; fi
+	@test -x $(WEED) || { echo "make deps: building SeaweedFS's weed $(WEED_VERSION) from its module into $(WEED) (about 8 minutes, once)"; \
+	  tmp=$$(mktemp -d) && cd $$tmp && \
+	  src=$$($(GO) mod download -json github.com/seaweedfs/seaweedfs@$(WEED_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p') && \
+	  test -n "$$src" && mkdir -p $(dir $(WEED)) && cd $$src && $(GO) build -o $(WEED).tmp ./weed && mv $(WEED).tmp $(WEED) && rm -rf $$tmp; }
 
 # The whole suite under the race detector, then each fuzz target briefly.
 test: deps lint
@@ -70,6 +84,7 @@ fuzz:
 	$(call fuzz1,FuzzDecodeRecord,./chunkstore,80000x)
 	$(call fuzz1,FuzzScanner,./xen,300000x)
 	$(call fuzz1,FuzzRemus,./xen,400000x)
+	$(call fuzz1,FuzzDecode,./index/manifest,100000x)
 
 # Benchmarks: throughput through the mount vs a plain file and a no-op FUSE
 # filesystem in the same run, and peak daemon RSS. See README.

@@ -40,8 +40,9 @@ func runBucketGCCmd(args []string) error {
 	if dry {
 		verb = " (dry run: nothing changed)"
 	}
-	fmt.Printf("bucket gc%s: %d files expired, %d left; %d packs: %d marked, %d rewritten, %d unmarked (needed again), %d deleted (%s), %d waiting out the grace period, %d orphans deleted\n",
-		verb, len(rep.Expired), rep.Files, rep.Packs, rep.Marked, rep.Rewritten, rep.Unmarked, rep.Deleted, human(rep.DeletedBytes), rep.Pending, rep.Orphans)
+	fmt.Printf("bucket gc%s: %d files expired, %d left; %d packs: %d marked, %d rewritten, %d unmarked (needed again), %d deleted (%s), %d waiting out the grace period, %d orphans deleted; %d chunks in %s (%d stored twice, rewritten by a later run)\n",
+		verb, len(rep.Expired), rep.Files, rep.Packs, rep.Marked, rep.Rewritten, rep.Unmarked, rep.Deleted, human(rep.DeletedBytes), rep.Pending, rep.Orphans,
+		rep.Chunks, human(rep.StoredBytes), rep.Duplicates)
 	for _, e := range rep.Expired {
 		fmt.Println("expired", e)
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/ckptfs/ckptfs/fs/transfer"
 	"github.com/ckptfs/ckptfs/gc"
-	"github.com/ckptfs/ckptfs/index/manifest"
 )
 
 // GCOptions says what a bucket gc does.
@@ -37,6 +36,12 @@ type GCReport struct {
 	Orphans      int      `json:"orphans"` // packs without an index, deleted
 	// Pending is the packs marked and waiting out the grace period.
 	Pending int `json:"pending"`
+	// After the run: the bytes of the packs not marked, the chunks they
+	// hold, and how many of those are held by more than one of them
+	// (pushed by two hosts at once; a later run rewrites them away).
+	StoredBytes int64 `json:"stored_bytes"`
+	Chunks      int   `json:"chunks"`
+	Duplicates  int   `json:"duplicates"`
 }
 
 // GC expires files by policy (per host and guest; other files per host
@@ -177,7 +182,36 @@ func (b *Bucket) GC(o GCOptions) (GCReport, error) {
 	}
 	n, err := b.deleteOrphans(o)
 	rep.Orphans = n
-	return rep, err
+	if err != nil || o.DryRun {
+		return rep, err
+	}
+	return rep, b.count(&rep)
+}
+
+// count fills in what the unmarked packs hold.
+func (b *Bucket) count(rep *GCReport) error {
+	if err := b.refresh(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	copies := map[Name]int{}
+	for p, ls := range b.packs {
+		if _, marked := b.marks[p]; marked {
+			continue
+		}
+		for _, l := range ls {
+			copies[l.name]++
+			rep.StoredBytes += int64(l.len)
+		}
+	}
+	rep.Chunks = len(copies)
+	for _, c := range copies {
+		if c > 1 {
+			rep.Duplicates++
+		}
+	}
+	return nil
 }
 
 // expire deletes the files the policy does not keep.
@@ -281,31 +315,4 @@ func (b *Bucket) deleteOrphans(o GCOptions) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// Stored returns, for every chunk name, how many packs hold it, and the
-// packs' total size: what tests check dedup with.
-func (b *Bucket) Stored() (copies map[Name]int, bytes int64, err error) {
-	if err := b.refresh(); err != nil {
-		return nil, 0, err
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	copies = map[Name]int{}
-	for _, ls := range b.packs {
-		for _, l := range ls {
-			copies[l.name]++
-			bytes += int64(l.len)
-		}
-	}
-	return copies, bytes, nil
-}
-
-// NameOf is the bucket's name of a manifest's chunk (for tests).
-func (b *Bucket) NameOf(m *manifest.Manifest) []Name {
-	var out []Name
-	for _, id := range m.Chunks() {
-		out = append(out, b.o.Keys.Name(id))
-	}
-	return out
 }
