@@ -90,12 +90,23 @@ func openSide(spec string, r *remoteFlags, host string) (*side, error) {
 	return openLocal(spec)
 }
 
-func openBucket(spec string, r *remoteFlags, host string) (*bucket.Bucket, error) {
+// checkBucketFlags refuses an s3:// spec without the flags it needs.
+func checkBucketFlags(spec string, r *remoteFlags) error {
+	if !strings.HasPrefix(spec, "s3://") {
+		return nil
+	}
 	if r.key == "" {
-		return nil, fail(exitUsage, "%s: a bucket needs --key-file (what leaves the host is encrypted)", spec)
+		return fail(exitUsage, "%s: a bucket needs --key-file (what leaves the host is encrypted)", spec)
 	}
 	if r.endpoint == "" {
-		return nil, fail(exitUsage, "%s: an s3:// URL needs --endpoint HOST:PORT", spec)
+		return fail(exitUsage, "%s: an s3:// URL needs --endpoint HOST:PORT", spec)
+	}
+	return nil
+}
+
+func openBucket(spec string, r *remoteFlags, host string) (*bucket.Bucket, error) {
+	if err := checkBucketFlags(spec, r); err != nil {
+		return nil, err
 	}
 	keys, err := bucket.ReadKeyFile(r.key)
 	if err != nil {

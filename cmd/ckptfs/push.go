@@ -61,6 +61,11 @@ func runCopy(name string, args []string) error {
 	if err != nil {
 		return err
 	}
+	for _, spec := range pos { // before opening anything
+		if err := checkBucketFlags(spec, &c.remoteFlags); err != nil {
+			return err
+		}
+	}
 	fromHost := c.fromHost
 	if fromHost == "" {
 		fromHost = c.host

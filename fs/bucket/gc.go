@@ -96,14 +96,24 @@ func (b *Bucket) GC(o GCOptions) (GCReport, error) {
 	b.mu.Unlock()
 	sort.Strings(packs)
 	rep.Packs = len(packs)
-	// keeper[n] is the first unmarked pack holding n: the copy kept.
+	// keeper[n] is the unmarked pack whose copy of n is kept: of the
+	// packs holding it, the one most needed (so that duplicates, pushed
+	// by two hosts at once, fall to the smaller pack, which is rewritten).
+	needs := map[string]int{}
+	for _, p := range packs {
+		for _, l := range b.packs[p] {
+			if live[l.name] {
+				needs[p]++
+			}
+		}
+	}
 	keeper := map[Name]string{}
 	for _, p := range packs {
 		if _, m := marks[p]; m {
 			continue
 		}
 		for _, l := range b.packs[p] {
-			if _, ok := keeper[l.name]; !ok {
+			if k, ok := keeper[l.name]; !ok || needs[p] > needs[k] {
 				keeper[l.name] = p
 			}
 		}
@@ -163,13 +173,16 @@ func (b *Bucket) GC(o GCOptions) (GCReport, error) {
 			}
 		default:
 			var size, kept int64
+			dup := false
 			for _, l := range ls {
 				size += int64(l.len)
+				dup = dup || (live[l.name] && keeper[l.name] != p)
 			}
 			for _, l := range keep {
 				kept += int64(l.len)
 			}
-			if float64(size-kept) < o.Garbage*float64(size) {
+			// Duplicates go whatever they cost: a chunk is stored once.
+			if !dup && float64(size-kept) < o.Garbage*float64(size) {
 				continue
 			}
 			rep.Rewritten++
