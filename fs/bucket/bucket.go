@@ -376,9 +376,6 @@ func newPackName() string {
 // Close does nothing: every Apply finishes its uploads.
 func (b *Bucket) Close() error { return nil }
 
-// fileKey is the object of a file of the bucket's host.
-func (b *Bucket) fileKey(p string) string { return "files/" + b.o.Host + "/" + p }
-
 // List returns the host's files.
 func (b *Bucket) List() ([]transfer.File, error) {
 	fs, err := b.ListAll(b.o.Host)

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -212,5 +211,3 @@ func keyFile(t *testing.T) string {
 	}
 	return p
 }
-
-func fields(s string) []string { return strings.Fields(s) }
