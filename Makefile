@@ -66,7 +66,7 @@ deps:
 
 # The whole suite under the race detector, then each fuzz target briefly.
 test: deps lint
-	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -race -count=1 -timeout 25m ./...
 	$(MAKE) fuzz
 
 test-race: test

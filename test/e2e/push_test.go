@@ -205,10 +205,11 @@ func TestBucketShared(t *testing.T) {
 		}
 	}
 	var wg sync.WaitGroup
-	stop := make(chan struct{})
+	stop, gcDone := make(chan struct{}), make(chan struct{})
 	gcs := 0
 	var gcErr string
 	go func() { // gc in a loop while the hosts push
+		defer close(gcDone)
 		for {
 			select {
 			case <-stop:
@@ -235,6 +236,7 @@ func TestBucketShared(t *testing.T) {
 	}
 	wg.Wait()
 	close(stop)
+	<-gcDone
 	for _, e := range errs {
 		if e != "" {
 			t.Fatal(e)
