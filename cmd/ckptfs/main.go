@@ -64,6 +64,26 @@ func init() {
 	}
 }
 
+// dispatch runs the subcommand of group (xen, bucket) that args name.
+func dispatch(group string, cmds []command, args []string) error {
+	if len(args) > 0 {
+		for _, c := range cmds {
+			if c.name == args[0] {
+				return c.run(args[1:])
+			}
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: ckptfs %s SUBCOMMAND\n\nsubcommands:\n", group)
+	for _, c := range cmds {
+		fmt.Fprintf(&b, "  %-8s %-16s %s\n", c.name, c.args, c.summary)
+	}
+	if len(args) == 0 {
+		return fail(exitUsage, "%s: missing subcommand\n%s", group, b.String())
+	}
+	return fail(exitUsage, "%s: unknown subcommand %q\n%s", group, args[0], b.String())
+}
+
 func usage() string {
 	var b strings.Builder
 	b.WriteString("usage: ckptfs COMMAND [flags] ARGS\n\ncommands:\n")

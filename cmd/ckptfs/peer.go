@@ -75,17 +75,26 @@ type bucketCounter struct{ b *bucket.Bucket }
 
 func (c bucketCounter) wire() (int64, int64) { return c.b.Sent.Load(), c.b.Received.Load() }
 
-// openSide opens spec; host is the bucket host name to use for it.
-func openSide(spec string, r *remoteFlags, host string) (*side, error) {
+// openSide opens spec; host is the bucket host name to use for it. A
+// destination store directory that does not exist is created (as mount
+// creates a store on first use).
+func openSide(spec string, r *remoteFlags, host string, dest bool) (*side, error) {
 	switch {
 	case strings.HasPrefix(spec, "ssh://"):
-		return openSSH(spec, r)
+		return openSSH(spec, r, dest)
 	case strings.HasPrefix(spec, "s3://"):
 		b, err := openBucket(spec, r, host)
 		if err != nil {
 			return nil, err
 		}
 		return &side{Peer: b, what: spec, counter: bucketCounter{b}}, nil
+	}
+	if dest {
+		if _, err := os.Stat(spec); errors.Is(err, os.ErrNotExist) {
+			if err := os.MkdirAll(spec, 0o700); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return openLocal(spec)
 }
@@ -121,8 +130,8 @@ func openBucket(spec string, r *remoteFlags, host string) (*bucket.Bucket, error
 		AccessKey: os.Getenv("AWS_ACCESS_KEY_ID"), SecretKey: os.Getenv("AWS_SECRET_ACCESS_KEY")})
 }
 
-// openSSH runs `ssh [-p port] [user@]host ckptfs serve path`.
-func openSSH(spec string, r *remoteFlags) (*side, error) {
+// openSSH runs `ssh [-p port] [user@]host ckptfs serve [--create] path`.
+func openSSH(spec string, r *remoteFlags, dest bool) (*side, error) {
 	rest := strings.TrimPrefix(spec, "ssh://")
 	hostPart, p, ok := strings.Cut(rest, "/")
 	if !ok || hostPart == "" || p == "" {
@@ -136,7 +145,11 @@ func openSSH(spec string, r *remoteFlags) (*side, error) {
 		hostPart = h
 		args = append(args, "-p", port)
 	}
-	args = append(args, "--", hostPart, r.remoteCmd, "serve", "/"+p)
+	args = append(args, "--", hostPart, r.remoteCmd, "serve")
+	if dest {
+		args = append(args, "--create")
+	}
+	args = append(args, "/"+p)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
@@ -224,26 +237,11 @@ func dialTransfer(store string) (net.Conn, error) {
 		}
 		return nil, errNoDaemon
 	}
-	conn, err := net.Dial("unix", p)
-	if errors.Is(err, os.ErrPermission) {
-		return nil, denied(store)
+	conn, br, _, err := daemonHandshake(store, "/transfer")
+	if errors.Is(err, errNoDaemon) {
+		return nil, errNoDaemon // a socket left by a daemon that is gone
 	}
 	if err != nil {
-		return nil, errNoDaemon
-	}
-	hr, _ := http.NewRequest(http.MethodPost, "http://ckptfs/transfer", nil)
-	if err := hr.Write(conn); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("daemon of %s: %w", store, err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, hr)
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("daemon of %s: %w", store, err)
-	}
-	if err := daemonStatus(store, resp); err != nil {
-		conn.Close()
 		return nil, err
 	}
 	return &bufConn{Conn: conn, r: br}, nil

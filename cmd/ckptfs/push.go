@@ -70,12 +70,12 @@ func runCopy(name string, args []string) error {
 	if fromHost == "" {
 		fromHost = c.host
 	}
-	src, err := openSide(pos[0], &c.remoteFlags, fromHost)
+	src, err := openSide(pos[0], &c.remoteFlags, fromHost, false)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	dst, err := openSide(pos[1], &c.remoteFlags, c.host)
+	dst, err := openSide(pos[1], &c.remoteFlags, c.host, true)
 	if err != nil {
 		return err
 	}

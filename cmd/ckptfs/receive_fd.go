@@ -38,27 +38,9 @@ type receiveRequest struct {
 // request's directory, passes fd, and returns the daemon's progress lines
 // (closed when it ends).
 func sendStream(store string, fd int, req receiveRequest) (io.ReadCloser, error) {
-	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: socketPath(store), Net: "unix"})
-	if errors.Is(err, os.ErrPermission) {
-		return nil, denied(store)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("daemon of %s: %w", store, err)
-	}
 	q, _ := json.Marshal(req)
-	hr, _ := http.NewRequest(http.MethodPost, "http://ckptfs/receive?req="+url.QueryEscape(string(q)), nil)
-	if err := hr.Write(conn); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("daemon of %s: %w", store, err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, hr)
+	conn, _, resp, err := daemonHandshake(store, "/receive?req="+url.QueryEscape(string(q)))
 	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("daemon of %s: %w", store, err)
-	}
-	if err := daemonStatus(store, resp); err != nil {
-		conn.Close()
 		return nil, err
 	}
 	// The daemon waits for the descriptor before it answers more.
@@ -70,6 +52,35 @@ func sendStream(store string, fd int, req receiveRequest) (io.ReadCloser, error)
 		io.Reader
 		io.Closer
 	}{resp.Body, conn}, nil
+}
+
+// daemonHandshake POSTs path to the store's daemon on a connection of its
+// own and reads the reply's header: the connection then carries what the
+// request is about (a stream's progress, the transfer protocol).
+func daemonHandshake(store, path string) (*net.UnixConn, *bufio.Reader, *http.Response, error) {
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: socketPath(store), Net: "unix"})
+	if errors.Is(err, os.ErrPermission) {
+		return nil, nil, nil, denied(store)
+	}
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("daemon of %s: %w (%v)", store, errNoDaemon, err)
+	}
+	hr, _ := http.NewRequest(http.MethodPost, "http://ckptfs"+path, nil)
+	if err := hr.Write(conn); err != nil {
+		conn.Close()
+		return nil, nil, nil, fmt.Errorf("daemon of %s: %w", store, err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, hr)
+	if err != nil {
+		conn.Close()
+		return nil, nil, nil, fmt.Errorf("daemon of %s: %w", store, err)
+	}
+	if err := daemonStatus(store, resp); err != nil {
+		conn.Close()
+		return nil, nil, nil, err
+	}
+	return conn, br, resp, nil
 }
 
 // serveReceive is the daemon's side: it takes the stream's descriptor

@@ -15,9 +15,15 @@ import (
 // mounted store is served by its daemon (this command relays).
 func runServeCmd(args []string) error {
 	f := newFlags("serve")
+	create := f.Bool("create", false, "create STORE if it does not exist (the destination of a push)")
 	pos, err := parse(f, args, 1)
 	if err != nil {
 		return err
+	}
+	if _, err := os.Stat(pos[0]); *create && errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(pos[0], 0o700); err != nil {
+			return err
+		}
 	}
 	dir, err := storeDir(pos[0])
 	if err != nil {

@@ -50,7 +50,15 @@ type FS struct {
 	files []transfer.File
 	strip string // host prefix removed from paths
 	logf  func(string, ...any)
+
+	mu       sync.Mutex
+	inflight map[chunkstore.ID]chan struct{} // closed when fetched (or failed)
+	toDisk   chan transfer.Chunk             // chunks for the disk cache
 }
+
+// memChunks is how many chunks the memory cache holds (64 MiB of pages):
+// more than two read-ahead windows.
+const memChunks = 16384
 
 // New returns the filesystem of files (paths host/path as ListAll gives;
 // strip, if not "", is removed from their front), caching chunks in
@@ -61,8 +69,31 @@ func New(src Source, files []transfer.File, strip, cacheDir string, logf func(st
 			return nil, err
 		}
 	}
-	mem, _ := lru.New[chunkstore.ID, []byte](4096)
-	return &FS{src: src, cache: cacheDir, mem: mem, files: files, strip: strip, logf: logf}, nil
+	mem, _ := lru.New[chunkstore.ID, []byte](memChunks)
+	f := &FS{src: src, cache: cacheDir, mem: mem, files: files, strip: strip, logf: logf,
+		inflight: map[chunkstore.ID]chan struct{}{}, toDisk: make(chan transfer.Chunk, memChunks)}
+	if cacheDir != "" {
+		go f.diskWriter()
+	}
+	return f, nil
+}
+
+// diskWriter writes fetched chunks into the cache directory, off the read
+// path; when it falls behind, chunks are left out (they are fetched again
+// if needed).
+func (f *FS) diskWriter() {
+	for c := range f.toDisk {
+		p := f.cachePath(c.ID)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			continue
+		}
+		tmp := fmt.Sprintf("%s.%d", p, os.Getpid())
+		if os.WriteFile(tmp, c.Data, 0o600) != nil {
+			os.Remove(tmp) // a full cache disk costs speed, not the read
+			continue
+		}
+		os.Rename(tmp, p)
+	}
 }
 
 // Mount mounts f at mnt (read-only).
@@ -171,10 +202,7 @@ func (n *file) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off in
 		return fuse.ReadResultData(nil), 0
 	}
 	end := min(off+int64(len(dest)), n.m.Size)
-	if err := n.prefetch(off, end); err != nil {
-		n.f.logf("read %s at %d: %v", n.info.Path, off, err)
-		return nil, syscall.EIO
-	}
+	n.prefetch(off, end)
 	out := dest[:0]
 	i := sort.Search(len(n.ends), func(i int) bool { return n.ends[i] > off })
 	for at := off; at < end; i++ {
@@ -199,13 +227,13 @@ func (n *file) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off in
 	return fuse.ReadResultData(out), 0
 }
 
-// prefetch fetches, in one batch, the chunks past what was fetched
-// before, up to ReadAhead bytes past end, once the reader has come within
-// half of that of the fetched end. Chunks before the fetched end that are
-// no longer cached are fetched one by one by chunk.
-func (n *file) prefetch(off, end int64) error {
+// prefetch starts fetching, in the background and in one batch, the
+// chunks past what was fetched before, up to ReadAhead bytes past end, once
+// the reader has come within half of that of the fetched end. The chunks of
+// the read itself that are missing are fetched (or waited for) by chunk.
+func (n *file) prefetch(off, end int64) {
 	if end+ReadAhead/2 <= n.fetched {
-		return nil
+		return
 	}
 	from, want := max(off, n.fetched), min(end+ReadAhead, n.m.Size)
 	n.fetched = want
@@ -221,10 +249,49 @@ func (n *file) prefetch(off, end int64) error {
 			ids = append(ids, e.ID)
 		}
 	}
-	if len(ids) == 0 {
-		return nil
+	if ids = n.f.claim(ids); len(ids) > 0 {
+		go n.f.fetch(ids)
 	}
-	return n.f.src.Read(ids, func(c transfer.Chunk) error { return n.f.keep(c) })
+}
+
+// claim returns the ids nobody fetches yet, marking them in flight.
+func (f *FS) claim(ids []chunkstore.ID) []chunkstore.ID {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := ids[:0]
+	for _, id := range ids {
+		if _, ok := f.inflight[id]; !ok {
+			f.inflight[id] = make(chan struct{})
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// fetch reads claimed ids from the bucket into the cache and releases
+// their waiters (a failed fetch too: they fetch by themselves).
+func (f *FS) fetch(ids []chunkstore.ID) error {
+	err := f.src.Read(ids, func(c transfer.Chunk) error {
+		f.keep(c)
+		f.release(c.ID)
+		return nil
+	})
+	if err != nil {
+		f.logf("fetching %d chunks: %v", len(ids), err)
+	}
+	for _, id := range ids {
+		f.release(id)
+	}
+	return err
+}
+
+func (f *FS) release(id chunkstore.ID) {
+	f.mu.Lock()
+	if ch, ok := f.inflight[id]; ok {
+		close(ch)
+		delete(f.inflight, id)
+	}
+	f.mu.Unlock()
 }
 
 func (f *FS) cachePath(id chunkstore.ID) string {
@@ -232,8 +299,10 @@ func (f *FS) cachePath(id chunkstore.ID) string {
 	return filepath.Join(f.cache, h[:2], h)
 }
 
+// cached reports whether id is cached; one in memory becomes the most
+// recently used, so that it is still there when the read comes to it.
 func (f *FS) cached(id chunkstore.ID) bool {
-	if f.mem.Contains(id) {
+	if _, ok := f.mem.Get(id); ok {
 		return true
 	}
 	if f.cache == "" {
@@ -243,28 +312,32 @@ func (f *FS) cached(id chunkstore.ID) bool {
 	return err == nil
 }
 
-// keep caches a chunk (in memory, and on disk when there is a cache).
-func (f *FS) keep(c transfer.Chunk) error {
+// keep caches a chunk in memory and hands it to the disk writer.
+func (f *FS) keep(c transfer.Chunk) {
 	f.mem.Add(c.ID, c.Data)
 	if f.cache == "" {
-		return nil
+		return
 	}
-	p := f.cachePath(c.ID)
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return err
+	select {
+	case f.toDisk <- c:
+	default:
 	}
-	tmp := fmt.Sprintf("%s.%d", p, os.Getpid())
-	if err := os.WriteFile(tmp, c.Data, 0o600); err != nil {
-		os.Remove(tmp)
-		return nil // a full cache disk costs speed, not the read
-	}
-	return os.Rename(tmp, p)
 }
 
-// chunk returns a cached chunk, or fetches it.
+// chunk returns a chunk: from memory, from a fetch in flight, from the disk
+// cache (re-hashed), or from the bucket.
 func (f *FS) chunk(id chunkstore.ID) ([]byte, error) {
-	if data, ok := f.mem.Get(id); ok {
-		return data, nil
+	for range 2 {
+		if data, ok := f.mem.Get(id); ok {
+			return data, nil
+		}
+		f.mu.Lock()
+		ch, ok := f.inflight[id]
+		f.mu.Unlock()
+		if !ok {
+			break
+		}
+		<-ch
 	}
 	if f.cache != "" {
 		if data, err := os.ReadFile(f.cachePath(id)); err == nil {
@@ -278,7 +351,8 @@ func (f *FS) chunk(id chunkstore.ID) ([]byte, error) {
 	var out []byte
 	err := f.src.Read([]chunkstore.ID{id}, func(c transfer.Chunk) error {
 		out = c.Data
-		return f.keep(c)
+		f.keep(c)
+		return nil
 	})
 	if err == nil && out == nil {
 		err = errors.New("chunk not returned")

@@ -66,7 +66,7 @@ func BenchmarkOffHost(b *testing.B) {
 				if g == 0 {
 					continue
 				}
-				b.Logf("%s%% dirty, generation %d: push sent %d bytes (%.2fx the %d new compressed chunk bytes); rsync sent %d (%.2fx)",
+				b.Logf("%s dirty, generation %d: push sent %d bytes (%.2fx the %d new compressed chunk bytes); rsync sent %d (%.2fx)",
 					dirty, g, r.WireSent, float64(r.WireSent)/float64(nb[g]), nb[g], rsyncSent, float64(rsyncSent)/float64(nb[g]))
 				b.ReportMetric(float64(r.WireSent)/float64(nb[g]), "wire/new-"+guest+"-gen"+fmt.Sprint(g))
 				b.ReportMetric(float64(rsyncSent)/float64(nb[g]), "rsync/new-"+guest+"-gen"+fmt.Sprint(g))

@@ -301,6 +301,23 @@ func TestBucketShared(t *testing.T) {
 		t.Errorf("expiry gave nothing back: %d bytes stored, %d before", r.StoredBytes, one)
 	}
 	pullAll("c2")
+	// xl restore straight from the bucket: a read-only mount with a cache.
+	bm := filepath.Join(dir, "bucket-mnt")
+	os.MkdirAll(bm, 0o755)
+	cache := filepath.Join(dir, "cache")
+	cmd := exec.Command(bin, append(append([]string{"bucket", "mount", "--from-host", "hostC", "--cache", cache}, common...), url, bm)...)
+	cmd.Env = append(os.Environ(), s.Env...)
+	startReady(t, cmd, bm)
+	sameFile(t, filepath.Join(imgs, "hostC-c2"), filepath.Join(bm, "vm", "c2"))
+	if _, err := os.Stat(filepath.Join(bm, "vm", "c0")); !os.IsNotExist(err) {
+		t.Errorf("an expired generation shows in the bucket mount: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(bm, "vm", "new"), []byte("x"), 0o644); err == nil {
+		t.Error("the bucket mount took a write")
+	}
+	if n := dirBytes(filepath.Join(cache)); n != 0 {
+		t.Errorf("the cache's top level holds files: %d bytes", n)
+	}
 	// A wrong key is refused plainly.
 	if out, code := runEnv(t, s.Env, "bucket", "ls", "--endpoint", s.Endpoint, "--key-file", keyFile(t), url); code == 0 || !strings.Contains(out, "wrong --key-file") {
 		t.Fatalf("a wrong key: exit %d\n%s", code, out)
@@ -326,11 +343,58 @@ func dirBytes(dir string) int64 {
 func waitGone(t *testing.T, store string) {
 	t.Helper()
 	for range 300 {
-		out, _ := exec.Command("pgrep", "-f", "ckptfs serve "+store).Output()
+		out, _ := exec.Command("pgrep", "-f", "ckptfs serve .*"+store).Output()
 		if len(out) == 0 {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("ckptfs serve %s still runs", store)
+}
+
+// startReady starts a foreground mount command and waits for its ready
+// line; it is unmounted when t ends.
+func startReady(t *testing.T, cmd *exec.Cmd, mnt string) {
+	t.Helper()
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan bool, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		n, _ := stdout.Read(buf)
+		ready <- strings.Contains(string(buf[:n]), "ready:")
+		for {
+			if _, err := stdout.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("%v: no ready line\n%s", cmd.Args, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("%v: not ready after 30 s\n%s", cmd.Args, stderr.String())
+	}
+	t.Cleanup(func() {
+		exec.Command("umount", mnt).Run()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%v: %v\n%s", cmd.Args, err, stderr.String())
+			}
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			exec.Command("umount", "-l", mnt).Run()
+			t.Errorf("%v did not exit after umount", cmd.Args)
+		}
+	})
 }
