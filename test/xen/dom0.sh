@@ -99,6 +99,26 @@ $H/ckptfs fsck $STORE > /tmp/fsck.log 2>&1; rc=$?; cat /tmp/fsck.log
 check $rc "ckptfs-fsck"
 $H/ckptfs stats $STORE
 
+# Restart elsewhere: the guest's lineage pushed from the live mount to a
+# second store (standing in for another host's, as `ckptfs pull` on that
+# host would fetch it), mounted, and the last checkpoint restored from it.
+t=$(now); $H/ckptfs push --guest guest $CK /tmp/store2 > /tmp/push.log 2>&1; rc=$?
+echo "TIME push-lineage $(since $t)s"; cat /tmp/push.log
+check $rc "push-lineage-to-another-store"
+mkdir -p /tmp/ck2
+$H/ckptfs mount /tmp/store2 /tmp/ck2 > /tmp/ckptfs2.log 2>&1 &
+CK2PID=$!
+i=0; until grep -q ready: /tmp/ckptfs2.log; do i=$((i+1)); [ $i -gt 60 ] && break; sleep 1; done
+cmp $CK/guest/final /tmp/ck2/guest/final; check $? "pushed-lineage-byte-identical"
+ticks=$(grep -ac '^TICK' $LOG)
+t=$(now); xl restore -e /tmp/ck2/guest/final; rc=$?
+echo "TIME restore-pushed $(since $t)s"
+check $rc "xl-restore-from-pushed-store"
+i=0; until [ "$(grep -ac '^TICK' $LOG)" -gt $(( ticks + 1 )) ] || [ $i -gt 120 ]; do i=$((i+1)); sleep 1; done
+[ $i -le 120 ]; check $? "counter-runs-after-restore-elsewhere (tick $(tick))"
+xl destroy guest
+kill -TERM $CK2PID; wait $CK2PID; check $? "second-store-clean-unmount"
+
 echo "INFO guest OOM kills: $(grep -ac 'Out of memory' $LOG)"
 kill -TERM $CKPID; wait $CKPID; check $? "ckptfs-clean-unmount"
 echo DOM0_DONE
