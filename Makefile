@@ -88,7 +88,7 @@ fuzz:
 
 # Benchmarks: throughput through the mount vs a plain file and a no-op FUSE
 # filesystem in the same run, and peak daemon RSS. See README.
-bench:
+bench: deps
 	@command -v restic >/dev/null && command -v borg >/dev/null && command -v gnuplot >/dev/null || \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q restic borgbackup gnuplot-nox)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 120m ./test/bench | tee bench.out
