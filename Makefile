@@ -85,6 +85,8 @@ fuzz:
 	$(call fuzz1,FuzzScanner,./xen,300000x)
 	$(call fuzz1,FuzzRemus,./xen,400000x)
 	$(call fuzz1,FuzzDecode,./index/manifest,100000x)
+	$(call fuzz1,FuzzParseIndex,./fs/bucket,40000x)
+	$(call fuzz1,FuzzParseApply,./fs/transfer,10000x)
 
 # Benchmarks: throughput through the mount vs a plain file and a no-op FUSE
 # filesystem in the same run, and peak daemon RSS. See README.

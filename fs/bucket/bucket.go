@@ -149,7 +149,11 @@ func Open(rawURL string, o Options) (*Bucket, error) {
 	}
 	if !ok {
 		if err := mc.MakeBucket(b.ctx, name, minio.MakeBucketOptions{}); err != nil {
-			return nil, b.wrap("", err)
+			// Another host made it meanwhile.
+			var er minio.ErrorResponse
+			if !errors.As(err, &er) || (er.Code != "BucketAlreadyOwnedByYou" && er.Code != "BucketAlreadyExists") {
+				return nil, b.wrap("", err)
+			}
 		}
 	}
 	cfg, err := b.get("ckptfs-bucket", 0, 0)
@@ -330,25 +334,45 @@ func (b *Bucket) readIndex(pack string) ([]loc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: index of pack %s: %w", b.What, pack, err)
 	}
-	raw, err := s2.Decode(nil, plain)
+	ls, err := parseIndex(plain, pack)
 	if err != nil {
 		return nil, fmt.Errorf("%s: index of pack %s: %w", b.What, pack, err)
+	}
+	return ls, nil
+}
+
+// maxIndex bounds an index object's decoded size (a full pack's index is
+// well under 1 MiB), maxManifest a manifest's (a 16 GiB guest's is about
+// 160 MB).
+const (
+	maxIndex    = 64 << 20
+	maxManifest = 1 << 30
+)
+
+// parseIndex decodes an index object's plain content.
+func parseIndex(plain []byte, pack string) ([]loc, error) {
+	if n, err := s2.DecodedLen(plain); err != nil || n > maxIndex {
+		return nil, fmt.Errorf("%w: index of %d bytes", chunkstore.ErrCorrupt, n)
+	}
+	raw, err := s2.Decode(nil, plain)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", chunkstore.ErrCorrupt, err)
 	}
 	var ls []loc
 	for len(raw) > 0 {
 		var l loc
 		if len(raw) < 32 {
-			return nil, fmt.Errorf("%s: index of pack %s: %w", b.What, pack, chunkstore.ErrCorrupt)
+			return nil, chunkstore.ErrCorrupt
 		}
 		copy(l.name[:], raw)
 		raw = raw[32:]
 		off, k1 := binary.Uvarint(raw)
 		if k1 <= 0 {
-			return nil, fmt.Errorf("%s: index of pack %s: %w", b.What, pack, chunkstore.ErrCorrupt)
+			return nil, chunkstore.ErrCorrupt
 		}
 		n, k2 := binary.Uvarint(raw[k1:])
 		if k2 <= 0 || off > 1<<32-1 || n > chunkstore.MaxChunkSize+64 {
-			return nil, fmt.Errorf("%s: index of pack %s: %w", b.What, pack, chunkstore.ErrCorrupt)
+			return nil, chunkstore.ErrCorrupt
 		}
 		raw = raw[k1+k2:]
 		l.pack, l.off, l.len = pack, uint32(off), uint32(n)
@@ -501,6 +525,9 @@ func (b *Bucket) ManifestOf(full string) (*manifest.Manifest, error) {
 	plain, err := b.o.Keys.Open(nil, []byte("file/"+full), sealed)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", b.What, full, err)
+	}
+	if n, err := s2.DecodedLen(plain); err != nil || n > maxManifest {
+		return nil, fmt.Errorf("%s: %s: %w", b.What, full, chunkstore.ErrCorrupt)
 	}
 	enc, err := s2.Decode(nil, plain)
 	if err != nil {

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -18,13 +19,13 @@ import (
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
 
-func newLocal(t *testing.T) *Local {
+func newLocal(t testing.TB) *Local {
 	data, x, cs := content.TestStore(t)
 	return &Local{Chunks: cs, Index: x, Data: data}
 }
 
 // put writes a file into l as a writer through the mount would.
-func put(t *testing.T, l *Local, p string, b []byte, mtime int64) {
+func put(t testing.TB, l *Local, p string, b []byte, mtime int64) {
 	t.Helper()
 	dir, name := path.Split(p)
 	parent, err := l.mkdirAll(strings.TrimSuffix(dir, "/"), &manifest.Manifest{})
@@ -211,4 +212,30 @@ func TestCheckPath(t *testing.T) {
 			t.Errorf("%q: %v", p, err)
 		}
 	}
+}
+
+// FuzzParseApply: an apply request from a peer decodes or is refused,
+// never more.
+func FuzzParseApply(f *testing.F) {
+	l := newLocal(f)
+	put(f, l, "vm1/c0", guest(0), 1)
+	m, err := l.Manifest("vm1/c0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	req := func(base string, enc []byte, ids []chunkstore.ID) []byte {
+		b := binary.AppendUvarint(nil, uint64(len(base)))
+		b = append(b, base...)
+		b = binary.AppendUvarint(b, uint64(len(ids)))
+		return append(appendIDs(b, ids), enc...)
+	}
+	f.Add(req("", m.Encode(nil), m.Chunks()[:3]))
+	f.Add(req("vm1/c0", m.Encode(m), nil))
+	f.Add([]byte{0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		missing, _, got, err := parseApply(l, b)
+		if err == nil && (got == nil || len(missing)*chunkstore.IDSize > len(b)) {
+			t.Fatalf("accepted %d missing ids from %d bytes", len(missing), len(b))
+		}
+	})
 }
