@@ -256,19 +256,10 @@ func (c *bufConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
 // serveTransfer is the daemon's side of dialTransfer.
 func serveTransfer(w http.ResponseWriter, l *transfer.Local) {
-	hj, ok := w.(http.Hijacker)
+	conn, rw, ok := hijack(w, "")
 	if !ok {
-		http.Error(w, "cannot take the connection", http.StatusInternalServerError)
-		return
-	}
-	conn, rw, err := hj.Hijack()
-	if err != nil {
 		return
 	}
 	defer conn.Close()
-	rw.WriteString("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
-	if rw.Flush() != nil {
-		return
-	}
 	transfer.Serve(&bufConn{Conn: conn, r: rw.Reader}, l)
 }

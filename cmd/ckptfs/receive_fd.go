@@ -54,6 +54,26 @@ func sendStream(store string, fd int, req receiveRequest) (io.ReadCloser, error)
 	}{resp.Body, conn}, nil
 }
 
+// hijack takes the connection of a daemon request and answers 200 (with
+// header lines extra): what follows on it is the request's own protocol.
+func hijack(w http.ResponseWriter, extra string) (net.Conn, *bufio.ReadWriter, bool) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "cannot take the connection", http.StatusInternalServerError)
+		return nil, nil, false
+	}
+	conn, rw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, false
+	}
+	rw.WriteString("HTTP/1.1 200 OK\r\n" + extra + "Connection: close\r\n\r\n")
+	if rw.Flush() != nil {
+		conn.Close()
+		return nil, nil, false
+	}
+	return conn, rw, true
+}
+
 // daemonHandshake POSTs path to the store's daemon on a connection of its
 // own and reads the reply's header: the connection then carries what the
 // request is about (a stream's progress, the transfer protocol).
@@ -96,22 +116,13 @@ func serveReceive(w http.ResponseWriter, r *http.Request, d *daemonGC, data *con
 		http.Error(w, "bad receive request: buffer "+strconv.Itoa(req.Buffer)+", nice "+strconv.Itoa(req.Nice), http.StatusBadRequest)
 		return
 	}
-	hj, ok := w.(http.Hijacker)
+	conn, rw, ok := hijack(w, "Content-Type: text/plain\r\n")
 	if !ok {
-		http.Error(w, "cannot take the connection", http.StatusInternalServerError)
-		return
-	}
-	conn, rw, err := hj.Hijack()
-	if err != nil {
 		return
 	}
 	defer conn.Close()
 	uc, ok := conn.(*net.UnixConn)
 	if !ok {
-		return
-	}
-	rw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
-	if rw.Flush() != nil {
 		return
 	}
 	stream, err := recvFD(uc)
