@@ -25,9 +25,20 @@ type Local struct {
 // Close does nothing: the store's owner closes it.
 func (l *Local) Close() error { return nil }
 
-// List walks the namespace from the root.
+// List walks the namespace from the root. An xl save image still being
+// written (its generation in flight) is left out: what it has committed so
+// far is not the checkpoint.
 func (l *Local) List() ([]File, error) {
 	var out []File
+	writing := map[uint64]bool{}
+	if err := l.Index.WalkGens(func(g index.GenRecord) error {
+		if g.State == index.GenInFlight && g.Ino != 0 {
+			writing[g.Ino] = true
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
 	var walk func(dir uint64, prefix string) error
 	walk = func(dir uint64, prefix string) error {
 		ents, err := l.Index.ReadDir(dir)
@@ -45,6 +56,9 @@ func (l *Local) List() ([]File, error) {
 					return err
 				}
 			case syscall.S_IFREG:
+				if writing[d.Ino] {
+					continue
+				}
 				in, err := l.Index.Get(d.Ino)
 				if err != nil {
 					return err

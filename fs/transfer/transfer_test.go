@@ -19,8 +19,11 @@ import (
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
 
+// newLocal is an in-memory store with the default engine (page mode on).
 func newLocal(t testing.TB) *Local {
-	data, x, cs := content.TestStore(t)
+	x, cs := index.TestIndex(t)
+	data := content.New(cs, cs, x, content.DefaultConfig())
+	t.Cleanup(data.Close)
 	return &Local{Chunks: cs, Index: x, Data: data}
 }
 
@@ -238,4 +241,33 @@ func FuzzParseApply(f *testing.F) {
 			t.Fatalf("accepted %d missing ids from %d bytes", len(missing), len(b))
 		}
 	})
+}
+
+// An image still being written is not listed, so not copied half-done.
+func TestListSkipsImageBeingWritten(t *testing.T) {
+	l := newLocal(t)
+	put(t, l, "vm1/c0", guest(0), 1)
+	parent, err := l.lookup("vm1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := l.Index.Create(parent.Ino, "c1", index.Inode{Mode: syscall.S_IFREG | 0o644})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := l.Data.NewWriter(in)
+	defer w.Close()
+	img := guest(1)
+	for off := 0; off < len(img)/2; off += 1 << 20 { // half of it, no commit
+		if err := w.WriteAt(img[off:off+1<<20], int64(off), 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs, err := l.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fs) != 1 || fs[0].Path != "vm1/c0" {
+		t.Fatalf("listed %+v, want only vm1/c0", fs)
+	}
 }
