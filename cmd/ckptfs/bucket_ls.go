@@ -6,6 +6,9 @@ import (
 	"os"
 	"text/tabwriter"
 	"time"
+
+	"github.com/ckptfs/ckptfs/fs/bucket"
+	"github.com/ckptfs/ckptfs/fs/transfer"
 )
 
 func runBucketLsCmd(args []string) error {
@@ -20,11 +23,7 @@ func runBucketLsCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	b, err := openBucket(pos[0], &r, r.host)
-	if err != nil {
-		return err
-	}
-	files, err := b.ListAll(from)
+	_, files, err := listBucket(pos[0], &r, from)
 	if err != nil {
 		return err
 	}
@@ -41,4 +40,15 @@ func runBucketLsCmd(args []string) error {
 		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", f.Path, f.Size, time.Unix(0, f.Mtime).UTC().Format(time.RFC3339), guest)
 	}
 	return w.Flush()
+}
+
+// listBucket opens the bucket of spec and lists host's files ("" for
+// every host's).
+func listBucket(spec string, r *remoteFlags, host string) (*bucket.Bucket, []transfer.File, error) {
+	b, err := openBucket(spec, r, r.host)
+	if err != nil {
+		return nil, nil, err
+	}
+	files, err := b.ListAll(host)
+	return b, files, err
 }

@@ -33,11 +33,7 @@ func runBucketMountCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	b, err := openBucket(pos[0], &r, r.host)
-	if err != nil {
-		return err
-	}
-	files, err := b.ListAll(from)
+	b, files, err := listBucket(pos[0], &r, from)
 	if err != nil {
 		return err
 	}

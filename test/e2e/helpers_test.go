@@ -145,14 +145,7 @@ func mounted(dir string) bool {
 // run runs the ckptfs binary and returns its output and exit code.
 func run(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	out, err := exec.Command(bin, args...).CombinedOutput()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return string(out), code
+	return runEnv(t, nil, args...)
 }
 
 // treeSums maps every path below root to a digest of its type, mode and
