@@ -23,12 +23,31 @@ WEED ?= /var/cache/ckptfs-test/weed
 export CKPTFS_WEED := $(WEED)
 fuzz1 = $(GO) test -run '^$$' -fuzz '^$(1)$$' -fuzztime $(or $(FUZZTIME),$(3)) $(2)
 
-.PHONY: all build run deps test test-race fuzz bench lint clean e2e-xen e2e-remus
+# make install: where packagers expect things; DESTDIR stages the tree.
+# mount -t fuse.ckptfs (and fstab) needs ckptfs in mount.fuse3's PATH
+# (/usr/local/bin, /usr/bin, ...): the default PREFIX and PREFIX=/usr are.
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR  ?= $(PREFIX)/share/doc/ckptfs
+
+.PHONY: all build run deps test test-race fuzz bench lint clean e2e-xen e2e-remus install uninstall
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/ckptfs
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/ckptfs
+	for u in ckptfs.service ckpt.mount; do \
+	  sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' cmd/ckptfs/systemd/$$u > $(BIN).$$u && \
+	  install -D -m 0644 $(BIN).$$u $(DESTDIR)$(UNITDIR)/$$u && rm $(BIN).$$u || exit 1; \
+	done
+	install -D -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/ckptfs $(DESTDIR)$(UNITDIR)/ckptfs.service $(DESTDIR)$(UNITDIR)/ckpt.mount $(DESTDIR)$(DOCDIR)/README.md
 
 # Build, then mount $(STORE) at $(MNT) in the foreground; Ctrl-C unmounts.
 run: build
@@ -37,7 +56,8 @@ run: build
 
 # What the tests need besides Go, installed when missing (Debian packages):
 # rsync and fuse3 (fusermount3, for the non-root mount tests), setpriv
-# (util-linux), e2fsprogs (mkfs.ext4 for the full-disk test's loop device).
+# and unshare (util-linux), systemd-analyze (systemd, to verify the units
+# make install puts in place), e2fsprogs (mkfs.ext4 for the full-disk test's loop device).
 # fusermount3 opens /dev/fuse as the calling user: Debian's udev rule makes
 # it 0666, a container may not.
 deps:
@@ -49,11 +69,12 @@ deps:
 	command -v losetup >/dev/null || need="$$need mount"; \
 	command -v ssh >/dev/null || need="$$need openssh-client"; \
 	test -x /usr/sbin/sshd || need="$$need openssh-server"; \
+	command -v systemd-analyze >/dev/null || need="$$need systemd"; \
 	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "make deps: missing$$need; install them (as root: make deps)"; exit 1; fi; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need || exit 1; \
 	fi; \
-	for c in go rsync fusermount3 setpriv mkfs.ext4 losetup; do \
+	for c in go rsync fusermount3 mount.fuse3 setpriv unshare mkfs.ext4 losetup systemd-analyze; do \
 	  command -v $$c >/dev/null || { echo "make deps: $$c still missing"; exit 1; }; \
 	done
 	@if [ -e /dev/fuse ] && [ "$$(id -u)" = 0 ]; then chmod 0666 /dev/fuse; fi

@@ -1,6 +1,7 @@
 // Command ckptfs mounts and inspects ckptfs stores.
 //
 //	ckptfs mount STORE MOUNTPOINT   mount a store (foreground)
+//	ckptfs STORE MOUNTPOINT -o OPTS mount in the background (mount -t fuse.ckptfs)
 //	ckptfs stats STORE              what the store holds
 //	ckptfs fsck STORE               re-hash every chunk, check every file
 //	ckptfs gc STORE                 expire generations, reclaim space
@@ -135,6 +136,11 @@ func run(args []string) error {
 			return c.run(args[1:])
 		}
 	}
+	if isHelperCall(args) {
+		// mount.fuse3 (mount -t fuse.ckptfs, fstab): STORE MOUNTPOINT -o OPTS.
+		// Silent on success, as mount(8) helpers are.
+		return runMountCmd(append([]string{"--background", "--quiet"}, args...))
+	}
 	return fail(exitUsage, "unknown command %q\n%s", args[0], usage())
 }
 
@@ -152,6 +158,9 @@ func main() {
 		// Pebble's corruption errors append a line of their own.
 		msg = strings.ReplaceAll(msg, "\n<corruption detail carrier>", "")
 		fmt.Fprintln(os.Stderr, "ckptfs: "+msg)
+		if reportFD != nil {
+			fmt.Fprintln(reportFD, "ckptfs: "+msg)
+		}
 	}
 	os.Exit(code)
 }

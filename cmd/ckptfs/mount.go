@@ -13,6 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/spf13/pflag"
+
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/fs/content"
@@ -23,10 +26,19 @@ type mountOptions struct {
 	allowOther, readOnly, debug, xenPages bool
 	codec                                 string
 	policy                                gc.Policy
+	metrics                               string // address of the Prometheus endpoint; "" for none
+	background                            bool   // return once mounted, the daemon going on alone
+	quiet                                 bool   // no ready line
+	logFile                               string // the background daemon's log; "" for syslog
+
+	// ready is told the ready line once the mount serves; nil prints it.
+	ready func(line string)
+	// logger is the daemon's log; nil logs to stderr.
+	logger *log.Logger
 }
 
-func runMountCmd(args []string) error {
-	var o mountOptions
+// mountFlagSet is mount's flags, -o included (its lists land in opts).
+func mountFlagSet(o *mountOptions, opts *[]string) *pflag.FlagSet {
 	f := newFlags("mount")
 	f.BoolVar(&o.allowOther, "allow-other", false, "let other users use the mount (the kernel still checks permission bits)")
 	f.BoolVar(&o.readOnly, "read-only", false, "mount read-only")
@@ -34,15 +46,33 @@ func runMountCmd(args []string) error {
 	f.StringVar(&o.codec, "codec", "s2", "compression of new chunks: s2, zstd or raw")
 	f.BoolVar(&o.xenPages, "xen-pages", true, "store xl save images page by page (the default; --xen-pages=false stores them by plain CDC, for debugging)")
 	addPolicyFlags(f, &o.policy)
+	f.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics (e.g. 127.0.0.1:9477)")
+	f.BoolVar(&o.background, "background", false, "return once mounted and leave the daemon running (what mount(8) and fstab use); it logs to syslog or --log")
+	f.BoolVar(&o.quiet, "quiet", false, "print no ready line")
+	f.StringVar(&o.logFile, "log", "", "with --background, append the daemon's log to `FILE` instead of syslog")
+	f.StringArrayVarP(opts, "options", "o", nil, "mount options, comma-separated, as mount(8) passes them: each flag above as NAME or NAME=VALUE (allow_other, ro, keep-daily=7, metrics=ADDR); mount(8)'s own (rw, dev, suid, noauto, nofail, _netdev, x-*) are accepted and ignored")
+	return f
+}
+
+func runMountCmd(args []string) error {
+	var o mountOptions
+	var opts []string
+	f := mountFlagSet(&o, &opts)
 	pos, err := parse(f, args, 2)
 	if err != nil {
 		return err
+	}
+	if err := applyMountOptions(f, opts); err != nil {
+		return fail(exitUsage, "mount: %v", err)
 	}
 	if err := o.policy.Validate(); err != nil {
 		return fail(exitUsage, "mount: %v", err)
 	}
 	if o.readOnly && !o.policy.Empty() {
 		return fail(exitUsage, "mount: retention flags need a writable mount")
+	}
+	if o.background {
+		return mountBackground(o, pos[0], pos[1])
 	}
 	return runMount(o, pos[0], pos[1])
 }
@@ -63,7 +93,10 @@ func runMount(o mountOptions, store, mnt string) error {
 	if absStore == absMnt || strings.HasPrefix(absStore, absMnt+"/") {
 		return fail(exitUsage, "mount: the store %s must not be inside the mountpoint %s", store, mnt)
 	}
-	logger := log.New(os.Stderr, "ckptfs: ", log.LstdFlags)
+	logger := o.logger
+	if logger == nil {
+		logger = log.New(os.Stderr, "ckptfs: ", log.LstdFlags)
+	}
 	so := chunkstore.DefaultOptions()
 	so.Codec = codec
 	cc := content.DefaultConfig()
@@ -118,8 +151,16 @@ func runMount(o mountOptions, store, mnt string) error {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	fmt.Printf("ckptfs: ready: %s mounted at %s (pid %d); Ctrl-C or 'umount %s' unmounts\n", store, mnt, os.Getpid(), mnt)
+	ready := fmt.Sprintf("ckptfs: ready: %s mounted at %s (pid %d); Ctrl-C or 'umount %s' unmounts", store, mnt, os.Getpid(), mnt)
+	if o.ready != nil {
+		o.ready(ready)
+	} else if !o.quiet {
+		fmt.Println(ready)
+	}
+	// Under systemd (Type=notify) the unit is up now; elsewhere a no-op.
+	daemon.SdNotify(false, daemon.SdNotifyReady)
 	m.Server.Wait()
+	daemon.SdNotify(false, daemon.SdNotifyStopping)
 	ctl.Close() // no request reaches a store being closed
 	err = m.Close()
 	signal.Stop(sigs)
