@@ -38,6 +38,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 			return nil, h.n.fsys.toErrno("read", h.n, err)
 		}
 		if ok {
+			h.n.fsys.stats.ReadBytes.Add(int64(k))
 			return fuse.ReadResultData(dest[:k]), 0
 		}
 	}
@@ -91,8 +92,19 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 		return 0
 	}
 	h.n.mu.Lock()
-	defer h.n.mu.Unlock()
-	return h.n.commitLocked("close")
+	errno := h.n.commitLocked("close")
+	img := h.n.w != nil && h.n.w.CommittedImage()
+	h.n.mu.Unlock()
+	if img {
+		// Before close(2) returns, so that xl restore DIR/latest right
+		// after xl save sees it. No lock of ours is held: a lookup in the
+		// directory (which the kernel's invalidation waits for) may need
+		// the node's.
+		if _, p := h.n.Parent(); p != nil {
+			p.NotifyEntry(LatestName)
+		}
+	}
+	return errno
 }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {

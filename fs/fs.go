@@ -10,6 +10,7 @@ import (
 	"log"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"weak"
@@ -53,12 +54,24 @@ type FS struct {
 	log      *log.Logger
 	readOnly bool
 	statfsOf string // a path on the store's disk, for statfs
+	listLatest bool
 
 	// nodes maps inode numbers to the Nodes go-fuse holds for the kernel,
 	// weakly: an entry goes once go-fuse drops its Node.
 	nodes sync.Map // uint64 -> weak.Pointer[Node]
 	limit chunkstore.Limiter
+	stats Stats
 }
+
+// Stats are the filesystem's counters since it was mounted.
+type Stats struct {
+	ReadBytes atomic.Int64 // bytes returned by reads of files
+	Errors    atomic.Int64 // requests answered with EIO
+	Corrupt   atomic.Int64 // of those, chunks that failed their check
+}
+
+// Counters returns the filesystem's counters.
+func (f *FS) Counters() *Stats { return &f.stats }
 
 // Config configures New.
 type Config struct {
@@ -67,6 +80,10 @@ type Config struct {
 	Logger *log.Logger
 	// StoreDir is the store's directory; statfs reports its disk.
 	StoreDir string
+	// ListLatest lists each directory's latest link in readdir; without
+	// it the link is reached by name only (as ZFS's .zfs by default), so
+	// that globs, scripts and mirrors see the real checkpoints only.
+	ListLatest bool
 }
 
 // New returns the filesystem over ns and data.
@@ -75,7 +92,7 @@ func New(ns Namespace, data *content.Store, c Config) *FS {
 	if l == nil {
 		l = log.New(os.Stderr, "ckptfs: ", log.LstdFlags)
 	}
-	return &FS{ns: ns, data: data, log: l, readOnly: c.ReadOnly, statfsOf: c.StoreDir}
+	return &FS{ns: ns, data: data, log: l, readOnly: c.ReadOnly, statfsOf: c.StoreDir, listLatest: c.ListLatest}
 }
 
 func (f *FS) fsName() string {
@@ -137,6 +154,7 @@ func (f *FS) Remove(parent uint64, name string, ino uint64) error {
 	if errno := f.forget(ch, in); errno != 0 {
 		return errno
 	}
+	f.LatestChanged(parent)
 	if p != nil {
 		if ch != nil {
 			p.RmChild(name)
@@ -219,6 +237,10 @@ func (f *FS) toErrno(op string, n *Node, err error) syscall.Errno {
 		return errno
 	}
 	f.limit.Print(f.log, fmt.Sprintf("ERROR %s %s: %s", op, path, chunkstore.OneLine(err.Error())))
+	f.stats.Errors.Add(1)
+	if errors.Is(err, chunkstore.ErrCorrupt) {
+		f.stats.Corrupt.Add(1)
+	}
 	return syscall.EIO
 }
 

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"syscall"
 
@@ -100,6 +101,9 @@ func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 		return nil, syscall.ENOENT // a generation still being built
 	}
 	in, err := n.fsys.ns.Lookup(n.ino(), name)
+	if errors.Is(err, index.ErrNotFound) && name == LatestName {
+		return n.lookupLatest(ctx, out)
+	}
 	if err != nil {
 		return nil, n.fsys.toErrno("lookup", n, err)
 	}
@@ -111,10 +115,15 @@ func (n *Node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	if err != nil {
 		return nil, n.fsys.toErrno("readdir", n, err)
 	}
-	list := make([]fuse.DirEntry, 0, len(ents))
+	list := make([]fuse.DirEntry, 0, len(ents)+1)
 	for _, e := range ents {
 		if !index.IsStaging(e.Name) {
 			list = append(list, fuse.DirEntry{Name: e.Name, Ino: e.Ino, Mode: e.Mode})
+		}
+	}
+	if dir, err := n.fsys.ns.Get(n.ino()); n.fsys.listLatest && err == nil {
+		if _, l, ok, _ := n.fsys.latestOf(dir, ents); ok {
+			list = append(list, fuse.DirEntry{Name: LatestName, Ino: l.Ino, Mode: syscall.S_IFLNK})
 		}
 	}
 	return gofs.NewListDirStream(list), 0
@@ -281,6 +290,11 @@ func (n *Node) release(h *handle) syscall.Errno {
 		n.writers--
 		if n.writers == 0 && n.w != nil {
 			errno = n.commitLocked("release")
+			if n.w.CommittedImage() {
+				if _, p := n.Parent(); p != nil {
+					n.fsys.LatestChanged(p.StableAttr().Ino)
+				}
+			}
 			n.w.Close()
 			n.w = nil
 		}
@@ -423,6 +437,11 @@ func (n *Node) Unlink(ctx context.Context, name string) syscall.Errno {
 	}
 	ch := n.GetChild(name)
 	in, err := n.fsys.ns.Unlink(n.ino(), name, now())
+	if errors.Is(err, index.ErrNotFound) && name == LatestName {
+		if _, _, ok, _ := n.fsys.latest(n.ino()); ok {
+			return syscall.EPERM // the daemon's link, not an entry
+		}
+	}
 	if err != nil {
 		return n.fsys.toErrno("unlink", n, err)
 	}
@@ -456,6 +475,8 @@ func (n *Node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	if err != nil {
 		return n.fsys.toErrno("rename", n, err)
 	}
+	n.fsys.LatestChanged(n.ino())
+	n.fsys.LatestChanged(np.StableAttr().Ino)
 	if replaced.Ino != 0 {
 		return n.forget(ch, replaced)
 	}

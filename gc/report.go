@@ -43,6 +43,10 @@ type Lineage struct {
 	// PerSecond its inverse; both 0 with fewer than two generations.
 	Interval  float64 `json:"interval_seconds"`
 	PerSecond float64 `json:"checkpoints_per_second"`
+	// Newest and Oldest are the modification times of the newest and the
+	// oldest generation, in nanoseconds since the epoch.
+	Newest int64 `json:"newest_mtime_ns"`
+	Oldest int64 `json:"oldest_mtime_ns"`
 }
 
 // ComputeStats walks the index and the chunk keys (not their values).
@@ -100,7 +104,7 @@ func lineages(x *index.Index) ([]Lineage, error) {
 	out := []Lineage{}
 	for uuid, gens := range by {
 		sort.Slice(gens, func(i, j int) bool { return gens[i].mtime < gens[j].mtime })
-		l := Lineage{UUID: uuid, Name: gens[len(gens)-1].name, Generations: len(gens)}
+		l := Lineage{UUID: uuid, Name: gens[len(gens)-1].name, Generations: len(gens), Newest: gens[len(gens)-1].mtime, Oldest: gens[0].mtime}
 		for _, g := range gens {
 			l.LogicalBytes += g.size
 			l.NewBytes = append(l.NewBytes, g.added)

@@ -203,6 +203,10 @@ type daemonGC struct {
 	fsys *fs.FS
 	cs   *chunkstore.Store
 	x    *index.Index
+
+	// What the runs did, for the metrics; guarded by mu.
+	runs, expired, freed int64
+	last                 time.Time
 }
 
 // auto runs policy after each completed checkpoint: images counts the whole
@@ -251,6 +255,10 @@ func (d *daemonGC) run(req gcRequest) (gcReport, error) {
 	rep.Failed = gc.Remove(rep.Expired, d.fsys.Remove)
 	res, err := gc.Collect(d.cs, d.x, !req.NoCompact)
 	rep.Result = &res
+	d.runs++
+	d.expired += int64(len(rep.Expired) - len(rep.Failed))
+	d.freed += res.StoredFreed
+	d.last = time.Now()
 	if err == nil {
 		err = d.x.Sync() // what gc reports removed stays removed
 	}

@@ -24,6 +24,7 @@ import (
 
 type mountOptions struct {
 	allowOther, readOnly, debug, xenPages bool
+	listLatest                            bool
 	codec                                 string
 	policy                                gc.Policy
 	metrics                               string // address of the Prometheus endpoint; "" for none
@@ -45,6 +46,7 @@ func mountFlagSet(o *mountOptions, opts *[]string) *pflag.FlagSet {
 	f.BoolVar(&o.debug, "debug", false, "log every FUSE request")
 	f.StringVar(&o.codec, "codec", "s2", "compression of new chunks: s2, zstd or raw")
 	f.BoolVar(&o.xenPages, "xen-pages", true, "store xl save images page by page (the default; --xen-pages=false stores them by plain CDC, for debugging)")
+	f.BoolVar(&o.listLatest, "list-latest", false, "list each directory's latest link (DIR/latest, the newest xl save image) in readdir too; without it, it is reached by name only")
 	addPolicyFlags(f, &o.policy)
 	f.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics (e.g. 127.0.0.1:9477)")
 	f.BoolVar(&o.background, "background", false, "return once mounted and leave the daemon running (what mount(8) and fstab use); it logs to syslog or --log")
@@ -93,6 +95,13 @@ func runMount(o mountOptions, store, mnt string) error {
 	if absStore == absMnt || strings.HasPrefix(absStore, absMnt+"/") {
 		return fail(exitUsage, "mount: the store %s must not be inside the mountpoint %s", store, mnt)
 	}
+	ln, err := listenMetrics(o.metrics)
+	if err != nil {
+		return err
+	}
+	if ln != nil {
+		defer ln.Close()
+	}
 	logger := o.logger
 	if logger == nil {
 		logger = log.New(os.Stderr, "ckptfs: ", log.LstdFlags)
@@ -103,7 +112,7 @@ func runMount(o mountOptions, store, mnt string) error {
 	cc.XenPages = o.xenPages
 	m, err := fs.MountStore(absStore, absMnt, fs.MountConfig{
 		ReadOnly: o.readOnly, AllowOther: o.allowOther, Debug: o.debug, Store: so, Content: cc,
-		Config: fs.Config{Logger: logger},
+		Config: fs.Config{Logger: logger, ListLatest: o.listLatest},
 	})
 	if err != nil {
 		if errors.Is(err, chunkstore.ErrLocked) {
@@ -128,6 +137,10 @@ func runMount(o mountOptions, store, mnt string) error {
 		return err
 	}
 	defer ctl.Close()
+	if ln != nil {
+		defer serveMetrics(ln, &mountMetrics{d: d, store: absStore, data: m.Data})()
+		logger.Printf("metrics at http://%s/metrics", ln.Addr())
+	}
 	if !o.policy.Empty() {
 		stop := make(chan struct{})
 		defer close(stop)

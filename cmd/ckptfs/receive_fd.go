@@ -138,11 +138,15 @@ func serveReceive(w http.ResponseWriter, r *http.Request, d *daemonGC, data *con
 		stream.Close()
 	}()
 	logf := func(f string, a ...any) { fmt.Fprintf(conn, f+"\n", a...) }
-	expire := func(uuid string, dir uint64) error {
+	published := func(uuid string, dir uint64) error {
+		d.fsys.LatestChanged(dir)
+		if req.Policy.Empty() {
+			return nil
+		}
 		_, err := d.run(gcRequest{Policy: req.Policy, Lineage: &lineage{uuid, dir}, NoCompact: true})
 		return err
 	}
-	err = receive(stream, req.Buffer, req.Nice, data, x, req.Dir, req.Policy, expire, logf)
+	err = receive(stream, req.Buffer, req.Nice, data, x, req.Dir, published, logf)
 	logf("error: %v", err)
 }
 

@@ -78,8 +78,9 @@ func runXenReceiveCmd(args []string) error {
 // at niceness nice. It returns when the
 // stream ends: an error says how (the sender stopping mid-checkpoint is
 // the normal end of an xl remus stream), and every generation published
-// before stays.
-func receive(src io.Reader, buffer, nice int, data *content.Store, x *index.Index, dir string, policy gc.Policy, expire func(uuid string, dir uint64) error, logf func(string, ...any)) error {
+// before stays. After each generation it calls onPublish (which expires
+// by policy, and tells the mount of the new latest).
+func receive(src io.Reader, buffer, nice int, data *content.Store, x *index.Index, dir string, onPublish func(uuid string, dir uint64) error, logf func(string, ...any)) error {
 	dirIno, err := mkdirAll(x, dir)
 	if err != nil {
 		return err
@@ -129,8 +130,8 @@ func receive(src io.Reader, buffer, nice int, data *content.Store, x *index.Inde
 				n, dir, name, img.Size(), pageCount, pub.Changed, bytesStr(pub.NewBytes), time.Since(t0).Round(time.Millisecond), time.Since(at).Round(time.Millisecond),
 				float64(published)/at.Sub(start).Seconds(), at.Sub(last).Round(time.Millisecond))
 			last, pageCount = at, 0
-			if !policy.Empty() && expire != nil {
-				return expire(uuid, dirIno)
+			if onPublish != nil {
+				return onPublish(uuid, dirIno)
 			}
 			return nil
 		},
@@ -218,6 +219,9 @@ func receiveOffline(r io.Reader, w io.Writer, o receiveOptions) error {
 	data.SetAdmit(cs.Admit)
 	defer data.Close()
 	expire := func(uuid string, dir uint64) error {
+		if o.policy.Empty() {
+			return nil
+		}
 		vs, err := gc.Plan(x, o.policy)
 		if err != nil {
 			return err
@@ -228,7 +232,7 @@ func receiveOffline(r io.Reader, w io.Writer, o receiveOptions) error {
 		_, err = gc.Collect(cs, x, false)
 		return err
 	}
-	err = receive(r, o.bufferMiB<<20, o.nice, data, x, o.into, o.policy, expire, func(f string, a ...any) { fmt.Fprintf(w, "ckptfs: "+f+"\n", a...) })
+	err = receive(r, o.bufferMiB<<20, o.nice, data, x, o.into, expire, func(f string, a ...any) { fmt.Fprintf(w, "ckptfs: "+f+"\n", a...) })
 	return fail(exitError, "xen receive: %v", err)
 }
 

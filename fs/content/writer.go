@@ -49,6 +49,8 @@ type Writer struct {
 	s   *Store
 	ino uint64
 
+	image bool // a Commit recorded a whole xl save image (CommittedImage)
+
 	ver           uint64 // version being written
 	staged        bool   // ver is a staged version, not the committed one
 	committedSize int64
@@ -906,6 +908,14 @@ func (w *Writer) ReadAt(c *Cursor, dst []byte, off int64) (int, error) {
 	return len(dst), nil
 }
 
+// CommittedImage reports whether the last Commit that had something to
+// commit made the file's content a whole xl save image, and forgets it.
+func (w *Writer) CommittedImage() bool {
+	img := w.image
+	w.image = false
+	return img
+}
+
 // Commit makes everything written so far durable and the file's committed
 // content. Later writes continue in place or stage a new version as needed.
 func (w *Writer) Commit() (index.Inode, error) {
@@ -932,6 +942,7 @@ func (w *Writer) Commit() (index.Inode, error) {
 			return in, w.fail(err)
 		}
 		w.s.stats.Images.Add(1)
+		w.image = true
 	}
 	w.staged, w.committedSize, w.dirty = false, w.size, false
 	w.streamOff, w.cutOff = w.size, w.size

@@ -20,6 +20,7 @@ var forbidden = map[string][]string{
 	"index/manifest": {"fs", "gc", "xen", "cmd"},
 	"fs/transfer":    {"gc", "cmd"},
 	"fs/bucket":      {"cmd"},
+	"fs/metrics":     {"chunkstore", "index", "fs", "gc", "xen", "cmd"},
 }
 
 func TestImportDirection(t *testing.T) {

@@ -168,6 +168,11 @@ func TestXenReceiveCommandKilled(t *testing.T) {
 	if got := names(); len(got) != 2 || !strings.HasPrefix(got[0], "000000-") || !strings.HasPrefix(got[1], "000001-") {
 		t.Fatalf("after the kill: %q, want checkpoints 0 and 1 only\n%s", got, errb.String())
 	}
+	// The newest published generation is db/latest (not listed: the mount
+	// has no --list-latest).
+	if got, err := os.Readlink(filepath.Join(dir, "latest")); err != nil || got != names()[1] {
+		t.Fatalf("db/latest = %q, %v; want %s", got, err, names()[1])
+	}
 	for i, name := range names() {
 		want := g
 		want.Gen = i

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"syscall"
+	"time"
+
+	"github.com/ckptfs/ckptfs/fs/content"
+	"github.com/ckptfs/ckptfs/fs/metrics"
+	"github.com/ckptfs/ckptfs/gc"
+)
+
+// mountMetrics is the mount daemon as a metrics.Source.
+type mountMetrics struct {
+	d     *daemonGC
+	store string
+	data  *content.Store
+}
+
+// listenMetrics takes the metrics address before anything is mounted, so
+// that a busy or bad one is a plain usage error.
+func listenMetrics(addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fail(exitUsage, "mount: --metrics %s: %v", addr, err)
+	}
+	return ln, nil
+}
+
+// serveMetrics serves src's metrics at /metrics on ln until stop is called.
+func serveMetrics(ln net.Listener, src metrics.Source) (stop func()) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics.Handler(src))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "ckptfs serves its metrics at /metrics", http.StatusNotFound)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return func() { srv.Close() }
+}
+
+func (m *mountMetrics) Counters() metrics.Counters {
+	c, f := m.data.Counters(), m.d.fsys.Counters()
+	m.d.mu.Lock()
+	runs, expired, freed, last := m.d.runs, m.d.expired, m.d.freed, m.d.last
+	m.d.mu.Unlock()
+	return metrics.Counters{
+		WrittenBytes: c.BytesWritten.Load(), ReadBytes: f.ReadBytes.Load(),
+		NewChunks: c.ChunksNew.Load(), DupChunks: c.ChunksDup.Load(), ZeroChunks: c.ChunksZero.Load(),
+		StoredWrittenBytes: c.StoredBytes.Load(), Images: c.Images.Load(),
+		Errors: f.Errors.Load(), Corrupt: f.Corrupt.Load(),
+		GCRuns: runs, GCExpired: expired, GCFreedBytes: freed, GCLast: last,
+	}
+}
+
+func (m *mountMetrics) Totals() (metrics.Totals, error) {
+	s, err := gc.ComputeStats(m.d.cs, m.d.x)
+	if err != nil {
+		return metrics.Totals{}, err
+	}
+	t := metrics.Totals{LogicalBytes: s.LogicalBytes, StoredBytes: s.StoredBytes, Chunks: s.Chunks,
+		DiskBytes: s.DiskBytes, Files: s.Files, DedupRatio: s.DedupRatio}
+	for _, l := range s.Lineages {
+		t.Guests = append(t.Guests, metrics.Guest{Name: l.Name, UUID: l.UUID, Generations: l.Generations,
+			LogicalBytes: l.LogicalBytes, Newest: time.Unix(0, l.Newest), Oldest: time.Unix(0, l.Oldest)})
+	}
+	return t, nil
+}
+
+func (m *mountMetrics) Disk() (free, size uint64, err error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(m.store, &st); err != nil {
+		return 0, 0, fmt.Errorf("statfs %s: %w", m.store, errors.Unwrap(err))
+	}
+	return st.Bavail * uint64(st.Bsize), st.Blocks * uint64(st.Bsize), nil
+}

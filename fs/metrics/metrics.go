@@ -1,0 +1,228 @@
+// Package metrics serves a mounted store's figures to Prometheus. It knows
+// nothing of stores: the daemon hands it a Source, read at each scrape.
+// Counters are cheap and read every time; the store's totals (a walk of
+// its chunk keys and inodes) are recomputed when they are MaxAge old, or
+// MinAge old and the store changed since (bytes written, images, gc runs).
+//
+// Every metric, its type and what it counts:
+//
+//	| metric                                 | type    | labels     | what                                                                          |
+//	|----------------------------------------|---------|------------|-------------------------------------------------------------------------------|
+//	| ckptfs_written_bytes_total             | counter |            | bytes written into files through the mount                                    |
+//	| ckptfs_read_bytes_total                | counter |            | bytes read from files through the mount                                       |
+//	| ckptfs_chunks_written_total            | counter | kind       | chunks written: new (stored), dup (already there), zero (all-zero, not stored) |
+//	| ckptfs_stored_written_bytes_total      | counter |            | encoded (compressed) bytes of the new chunks                                  |
+//	| ckptfs_images_total                    | counter |            | whole xl save images committed                                                |
+//	| ckptfs_errors_total                    | counter |            | requests failed with EIO (each is logged)                                     |
+//	| ckptfs_corrupt_chunks_total            | counter |            | chunk reads that failed their BLAKE3 check                                    |
+//	| ckptfs_gc_runs_total                   | counter |            | gc runs (by policy, ckptfs gc, or xen receive's expiry)                       |
+//	| ckptfs_gc_expired_files_total          | counter |            | files gc expired                                                              |
+//	| ckptfs_gc_freed_bytes_total            | counter |            | stored bytes gc freed (chunks deleted)                                        |
+//	| ckptfs_gc_last_run_timestamp_seconds   | gauge   |            | end of the last gc run (0: none yet)                                          |
+//	| ckptfs_logical_bytes                   | gauge   |            | sum of the sizes of all files                                                 |
+//	| ckptfs_stored_bytes                    | gauge   |            | sum of the encoded sizes of all chunks                                        |
+//	| ckptfs_chunks                          | gauge   |            | chunks stored                                                                 |
+//	| ckptfs_dedup_ratio                     | gauge   |            | logical / stored bytes                                                        |
+//	| ckptfs_disk_bytes                      | gauge   |            | bytes of the store's files on disk                                            |
+//	| ckptfs_files                           | gauge   |            | regular files                                                                 |
+//	| ckptfs_guest_generations               | gauge   | guest,uuid | whole xl save images of the guest                                             |
+//	| ckptfs_guest_logical_bytes             | gauge   | guest,uuid | their sizes summed                                                            |
+//	| ckptfs_guest_newest_age_seconds        | gauge   | guest,uuid | age of the newest generation (its modification time)                          |
+//	| ckptfs_guest_oldest_age_seconds        | gauge   | guest,uuid | age of the oldest                                                             |
+//	| ckptfs_disk_free_bytes                 | gauge   |            | bytes free to the daemon on the store's filesystem                            |
+//	| ckptfs_disk_size_bytes                 | gauge   |            | size of the store's filesystem                                                |
+//	| ckptfs_totals_age_seconds              | gauge   |            | how old the totals above are (see MaxAge, MinAge)                             |
+//	| ckptfs_scrape_error                    | gauge   |            | 1 if the totals could not be computed at this scrape                          |
+//
+// The Go runtime's and the process's standard metrics (go_*, process_*)
+// are served too.
+package metrics
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Counters are the daemon's running counts since it started.
+type Counters struct {
+	WrittenBytes, ReadBytes          int64
+	NewChunks, DupChunks, ZeroChunks int64
+	StoredWrittenBytes, Images       int64
+	Errors, Corrupt                  int64
+	GCRuns, GCExpired, GCFreedBytes  int64
+	GCLast                           time.Time // zero: no run yet
+}
+
+// Guest is one guest's lineage.
+type Guest struct {
+	Name, UUID     string
+	Generations    int
+	LogicalBytes   int64
+	Newest, Oldest time.Time
+}
+
+// Totals are what the store holds, computed by walking it.
+type Totals struct {
+	LogicalBytes, StoredBytes, Chunks, DiskBytes, Files int64
+	DedupRatio                                          float64
+	Guests                                              []Guest
+}
+
+// Source is what the daemon gives: its counters, its totals, and its
+// disk's free and total bytes.
+type Source interface {
+	Counters() Counters
+	Totals() (Totals, error)
+	Disk() (free, size uint64, err error)
+}
+
+// MaxAge is how long computed totals serve scrapes; MinAge, how long
+// they do once the store has changed.
+const (
+	MaxAge = 5 * time.Minute
+	MinAge = time.Second
+)
+
+type collector struct {
+	src    Source
+	maxAge time.Duration
+	now    func() time.Time
+
+	mu     sync.Mutex
+	totals Totals
+	at     time.Time
+	key    [3]int64 // the counters that say the store changed, at at
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("ckptfs_"+name, help, labels, nil)
+}
+
+var (
+	dWritten     = desc("written_bytes_total", "Bytes written into files through the mount.")
+	dRead        = desc("read_bytes_total", "Bytes read from files through the mount.")
+	dChunks      = desc("chunks_written_total", "Chunks written: new (stored), dup (already stored), zero (all-zero, not stored).", "kind")
+	dStoredW     = desc("stored_written_bytes_total", "Encoded bytes of the new chunks written.")
+	dImages      = desc("images_total", "Whole xl save images committed.")
+	dErrors      = desc("errors_total", "Requests failed with EIO.")
+	dCorrupt     = desc("corrupt_chunks_total", "Chunk reads that failed their BLAKE3 check.")
+	dGCRuns      = desc("gc_runs_total", "gc runs.")
+	dGCExpired   = desc("gc_expired_files_total", "Files gc expired.")
+	dGCFreed     = desc("gc_freed_bytes_total", "Stored bytes gc freed.")
+	dGCLast      = desc("gc_last_run_timestamp_seconds", "End of the last gc run, 0 if none.")
+	dLogical     = desc("logical_bytes", "Sum of the sizes of all files.")
+	dStored      = desc("stored_bytes", "Sum of the encoded sizes of all chunks.")
+	dChunkCount  = desc("chunks", "Chunks stored.")
+	dDedup       = desc("dedup_ratio", "Logical bytes over stored bytes.")
+	dDisk        = desc("disk_bytes", "Bytes of the store's files on disk.")
+	dFiles       = desc("files", "Regular files.")
+	dGens        = desc("guest_generations", "Whole xl save images of the guest.", "guest", "uuid")
+	dGuestBytes  = desc("guest_logical_bytes", "Sizes of the guest's images summed.", "guest", "uuid")
+	dNewest      = desc("guest_newest_age_seconds", "Age of the guest's newest generation.", "guest", "uuid")
+	dOldest      = desc("guest_oldest_age_seconds", "Age of the guest's oldest generation.", "guest", "uuid")
+	dFree        = desc("disk_free_bytes", "Bytes free to the daemon on the store's filesystem.")
+	dSize        = desc("disk_size_bytes", "Size of the store's filesystem.")
+	dTotalsAge   = desc("totals_age_seconds", "Age of the totals (logical, stored, chunks, guests).")
+	dScrapeError = desc("scrape_error", "1 if the totals could not be computed at this scrape.")
+)
+
+var all = []*prometheus.Desc{dWritten, dRead, dChunks, dStoredW, dImages, dErrors, dCorrupt,
+	dGCRuns, dGCExpired, dGCFreed, dGCLast, dLogical, dStored, dChunkCount, dDedup, dDisk, dFiles,
+	dGens, dGuestBytes, dNewest, dOldest, dFree, dSize, dTotalsAge, dScrapeError}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range all {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	m := func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, t, v, labels...)
+	}
+	cnt := func(d *prometheus.Desc, v int64, labels ...string) {
+		m(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	k := c.src.Counters()
+	cnt(dWritten, k.WrittenBytes)
+	cnt(dRead, k.ReadBytes)
+	cnt(dChunks, k.NewChunks, "new")
+	cnt(dChunks, k.DupChunks, "dup")
+	cnt(dChunks, k.ZeroChunks, "zero")
+	cnt(dStoredW, k.StoredWrittenBytes)
+	cnt(dImages, k.Images)
+	cnt(dErrors, k.Errors)
+	cnt(dCorrupt, k.Corrupt)
+	cnt(dGCRuns, k.GCRuns)
+	cnt(dGCExpired, k.GCExpired)
+	cnt(dGCFreed, k.GCFreedBytes)
+	last := 0.0
+	if !k.GCLast.IsZero() {
+		last = float64(k.GCLast.UnixNano()) / 1e9
+	}
+	m(dGCLast, prometheus.GaugeValue, last)
+
+	now := c.now()
+	t, at, err := c.current(now, [3]int64{k.WrittenBytes, k.Images, k.GCRuns})
+	g := func(d *prometheus.Desc, v float64, labels ...string) { m(d, prometheus.GaugeValue, v, labels...) }
+	if err != nil {
+		g(dScrapeError, 1)
+	} else {
+		g(dScrapeError, 0)
+	}
+	if !at.IsZero() {
+		g(dLogical, float64(t.LogicalBytes))
+		g(dStored, float64(t.StoredBytes))
+		g(dChunkCount, float64(t.Chunks))
+		g(dDedup, t.DedupRatio)
+		g(dDisk, float64(t.DiskBytes))
+		g(dFiles, float64(t.Files))
+		for _, gu := range t.Guests {
+			g(dGens, float64(gu.Generations), gu.Name, gu.UUID)
+			g(dGuestBytes, float64(gu.LogicalBytes), gu.Name, gu.UUID)
+			g(dNewest, now.Sub(gu.Newest).Seconds(), gu.Name, gu.UUID)
+			g(dOldest, now.Sub(gu.Oldest).Seconds(), gu.Name, gu.UUID)
+		}
+		g(dTotalsAge, now.Sub(at).Seconds())
+	}
+	if free, size, err := c.src.Disk(); err == nil {
+		g(dFree, float64(free))
+		g(dSize, float64(size))
+	}
+}
+
+// current returns the totals, recomputed if older than maxAge, or than
+// MinAge with key (counters) changed; at is when they were computed (zero
+// if never).
+func (c *collector) current(now time.Time, key [3]int64) (Totals, time.Time, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	age := now.Sub(c.at)
+	if !c.at.IsZero() && age < c.maxAge && (key == c.key || age < MinAge) {
+		return c.totals, c.at, nil
+	}
+	t, err := c.src.Totals()
+	if err != nil {
+		return c.totals, c.at, err
+	}
+	c.totals, c.at, c.key = t, now, key
+	return t, now, nil
+}
+
+// Handler serves src's metrics, with the Go runtime's and the process's,
+// in Prometheus's text format.
+func Handler(src Source) http.Handler {
+	return handler(src, MaxAge, time.Now)
+}
+
+func handler(src Source, maxAge time.Duration, now func() time.Time) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&collector{src: src, maxAge: maxAge, now: now},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}

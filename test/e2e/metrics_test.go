@@ -1,0 +1,131 @@
+package e2e
+
+import (
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/ckptfs/ckptfs/fs/metrics"
+	"github.com/ckptfs/ckptfs/xen/xentest"
+)
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func scrapeMetrics(t *testing.T, addr string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p expfmt.TextParser
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	return fams
+}
+
+// metric returns the value of the sample of name whose labels include
+// labels (name=value pairs); -1 if there is none.
+func metric(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	f := fams[name]
+	if f == nil {
+		return -1
+	}
+next:
+	for _, m := range f.Metric {
+		for i := 0; i+1 < len(labels); i += 2 {
+			ok := false
+			for _, l := range m.Label {
+				ok = ok || (l.GetName() == labels[i] && l.GetValue() == labels[i+1])
+			}
+			if !ok {
+				continue next
+			}
+		}
+		if m.Counter != nil {
+			return m.Counter.GetValue()
+		}
+		return m.Gauge.GetValue()
+	}
+	return -1
+}
+
+// TestMetrics: a mount with -o metrics=ADDR serves Prometheus metrics that
+// follow what is written, read and collected.
+func TestMetrics(t *testing.T) {
+	tmp := t.TempDir()
+	addr := freePort(t)
+	store := filepath.Join(tmp, "store")
+	d := mount(t, store, filepath.Join(tmp, "mnt"), "-o", "metrics="+addr)
+	fams := scrapeMetrics(t, addr)
+	if metric(fams, "ckptfs_written_bytes_total") != 0 || metric(fams, "ckptfs_disk_free_bytes") <= 0 {
+		t.Fatalf("fresh mount: written %v, disk free %v", metric(fams, "ckptfs_written_bytes_total"), metric(fams, "ckptfs_disk_free_bytes"))
+	}
+	dir := filepath.Join(d.mnt, "web1")
+	os.Mkdir(dir, 0o755)
+	var written int
+	for gen := range 3 {
+		img := xentest.Guest{Name: "web1", UUID: "3e7a0000-0000-4000-8000-000000000001", Pages: 2048, VCPUs: 1, Seed: 5, Gen: gen, Dirty: 0.1}.Bytes()
+		if err := os.WriteFile(filepath.Join(dir, "c"+string(rune('0'+gen))), img, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		written += len(img)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "latest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, code := run(t, "gc", "--keep-last", "1", store); code != 0 {
+		t.Fatalf("gc: %s", out)
+	}
+	time.Sleep(metrics.MinAge) // the totals are recomputed once MinAge old
+	fams = scrapeMetrics(t, addr)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		ok     func(float64) bool
+		want   string
+	}{
+		{"ckptfs_written_bytes_total", nil, func(v float64) bool { return v == float64(written) }, "the bytes written"},
+		{"ckptfs_read_bytes_total", nil, func(v float64) bool { return v >= float64(len(b)) }, "at least the image read"},
+		{"ckptfs_images_total", nil, func(v float64) bool { return v == 3 }, "3"},
+		{"ckptfs_chunks_written_total", []string{"kind", "new"}, func(v float64) bool { return v > 1000 }, "> 1000 pages"},
+		{"ckptfs_gc_runs_total", nil, func(v float64) bool { return v == 1 }, "1"},
+		{"ckptfs_gc_expired_files_total", nil, func(v float64) bool { return v == 2 }, "2"},
+		{"ckptfs_gc_freed_bytes_total", nil, func(v float64) bool { return v > 0 }, "> 0"},
+		{"ckptfs_gc_last_run_timestamp_seconds", nil, func(v float64) bool { return v > 1.7e9 }, "a time"},
+		{"ckptfs_guest_generations", []string{"guest", "web1"}, func(v float64) bool { return v == 1 }, "1 after gc"},
+		{"ckptfs_guest_newest_age_seconds", []string{"guest", "web1"}, func(v float64) bool { return v >= 0 && v < 600 }, "seconds"},
+		{"ckptfs_dedup_ratio", nil, func(v float64) bool { return v > 1 }, "> 1"},
+		{"ckptfs_errors_total", nil, func(v float64) bool { return v == 0 }, "0"},
+		{"ckptfs_corrupt_chunks_total", nil, func(v float64) bool { return v == 0 }, "0"},
+		{"ckptfs_scrape_error", nil, func(v float64) bool { return v == 0 }, "0"},
+	} {
+		if v := metric(fams, c.name, c.labels...); !c.ok(v) {
+			t.Errorf("%s%v = %v, want %s", c.name, c.labels, v, c.want)
+		}
+	}
+	// A busy address is a clear error before anything is mounted.
+	os.Mkdir(filepath.Join(tmp, "mnt2"), 0o755)
+	out, code := run(t, "mount", "--metrics", addr, filepath.Join(tmp, "store2"), filepath.Join(tmp, "mnt2"))
+	if code != 2 || !strings.Contains(out, "--metrics "+addr) || strings.Contains(out, "goroutine") {
+		t.Errorf("busy metrics address: exit %d\n%s", code, out)
+	}
+}
