@@ -49,11 +49,11 @@ const NameMax = 255
 
 // FS is a mounted ckptfs.
 type FS struct {
-	ns       Namespace
-	data     *content.Store
-	log      *log.Logger
-	readOnly bool
-	statfsOf string // a path on the store's disk, for statfs
+	ns         Namespace
+	data       *content.Store
+	log        *log.Logger
+	readOnly   bool
+	statfsOf   string // a path on the store's disk, for statfs
 	listLatest bool
 
 	// nodes maps inode numbers to the Nodes go-fuse holds for the kernel,
