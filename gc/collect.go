@@ -67,6 +67,24 @@ const settleTimeout = 30 * time.Second
 // reserve file (see chunkstore.ReserveFile) while it runs, so it works on
 // a full disk.
 func Collect(cs *chunkstore.Store, x *index.Index, compact bool) (Result, error) {
+	return CollectProgress(cs, x, compact, nil)
+}
+
+// Progress is told how long work stands: phase, then done of total
+// (total < 0: not known). Calls come from the working goroutine; a nil
+// Progress is not called.
+type Progress func(phase string, done, total int64)
+
+func (p Progress) report(phase string, done, total int64) {
+	if p != nil {
+		p(phase, done, total)
+	}
+}
+
+// CollectProgress is Collect telling p of its phases: the dead
+// generations reclaimed (of how many), the candidate chunks swept (their
+// number is not known ahead), then segment compaction.
+func CollectProgress(cs *chunkstore.Store, x *index.Index, compact bool, p Progress) (Result, error) {
 	cs.ReleaseReserve()
 	defer cs.RestoreReserve()
 	start := time.Now()
@@ -81,7 +99,8 @@ func Collect(cs *chunkstore.Store, x *index.Index, compact bool) (Result, error)
 	if err != nil {
 		return r, err
 	}
-	for _, g := range dead {
+	for i, g := range dead {
+		p.report("reclaiming generations", int64(i), int64(len(dead)))
 		done, n, err := x.ReclaimGen(g.Lin, g.Gen)
 		if err != nil {
 			return r, err
@@ -103,6 +122,7 @@ func Collect(cs *chunkstore.Store, x *index.Index, compact bool) (Result, error)
 			break
 		}
 		after = &ids[len(ids)-1]
+		p.report("sweeping candidate chunks", int64(r.Candidates), -1)
 		r.Candidates += len(ids)
 		n, freed, err := cs.Sweep(ids, func(b *pebble.Batch, id chunkstore.ID, pinned bool) (bool, error) {
 			if pinned {
@@ -120,12 +140,14 @@ func Collect(cs *chunkstore.Store, x *index.Index, compact bool) (Result, error)
 		r.ChunksDeleted += n
 		r.StoredFreed += freed
 	}
+	p.report("compacting segments", 0, -1)
 	cst, err := cs.Compact(SegmentGarbage)
 	r.SegmentsRemoved, r.SegmentsRewritten, r.BytesMoved = cst.Removed, cst.Rewritten, cst.Moved
 	if err != nil {
 		return r, err
 	}
 	if compact {
+		p.report("compacting keys", 0, -1)
 		db := cs.DB()
 		if err := db.Flush(); err != nil {
 			return r, err

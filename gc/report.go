@@ -162,6 +162,14 @@ func (r *FsckReport) add(p Problem) {
 // read, so a store being written meanwhile shows no false missing chunk:
 // chunks are always written before the extents that name them.
 func Fsck(cs *chunkstore.Store, x *index.Index) (*FsckReport, error) {
+	return FsckProgress(cs, x, nil)
+}
+
+// FsckProgress is Fsck telling p of its phases: files walked (their
+// number not known ahead), then chunk bytes re-hashed of the store's
+// total (summed from the chunk keys first, which is cheap next to reading
+// the values).
+func FsckProgress(cs *chunkstore.Store, x *index.Index, p Progress) (*FsckReport, error) {
 	r := &FsckReport{Problems: []Problem{}}
 	type need struct {
 		ino int64
@@ -176,6 +184,9 @@ func Fsck(cs *chunkstore.Store, x *index.Index) (*FsckReport, error) {
 			return nil
 		}
 		r.Files++
+		if r.Files%1024 == 0 {
+			p.report("walking files", r.Files, -1)
+		}
 		prevEnd := int64(0)
 		return x.WalkExtents(in.Ino, in.Ver, func(e index.Extent) error {
 			r.Extents++
@@ -222,8 +233,16 @@ func Fsck(cs *chunkstore.Store, x *index.Index) (*FsckReport, error) {
 		r.add(Problem{Kind: "index", Detail: "walking directories stopped: " + chunkstore.OneLine(err.Error())})
 	}
 	seen := map[chunkstore.ID]bool{}
+	var total, done int64
+	if p != nil {
+		cs.Walk(func(i chunkstore.Info) error { total += int64(i.Stored); return nil })
+		p.report("verifying chunks", 0, total)
+	}
 	err = cs.Verify(func(i chunkstore.Info, verr error) error {
 		r.Chunks++
+		if done += int64(i.Stored); r.Chunks%256 == 0 {
+			p.report("verifying chunks", done, max(total, done))
+		}
 		n, referenced := refs[i.ID]
 		if !referenced {
 			r.Unreferenced++
@@ -240,6 +259,7 @@ func Fsck(cs *chunkstore.Store, x *index.Index) (*FsckReport, error) {
 		}
 		return nil
 	})
+	p.report("verifying chunks", done, max(total, done))
 	if err != nil {
 		r.add(Problem{Kind: "index", Detail: "verifying chunks stopped: " + chunkstore.OneLine(err.Error())})
 	}

@@ -59,9 +59,11 @@ func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonG
 		s, err := gc.ComputeStats(cs, x)
 		reply(w, s, err)
 	})
+	mux.HandleFunc("/writing", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, d.fsys.Writing(), nil)
+	})
 	mux.HandleFunc("/fsck", func(w http.ResponseWriter, r *http.Request) {
-		rep, err := gc.Fsck(cs, x)
-		reply(w, rep, err)
+		progressReply(w, r, func(p gc.Progress) (any, error) { return gc.FsckProgress(cs, x, p) })
 	})
 	mux.HandleFunc("/fsck-repair", func(w http.ResponseWriter, r *http.Request) {
 		rep, err := d.repair()
@@ -73,8 +75,7 @@ func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonG
 			http.Error(w, "bad gc request: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		rep, err := d.run(req)
-		reply(w, rep, err)
+		progressReply(w, r, func(p gc.Progress) (any, error) { return d.run(req, p) })
 	})
 	mux.HandleFunc("/transfer", func(w http.ResponseWriter, r *http.Request) {
 		serveTransfer(w, &transfer.Local{Chunks: cs, Index: x, Data: data})
@@ -186,15 +187,74 @@ func (f closerFunc) Close() error { return f() }
 
 var errNoDaemon = errors.New("no daemon")
 
+// progressLine is a line of a reply that streams progress (the request
+// has progress=1): Phase, Done and Total while the work runs, then Result
+// or Error.
+type progressLine struct {
+	Phase  string          `json:"phase,omitempty"`
+	Done   int64           `json:"done,omitempty"`
+	Total  int64           `json:"total,omitempty"`
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  string          `json:"error,omitempty"`
+}
+
+// progressReply runs work and replies with its result; when the request
+// asks for progress, as lines of progressLine, at most 5 a second.
+func progressReply(w http.ResponseWriter, r *http.Request, work func(gc.Progress) (any, error)) {
+	if r.URL.Query().Get("progress") != "1" {
+		v, err := work(nil)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		json.NewEncoder(w).Encode(v)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	enc := json.NewEncoder(w)
+	flush := func() {
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+	}
+	var last time.Time
+	var lastPhase string
+	v, err := work(func(phase string, done, total int64) {
+		if phase == lastPhase && time.Since(last) < 200*time.Millisecond {
+			return
+		}
+		last, lastPhase = time.Now(), phase
+		enc.Encode(progressLine{Phase: phase, Done: done, Total: total})
+		flush()
+	})
+	if err != nil {
+		enc.Encode(progressLine{Error: err.Error()})
+		return
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		enc.Encode(progressLine{Error: err.Error()})
+		return
+	}
+	enc.Encode(progressLine{Result: b})
+}
+
 // askDaemon GETs path from the store's daemon into v; errNoDaemon if no
-// daemon listens.
-func askDaemon(store, path string, v any) error {
+// daemon listens. With prog, the daemon streams its progress to prog.
+func askDaemon(store, path string, v any, prog gc.Progress) error {
 	p := socketPath(store)
 	if _, err := os.Stat(p); err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return denied(store)
 		}
 		return errNoDaemon
+	}
+	if prog != nil {
+		if strings.Contains(path, "?") {
+			path += "&progress=1"
+		} else {
+			path += "?progress=1"
+		}
 	}
 	resp, err := daemonClient(store).Get("http://ckptfs" + path)
 	if err != nil {
@@ -211,7 +271,24 @@ func askDaemon(store, path string, v any) error {
 	if err := daemonStatus(store, resp); err != nil {
 		return err
 	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	dec := json.NewDecoder(resp.Body)
+	if prog == nil {
+		return dec.Decode(v)
+	}
+	for {
+		var l progressLine
+		if err := dec.Decode(&l); err != nil {
+			return fmt.Errorf("daemon: %w", err)
+		}
+		switch {
+		case l.Error != "":
+			return fmt.Errorf("daemon: %s", l.Error)
+		case l.Result != nil:
+			return json.Unmarshal(l.Result, v)
+		default:
+			prog(l.Phase, l.Done, l.Total)
+		}
+	}
 }
 
 // daemonStatus turns a daemon's refusal into an error.
@@ -245,9 +322,10 @@ func daemonClient(store string) *http.Client {
 	}}}
 }
 
-// withStore runs the daemon request, or fn on the unmounted store.
-func withStore(store, path string, v any, fn func(*chunkstore.Store, *index.Index) error) error {
-	err := askDaemon(store, path, v)
+// withStore runs the daemon request, or fn on the unmounted store; p (if
+// not nil) hears the daemon's progress.
+func withStore(store, path string, v any, p gc.Progress, fn func(*chunkstore.Store, *index.Index) error) error {
+	err := askDaemon(store, path, v, p)
 	if !errors.Is(err, errNoDaemon) {
 		return err
 	}

@@ -28,13 +28,20 @@ func runFsckCmd(args []string) error {
 
 func runFsck(w io.Writer, o fsckOptions, store string) error {
 	var r gc.FsckReport
-	err := withStore(store, "/fsck", &r, func(cs *chunkstore.Store, x *index.Index) error {
-		rep, err := gc.Fsck(cs, x)
+	pr := newProgress("fsck", true)
+	defer pr.finish()
+	var p gc.Progress
+	if pr.enabled() {
+		p = pr.update
+	}
+	err := withStore(store, "/fsck", &r, p, func(cs *chunkstore.Store, x *index.Index) error {
+		rep, err := gc.FsckProgress(cs, x, p)
 		if rep != nil {
 			r = *rep
 		}
 		return err
 	})
+	pr.finish()
 	if err != nil {
 		return err
 	}
@@ -72,7 +79,7 @@ func runFsck(w io.Writer, o fsckOptions, store string) error {
 			}
 		}
 		var res gc.Result
-		err := askDaemon(store, "/fsck-repair", &res)
+		err := askDaemon(store, "/fsck-repair", &res, nil)
 		if errors.Is(err, errNoDaemon) {
 			var cs *chunkstore.Store
 			var x *index.Index

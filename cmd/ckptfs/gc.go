@@ -105,10 +105,17 @@ func runGCCmd(args []string) error {
 func runGC(w io.Writer, store string, req gcRequest, asJSON bool) error {
 	var rep gcReport
 	q, _ := json.Marshal(req)
-	err := askDaemon(store, "/gc?req="+url.QueryEscape(string(q)), &rep)
-	if errors.Is(err, errNoDaemon) {
-		err = offlineGC(store, req, &rep)
+	pr := newProgress("gc", false)
+	defer pr.finish()
+	var p gc.Progress
+	if pr.enabled() {
+		p = pr.update
 	}
+	err := askDaemon(store, "/gc?req="+url.QueryEscape(string(q)), &rep, p)
+	if errors.Is(err, errNoDaemon) {
+		err = offlineGC(store, req, &rep, p)
+	}
+	pr.finish()
 	if err != nil {
 		return err
 	}
@@ -147,7 +154,7 @@ func printGC(w io.Writer, rep gcReport) {
 }
 
 // offlineGC runs gc on an unmounted store.
-func offlineGC(store string, req gcRequest, rep *gcReport) error {
+func offlineGC(store string, req gcRequest, rep *gcReport, p gc.Progress) error {
 	cs, x, err := openWritable(store)
 	if err != nil {
 		return err
@@ -161,8 +168,8 @@ func offlineGC(store string, req gcRequest, rep *gcReport) error {
 		rep.WouldFree, err = gc.Freed(cs, x, rep.Expired)
 		return err
 	}
-	rep.Failed = gc.Remove(rep.Expired, gc.OfflineRemover(x, time.Now().UnixNano()))
-	res, err := gc.Collect(cs, x, true)
+	rep.Failed = gc.Remove(rep.Expired, progressRemover(gc.OfflineRemover(x, time.Now().UnixNano()), len(rep.Expired), p))
+	res, err := gc.CollectProgress(cs, x, true, p)
 	rep.Result = &res
 	return err
 }
@@ -223,7 +230,7 @@ func (d *daemonGC) auto(policy gc.Policy, images func() int64, interval time.Dur
 		}
 		if n := images(); n != last {
 			last = n
-			rep, err := d.run(gcRequest{Policy: policy})
+			rep, err := d.run(gcRequest{Policy: policy}, nil)
 			if err != nil {
 				logf("gc: %v", err)
 				continue
@@ -237,7 +244,7 @@ func (d *daemonGC) auto(policy gc.Policy, images func() int64, interval time.Dur
 	}
 }
 
-func (d *daemonGC) run(req gcRequest) (gcReport, error) {
+func (d *daemonGC) run(req gcRequest, p gc.Progress) (gcReport, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	rep := gcReport{DryRun: req.DryRun}
@@ -252,8 +259,8 @@ func (d *daemonGC) run(req gcRequest) (gcReport, error) {
 		rep.WouldFree, err = gc.Freed(d.cs, d.x, rep.Expired)
 		return rep, err
 	}
-	rep.Failed = gc.Remove(rep.Expired, d.fsys.Remove)
-	res, err := gc.Collect(d.cs, d.x, !req.NoCompact)
+	rep.Failed = gc.Remove(rep.Expired, progressRemover(d.fsys.Remove, len(rep.Expired), p))
+	res, err := gc.CollectProgress(d.cs, d.x, !req.NoCompact, p)
 	rep.Result = &res
 	d.runs++
 	d.expired += int64(len(rep.Expired) - len(rep.Failed))
@@ -269,4 +276,17 @@ func (d *daemonGC) repair() (gc.Result, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return gc.Repair(d.cs, d.x)
+}
+
+// progressRemover is rm telling p of the files removed, of n.
+func progressRemover(rm gc.Remover, n int, p gc.Progress) gc.Remover {
+	if p == nil {
+		return rm
+	}
+	done := int64(0)
+	return func(parent uint64, name string, ino uint64) error {
+		p("expiring files", done, int64(n))
+		done++
+		return rm(parent, name, ino)
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
-	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/fs/transfer"
 )
@@ -82,17 +81,15 @@ func runCopy(name string, args []string) error {
 	defer dst.Close()
 	start := time.Now()
 	o := transfer.Options{Select: c.selected}
-	if isTerminal(os.Stderr) {
+	pr := newProgress(name, true)
+	if pr.enabled() {
 		o.Progress = func(p transfer.Progress) {
-			el := time.Since(start).Seconds()
-			fmt.Fprintf(os.Stderr, "\r\033[Kckptfs %s: %d/%d files, %s of %s, %.0f MB/s, %s", name, p.Done, p.Total,
-				human(p.Bytes), human(p.TotalBytes), float64(p.Bytes)/1e6/max(el, 1e-3), wire(src, dst))
-			if p.Done == p.Total {
-				fmt.Fprintln(os.Stderr)
-			}
+			pr.update("copying files", p.Bytes, p.TotalBytes)
+			pr.note(fmt.Sprintf("%d/%d files, %s", p.Done, p.Total, wire(src, dst)))
 		}
 	}
 	rep, err := transfer.Copy(src, dst, o)
+	pr.finish()
 	cerr := dst.Close()
 	if err == nil {
 		err = cerr
@@ -149,7 +146,3 @@ func human(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}

@@ -143,7 +143,7 @@ func serveReceive(w http.ResponseWriter, r *http.Request, d *daemonGC, data *con
 		if req.Policy.Empty() {
 			return nil
 		}
-		_, err := d.run(gcRequest{Policy: req.Policy, Lineage: &lineage{uuid, dir}, NoCompact: true})
+		_, err := d.run(gcRequest{Policy: req.Policy, Lineage: &lineage{uuid, dir}, NoCompact: true}, nil)
 		return err
 	}
 	err = receive(stream, req.Buffer, req.Nice, data, x, req.Dir, published, logf)

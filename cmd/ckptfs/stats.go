@@ -2,38 +2,61 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
 )
 
-type statsOptions struct{ json bool }
+type statsOptions struct {
+	json  bool
+	watch time.Duration
+}
 
 func runStatsCmd(args []string) error {
 	var o statsOptions
 	fs := newFlags("stats")
 	fs.BoolVar(&o.json, "json", false, "print JSON")
+	fs.DurationVar(&o.watch, "watch", 0, "follow the files being written into the mounted store, every `interval` (e.g. 1s), until none is: a bar with rate and ETA on a terminal, else a line (or JSON object) per interval")
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return err
 	}
+	if o.watch > 0 {
+		return watchWrites(os.Stdout, o, pos[0])
+	}
 	return runStats(os.Stdout, o, pos[0])
 }
 
+// storeStats is what stats prints: the store's accounting and, when it is
+// mounted, the files being written.
+type storeStats struct {
+	gc.Stats
+	Writing []fs.Writing `json:"writing"`
+}
+
 func runStats(w io.Writer, o statsOptions, store string) error {
-	var s gc.Stats
-	err := withStore(store, "/stats", &s, func(cs *chunkstore.Store, x *index.Index) (err error) {
-		s, err = gc.ComputeStats(cs, x)
+	var s storeStats
+	err := withStore(store, "/stats", &s.Stats, nil, func(cs *chunkstore.Store, x *index.Index) (err error) {
+		s.Stats, err = gc.ComputeStats(cs, x)
 		return err
 	})
 	if err != nil {
 		return err
+	}
+	if err := askDaemon(store, "/writing", &s.Writing, nil); err != nil && !errors.Is(err, errNoDaemon) {
+		return err
+	}
+	if s.Writing == nil {
+		s.Writing = []fs.Writing{}
 	}
 	if o.json {
 		return json.NewEncoder(w).Encode(s)
@@ -59,7 +82,77 @@ func runStats(w io.Writer, o statsOptions, store string) error {
 			fmt.Fprintf(w, "    changed pages per generation:%s\n", intsStr(l.Pages))
 		}
 	}
+	if len(s.Writing) > 0 {
+		fmt.Fprintln(w, "being written:")
+	}
+	for _, f := range s.Writing {
+		fmt.Fprintf(w, "  /%s: %s%s\n", f.Path, bytesStr(f.Size), expectedStr(f))
+	}
 	return nil
+}
+
+func expectedStr(f fs.Writing) string {
+	if f.Expected <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" of about %s (the size of its directory's latest image)", bytesStr(f.Expected))
+}
+
+// watchWrites follows the files being written into a mounted store until
+// none is left.
+func watchWrites(w io.Writer, o statsOptions, store string) error {
+	pr := newProgress("stats", true)
+	defer pr.finish()
+	var last int64
+	lastAt := time.Now()
+	for first := true; ; first = false {
+		var ws []fs.Writing
+		err := askDaemon(store, "/writing", &ws, nil)
+		if errors.Is(err, errNoDaemon) {
+			return fail(exitUsage, "stats --watch: %s is not mounted: nothing can be being written", store)
+		}
+		if err != nil {
+			return err
+		}
+		if len(ws) == 0 {
+			if first {
+				fmt.Fprintln(w, "nothing is being written")
+			}
+			return nil
+		}
+		var done, total int64
+		known := true
+		for _, f := range ws {
+			done += f.Size
+			total += max(f.Expected, f.Size)
+			known = known && f.Expected > 0
+		}
+		if !known {
+			total = -1
+		}
+		now := time.Now()
+		rate := float64(done-last) / now.Sub(lastAt).Seconds()
+		last, lastAt = done, now
+		switch {
+		case pr.enabled():
+			pr.update("being written", done, total)
+			pr.note(fmt.Sprintf("%d files: /%s", len(ws), ws[0].Path))
+		case o.json:
+			json.NewEncoder(w).Encode(struct {
+				Writing      []fs.Writing `json:"writing"`
+				BytesPerSec  float64      `json:"bytes_per_second"`
+				TotalWritten int64        `json:"bytes"`
+			}{ws, max(rate, 0), done})
+		default:
+			for _, f := range ws {
+				fmt.Fprintf(w, "/%s: %s%s\n", f.Path, bytesStr(f.Size), expectedStr(f))
+			}
+			if !first {
+				fmt.Fprintf(w, "%d files, %.1f MB/s\n", len(ws), max(rate, 0)/1e6)
+			}
+		}
+		time.Sleep(o.watch)
+	}
 }
 
 func intsStr(ns []int64) string {

@@ -66,10 +66,19 @@ func runXenReceiveCmd(args []string) error {
 	if _, err := io.WriteString(os.Stdout, receiverBanner); err != nil {
 		return fmt.Errorf("xen receive: banner: %w", err)
 	}
-	if o.store != "" {
-		return receiveOffline(os.Stdin, os.Stderr, o)
+	// Catching up on a saved stream (stdin a regular file) on a
+	// terminal: a bar of how far the receiver has read.
+	var w io.Writer = os.Stderr
+	if pr := newProgress("xen receive", true); pr.enabled() {
+		if st, err := os.Stdin.Stat(); err == nil && st.Mode().IsRegular() {
+			defer pr.followOffset("reading the stream", os.Stdin, st.Size())()
+			w = pr
+		}
 	}
-	return receiveOnline(os.Stdin, os.Stderr, o)
+	if o.store != "" {
+		return receiveOffline(os.Stdin, w, o)
+	}
+	return receiveOnline(os.Stdin, w, o)
 }
 
 // receive follows the stream in src and publishes its checkpoints into

@@ -14,7 +14,9 @@ import (
 type Options struct {
 	// Select picks the files to copy (nil: all).
 	Select func(File) bool
-	// Progress, if set, is called after each file.
+	// Progress, if set, is called after each file, and while a file's
+	// chunks travel (Bytes then counts the file's part by the share of
+	// its missing chunks sent).
 	Progress func(Progress)
 }
 
@@ -22,7 +24,7 @@ type Options struct {
 type Progress struct {
 	File        File
 	Done, Total int   // files
-	Bytes       int64 // logical bytes of the files done
+	Bytes       int64 // logical bytes of the files done (and of the part of the one under way)
 	TotalBytes  int64
 	Skipped     bool
 }
@@ -100,7 +102,15 @@ func Copy(src, dst Peer, o Options) (Report, error) {
 		case exists:
 			rep.Failed = append(rep.Failed, fmt.Sprintf("%s: a different file has this name at the destination (left alone)", f.Path))
 		default:
-			m, sent, delta, err := copyOne(src, dst, f, shared, manifests)
+			var tick func(float64)
+			if o.Progress != nil {
+				tick = func(frac float64) {
+					q := p
+					q.Bytes += int64(frac * float64(f.Size))
+					o.Progress(q)
+				}
+			}
+			m, sent, delta, err := copyOne(src, dst, f, shared, manifests, tick)
 			if err != nil {
 				rep.Failed = append(rep.Failed, chunkstore.OneLine(err.Error()))
 				var re *RemoteError
@@ -136,7 +146,7 @@ type sentCount struct {
 	bytes int64
 }
 
-func copyOne(src, dst Peer, f File, shared map[string]File, manifests map[string]*manifest.Manifest) (*manifest.Manifest, sentCount, bool, error) {
+func copyOne(src, dst Peer, f File, shared map[string]File, manifests map[string]*manifest.Manifest, tick func(float64)) (*manifest.Manifest, sentCount, bool, error) {
 	var sent sentCount
 	m, err := src.Manifest(f.Path)
 	if err != nil {
@@ -157,7 +167,7 @@ func copyOne(src, dst Peer, f File, shared map[string]File, manifests map[string
 			return m, sent, false, err
 		}
 		sent = sentCount{n: len(missing)}
-		err = apply(src, dst, m, base, missing, &sent)
+		err = apply(src, dst, m, base, missing, &sent, tick)
 		if base != nil && errors.Is(err, ErrBaseMismatch) {
 			base = nil // the destination's copy differs: send it whole
 			continue
@@ -171,11 +181,12 @@ func copyOne(src, dst Peer, f File, shared map[string]File, manifests map[string
 }
 
 // apply streams the missing chunks from src into dst's Apply, reading
-// ahead on its own goroutine.
-func apply(src, dst Peer, m, base *manifest.Manifest, missing []chunkstore.ID, sent *sentCount) error {
+// ahead on its own goroutine; tick (if set) hears the share sent.
+func apply(src, dst Peer, m, base *manifest.Manifest, missing []chunkstore.ID, sent *sentCount, tick func(float64)) error {
 	ch := make(chan Chunk, 64)
 	stop := make(chan struct{})
 	var rerr error // set before ch closes
+	got := 0
 	go func() {
 		defer close(ch)
 		rerr = src.Read(missing, func(c Chunk) error {
@@ -196,6 +207,9 @@ func apply(src, dst Peer, m, base *manifest.Manifest, missing []chunkstore.ID, s
 			return c, errors.New("the source sent fewer chunks than asked for")
 		}
 		sent.bytes += int64(len(c.Data))
+		if got++; tick != nil && got%256 == 0 {
+			tick(float64(got) / float64(len(missing)))
+		}
 		return c, nil
 	}
 	err := dst.Apply(m, base, missing, next)

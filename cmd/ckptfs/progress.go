@@ -1,0 +1,160 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/sys/unix"
+)
+
+// progress shows long work as a bar with rate and ETA on stderr when it is
+// a terminal (github.com/schollz/progressbar); elsewhere it shows nothing,
+// so logs and pipes get the command's plain output only. A phase whose
+// total is not known shows a spinner with the count. Safe for concurrent
+// use.
+type progress struct {
+	mu    sync.Mutex
+	w     io.Writer // nil: not a terminal, show nothing
+	cmd   string
+	bytes bool // the counts are bytes
+	phase string
+	bar   *progressbar.ProgressBar
+	total int64
+}
+
+// newProgress returns cmd's progress display; bytes says the counts are
+// bytes (shown with a byte rate), else items.
+func newProgress(cmd string, bytes bool) *progress {
+	p := &progress{cmd: cmd, bytes: bytes}
+	if isTerminal(os.Stderr) {
+		p.w = os.Stderr
+	}
+	return p
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// update shows done of total in phase (total < 0: unknown).
+func (p *progress) update(phase string, done, total int64) {
+	if p == nil || p.w == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if phase != p.phase || (total < 0) != (p.total < 0) {
+		p.finishLocked()
+		p.phase, p.total = phase, total
+		max := total
+		if total < 0 {
+			max = -1 // a spinner
+		}
+		opts := []progressbar.Option{
+			progressbar.OptionSetWriter(p.w),
+			progressbar.OptionSetDescription(fmt.Sprintf("ckptfs %s: %s", p.cmd, phase)),
+			progressbar.OptionSetWidth(24),
+			progressbar.OptionThrottle(200 * time.Millisecond),
+			progressbar.OptionShowCount(),
+			progressbar.OptionSetPredictTime(total >= 0),
+			progressbar.OptionSetElapsedTime(true),
+			progressbar.OptionShowElapsedTimeOnFinish(),
+			progressbar.OptionUseIECUnits(true),
+			progressbar.OptionSetRenderBlankState(true),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.w) }),
+		}
+		switch {
+		case p.bytes: // the byte rate comes with it
+			opts = append(opts, progressbar.OptionShowBytes(true))
+		case total >= 0:
+			opts = append(opts, progressbar.OptionShowIts(), progressbar.OptionSetItsString("items"))
+		}
+		p.bar = progressbar.NewOptions64(max, opts...)
+	}
+	if total >= 0 && total != p.total {
+		p.total = total
+		p.bar.ChangeMax64(total)
+	}
+	p.bar.Set64(done)
+}
+
+// note adds a note to the current phase's description.
+func (p *progress) note(s string) {
+	if p == nil || p.w == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bar != nil {
+		p.bar.Describe(fmt.Sprintf("ckptfs %s: %s (%s)", p.cmd, p.phase, s))
+	}
+}
+
+// finish ends the bar of the current phase.
+func (p *progress) finish() {
+	if p == nil || p.w == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.finishLocked()
+}
+
+func (p *progress) finishLocked() {
+	if p.bar != nil && !p.bar.IsFinished() {
+		p.bar.Finish() // prints the newline (OptionOnCompletion)
+	} else if p.bar != nil {
+		fmt.Fprintln(p.w) // it completed itself, then was redrawn (note)
+	}
+	p.bar, p.phase = nil, ""
+}
+
+// enabled reports whether anything is shown.
+func (p *progress) enabled() bool { return p != nil && p.w != nil }
+
+// Write writes log lines above the bar: it clears the bar, which the next
+// update draws again.
+func (p *progress) Write(b []byte) (int, error) {
+	if p == nil || p.w == nil {
+		return os.Stderr.Write(b)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bar != nil {
+		p.bar.Clear()
+	}
+	return p.w.Write(b)
+}
+
+// followOffset shows how far into f (a regular file of size bytes) its
+// open file description's offset has moved, which is where whoever
+// shares it (the daemon, handed the descriptor) has read, until stop.
+func (p *progress) followOffset(phase string, f *os.File, size int64) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if off, err := f.Seek(0, io.SeekCurrent); err == nil {
+				p.update(phase, off, max(size, off))
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+		p.finish()
+	}
+}
