@@ -77,8 +77,13 @@ func ckptfsStored(b *testing.B, store string) int64 {
 // dirty pages in ckptfs page mode, ckptfs plain CDC, restic, borg and plain
 // files, and compares stored bytes with the ideal: the first image plus
 // every later generation's dirty pages. It also times the writes against
-// the no-op FUSE ceiling. Results go to bench-xen.csv and, with gnuplot,
-// bench-xen.png (in the package directory).
+// the no-op FUSE ceiling. After the last generation it measures restore
+// speed: the newest image read cold through a fresh ckptfs mount (what xl
+// restore does), restic restore and borg extract of it to a file, and a
+// cold read of the plain file. It also records the disk footprint (du -sb
+// of each store, after the ckptfs daemons unmount) per generation. Results
+// go to docs/bench-{xen,footprint,restore}.csv and, with gnuplot, the
+// charts docs/bench-{xen,footprint,restore}.png.
 func BenchmarkXenSeries(b *testing.B) {
 	for _, tool := range []string{"restic", "borg"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -87,18 +92,30 @@ func BenchmarkXenSeries(b *testing.B) {
 	}
 	pages := int64(envInt("CKPTFS_XEN_PAGES", 524288))
 	gens := envInt("CKPTFS_XEN_GENS", 10)
-	csv, err := os.Create("bench-xen.csv")
+	csv, err := os.Create(filepath.Join(docsDir, "bench-xen.csv"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer csv.Close()
 	fmt.Fprintln(csv, "dirty,gen,ideal (raw),ckptfs-pages,ckptfs-cdc,restic,borg,plain")
+	foot, err := os.Create(filepath.Join(docsDir, "bench-footprint.csv"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer foot.Close()
+	fmt.Fprintln(foot, "dirty,gen,ckptfs-pages,restic,borg,plain")
+	rest, err := os.Create(filepath.Join(docsDir, "bench-restore.csv"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rest.Close()
+	fmt.Fprintln(rest, "dirty,ckptfs mount (cold),restic restore,borg extract,plain file (cold)")
 	for _, dirty := range []float64{0.01, 0.05} {
 		b.Run(fmt.Sprintf("dirty=%.0f%%", dirty*100), func(b *testing.B) {
 			tmp := b.TempDir()
 			mk := func(d string) string { p := filepath.Join(tmp, d); os.MkdirAll(p, 0o755); return p }
 			pagesStore, cdcStore := filepath.Join(tmp, "store-pages"), filepath.Join(tmp, "store-cdc")
-			serve(b, exec.Command(ckptfsBin, "mount", "--xen-pages", pagesStore, mk("mnt-pages")))
+			dp := startDaemon(b, ckptfsBin, pagesStore, mk("mnt-pages"), "--xen-pages")
 			serve(b, exec.Command(ckptfsBin, "mount", cdcStore, mk("mnt-cdc")))
 			self, _ := os.Executable()
 			noop := exec.Command(self, "-test.run=^$")
@@ -108,6 +125,7 @@ func BenchmarkXenSeries(b *testing.B) {
 			run(b, env, "restic", "init", "-q", "-r", filepath.Join(tmp, "restic"))
 			run(b, env, "borg", "init", "--encryption=none", filepath.Join(tmp, "borg"))
 			var ideal, plain int64
+			plainDir := mk("plain")
 			for gen := 0; gen < gens; gen++ {
 				g := xentest.Guest{Name: "bench", UUID: "bench-uuid", Pages: pages, VCPUs: 2, Seed: 42, Gen: gen, Dirty: dirty}
 				img := filepath.Join(tmp, "img")
@@ -140,6 +158,11 @@ func BenchmarkXenSeries(b *testing.B) {
 				sp, sc := ckptfsStored(b, pagesStore), ckptfsStored(b, cdcStore)
 				sr, sb := duBytes(b, filepath.Join(tmp, "restic")), duBytes(b, filepath.Join(tmp, "borg"))
 				fmt.Fprintf(csv, "%.2f,%d,%d,%d,%d,%d,%d,%d\n", dirty, gen, ideal, sp, sc, sr, sb, plain)
+				// Footprint: what each keeps on disk (du -sb; plain: every
+				// image kept as a file, of which only the newest stays here).
+				fmt.Fprintf(foot, "%.2f,%d,%d,%d,%d,%d\n", dirty, gen, duBytes(b, pagesStore), sr, sb, plain)
+				os.Remove(filepath.Join(plainDir, fmt.Sprint("gen", gen-1)))
+				os.Rename(img, filepath.Join(plainDir, fmt.Sprint("gen", gen)))
 				b.Logf("gen %d: write MB/s pages %.0f cdc %.0f noop %.0f (pages/noop %.2f); stored MB ideal %.1f pages %.1f cdc %.1f restic %.1f borg %.1f plain %.1f",
 					gen, wPages, wCDC, wNoop, wPages/wNoop, float64(ideal)/1e6, float64(sp)/1e6, float64(sc)/1e6, float64(sr)/1e6, float64(sb)/1e6, float64(plain)/1e6)
 				if gen == gens-1 {
@@ -148,14 +171,50 @@ func BenchmarkXenSeries(b *testing.B) {
 					b.ReportMetric(float64(sr)/float64(ideal), "restic-vs-ideal")
 					b.ReportMetric(float64(sb)/float64(ideal), "borg-vs-ideal")
 				}
-				os.Remove(img)
 			}
+			// Restore the newest generation each way, cold.
+			last := fmt.Sprint("gen", gens-1)
+			st, _ := os.Stat(filepath.Join(plainDir, last))
+			size := float64(st.Size())
+			dp.stop(b)
+			dp = startDaemon(b, ckptfsBin, pagesStore, filepath.Join(tmp, "mnt-pages"), "--xen-pages")
+			rCk := coldRead(b, filepath.Join(tmp, "mnt-pages", last))
+			dp.stop(b)
+			rPlain := coldRead(b, filepath.Join(plainDir, last))
+			restore := func(name string, args ...string) float64 {
+				out := mk("restore-" + name)
+				sysstat.DropCaches()
+				start := time.Now()
+				cmd := exec.Command(name, args...)
+				cmd.Dir, cmd.Env = out, append(os.Environ(), env...)
+				if o, err := cmd.CombinedOutput(); err != nil {
+					b.Fatalf("%s: %v\n%s", name, err, o)
+				}
+				mbs := size / 1e6 / time.Since(start).Seconds()
+				os.RemoveAll(out)
+				return mbs
+			}
+			rRestic := restore("restic", "restore", "-q", "-r", filepath.Join(tmp, "restic"), "latest", "--target", ".")
+			rBorg := restore("borg", "extract", filepath.Join(tmp, "borg")+"::gen"+strconv.Itoa(gens-1))
+			fmt.Fprintf(rest, "%.2f,%.1f,%.1f,%.1f,%.1f\n", dirty, rCk, rRestic, rBorg, rPlain)
+			b.Logf("restore of generation %d (%.0f MB), MB/s: ckptfs mount cold %.0f, restic restore %.0f, borg extract %.0f, plain file cold %.0f (ckptfs/plain %.2f, ckptfs/restic %.2f, ckptfs/borg %.2f)",
+				gens-1, size/1e6, rCk, rRestic, rBorg, rPlain, rCk/rPlain, rCk/rRestic, rCk/rBorg)
 		})
 	}
-	csv.Close()
+	for _, f := range []*os.File{csv, foot, rest} {
+		f.Close()
+	}
 	if _, err := exec.LookPath("gnuplot"); err == nil {
-		if out, err := exec.Command("gnuplot", "bench-xen.gp").CombinedOutput(); err != nil {
-			b.Logf("gnuplot: %v %s", err, out)
+		for _, gp := range []string{"bench-xen.gp", "bench-footprint.gp", "bench-restore.gp"} {
+			cmd := exec.Command("gnuplot", gp)
+			cmd.Dir = docsDir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Logf("gnuplot %s: %v %s", gp, err, out)
+			}
 		}
 	}
 }
+
+// docsDir is where the benchmark charts and their data go (the
+// repository's docs/, from the package directory).
+const docsDir = "../../docs"

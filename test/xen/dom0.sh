@@ -67,7 +67,9 @@ check $rc "xl-save-into-mount final (tick $before)"
 stored final
 xl list guest >/dev/null 2>&1; [ $? != 0 ]; check $? "guest-stopped-by-save"
 
-t=$(now); xl restore -e $CK/guest/final; rc=$?
+# The newest checkpoint by its stable name: guest/latest, kept by the daemon.
+[ "$(readlink $CK/guest/latest)" = final ]; check $? "latest-names-newest-checkpoint ($(readlink $CK/guest/latest))"
+t=$(now); xl restore -e $CK/guest/latest; rc=$?
 echo "TIME restore-mount $(since $t)s"
 check $rc "xl-restore-from-mount"
 waittick $(( before + 2 )) 120; check $? "counter-continues-after-restore (before $before, now $(tick))"

@@ -1,5 +1,6 @@
 # Chart of BenchmarkXenSeries: stored bytes per generation for each system
-# ("ideal" = first image + dirty pages, uncompressed). Run from test/bench.
+# ("ideal" = first image + dirty pages, uncompressed). Run in docs/ (make
+# bench does).
 set datafile separator ","
 set terminal png size 1100,450
 set output "bench-xen.png"
