@@ -112,7 +112,9 @@ fuzz:
 	$(call fuzz1,FuzzParseApply,./fs/transfer,10000x)
 
 # Benchmarks: throughput through the mount vs a plain file and a no-op FUSE
-# filesystem in the same run, and peak daemon RSS. See README.
+# filesystem in the same run, peak daemon RSS, and the charts in docs/
+# (BenchmarkXenSeries: stored bytes, disk footprint and restore speed
+# against restic, borg and plain files). See docs/measurements.md.
 bench: deps
 	@command -v restic >/dev/null && command -v borg >/dev/null && command -v gnuplot >/dev/null || \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q restic borgbackup gnuplot-nox)

@@ -13,5 +13,5 @@ set boxwidth 0.9
 set key top left
 set ylabel "MB/s"
 set yrange [0:*]
-set xtics ("1% dirty" 0, "5% dirty" 1)
+set xtics ("1%% dirty" 0, "5%% dirty" 1)
 plot for [c=2:5] "bench-restore.csv" using c title columnheader(c)

@@ -116,7 +116,7 @@ func BenchmarkXenSeries(b *testing.B) {
 			mk := func(d string) string { p := filepath.Join(tmp, d); os.MkdirAll(p, 0o755); return p }
 			pagesStore, cdcStore := filepath.Join(tmp, "store-pages"), filepath.Join(tmp, "store-cdc")
 			dp := startDaemon(b, ckptfsBin, pagesStore, mk("mnt-pages"), "--xen-pages")
-			serve(b, exec.Command(ckptfsBin, "mount", cdcStore, mk("mnt-cdc")))
+			serve(b, exec.Command(ckptfsBin, "mount", "--xen-pages=false", cdcStore, mk("mnt-cdc"))) // page mode is the default since format 3
 			self, _ := os.Executable()
 			noop := exec.Command(self, "-test.run=^$")
 			noop.Env = append(os.Environ(), "CKPTFS_NOOP_SERVE="+mk("noop"))
