@@ -166,6 +166,7 @@ grep -a 'ckptfs: ' /tmp/remus.err | grep -av 'ckptfs: checkpoint' | tail -3 | se
 grep -aq 'the sender stopped; [0-9]* checkpoints published, intact' /tmp/remus.err; check $? "receiver-says-the-stream-ended"
 g3=$(gens)
 [ "$g3" -ge "$g2" ] && [ -z "$(ls -A $D | grep -v '^[0-9]')" ]; check $? "generations-intact ($g3 published, none half-written)"
+[ "$(readlink $D/latest)" = "$(ls $D | tail -1)" ]; check $? "latest-names-newest-generation ($(readlink $D/latest))"
 xl destroy guest
 
 # 5. Restore the latest and an older generation from the mount: the counter
