@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -33,7 +34,8 @@ func listenMetrics(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// serveMetrics serves src's metrics at /metrics on ln until stop is called.
+// serveMetrics serves src's metrics at /metrics on ln until stop is
+// called; stop waits for scrapes in progress (they read the store).
 func serveMetrics(ln net.Listener, src metrics.Source) (stop func()) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", metrics.Handler(src))
@@ -42,7 +44,11 @@ func serveMetrics(ln net.Listener, src metrics.Source) (stop func()) {
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
-	return func() { srv.Close() }
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}
 }
 
 func (m *mountMetrics) Counters() metrics.Counters {

@@ -137,8 +137,10 @@ func runMount(o mountOptions, store, mnt string) error {
 		return err
 	}
 	defer ctl.Close()
+	stopMetrics := func() {}
 	if ln != nil {
-		defer serveMetrics(ln, &mountMetrics{d: d, store: absStore, data: m.Data})()
+		stopMetrics = serveMetrics(ln, &mountMetrics{d: d, store: absStore, data: m.Data})
+		defer stopMetrics()
 		logger.Printf("metrics at http://%s/metrics", ln.Addr())
 	}
 	if !o.policy.Empty() {
@@ -174,7 +176,8 @@ func runMount(o mountOptions, store, mnt string) error {
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 	m.Server.Wait()
 	daemon.SdNotify(false, daemon.SdNotifyStopping)
-	ctl.Close() // no request reaches a store being closed
+	stopMetrics() // no scrape reads a store being closed
+	ctl.Close()   // nor a request
 	err = m.Close()
 	signal.Stop(sigs)
 	if err != nil {

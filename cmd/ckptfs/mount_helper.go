@@ -29,7 +29,7 @@ var ignoredOptions = map[string]bool{
 	"users": true, "owner": true, "group": true, "nofail": true, "_netdev": true,
 	"async": true, "sync": true, "atime": true, "noatime": true, "relatime": true,
 	"norelatime": true, "strictatime": true, "diratime": true, "nodiratime": true,
-	"lazytime": true, "nolazytime": true, "default_permissions": true, "background": true,
+	"lazytime": true, "nolazytime": true, "default_permissions": true,
 }
 
 // optionAliases are the FUSE spellings of ckptfs's flags.
