@@ -100,7 +100,7 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 		// after xl save sees it. No lock of ours is held: a lookup in the
 		// directory (which the kernel's invalidation waits for) may need
 		// the node's.
-		if _, p := h.n.Parent(); p != nil {
+		if _, p := h.n.Parent(); p != nil && h.n.fsys.hadNoLatest(p.StableAttr().Ino) {
 			p.NotifyEntry(LatestName)
 		}
 	}

@@ -61,6 +61,9 @@ type FS struct {
 	nodes sync.Map // uint64 -> weak.Pointer[Node]
 	limit chunkstore.Limiter
 	stats Stats
+	// noLatest marks the directories whose latest link a lookup may
+	// have answered "none" for (dir inode -> struct{}); see LatestChanged.
+	noLatest sync.Map
 }
 
 // Stats are the filesystem's counters since it was mounted.
@@ -154,7 +157,6 @@ func (f *FS) Remove(parent uint64, name string, ino uint64) error {
 	if errno := f.forget(ch, in); errno != 0 {
 		return errno
 	}
-	f.LatestChanged(parent)
 	if p != nil {
 		if ch != nil {
 			p.RmChild(name)

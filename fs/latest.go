@@ -14,8 +14,8 @@ import (
 // it names the directory's newest whole image, so that
 // `xl restore /ckpt/GUEST/latest` restores the newest checkpoint of the
 // guest whose checkpoints are kept in /ckpt/GUEST. It is not stored: it is
-// worked out on every lookup, so it follows each published generation and
-// each expiry at once. A real entry of that name hides it. readdir lists
+// worked out at every lookup and readlink, so it follows each published
+// generation and each expiry at once. A real entry of that name hides it. readdir lists
 // it only with Config.ListLatest (mount --list-latest).
 const LatestName = "latest"
 
@@ -29,11 +29,11 @@ type xenNamespace interface {
 	GetXen(ino uint64) (index.XenInfo, error)
 }
 
-// latestImage returns the directory's newest whole xl save image (by
+// newestImage returns the directory's newest whole xl save image (by
 // modification time, then creation order) among those owned by the
 // directory's owner: another user's file in a shared directory never
 // becomes what root restores. ok is false if there is none.
-func (f *FS) latestImage(dir index.Inode, ents []index.Dirent) (name string, img index.Inode, ok bool) {
+func (f *FS) newestImage(dir index.Inode, ents []index.Dirent) (name string, img index.Inode, ok bool) {
 	xn, can := f.ns.(xenNamespace)
 	if !can {
 		return "", img, false
@@ -56,39 +56,55 @@ func (f *FS) latestImage(dir index.Inode, ents []index.Dirent) (name string, img
 	return name, img, ok
 }
 
-// latest returns the latest link of directory ino: its target and
-// attributes. ok is false when the directory has no image or a real entry
-// named LatestName.
-func (f *FS) latest(ino uint64) (target string, attr index.Inode, ok bool, err error) {
+// dirEntries returns directory ino and its entries.
+func (f *FS) dirEntries(ino uint64) (index.Inode, []index.Dirent, error) {
 	dir, err := f.ns.Get(ino)
 	if err != nil {
-		return "", attr, false, err
+		return dir, nil, err
 	}
 	ents, err := f.ns.ReadDir(ino)
-	if err != nil {
-		return "", attr, false, err
-	}
-	return f.latestOf(dir, ents)
+	return dir, ents, err
 }
 
-func (f *FS) latestOf(dir index.Inode, ents []index.Dirent) (string, index.Inode, bool, error) {
+// latestLink is a directory's latest link as a lookup found it: its
+// target and attributes.
+type latestLink struct {
+	target string
+	attr   index.Inode
+}
+
+// latest returns directory ino's latest link; ok is false when the
+// directory has no image or a real entry named LatestName.
+func (f *FS) latest(ino uint64) (latestLink, bool, error) {
+	dir, ents, err := f.dirEntries(ino)
+	if err != nil {
+		return latestLink{}, false, err
+	}
+	l, ok := f.linkOf(dir, ents)
+	return l, ok, nil
+}
+
+func (f *FS) linkOf(dir index.Inode, ents []index.Dirent) (latestLink, bool) {
 	for _, e := range ents {
 		if e.Name == LatestName {
-			return "", index.Inode{}, false, nil
+			return latestLink{}, false
 		}
 	}
-	name, img, ok := f.latestImage(dir, ents)
+	name, img, ok := f.newestImage(dir, ents)
 	if !ok {
-		return "", index.Inode{}, false, nil
+		return latestLink{}, false
 	}
-	return name, index.Inode{
+	return latestLink{name, index.Inode{
 		Ino: dir.Ino | latestBit, Mode: syscall.S_IFLNK | 0o777, Nlink: 1,
 		UID: img.UID, GID: img.GID, Size: int64(len(name)),
 		Atime: img.Mtime, Mtime: img.Mtime, Ctime: img.Mtime, Target: name,
-	}, true, nil
+	}}, true
 }
 
-// latestNode is a directory's latest link.
+// latestNode is a directory's latest link. The kernel may keep its entry
+// and attributes for the mount's timeouts, so readlink and getattr work
+// the link out again each time: a path walk through it always gets the
+// newest image.
 type latestNode struct {
 	gofs.Inode
 	fsys *FS
@@ -100,53 +116,72 @@ var (
 	_ gofs.NodeGetattrer  = (*latestNode)(nil)
 )
 
-func (l *latestNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	target, _, ok, err := l.fsys.latest(l.dir)
+// current returns the link now; ENOENT if it went since the lookup.
+func (l *latestNode) current(op string) (latestLink, syscall.Errno) {
+	cur, ok, err := l.fsys.latest(l.dir)
 	if err != nil {
-		return nil, l.fsys.toErrno("readlink latest", nil, err)
+		return cur, l.fsys.toErrno(op, nil, err)
 	}
 	if !ok {
-		return nil, syscall.ENOENT // the last image went since the lookup
+		return cur, syscall.ENOENT
 	}
-	return []byte(target), 0
+	return cur, 0
+}
+
+func (l *latestNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	cur, errno := l.current("readlink latest")
+	return []byte(cur.target), errno
 }
 
 func (l *latestNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	_, in, ok, err := l.fsys.latest(l.dir)
-	if err != nil {
-		return l.fsys.toErrno("getattr latest", nil, err)
+	cur, errno := l.current("getattr latest")
+	if errno == 0 {
+		fillAttr(&cur.attr, &out.Attr)
 	}
-	if !ok {
-		return syscall.ENOENT
-	}
-	fillAttr(&in, &out.Attr)
-	out.SetTimeout(0)
-	return 0
+	return errno
 }
 
 // lookupLatest answers a lookup of LatestName that the index does not
-// hold. The kernel is told not to cache it, so each path walk asks again.
+// hold. The directory is marked first as one the kernel may hold "no
+// latest" for (see hadNoLatest), so that an image arriving while the
+// lookup runs still invalidates the answer.
 func (n *Node) lookupLatest(ctx context.Context, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	_, in, ok, err := n.fsys.latest(n.ino())
+	n.fsys.noLatest.Store(n.ino(), struct{}{})
+	l, ok, err := n.fsys.latest(n.ino())
 	if err != nil {
 		return nil, n.fsys.toErrno("lookup latest", n, err)
 	}
 	if !ok {
 		return nil, syscall.ENOENT
 	}
-	ch := n.NewInode(ctx, &latestNode{fsys: n.fsys, dir: n.ino()}, gofs.StableAttr{Mode: syscall.S_IFLNK, Ino: in.Ino})
-	fillAttr(&in, &out.Attr)
-	out.SetEntryTimeout(0)
-	out.SetAttrTimeout(0)
+	ch := n.NewInode(ctx, &latestNode{fsys: n.fsys, dir: n.ino()}, gofs.StableAttr{Mode: syscall.S_IFLNK, Ino: l.attr.Ino})
+	fillAttr(&l.attr, &out.Attr)
 	return ch, 0
 }
 
-// LatestChanged tells the kernel to forget what it cached of directory
-// dir's latest link (a negative entry, mostly: a directory's first image).
-// Asynchronous: the kernel may hold the directory's lock while the request
-// that calls it runs. The daemon's own writers (xen receive) call it too.
-func (f *FS) LatestChanged(dir uint64) {
-	if p := f.node(dir); p != nil {
+// hadNoLatest reports whether a lookup of LatestName in directory dir
+// may have left the kernel a negative entry (cached for NegativeTimeout),
+// and forgets the mark. A positive entry needs no telling (readlink works
+// the link out each time); a negative one must be dropped when an image
+// arrives (closed, renamed in, published).
+func (f *FS) hadNoLatest(dir uint64) bool {
+	_, ok := f.noLatest.LoadAndDelete(dir)
+	return ok
+}
+
+// latestArrived invalidates the kernel's negative entry for directory
+// node p's latest link, if it may hold one. Asynchronous: the kernel may
+// hold the directory's lock while the request that calls it runs.
+func (f *FS) latestArrived(p *gofs.Inode) {
+	if p != nil && f.hadNoLatest(p.StableAttr().Ino) {
 		go p.NotifyEntry(LatestName)
+	}
+}
+
+// LatestChanged is latestArrived for the daemon's own writers (xen
+// receive publishing into directory dir).
+func (f *FS) LatestChanged(dir uint64) {
+	if n := f.node(dir); n != nil {
+		f.latestArrived(n.EmbeddedInode())
 	}
 }

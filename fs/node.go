@@ -122,8 +122,8 @@ func (n *Node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 		}
 	}
 	if dir, err := n.fsys.ns.Get(n.ino()); n.fsys.listLatest && err == nil {
-		if _, l, ok, _ := n.fsys.latestOf(dir, ents); ok {
-			list = append(list, fuse.DirEntry{Name: LatestName, Ino: l.Ino, Mode: syscall.S_IFLNK})
+		if l, ok := n.fsys.linkOf(dir, ents); ok {
+			list = append(list, fuse.DirEntry{Name: LatestName, Ino: l.attr.Ino, Mode: syscall.S_IFLNK})
 		}
 	}
 	return gofs.NewListDirStream(list), 0
@@ -291,9 +291,8 @@ func (n *Node) release(h *handle) syscall.Errno {
 		if n.writers == 0 && n.w != nil {
 			errno = n.commitLocked("release")
 			if n.w.CommittedImage() {
-				if _, p := n.Parent(); p != nil {
-					n.fsys.LatestChanged(p.StableAttr().Ino)
-				}
+				_, p := n.Parent()
+				n.fsys.latestArrived(p)
 			}
 			n.w.Close()
 			n.w = nil
@@ -438,7 +437,7 @@ func (n *Node) Unlink(ctx context.Context, name string) syscall.Errno {
 	ch := n.GetChild(name)
 	in, err := n.fsys.ns.Unlink(n.ino(), name, now())
 	if errors.Is(err, index.ErrNotFound) && name == LatestName {
-		if _, _, ok, _ := n.fsys.latest(n.ino()); ok {
+		if _, ok, _ := n.fsys.latest(n.ino()); ok {
 			return syscall.EPERM // the daemon's link, not an entry
 		}
 	}
@@ -475,8 +474,7 @@ func (n *Node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	if err != nil {
 		return n.fsys.toErrno("rename", n, err)
 	}
-	n.fsys.LatestChanged(n.ino())
-	n.fsys.LatestChanged(np.StableAttr().Ino)
+	n.fsys.latestArrived(np) // an image may have moved in
 	if replaced.Ino != 0 {
 		return n.forget(ch, replaced)
 	}

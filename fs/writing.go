@@ -1,7 +1,5 @@
 package fs
 
-import "syscall"
-
 // Writing is a file open for writing through the mount, as far as written.
 type Writing struct {
 	Path string `json:"path"` // from the mount's root
@@ -32,9 +30,9 @@ func (f *FS) Writing() []Writing {
 		}
 		wr := Writing{Path: n.Path(nil), Size: size}
 		if _, p := n.Parent(); p != nil {
-			if target, _, ok, err := f.latest(p.StableAttr().Ino); err == nil && ok {
-				if in, err := f.ns.Lookup(p.StableAttr().Ino, target); err == nil && in.Mode&syscall.S_IFMT == syscall.S_IFREG && in.Ino != k.(uint64) {
-					wr.Expected = in.Size
+			if dir, ents, err := f.dirEntries(p.StableAttr().Ino); err == nil {
+				if _, img, ok := f.newestImage(dir, ents); ok && img.Ino != n.ino() {
+					wr.Expected = img.Size
 				}
 			}
 		}

@@ -29,11 +29,7 @@ func runFsckCmd(args []string) error {
 func runFsck(w io.Writer, o fsckOptions, store string) error {
 	var r gc.FsckReport
 	pr := newProgress("fsck", true)
-	defer pr.finish()
-	var p gc.Progress
-	if pr.enabled() {
-		p = pr.update
-	}
+	p := pr.gc()
 	err := withStore(store, "/fsck", &r, p, func(cs *chunkstore.Store, x *index.Index) error {
 		rep, err := gc.FsckProgress(cs, x, p)
 		if rep != nil {

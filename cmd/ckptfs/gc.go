@@ -106,11 +106,7 @@ func runGC(w io.Writer, store string, req gcRequest, asJSON bool) error {
 	var rep gcReport
 	q, _ := json.Marshal(req)
 	pr := newProgress("gc", false)
-	defer pr.finish()
-	var p gc.Progress
-	if pr.enabled() {
-		p = pr.update
-	}
+	p := pr.gc()
 	err := askDaemon(store, "/gc?req="+url.QueryEscape(string(q)), &rep, p)
 	if errors.Is(err, errNoDaemon) {
 		err = offlineGC(store, req, &rep, p)

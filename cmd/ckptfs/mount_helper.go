@@ -83,9 +83,9 @@ func isHelperCall(args []string) bool {
 	return err == nil
 }
 
-// daemonEnv marks the re-executed daemon of a background mount; its value
-// is the log file ("" for syslog). The daemon reports to its parent on
-// fd 3: the ready line, or why it failed.
+// daemonEnv=1 marks the re-executed daemon of a background mount (it
+// parses the same arguments). The daemon reports to its parent on fd 3:
+// the ready line, or why it failed.
 const daemonEnv = "CKPTFS_DAEMON"
 
 // reportFD is the background daemon's end of the pipe to its parent; nil
@@ -96,8 +96,8 @@ var reportFD *os.File
 // serves the mount (printing its ready line) or has failed (with its error
 // and exit code). In the daemon itself it mounts, reporting to the parent.
 func mountBackground(o mountOptions, store, mnt string) error {
-	if logFile, ok := os.LookupEnv(daemonEnv); ok {
-		return runDaemon(o, store, mnt, logFile)
+	if os.Getenv(daemonEnv) == "1" {
+		return runDaemon(o, store, mnt)
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -116,7 +116,7 @@ func mountBackground(o mountOptions, store, mnt string) error {
 		return fail(exitError, "mount: %v", err)
 	}
 	cmd := exec.Command(exe, os.Args[1:]...)
-	cmd.Env = append(os.Environ(), daemonEnv+"="+o.logFile)
+	cmd.Env = append(os.Environ(), daemonEnv+"=1")
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -145,13 +145,13 @@ func mountBackground(o mountOptions, store, mnt string) error {
 	return &exitErr{code, errors.New(strings.TrimPrefix(line, "ckptfs: "))}
 }
 
-// runDaemon is the background daemon: it logs to logFile (its stderr, set
+// runDaemon is the background daemon: it logs to --log (its stderr, set
 // up by the parent) or to syslog, and reports ready on fd 3.
-func runDaemon(o mountOptions, store, mnt, logFile string) error {
+func runDaemon(o mountOptions, store, mnt string) error {
 	reportFD = os.NewFile(3, "report")
 	syscall.CloseOnExec(3)
 	o.logger = log.New(os.Stderr, "ckptfs: ", log.LstdFlags)
-	if logFile == "" {
+	if o.logFile == "" {
 		if w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_INFO, "ckptfs"); err == nil {
 			o.logger = log.New(w, "", 0)
 		}

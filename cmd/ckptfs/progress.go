@@ -9,6 +9,8 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/gc"
 )
 
 // progress shows long work as a bar with rate and ETA on stderr when it is
@@ -116,6 +118,16 @@ func (p *progress) finishLocked() {
 
 // enabled reports whether anything is shown.
 func (p *progress) enabled() bool { return p != nil && p.w != nil }
+
+// gc returns p as the libraries' progress callback; nil when nothing is
+// shown, so that no work is done to report it (and the daemon streams
+// none).
+func (p *progress) gc() gc.Progress {
+	if !p.enabled() {
+		return nil
+	}
+	return p.update
+}
 
 // Write writes log lines above the bar: it clears the bar, which the next
 // update draws again.
