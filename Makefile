@@ -58,7 +58,7 @@ run: build
 # rsync and fuse3 (fusermount3, for the non-root mount tests), setpriv
 # and unshare (util-linux), systemd-analyze (systemd, to verify the units
 # make install puts in place), script (bsdutils: a terminal for the
-# progress tests), e2fsprogs (mkfs.ext4 for the full-disk test's loop device).
+# progress tests), pgrep (procps), e2fsprogs (mkfs.ext4 for the full-disk test's loop device).
 # fusermount3 opens /dev/fuse as the calling user: Debian's udev rule makes
 # it 0666, a container may not.
 deps:
@@ -72,11 +72,12 @@ deps:
 	test -x /usr/sbin/sshd || need="$$need openssh-server"; \
 	command -v systemd-analyze >/dev/null || need="$$need systemd"; \
 	command -v script >/dev/null || need="$$need bsdutils"; \
+	command -v pgrep >/dev/null || need="$$need procps"; \
 	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "make deps: missing$$need; install them (as root: make deps)"; exit 1; fi; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need || exit 1; \
 	fi; \
-	for c in go rsync fusermount3 mount.fuse3 setpriv unshare script mkfs.ext4 losetup systemd-analyze; do \
+	for c in go rsync fusermount3 mount.fuse3 setpriv unshare script pgrep mkfs.ext4 losetup systemd-analyze; do \
 	  command -v $$c >/dev/null || { echo "make deps: $$c still missing"; exit 1; }; \
 	done
 	@if [ -e /dev/fuse ] && [ "$$(id -u)" = 0 ]; then chmod 0666 /dev/fuse; fi
