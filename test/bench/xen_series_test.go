@@ -180,6 +180,10 @@ func BenchmarkXenSeries(b *testing.B) {
 			dp = startDaemon(b, ckptfsBin, pagesStore, filepath.Join(tmp, "mnt-pages"), "--xen-pages")
 			rCk := coldRead(b, filepath.Join(tmp, "mnt-pages", last))
 			dp.stop(b)
+			// The footprint at rest: du of the store once its daemon unmounted.
+			ck, rs, bg := duBytes(b, pagesStore), duBytes(b, filepath.Join(tmp, "restic")), duBytes(b, filepath.Join(tmp, "borg"))
+			b.Logf("du -sb after unmount, %d generations: ckptfs %d, restic %d, borg %d, plain files %d (ckptfs/restic %.2f, ckptfs/borg %.2f, ckptfs/plain %.3f)",
+				gens, ck, rs, bg, plain, float64(ck)/float64(rs), float64(ck)/float64(bg), float64(ck)/float64(plain))
 			rPlain := coldRead(b, filepath.Join(plainDir, last))
 			restore := func(name string, args ...string) float64 {
 				out := mk("restore-" + name)
