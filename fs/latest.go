@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"fmt"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -15,8 +16,16 @@ import (
 // `xl restore /ckpt/GUEST/latest` restores the newest checkpoint of the
 // guest whose checkpoints are kept in /ckpt/GUEST. It is not stored: it is
 // worked out at every lookup and readlink, so it follows each published
-// generation and each expiry at once. A real entry of that name hides it. readdir lists
-// it only with Config.ListLatest (mount --list-latest).
+// generation and each expiry at once. readdir lists it only with
+// Config.ListLatest (mount --list-latest).
+//
+// The name is the directory owner's: only the directory's owner (or root)
+// may create, link or rename an entry onto LatestName, so that in a
+// shared (sticky or group-writable) directory nobody else can put a file
+// where root's `xl restore DIR/latest` looks. A real entry of that name,
+// made by the owner, hides the link; one owned by anybody else (from
+// before this rule, or arriving by a transfer) is refused at lookup
+// (EACCES, logged), never followed.
 const LatestName = "latest"
 
 // latestBit marks the inode numbers of latest links: the directory's inode
@@ -54,6 +63,41 @@ func (f *FS) newestImage(dir index.Inode, ents []index.Dirent) (name string, img
 		}
 	}
 	return name, img, ok
+}
+
+// mayTakeLatest refuses (EACCES) a caller other than root and the
+// directory's owner an entry named LatestName in directory n.
+func (n *Node) mayTakeLatest(ctx context.Context, name string) syscall.Errno {
+	if name != LatestName {
+		return 0
+	}
+	uid, _ := caller(ctx)
+	if uid == 0 {
+		return 0
+	}
+	dir, err := n.attr()
+	if err != nil {
+		return n.fsys.toErrno("latest", n, err)
+	}
+	if uid != dir.UID {
+		return syscall.EACCES
+	}
+	return 0
+}
+
+// checkRealLatest refuses a real entry named LatestName in directory n
+// that is not owned by the directory's owner (or root): it must not stand
+// in for the directory's newest image.
+func (f *FS) checkRealLatest(n *Node, in index.Inode) syscall.Errno {
+	dir, err := n.attr()
+	if err != nil {
+		return f.toErrno("lookup latest", n, err)
+	}
+	if in.UID == dir.UID || in.UID == 0 {
+		return 0
+	}
+	f.limit.Print(f.log, fmt.Sprintf("REFUSED /%s: an entry named %s owned by uid %d, not by the directory's owner (uid %d): not followed", n.Path(nil)+"/"+LatestName, LatestName, in.UID, dir.UID))
+	return syscall.EACCES
 }
 
 // dirEntries returns directory ino and its entries.

@@ -107,6 +107,11 @@ func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 	if err != nil {
 		return nil, n.fsys.toErrno("lookup", n, err)
 	}
+	if name == LatestName {
+		if errno := n.fsys.checkRealLatest(n, in); errno != 0 {
+			return nil, errno
+		}
+	}
 	return n.child(ctx, in, out), 0
 }
 
@@ -149,6 +154,9 @@ func (n *Node) createDev(ctx context.Context, name string, mode uint32, target s
 		return nil, index.Inode{}, syscall.EROFS
 	}
 	if errno := checkNewName(name); errno != 0 {
+		return nil, index.Inode{}, errno
+	}
+	if errno := n.mayTakeLatest(ctx, name); errno != 0 {
 		return nil, index.Inode{}, errno
 	}
 	uid, gid := caller(ctx)
@@ -194,6 +202,9 @@ func (n *Node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 		return nil, syscall.EROFS
 	}
 	if errno := checkNewName(name); errno != 0 {
+		return nil, errno
+	}
+	if errno := n.mayTakeLatest(ctx, name); errno != 0 {
 		return nil, errno
 	}
 	in, err := n.fsys.ns.Link(n.ino(), name, target.EmbeddedInode().StableAttr().Ino, now())
@@ -466,7 +477,15 @@ func (n *Node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		return errno
 	}
 	np := newParent.EmbeddedInode()
+	if npn, ok := newParent.(*Node); ok {
+		if errno := npn.mayTakeLatest(ctx, newName); errno != 0 {
+			return errno
+		}
+	}
 	if flags&renameExchange != 0 {
+		if errno := n.mayTakeLatest(ctx, name); errno != 0 { // the other entry moves onto name
+			return errno
+		}
 		return n.fsys.toErrno("rename", n, n.fsys.ns.Exchange(n.ino(), name, np.StableAttr().Ino, newName, now()))
 	}
 	ch := np.GetChild(newName)

@@ -3,10 +3,12 @@ package e2e
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,5 +118,115 @@ func TestLatest(t *testing.T) {
 	}
 	if st, err := os.Lstat(latest); err != nil || !st.Mode().IsRegular() {
 		t.Fatalf("a real latest: %v %v", st, err)
+	}
+}
+
+// TestLatestTakeover: in a shared directory another user can neither put
+// a file, a symlink or a hard link where `latest` is looked up, nor rename
+// one onto it, before root's first image or after; a `latest` entry owned
+// by someone other than the directory's owner (one made before this rule)
+// fails the lookup instead of standing in for root's newest image.
+func TestLatestTakeover(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch users")
+	}
+	tmp := worldDir(t, "ckptfs-latest-takeover")
+	d := mount(t, filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt"), "--allow-other")
+	sticky, group := filepath.Join(d.mnt, "web1"), filepath.Join(d.mnt, "web2")
+	for _, dir := range []string{sticky, group} {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chmod(sticky, 0o1777)
+	os.Chown(group, 0, 65534)
+	os.Chmod(group, 0o775)
+	as := func(args ...string) error {
+		out, err := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups"}, args...)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	}
+	asGroup := func(args ...string) error {
+		out, err := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--groups=65534"}, args...)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	}
+	img := func(gen int) []byte {
+		return xentest.Guest{Name: "web1", UUID: "1a7e5700-0000-4000-8000-0000000000aa", Pages: 256, VCPUs: 1, Seed: 5, Gen: gen, Dirty: 0.2}.Bytes()
+	}
+	// The attacker's own image, a real one, in both directories.
+	for _, dir := range []string{sticky, group} {
+		theirs := filepath.Join(dir, "theirs")
+		if err := as("sh", "-c", "cat > "+theirs, ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(theirs, img(9), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Chown(theirs, 65534, 65534)
+	}
+	attempts := func(dir string, run func(...string) error) {
+		t.Helper()
+		latest := filepath.Join(dir, "latest")
+		for _, try := range [][]string{
+			{"touch", latest},
+			{"ln", "-s", "theirs", latest},
+			{"ln", filepath.Join(dir, "theirs"), latest},
+			{"mkdir", latest},
+			{"mv", filepath.Join(dir, "theirs"), latest},
+		} {
+			if err := run(try...); err == nil {
+				t.Fatalf("as uid 65534 in %s: %v succeeded", filepath.Base(dir), try)
+			} else if !strings.Contains(err.Error(), "ermission denied") && !strings.Contains(err.Error(), "File exists") {
+				ls, _ := exec.Command("ls", "-la", dir).CombinedOutput()
+				t.Fatalf("as uid 65534 in %s: %v: %v, want permission denied\n%s", filepath.Base(dir), try, err, ls)
+				_ = ls
+			}
+		}
+	}
+	attempts(sticky, as) // before root's first image
+	attempts(group, asGroup)
+	for _, dir := range []string{sticky, group} {
+		if err := os.WriteFile(filepath.Join(dir, "c0"), img(0), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	attempts(sticky, as) // after it
+	attempts(group, asGroup)
+	for _, dir := range []string{sticky, group} {
+		if got, err := os.Readlink(filepath.Join(dir, "latest")); err != nil || got != "c0" {
+			t.Fatalf("%s/latest = %q, %v; want c0", filepath.Base(dir), got, err)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "latest")); err != nil || !bytes.Equal(b, img(0)) {
+			t.Fatalf("reading %s/latest: %v (not root's image)", filepath.Base(dir), err)
+		}
+	}
+	// A latest entry owned by someone else, as a store from before the
+	// rule may hold: refused at lookup, never followed.
+	old := filepath.Join(d.mnt, "web3")
+	os.Mkdir(old, 0o1777)
+	latest := filepath.Join(old, "latest")
+	if err := os.Symlink("theirs", latest); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(old, "theirs"), img(9), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(filepath.Join(old, "theirs"), 65534, 65534)
+	if err := os.Lchown(latest, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(old, "c0"), img(0), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // the kernel's cached entry (1 s)
+	if b, err := os.ReadFile(latest); err == nil {
+		t.Fatalf("a latest owned by uid 65534 was followed: read %d bytes", len(b))
+	} else if !errors.Is(err, fs.ErrPermission) {
+		t.Fatalf("reading a foreign latest: %v, want EACCES", err)
 	}
 }
