@@ -55,6 +55,7 @@ type FS struct {
 	readOnly   bool
 	statfsOf   string // a path on the store's disk, for statfs
 	listLatest bool
+	mountFlags []string
 
 	// nodes maps inode numbers to the Nodes go-fuse holds for the kernel,
 	// weakly: an entry goes once go-fuse drops its Node.
@@ -87,6 +88,10 @@ type Config struct {
 	// it the link is reached by name only (as ZFS's .zfs by default), so
 	// that globs, scripts and mirrors see the real checkpoints only.
 	ListLatest bool
+	// MountFlags are the mount's flags as mount(8) spells them: nosuid,
+	// suid, nodev, dev, noexec, exec. A mount is nosuid and nodev unless
+	// they say suid or dev.
+	MountFlags []string
 }
 
 // New returns the filesystem over ns and data.
@@ -95,7 +100,7 @@ func New(ns Namespace, data *content.Store, c Config) *FS {
 	if l == nil {
 		l = log.New(os.Stderr, "ckptfs: ", log.LstdFlags)
 	}
-	return &FS{ns: ns, data: data, log: l, readOnly: c.ReadOnly, statfsOf: c.StoreDir, listLatest: c.ListLatest}
+	return &FS{ns: ns, data: data, log: l, readOnly: c.ReadOnly, statfsOf: c.StoreDir, listLatest: c.ListLatest, mountFlags: c.MountFlags}
 }
 
 func (f *FS) fsName() string {
@@ -198,6 +203,10 @@ func (f *FS) MountOptions(allowOther, debug bool) *gofs.Options {
 			Debug:         debug,
 		},
 	}
+	// go-fuse turns these into mount(2) flags (a direct mount starts
+	// from nosuid,nodev) or passes them to fusermount3.
+	o.MountOptions.Options = append(o.MountOptions.Options, "nosuid", "nodev")
+	o.MountOptions.Options = append(o.MountOptions.Options, f.mountFlags...)
 	if f.readOnly {
 		o.MountOptions.Options = append(o.MountOptions.Options, "ro")
 		o.MountOptions.DirectMountFlags = syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV

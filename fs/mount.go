@@ -97,7 +97,6 @@ func MountStore(storeDir, mnt string, mc MountConfig) (*Mounted, error) {
 		x.SetDurable(cs.CommitDurable)
 	}
 	data := content.New(cs, cs, x, mc.Content)
-	data.SetAdmit(cs.Admit)
 	mc.Config.ReadOnly = mc.ReadOnly
 	mc.Config.StoreDir = storeDir
 	f := New(x, data, mc.Config)

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -78,7 +79,8 @@ func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonG
 		progressReply(w, r, func(p gc.Progress) (any, error) { return d.run(req, p) })
 	})
 	mux.HandleFunc("/transfer", func(w http.ResponseWriter, r *http.Request) {
-		serveTransfer(w, &transfer.Local{Chunks: cs, Index: x, Data: data})
+		cred, _ := r.Context().Value(peerKey{}).(syscall.Ucred)
+		serveTransfer(w, &transfer.Local{Chunks: cs, Index: x, Data: data, As: peerCaller(cred)})
 	})
 	mux.HandleFunc("/receive", func(w http.ResponseWriter, r *http.Request) {
 		serveReceive(w, r, d, data, x)
@@ -179,6 +181,36 @@ func onlyOwner(owner uint32, h http.Handler) http.Handler {
 
 func deniedMsg(uid, owner uint32) string {
 	return fmt.Sprintf("uid %d may not control this store: only root and the store's owner (uid %d) may run stats, fsck, gc or xen receive through its daemon", uid, owner)
+}
+
+// peerCaller is the user a transfer over the control socket writes as:
+// the peer's uid, its primary gid and its supplementary groups (read from
+// /proc; none if it has gone).
+func peerCaller(cred syscall.Ucred) *transfer.Caller {
+	gids := []uint32{cred.Gid}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cred.Pid)); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(l, "Groups:"); ok {
+				for _, f := range strings.Fields(rest) {
+					if g, err := strconv.ParseUint(f, 10, 32); err == nil {
+						gids = append(gids, uint32(g))
+					}
+				}
+			}
+		}
+	}
+	return transfer.CallerOf(cred.Uid, gids...)
+}
+
+// selfCaller is the user this process writes as (nil for root).
+func selfCaller() *transfer.Caller {
+	gids := []uint32{uint32(os.Getgid())}
+	if gs, err := os.Getgroups(); err == nil {
+		for _, g := range gs {
+			gids = append(gids, uint32(g))
+		}
+	}
+	return transfer.CallerOf(uint32(os.Geteuid()), gids...)
 }
 
 type closerFunc func() error

@@ -31,6 +31,7 @@ type mountOptions struct {
 	background                            bool   // return once mounted, the daemon going on alone
 	quiet                                 bool   // no ready line
 	logFile                               string // the background daemon's log; "" for syslog
+	vfs                                   []string // mount flags: nosuid, noexec, ...
 
 	// ready is told the ready line once the mount serves; nil prints it.
 	ready func(line string)
@@ -52,7 +53,7 @@ func mountFlagSet(o *mountOptions, opts *[]string) *pflag.FlagSet {
 	f.BoolVar(&o.background, "background", false, "return once mounted and leave the daemon running (what mount(8) and fstab use); it logs to syslog or --log")
 	f.BoolVar(&o.quiet, "quiet", false, "print no ready line")
 	f.StringVar(&o.logFile, "log", "", "with --background, append the daemon's log to `FILE` instead of syslog")
-	f.StringArrayVarP(opts, "options", "o", nil, "mount options, comma-separated, as mount(8) passes them: each flag above as NAME or NAME=VALUE (allow_other, ro, keep-daily=7, metrics=ADDR); mount(8)'s own (rw, dev, suid, noauto, nofail, _netdev, x-*) are accepted and ignored")
+	f.StringArrayVarP(opts, "options", "o", nil, "mount options, comma-separated, as mount(8) passes them: each flag above as NAME or NAME=VALUE (allow_other, ro, keep-daily=7, metrics=ADDR); mount flags (nosuid and nodev by default; suid, dev, noexec, exec) apply to the mount; mount(8)'s own (rw, noauto, nofail, _netdev, x-*) are accepted and ignored; sync, dirsync and atime are refused")
 	return f
 }
 
@@ -64,7 +65,7 @@ func runMountCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := applyMountOptions(f, opts); err != nil {
+	if o.vfs, err = applyMountOptions(f, opts); err != nil {
 		return fail(exitUsage, "mount: %v", err)
 	}
 	if err := o.policy.Validate(); err != nil {
@@ -112,7 +113,7 @@ func runMount(o mountOptions, store, mnt string) error {
 	cc.XenPages = o.xenPages
 	m, err := fs.MountStore(absStore, absMnt, fs.MountConfig{
 		ReadOnly: o.readOnly, AllowOther: o.allowOther, Debug: o.debug, Store: so, Content: cc,
-		Config: fs.Config{Logger: logger, ListLatest: o.listLatest},
+		Config: fs.Config{Logger: logger, ListLatest: o.listLatest, MountFlags: o.vfs},
 	})
 	if err != nil {
 		if errors.Is(err, chunkstore.ErrLocked) {

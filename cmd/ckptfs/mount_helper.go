@@ -20,16 +20,33 @@ import (
 )
 
 // ignoredOptions are mount(8)'s and fuse(8)'s own options, which mount(8)
-// passes on to the helper and which mean nothing more to ckptfs (FUSE
-// mounts are nodev and nosuid for users anyway; the kernel parses
-// atime options itself).
+// passes on to the helper and which mean nothing more to ckptfs, or which
+// say what ckptfs does anyway: reads never update atime (noatime and the
+// weaker relatime and nodiratime hold), every close(2) of a written file
+// is durable, permission bits are always checked by the kernel.
 var ignoredOptions = map[string]bool{
-	"rw": true, "defaults": true, "dev": true, "nodev": true, "suid": true, "nosuid": true,
-	"exec": true, "noexec": true, "auto": true, "noauto": true, "user": true, "nouser": true,
+	"rw": true, "defaults": true, "auto": true, "noauto": true, "user": true, "nouser": true,
 	"users": true, "owner": true, "group": true, "nofail": true, "_netdev": true,
-	"async": true, "sync": true, "atime": true, "noatime": true, "relatime": true,
-	"norelatime": true, "strictatime": true, "diratime": true, "nodiratime": true,
-	"lazytime": true, "nolazytime": true, "default_permissions": true,
+	"async": true, "noatime": true, "relatime": true, "nodiratime": true, "default_permissions": true,
+}
+
+// vfsOptions are the mount flags the kernel applies to the mount itself:
+// passed on, never dropped. A ckptfs mount is nosuid and nodev unless
+// -o suid or -o dev says otherwise.
+var vfsOptions = map[string]bool{
+	"nosuid": true, "suid": true, "nodev": true, "dev": true, "noexec": true, "exec": true,
+}
+
+// refusedOptions are options ckptfs cannot honour, with why.
+var refusedOptions = map[string]string{
+	"sync":        "writes are not synchronous through FUSE; each close(2) and fsync(2) is durable when it returns",
+	"dirsync":     "directory changes are durable at the next fsync(2) of the directory or within 1 s, not at once",
+	"strictatime": "reads never update atime (ckptfs behaves as noatime)",
+	"atime":       "reads never update atime (ckptfs behaves as noatime)",
+	"norelatime":  "reads never update atime (ckptfs behaves as noatime)",
+	"diratime":    "reads never update atime (ckptfs behaves as noatime)",
+	"lazytime":    "ckptfs keeps no timestamps lazily",
+	"mand":        "mandatory locks are not supported",
 }
 
 // optionAliases are the FUSE spellings of ckptfs's flags.
@@ -37,14 +54,21 @@ var optionAliases = map[string]string{"ro": "read-only", "allow_other": "allow-o
 
 // applyMountOptions sets f's flags from -o option lists: NAME=VALUE sets
 // the flag NAME (underscores read as dashes), NAME alone sets a boolean
-// flag. Options of mount(8) itself are ignored; anything else is an error.
-func applyMountOptions(f *pflag.FlagSet, lists []string) error {
+// flag. Mount flags (nosuid, noexec, ...) are returned, to be applied to
+// the mount; mount(8)'s own options are ignored; options ckptfs cannot
+// honour (sync, ...) and anything else are errors.
+func applyMountOptions(f *pflag.FlagSet, lists []string) (vfs []string, err error) {
 	for _, list := range lists {
 		for _, opt := range strings.Split(list, ",") {
 			name, value, hasValue := strings.Cut(strings.TrimSpace(opt), "=")
 			switch {
 			case name == "":
 				continue
+			case vfsOptions[name] && !hasValue:
+				vfs = append(vfs, name)
+				continue
+			case refusedOptions[name] != "":
+				return nil, fmt.Errorf("-o %s: not supported: %s", opt, refusedOptions[name])
 			case ignoredOptions[name], strings.HasPrefix(name, "x-"), name == "comment", name == "fsname", name == "subtype":
 				continue
 			}
@@ -54,20 +78,20 @@ func applyMountOptions(f *pflag.FlagSet, lists []string) error {
 			name = strings.ReplaceAll(name, "_", "-")
 			fl := f.Lookup(name)
 			if fl == nil || name == "options" || name == "help" {
-				return fmt.Errorf("-o %s: unknown option (see 'ckptfs mount --help')", opt)
+				return nil, fmt.Errorf("-o %s: unknown option (see 'ckptfs mount --help')", opt)
 			}
 			if !hasValue {
 				if fl.Value.Type() != "bool" {
-					return fmt.Errorf("-o %s: needs a value (%s=...)", opt, name)
+					return nil, fmt.Errorf("-o %s: needs a value (%s=...)", opt, name)
 				}
 				value = "true"
 			}
 			if err := f.Set(name, value); err != nil {
-				return fmt.Errorf("-o %s: %v", opt, err)
+				return nil, fmt.Errorf("-o %s: %v", opt, err)
 			}
 		}
 	}
-	return nil
+	return vfs, nil
 }
 
 // isHelperCall reports whether args are mount.fuse3's `STORE MOUNTPOINT

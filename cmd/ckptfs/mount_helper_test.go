@@ -24,7 +24,11 @@ func TestMountOptions(t *testing.T) {
 		{[]string{"metrics=127.0.0.1:9477,log=/var/log/ckptfs.log"}, func(o mountOptions) bool {
 			return o.metrics == "127.0.0.1:9477" && o.logFile == "/var/log/ckptfs.log"
 		}, ""},
-		{[]string{"nofail,_netdev,noauto,x-systemd.automount,x-systemd.requires=a.mount,comment=x,noatime"}, func(o mountOptions) bool { return true }, ""},
+		{[]string{"nofail,_netdev,noauto,x-systemd.automount,x-systemd.requires=a.mount,comment=x,noatime"}, func(o mountOptions) bool { return len(o.vfs) == 0 }, ""},
+		{[]string{"noexec,nosuid", "dev"}, func(o mountOptions) bool { return strings.Join(o.vfs, ",") == "noexec,nosuid,dev" }, ""},
+		{[]string{"sync"}, nil, "-o sync: not supported"},
+		{[]string{"rw,dirsync"}, nil, "-o dirsync: not supported"},
+		{[]string{"strictatime"}, nil, "not supported: reads never update atime"},
 		{[]string{"bogus"}, nil, "-o bogus: unknown option"},
 		{[]string{"keep-last"}, nil, "-o keep-last: needs a value"},
 		{[]string{"keep-last=many"}, nil, "-o keep-last=many"},
@@ -32,7 +36,8 @@ func TestMountOptions(t *testing.T) {
 	} {
 		var o mountOptions
 		f := mountFlagSet(&o, new([]string))
-		err := applyMountOptions(f, tc.opts)
+		var err error
+		o.vfs, err = applyMountOptions(f, tc.opts)
 		switch {
 		case tc.err != "":
 			if err == nil || !strings.Contains(err.Error(), tc.err) {

@@ -222,7 +222,7 @@ func openLocal(spec string) (*side, error) {
 		return nil, err
 	}
 	data := content.New(cs, cs, x, content.DefaultConfig())
-	return &side{Peer: &transfer.Local{Chunks: cs, Index: x, Data: data}, what: dir, close: func() error {
+	return &side{Peer: &transfer.Local{Chunks: cs, Index: x, Data: data, As: selfCaller()}, what: dir, close: func() error {
 		data.Close()
 		return cs.Close()
 	}}, nil

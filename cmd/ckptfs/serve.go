@@ -43,7 +43,7 @@ func runServeCmd(args []string) error {
 		return err
 	}
 	data := content.New(cs, cs, x, content.DefaultConfig())
-	err = transfer.Serve(stdio, &transfer.Local{Chunks: cs, Index: x, Data: data})
+	err = transfer.Serve(stdio, &transfer.Local{Chunks: cs, Index: x, Data: data, As: selfCaller()})
 	data.Close()
 	if cerr := cs.Close(); err == nil {
 		err = cerr

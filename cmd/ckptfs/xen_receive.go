@@ -225,7 +225,6 @@ func receiveOffline(r io.Reader, w io.Writer, o receiveOptions) error {
 	debug.SetGCPercent(50)
 	debug.SetMemoryLimit(int64(o.bufferMiB)<<20 + 56<<20)
 	data := content.New(cs, cs, x, content.DefaultConfig())
-	data.SetAdmit(cs.Admit)
 	defer data.Close()
 	expire := func(uuid string, dir uint64) error {
 		if o.policy.Empty() {

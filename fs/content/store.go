@@ -115,10 +115,14 @@ type Store struct {
 	admit     func(n int) error // see SetAdmit
 }
 
-// SetAdmit sets the check that new data must pass before it is taken
-// (chunkstore's Admit, which keeps the disk from filling up). A refused
-// write fails its writer: close returns the error and the file keeps its
-// committed content.
+// admitter is a chunk store with a disk-full guard (chunkstore.Store).
+type admitter interface{ Admit(n int) error }
+
+// SetAdmit replaces the check that new data must pass before it is
+// taken. New takes the chunk store's own (chunkstore's Admit, which keeps
+// the disk from filling up), so every path that writes through the engine
+// is guarded. A refused write fails its writer: close returns the error
+// and the file keeps its committed content.
 func (s *Store) SetAdmit(admit func(n int) error) { s.admit = admit }
 
 // NewGen returns a number never returned before. Readers pass one with a
@@ -140,6 +144,11 @@ func New(db Batcher, chunks Chunks, ext Extents, cfg Config) *Store {
 	c, _ := lru.New[chunkstore.ID, []byte](max(cfg.CacheChunks, 1))
 	p, _ := lru.New[chunkstore.ID, []byte](max(cfg.CacheChunks, cachePages))
 	s := &Store{db: db, chunks: chunks, ext: ext, cfg: cfg, cache: c, pages: p, prefetch: make(chan prefetchJobs, 64), pending: map[chunkstore.ID]chan struct{}{}}
+	if a, ok := chunks.(admitter); ok {
+		// Every writer of this store, whichever command opened it,
+		// passes the store's disk-full guard.
+		s.admit = a.Admit
+	}
 	for range prefetchers {
 		s.wg.Add(1)
 		go s.prefetcher()

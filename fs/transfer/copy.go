@@ -113,9 +113,9 @@ func Copy(src, dst Peer, o Options) (Report, error) {
 			m, sent, delta, err := copyOne(src, dst, f, shared, manifests, tick)
 			if err != nil {
 				rep.Failed = append(rep.Failed, chunkstore.OneLine(err.Error()))
-				var re *RemoteError
-				if !errors.As(err, &re) && !errors.Is(err, syscall.EEXIST) && !errors.Is(err, ErrNotFound) {
-					return rep, err
+				var se *StreamError
+				if errors.As(err, &se) {
+					return rep, err // the stream is out of step: nothing more can go over it
 				}
 				break
 			}
@@ -141,6 +141,27 @@ func Copy(src, dst Peer, o Options) (Report, error) {
 	return rep, nil
 }
 
+// ErrMismatch is the error for a manifest that does not answer the
+// listing entry it was asked for: the file is refused, the rest goes on.
+var ErrMismatch = errors.New("the source's manifest does not match its listing")
+
+// answers checks that manifest m is the file listing entry f names: the
+// same path, size and kind. A source that answers a request for web1/c0
+// with a manifest for web2/latest must not get to write there.
+func answers(m *manifest.Manifest, f File) error {
+	switch {
+	case m.Path != f.Path:
+		return fmt.Errorf("%q: refused: %w (it names %q)", f.Path, ErrMismatch, m.Path)
+	case m.Size != f.Size:
+		return fmt.Errorf("%q: refused: %w (%d bytes, listed as %d)", f.Path, ErrMismatch, m.Size, f.Size)
+	case !m.IsRegular() || m.Mode&syscall.S_IFMT != f.Mode&syscall.S_IFMT:
+		return fmt.Errorf("%q: refused: %w (mode %#o, listed as %#o)", f.Path, ErrMismatch, m.Mode, f.Mode)
+	case m.UUID != f.UUID:
+		return fmt.Errorf("%q: refused: %w (guest %q, listed as %q)", f.Path, ErrMismatch, m.UUID, f.UUID)
+	}
+	return nil
+}
+
 type sentCount struct {
 	n     int
 	bytes int64
@@ -152,10 +173,13 @@ func copyOne(src, dst Peer, f File, shared map[string]File, manifests map[string
 	if err != nil {
 		return nil, sent, false, err
 	}
+	if err := answers(m, f); err != nil {
+		return nil, sent, false, err
+	}
 	var base *manifest.Manifest
 	if b, ok := shared[f.UUID]; ok && f.UUID != "" {
 		if base = manifests[b.Path]; base == nil {
-			if base, err = src.Manifest(b.Path); err != nil {
+			if base, err = src.Manifest(b.Path); err != nil || answers(base, b) != nil {
 				base = nil
 			}
 		}

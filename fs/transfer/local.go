@@ -20,7 +20,81 @@ type Local struct {
 	Chunks *chunkstore.Store
 	Index  *index.Index
 	Data   *content.Store
+	// As is who asks for the files Apply makes (nil: root, or this
+	// process's own store). A file arriving for a user other than root
+	// gets what writing it through the mount would give that user:
+	// their uid (and a gid of theirs), no setuid, setgid or sticky bit,
+	// and only in directories they may write to; directories it needs
+	// are made theirs, in directories they may write to.
+	As *Caller
 }
+
+// Caller is a user on whose behalf a transfer writes.
+type Caller struct {
+	UID  uint32
+	GIDs []uint32 // the primary group first
+}
+
+// CallerOf returns the caller for uid and its groups (nil for root: no
+// limits).
+func CallerOf(uid uint32, gids ...uint32) *Caller {
+	if uid == 0 {
+		return nil
+	}
+	return &Caller{UID: uid, GIDs: gids}
+}
+
+func (c *Caller) inGroup(gid uint32) bool {
+	for _, g := range c.GIDs {
+		if g == gid {
+			return true
+		}
+	}
+	return false
+}
+
+// may reports whether c has the permission bits want (4 read, 2 write,
+// 1 search) on in, as the kernel's generic_permission decides.
+func (c *Caller) may(in index.Inode, want uint32) bool {
+	if c == nil {
+		return true
+	}
+	bits := in.Mode & 7
+	switch {
+	case in.UID == c.UID:
+		bits = in.Mode >> 6 & 7
+	case c.inGroup(in.GID):
+		bits = in.Mode >> 3 & 7
+	}
+	return bits&want == want
+}
+
+// owner returns the uid and gid a new file or directory of c gets (m's
+// when c is nil: root keeps what the source says).
+func (c *Caller) owner(m *manifest.Manifest) (uint32, uint32) {
+	if c == nil {
+		return m.UID, m.GID
+	}
+	gid := uint32(0)
+	if len(c.GIDs) > 0 {
+		gid = c.GIDs[0]
+	}
+	if c.inGroup(m.GID) {
+		gid = m.GID
+	}
+	return c.UID, gid
+}
+
+// mode returns the permission bits a new file of c gets.
+func (c *Caller) mode(m *manifest.Manifest) uint32 {
+	if c == nil {
+		return m.Mode & 07777
+	}
+	return m.Mode & 0o777
+}
+
+// ErrDenied is Apply's error when the caller may not make the file.
+var ErrDenied = errors.New("permission denied")
 
 // Close does nothing: the store's owner closes it.
 func (l *Local) Close() error { return nil }
@@ -155,6 +229,11 @@ func CheckPath(p string) error {
 		if len(name) > 255 || index.IsStaging(name) || name == ".." {
 			return fmt.Errorf("%q: name %q not allowed", p, name)
 		}
+		for _, c := range []byte(name) {
+			if c < 0x20 || c == 0x7f {
+				return fmt.Errorf("%q: name %q not allowed (a control byte in it)", p, name)
+			}
+		}
 	}
 	return nil
 }
@@ -185,6 +264,16 @@ func (l *Local) Apply(m, base *manifest.Manifest, missing []chunkstore.ID, next 
 	if err != nil {
 		return err
 	}
+	pin, err := l.Index.Get(parent)
+	if err != nil {
+		return err
+	}
+	if !l.As.may(pin, 3) {
+		return fmt.Errorf("%s: %w: uid %d may not write to its directory", m.Path, ErrDenied, l.As.UID)
+	}
+	if name == latestName && l.As != nil && l.As.UID != pin.UID {
+		return fmt.Errorf("%s: %w: only the directory's owner may make an entry named %s", m.Path, ErrDenied, latestName)
+	}
 	if _, err := l.Index.Lookup(parent, name); err == nil {
 		return fmt.Errorf("%s: %w", m.Path, syscall.EEXIST)
 	} else if !errors.Is(err, index.ErrNotFound) {
@@ -196,7 +285,8 @@ func (l *Local) Apply(m, base *manifest.Manifest, missing []chunkstore.ID, next 
 		tmp = tmp[:255]
 	}
 	l.Index.Unlink(parent, tmp, now) // a transfer of the same file that died
-	in, err := l.Index.Create(parent, tmp, index.Inode{Mode: syscall.S_IFREG | m.Mode&07777, UID: m.UID, GID: m.GID, Atime: now, Mtime: m.Mtime, Ctime: now})
+	uid, gid := l.As.owner(m)
+	in, err := l.Index.Create(parent, tmp, index.Inode{Mode: syscall.S_IFREG | l.As.mode(m), UID: uid, GID: gid, Atime: now, Mtime: m.Mtime, Ctime: now})
 	if err != nil {
 		return err
 	}
@@ -273,18 +363,34 @@ func (l *Local) write(in index.Inode, m *manifest.Manifest, missing []chunkstore
 	return err
 }
 
+// latestName is the name each directory's latest link has (fs.LatestName).
+const latestName = "latest"
+
 // mkdirAll returns directory dir (slash-separated, "" for the root),
-// creating what is missing with mode 0755 and m's owner.
+// creating what is missing with mode 0755 and m's owner (the caller's,
+// see Local.As), searching only directories the caller may search and
+// making directories only where the caller may write.
 func (l *Local) mkdirAll(dir string, m *manifest.Manifest) (uint64, error) {
 	ino := uint64(index.RootIno)
+	cur, err := l.Index.Get(ino)
+	if err != nil {
+		return 0, err
+	}
 	if dir == "" {
 		return ino, nil
 	}
 	for _, name := range strings.Split(dir, "/") {
+		if !l.As.may(cur, 1) {
+			return 0, fmt.Errorf("%s: %w: uid %d may not search %s", m.Path, ErrDenied, l.As.UID, dir)
+		}
 		in, err := l.Index.Lookup(ino, name)
 		if errors.Is(err, index.ErrNotFound) {
+			if !l.As.may(cur, 3) || (name == latestName && l.As != nil && l.As.UID != cur.UID) {
+				return 0, fmt.Errorf("%s: %w: uid %d may not make directory %s", m.Path, ErrDenied, l.As.UID, dir)
+			}
 			now := time.Now().UnixNano()
-			in, err = l.Index.Create(ino, name, index.Inode{Mode: syscall.S_IFDIR | 0o755, UID: m.UID, GID: m.GID, Atime: now, Mtime: now, Ctime: now})
+			uid, gid := l.As.owner(m)
+			in, err = l.Index.Create(ino, name, index.Inode{Mode: syscall.S_IFDIR | 0o755, UID: uid, GID: gid, Atime: now, Mtime: now, Ctime: now})
 		}
 		if err != nil {
 			return 0, err
@@ -292,7 +398,7 @@ func (l *Local) mkdirAll(dir string, m *manifest.Manifest) (uint64, error) {
 		if in.Mode&syscall.S_IFMT != syscall.S_IFDIR {
 			return 0, fmt.Errorf("%s: %w", dir, syscall.ENOTDIR)
 		}
-		ino = in.Ino
+		ino, cur = in.Ino, in
 	}
 	return ino, nil
 }

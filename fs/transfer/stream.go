@@ -348,10 +348,20 @@ func (r *Remote) reply(want byte) ([]byte, error) {
 	case 'E':
 		return nil, &RemoteError{What: r.what, Msg: string(b)}
 	}
-	return nil, fmt.Errorf("%s: reply %q where %q was expected", r.what, tag, want)
+	return nil, r.streamErr(fmt.Errorf("reply %q where %q was expected", tag, want))
 }
 
-func (r *Remote) streamErr(err error) error { return fmt.Errorf("%s: %w", r.what, err) }
+func (r *Remote) streamErr(err error) error { return &StreamError{What: r.what, Err: err} }
+
+// StreamError is an error of the stream itself (it broke, stalled or went
+// out of step): nothing more can be sent over it.
+type StreamError struct {
+	What string
+	Err  error
+}
+
+func (e *StreamError) Error() string { return e.What + ": " + e.Err.Error() }
+func (e *StreamError) Unwrap() error { return e.Err }
 
 // List asks for the listing.
 func (r *Remote) List() ([]File, error) {
@@ -396,7 +406,7 @@ func (r *Remote) Read(ids []chunkstore.ID, fn func(Chunk) error) error {
 				return err
 			}
 			if chunkstore.Sum(data) != id {
-				return fmt.Errorf("%s: chunk %v: %w (its content does not hash to its id)", r.what, id, chunkstore.ErrCorrupt)
+				return r.streamErr(fmt.Errorf("chunk %v: %w (its content does not hash to its id)", id, chunkstore.ErrCorrupt))
 			}
 			if ferr == nil {
 				ferr = fn(Chunk{ID: id, Data: data})
@@ -448,7 +458,7 @@ func (r *Remote) Apply(m, base *manifest.Manifest, missing []chunkstore.ID, next
 		if err != nil {
 			// The stream cannot be put back in step: the caller
 			// closes it.
-			return err
+			return r.streamErr(err)
 		}
 		if err := r.c.send('c', c.Data); err != nil {
 			return r.streamErr(err)
