@@ -56,7 +56,7 @@ func ComputeStats(cs *chunkstore.Store, x *index.Index) (Stats, error) {
 		switch in.Mode & syscall.S_IFMT {
 		case syscall.S_IFREG:
 			s.Files++
-			s.LogicalBytes += in.Size
+			s.LogicalBytes = index.AddSizes(s.LogicalBytes, in.Size)
 		case syscall.S_IFDIR:
 			s.Dirs++
 		case syscall.S_IFLNK:
@@ -106,7 +106,7 @@ func lineages(x *index.Index) ([]Lineage, error) {
 		sort.Slice(gens, func(i, j int) bool { return gens[i].mtime < gens[j].mtime })
 		l := Lineage{UUID: uuid, Name: gens[len(gens)-1].name, Generations: len(gens), Newest: gens[len(gens)-1].mtime, Oldest: gens[0].mtime}
 		for _, g := range gens {
-			l.LogicalBytes += g.size
+			l.LogicalBytes = index.AddSizes(l.LogicalBytes, g.size)
 			l.NewBytes = append(l.NewBytes, g.added)
 			l.Pages = append(l.Pages, g.pages)
 		}

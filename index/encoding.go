@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"syscall"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
@@ -314,4 +315,13 @@ func decodeDirent(name string, v []byte) (Dirent, error) {
 		return Dirent{}, fmt.Errorf("%w: dirent %q", ErrCorrupt, name)
 	}
 	return Dirent{Name: name, Ino: binary.BigEndian.Uint64(v), Mode: binary.BigEndian.Uint32(v[8:])}, nil
+}
+
+// AddSizes adds file sizes without overflowing: a sum past the largest
+// int64 (a few sparse files of 8 EiB) stays at the largest.
+func AddSizes(a, b int64) int64 {
+	if s := a + b; b < 0 || s >= a {
+		return s
+	}
+	return math.MaxInt64
 }

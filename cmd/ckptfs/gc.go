@@ -133,7 +133,7 @@ func printGC(w io.Writer, rep gcReport) {
 	var size int64
 	for _, v := range rep.Expired {
 		fmt.Fprintf(w, "%s %s (%s, %s, %s)\n", verb, v.Path, v.Group, bytesStr(v.Size), time.Unix(0, v.Mtime).UTC().Format(time.RFC3339))
-		size += v.Size
+		size = index.AddSizes(size, v.Size)
 	}
 	fmt.Fprintf(w, "%s %d files, %s logical\n", verb, len(rep.Expired), bytesStr(size))
 	if rep.DryRun {
@@ -184,7 +184,7 @@ func openStore(dir string, set func(*chunkstore.Options)) (*chunkstore.Store, *i
 	}
 	o := chunkstore.DefaultOptions()
 	set(&o)
-	cs, err := chunkstore.Open(dir, o)
+	cs, err := openChunks(dir, o)
 	if err != nil {
 		return nil, nil, storeErr(err)
 	}

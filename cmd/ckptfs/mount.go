@@ -27,10 +27,10 @@ type mountOptions struct {
 	listLatest                            bool
 	codec                                 string
 	policy                                gc.Policy
-	metrics                               string // address of the Prometheus endpoint; "" for none
-	background                            bool   // return once mounted, the daemon going on alone
-	quiet                                 bool   // no ready line
-	logFile                               string // the background daemon's log; "" for syslog
+	metrics                               string   // address of the Prometheus endpoint; "" for none
+	background                            bool     // return once mounted, the daemon going on alone
+	quiet                                 bool     // no ready line
+	logFile                               string   // the background daemon's log; "" for syslog
 	vfs                                   []string // mount flags: nosuid, noexec, ...
 
 	// ready is told the ready line once the mount serves; nil prints it.

@@ -123,7 +123,7 @@ func watchWrites(w io.Writer, o statsOptions, store string) error {
 		var done, total int64
 		known := true
 		for _, f := range ws {
-			done += f.Size
+			done = index.AddSizes(done, f.Size)
 			total += max(f.Expected, f.Size)
 			known = known && f.Expected > 0
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/index"
@@ -31,7 +32,7 @@ func openOffline(dir string) (*chunkstore.Store, *index.Index, error) {
 	}
 	o := chunkstore.DefaultOptions()
 	o.ReadOnly = true
-	cs, err := chunkstore.Open(dir, o)
+	cs, err := openChunks(dir, o)
 	if err != nil {
 		return nil, nil, storeErr(err)
 	}
@@ -41,4 +42,23 @@ func openOffline(dir string) (*chunkstore.Store, *index.Index, error) {
 		return nil, nil, storeErr(err)
 	}
 	return cs, x, nil
+}
+
+// releaseWait is how long a command waits for a store that another
+// process holds: a daemon that was just unmounted closes its store within
+// a fraction of a second, and a command run right after umount(8) should
+// not fail for it.
+const releaseWait = 3 * time.Second
+
+// openChunks opens the chunk store in dir, waiting up to releaseWait while
+// another process holds it.
+func openChunks(dir string, o chunkstore.Options) (*chunkstore.Store, error) {
+	deadline := time.Now().Add(releaseWait)
+	for {
+		cs, err := chunkstore.Open(dir, o)
+		if !errors.Is(err, chunkstore.ErrLocked) || time.Now().After(deadline) {
+			return cs, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/index"
 	"github.com/ckptfs/ckptfs/index/manifest"
 )
 
@@ -69,7 +70,7 @@ func Copy(src, dst Peer, o Options) (Report, error) {
 	for _, f := range have {
 		if o.Select == nil || o.Select(f) {
 			todo = append(todo, f)
-			total += f.Size
+			total = index.AddSizes(total, f.Size)
 		}
 	}
 	sort.Slice(todo, func(i, j int) bool {
@@ -120,7 +121,7 @@ func Copy(src, dst Peer, o Options) (Report, error) {
 				break
 			}
 			rep.Files++
-			rep.Bytes += f.Size
+			rep.Bytes = index.AddSizes(rep.Bytes, f.Size)
 			rep.Chunks += sent.n
 			rep.ChunkBytes += sent.bytes
 			if delta {
@@ -133,7 +134,7 @@ func Copy(src, dst Peer, o Options) (Report, error) {
 			}
 		}
 		p.Done++
-		p.Bytes += f.Size
+		p.Bytes = index.AddSizes(p.Bytes, f.Size)
 		if o.Progress != nil {
 			o.Progress(p)
 		}

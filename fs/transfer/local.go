@@ -3,6 +3,7 @@ package transfer
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path"
 	"strings"
 	"syscall"
@@ -242,6 +243,18 @@ func CheckPath(p string) error {
 // save's page batches come to).
 const writeBlock = 4 << 20
 
+// Zero runs are written as zero bytes (so that an xl save image streams
+// through the writer as xl wrote it, its zero pages in place) while they
+// are short and their total stays within zeroAllowance plus zeroRatio
+// times the chunk bytes written; any other zero run is left a hole.
+// Either way the file reads the same; the work a manifest can ask for is
+// bounded by the bytes that actually arrive.
+const (
+	zeroRunBytes  = 2 * writeBlock
+	zeroAllowance = 1 << 30
+	zeroRatio     = 64
+)
+
 // Apply writes m's content through the store's writer (so an xl save image
 // is stored page by page, against its guest's last generation here, as if
 // xl had written it), under a staging name, and renames it into place.
@@ -309,10 +322,12 @@ func (l *Local) Apply(m, base *manifest.Manifest, missing []chunkstore.ID, next 
 // write feeds m's content to a writer of in and commits it.
 func (l *Local) write(in index.Inode, m *manifest.Manifest, missing []chunkstore.ID, next func() (Chunk, error)) error {
 	src := newSource(l.Chunks, m, missing, next)
+	defer src.close()
 	w := l.Data.NewWriter(in)
 	defer w.Close()
 	buf := make([]byte, 0, writeBlock)
-	off := int64(0)
+	off := int64(0) // the file offset of buf[0]
+	var data, zeros int64
 	flush := func() error {
 		if len(buf) == 0 {
 			return nil
@@ -323,6 +338,18 @@ func (l *Local) write(in index.Inode, m *manifest.Manifest, missing []chunkstore
 		return err
 	}
 	for _, e := range m.Entries {
+		if e.Zero && (e.Len > zeroRunBytes || zeros+int64(e.Len) > zeroAllowance+zeroRatio*data) {
+			if err := flush(); err != nil {
+				return err
+			}
+			off += int64(e.Len) // a hole
+			continue
+		}
+		if e.Zero {
+			zeros += int64(e.Len)
+		} else {
+			data += int64(e.Len)
+		}
 		for left := int(e.Len); left > 0; {
 			if len(buf) == cap(buf) {
 				if err := flush(); err != nil {
@@ -353,8 +380,9 @@ func (l *Local) write(in index.Inode, m *manifest.Manifest, missing []chunkstore
 		return err
 	}
 	w.SetMtime(m.Mtime)
-	if m.Size == 0 {
-		if err := w.Truncate(0, m.Mtime); err != nil {
+	if w.Size() != m.Size {
+		// A trailing hole (or an empty file): the size says it.
+		if err := w.Truncate(m.Size, m.Mtime); err != nil {
 			return err
 		}
 		w.SetMtime(m.Mtime)
@@ -403,23 +431,33 @@ func (l *Local) mkdirAll(dir string, m *manifest.Manifest) (uint64, error) {
 	return ino, nil
 }
 
+// keptMax bounds the bytes of missing chunks a transfer keeps in memory
+// for a later use; the rest wait in an unlinked temporary file.
+const keptMax = 32 << 20
+
 // source hands out the chunks a manifest uses: the missing ones from the
 // sender, in the order of their first use (each checked against its id),
 // the others from the store. A missing chunk used again later is kept
-// until its last use.
+// until its last use: in memory up to keptMax bytes, then in a temporary
+// file (so what a manifest can make the receiver hold is bounded, however
+// it orders its uses).
 type source struct {
-	cs      *chunkstore.Store
-	next    func() (Chunk, error)
-	missing map[chunkstore.ID]bool
-	uses    map[chunkstore.ID]int // remaining uses of missing chunks
-	kept    map[chunkstore.ID][]byte
-	lastID  chunkstore.ID
-	last    []byte
-	got     int
+	cs        *chunkstore.Store
+	next      func() (Chunk, error)
+	missing   map[chunkstore.ID]bool
+	uses      map[chunkstore.ID]int // remaining uses of missing chunks
+	kept      map[chunkstore.ID][]byte
+	keptBytes int
+	spill     *os.File
+	spillEnd  int64
+	spilled   map[chunkstore.ID][2]int64 // offset, length in spill
+	lastID    chunkstore.ID
+	last      []byte
+	got       int
 }
 
 func newSource(cs *chunkstore.Store, m *manifest.Manifest, missing []chunkstore.ID, next func() (Chunk, error)) *source {
-	s := &source{cs: cs, next: next, missing: make(map[chunkstore.ID]bool, len(missing)), uses: map[chunkstore.ID]int{}, kept: map[chunkstore.ID][]byte{}}
+	s := &source{cs: cs, next: next, missing: make(map[chunkstore.ID]bool, len(missing)), uses: map[chunkstore.ID]int{}, kept: map[chunkstore.ID][]byte{}, spilled: map[chunkstore.ID][2]int64{}}
 	for _, id := range missing {
 		s.missing[id] = true
 	}
@@ -431,17 +469,66 @@ func newSource(cs *chunkstore.Store, m *manifest.Manifest, missing []chunkstore.
 	return s
 }
 
+// close drops the temporary file.
+func (s *source) close() {
+	if s.spill != nil {
+		s.spill.Close()
+	}
+}
+
+// keep holds data of id for a later use.
+func (s *source) keep(id chunkstore.ID, data []byte) error {
+	if _, ok := s.kept[id]; ok {
+		return nil
+	}
+	if _, ok := s.spilled[id]; ok {
+		return nil
+	}
+	if s.keptBytes+len(data) <= keptMax {
+		s.kept[id] = data
+		s.keptBytes += len(data)
+		return nil
+	}
+	if s.spill == nil {
+		f, err := os.CreateTemp("", "ckptfs-transfer-*")
+		if err != nil {
+			return err
+		}
+		os.Remove(f.Name())
+		s.spill = f
+	}
+	if _, err := s.spill.WriteAt(data, s.spillEnd); err != nil {
+		return err
+	}
+	s.spilled[id] = [2]int64{s.spillEnd, int64(len(data))}
+	s.spillEnd += int64(len(data))
+	return nil
+}
+
+// drop forgets a kept chunk after its last use.
+func (s *source) drop(id chunkstore.ID) {
+	if b, ok := s.kept[id]; ok {
+		s.keptBytes -= len(b)
+		delete(s.kept, id)
+	}
+	delete(s.spilled, id) // its bytes stay in the file until the end
+}
+
 func (s *source) get(id chunkstore.ID) ([]byte, error) {
 	if s.last != nil && id == s.lastID {
 		return s.last, nil
 	}
 	var data []byte
 	var err error
+	sp, isSpilled := s.spilled[id]
 	switch {
 	case !s.missing[id]:
 		data, err = s.cs.Get(nil, id)
 	case s.kept[id] != nil:
 		data = s.kept[id]
+	case isSpilled:
+		data = make([]byte, sp[1])
+		_, err = s.spill.ReadAt(data, sp[0])
 	default:
 		var c Chunk
 		c, err = s.next()
@@ -461,15 +548,16 @@ func (s *source) get(id chunkstore.ID) ([]byte, error) {
 		// Each entry asks once per write block it spans; count entries.
 		s.uses[id]--
 		if s.uses[id] > 0 {
-			s.kept[id] = data
+			if err := s.keep(id, data); err != nil {
+				return nil, err
+			}
 		} else {
-			delete(s.kept, id)
+			s.drop(id)
 		}
 	}
 	s.lastID, s.last = id, data
 	return data, nil
 }
-
 // done checks that every missing chunk arrived.
 func (s *source) done() error {
 	if s.got != len(s.missing) {

@@ -37,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"syscall"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
@@ -49,7 +50,7 @@ import (
 type Entry struct {
 	ID   chunkstore.ID
 	Off  uint32
-	Len  uint32
+	Len  uint64 // at most MaxChunkSize for a chunk range; any length for a zero run
 	Zero bool
 }
 
@@ -150,7 +151,7 @@ func (m *Manifest) add(e Entry) {
 	}
 	if e.Zero {
 		e.ID, e.Off = chunkstore.ID{}, 0
-		if n := len(m.Entries); n > 0 && m.Entries[n-1].Zero && uint64(m.Entries[n-1].Len)+uint64(e.Len) <= 1<<31 {
+		if n := len(m.Entries); n > 0 && m.Entries[n-1].Zero {
 			m.Entries[n-1].Len += e.Len
 			return
 		}
@@ -158,11 +159,11 @@ func (m *Manifest) add(e Entry) {
 	m.Entries = append(m.Entries, e)
 }
 
+// addZeros adds a zero run of n bytes: one entry, however long (a sparse
+// file of 8 EiB is one entry, not billions).
 func (m *Manifest) addZeros(n int64) {
-	for n > 0 {
-		k := min(n, 1<<30)
-		m.add(Entry{Zero: true, Len: uint32(k)})
-		n -= k
+	if n > 0 {
+		m.add(Entry{Zero: true, Len: uint64(n)})
 	}
 }
 
@@ -194,7 +195,7 @@ func Build(x *index.Index, ino uint64, path string) (*Manifest, error) {
 		m.addZeros(e.Off - at)
 		end := min(e.End(), in.Size)
 		if e.Run == nil {
-			m.add(Entry{ID: e.ID, Off: uint32(e.ChunkOff), Len: uint32(end - e.Off)})
+			m.add(Entry{ID: e.ID, Off: uint32(e.ChunkOff), Len: uint64(end - e.Off)})
 			at = end
 			return nil
 		}
@@ -209,9 +210,9 @@ func Build(x *index.Index, ino uint64, path string) (*Manifest, error) {
 			lo := max(pos, page) - page
 			hi := min(page+index.PageSize, e.ChunkOff+(end-e.Off)) - page
 			if ref.Zero {
-				m.add(Entry{Zero: true, Len: uint32(hi - lo)})
+				m.add(Entry{Zero: true, Len: uint64(hi - lo)})
 			} else {
-				m.add(Entry{ID: ref.ID, Off: uint32(lo), Len: uint32(hi - lo)})
+				m.add(Entry{ID: ref.ID, Off: uint32(lo), Len: uint64(hi - lo)})
 			}
 			pos = page + hi
 		}
@@ -226,8 +227,9 @@ func Build(x *index.Index, ino uint64, path string) (*Manifest, error) {
 }
 
 type key struct {
-	id       chunkstore.ID
-	off, len uint32
+	id  chunkstore.ID
+	off uint32
+	len uint64
 }
 
 // Encode returns m's encoding; entries equal to runs of base's (nil: none)
@@ -327,13 +329,16 @@ func Decode(b []byte, base *Manifest) (*Manifest, error) {
 		var e Entry
 		switch r.byte() {
 		case 1:
-			e.Off, e.Len = r.u32(), r.u32()
+			e.Off, e.Len = r.u32(), uint64(r.u32())
 			r.bytes(e.ID[:])
 			if uint64(e.Off)+uint64(e.Len) > chunkstore.MaxChunkSize {
 				r.fail("chunk range past the largest chunk")
 			}
 		case 2:
-			e.Zero, e.Len = true, r.u32()
+			e.Zero, e.Len = true, r.uvarint()
+			if e.Len > math.MaxInt64 {
+				r.fail("zero run out of range")
+			}
 		case 3:
 			j, k := r.uvarint(), r.uvarint()
 			if r.err != nil || base == nil || j > uint64(len(base.Entries)) || k == 0 || k > uint64(len(base.Entries))-j || k > n-uint64(len(m.Entries)) {
@@ -342,6 +347,9 @@ func Decode(b []byte, base *Manifest) (*Manifest, error) {
 			}
 			for _, e := range base.Entries[j : j+k] {
 				total += uint64(e.Len)
+			}
+			if total > math.MaxInt64 {
+				r.fail("entries cover more than the largest file")
 			}
 			m.Entries = append(m.Entries, base.Entries[j:j+k]...)
 			continue
@@ -352,6 +360,9 @@ func Decode(b []byte, base *Manifest) (*Manifest, error) {
 			r.fail("empty entry")
 		}
 		total += uint64(e.Len)
+		if total > math.MaxInt64 {
+			r.fail("entries cover more than the largest file")
+		}
 		m.Entries = append(m.Entries, e)
 	}
 	var got Digest
@@ -397,7 +408,7 @@ func (r *reader) header(m *Manifest) {
 	m.Mode, m.UID, m.GID = r.u32(), r.u32(), r.u32()
 	m.Mtime = r.varint()
 	size := r.uvarint()
-	if size > 1<<62 {
+	if size > math.MaxInt64 {
 		r.fail("size out of range")
 	}
 	m.Size = int64(size)

@@ -69,3 +69,25 @@ func TestMountFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestCommandRightAfterUmount: a command run at once after umount(8)
+// waits for the daemon to release the store instead of failing with
+// "in use" (exit 6).
+func TestCommandRightAfterUmount(t *testing.T) {
+	tmp := t.TempDir()
+	store := filepath.Join(tmp, "store")
+	for i := range 4 {
+		d := mount(t, store, filepath.Join(tmp, "mnt"))
+		os.WriteFile(filepath.Join(d.mnt, "f"), []byte{byte(i)}, 0o644)
+		if out, err := exec.Command("umount", d.mnt).CombinedOutput(); err != nil {
+			t.Fatalf("umount: %v %s", err, out)
+		}
+		if out, code := run(t, "stats", store); code != 0 {
+			t.Fatalf("round %d: stats right after umount: exit %d\n%s", i, code, out)
+		}
+		if err := <-d.done; err != nil {
+			t.Fatalf("daemon: %v", err)
+		}
+		d.done <- nil
+	}
+}
