@@ -32,6 +32,7 @@ type remoteFlags struct {
 	endpoint, key  string
 	host           string
 	grace          time.Duration
+	timeout        time.Duration
 }
 
 func addRemoteFlags(f *pflag.FlagSet, r *remoteFlags) {
@@ -42,6 +43,7 @@ func addRemoteFlags(f *pflag.FlagSet, r *remoteFlags) {
 	f.StringVar(&r.key, "key-file", "", "the key `file` that encrypts what goes to an s3:// bucket (32 random bytes or more, mode 0600); hosts that share it dedup across each other")
 	f.StringVar(&r.host, "host", host, "this host's `name` in a bucket (files are kept per host)")
 	f.DurationVar(&r.grace, "grace", time.Hour, "the bucket gc's grace period (what pushers honour)")
+	f.DurationVar(&r.timeout, "timeout", transfer.DefaultTimeout, "give up on the other side (ssh or a mounted store's daemon) when it sends nothing for this long; what was copied stays")
 }
 
 // side is an opened peer and what closes it.
@@ -96,7 +98,7 @@ func openSide(spec string, r *remoteFlags, host string, dest bool) (*side, error
 			}
 		}
 	}
-	return openLocal(spec)
+	return openLocal(spec, r.timeout)
 }
 
 // checkBucketFlags refuses an s3:// spec without the flags it needs.
@@ -164,14 +166,21 @@ func openSSH(spec string, r *remoteFlags, dest bool) (*side, error) {
 		return nil, fmt.Errorf("%s: %w", spec, err)
 	}
 	rw := &pipeRW{r: out, w: in}
-	remote, err := transfer.Dial(rw, spec)
+	// A peer that stops answering may not exit when its stdin closes:
+	// waited for a while, then killed.
+	wait := func() error {
+		t := time.AfterFunc(10*time.Second, func() { cmd.Process.Kill() })
+		defer t.Stop()
+		return cmd.Wait()
+	}
+	remote, err := transfer.DialTimeout(rw, spec, r.timeout)
 	if err != nil {
 		in.Close()
-		cmd.Wait()
+		wait()
 		return nil, err
 	}
 	return &side{Peer: remote, what: spec, counter: remoteCounter{remote}, close: func() error {
-		err := cmd.Wait()
+		err := wait()
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			return fmt.Errorf("%s: ssh exited with status %d", spec, ee.ExitCode())
@@ -189,6 +198,15 @@ func (p *pipeRW) Read(b []byte) (int, error)  { return p.r.Read(b) }
 func (p *pipeRW) Write(b []byte) (int, error) { return p.w.Write(b) }
 func (p *pipeRW) Close() error                { return p.w.Close() }
 
+// SetReadDeadline bounds the wait for the other side (a pipe from
+// os/exec is an *os.File, which has deadlines).
+func (p *pipeRW) SetReadDeadline(t time.Time) error {
+	if d, ok := p.r.(interface{ SetReadDeadline(time.Time) error }); ok {
+		return d.SetReadDeadline(t)
+	}
+	return nil
+}
+
 // storeDir resolves a mountpoint of a ckptfs store to the store.
 func storeDir(spec string) (string, error) {
 	abs, err := filepath.Abs(spec)
@@ -202,13 +220,13 @@ func storeDir(spec string) (string, error) {
 }
 
 // openLocal opens a store: through its daemon if mounted, else here.
-func openLocal(spec string) (*side, error) {
+func openLocal(spec string, timeout time.Duration) (*side, error) {
 	dir, err := storeDir(spec)
 	if err != nil {
 		return nil, err
 	}
 	if conn, err := dialTransfer(dir); err == nil {
-		remote, err := transfer.Dial(conn, dir)
+		remote, err := transfer.DialTimeout(conn, dir, timeout)
 		if err != nil {
 			conn.Close()
 			return nil, err

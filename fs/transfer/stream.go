@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/index/manifest"
@@ -31,16 +34,53 @@ import (
 // Any reply may instead be 'E' message, 'B' (base mismatch) or 'N' (not
 // found). A server that fails an apply still reads its chunk messages, so
 // the stream stays in step.
+//
+// Each message's length is checked against the limit for its tag before
+// anything is read, and its bytes are read as they arrive (never
+// allocated from the length alone), so what a peer can make this side hold
+// is bounded whatever it sends (see limit).
+const version = "ckptfs-transfer 1\n"
+
+// Message limits, by what the message carries.
 const (
-	maxMessage = 1 << 30
-	version    = "ckptfs-transfer 1\n"
+	maxIDs     = 1 << 20 // ids in one 'H', 'h' or 'R' message
+	maxListing = 64 << 20
+	maxSmall   = 64 << 10 // paths, errors, empty messages
 )
+
+// limit is the longest message with tag.
+func limit(tag byte) uint64 {
+	switch tag {
+	case 'c':
+		return chunkstore.MaxChunkSize
+	case 'H', 'h', 'R':
+		return maxIDs * chunkstore.IDSize
+	case 'l':
+		return maxListing
+	case 'm':
+		return manifest.MaxEncoded
+	case 'A':
+		return 2*binary.MaxVarintLen64 + maxSmall + manifest.MaxEntries*chunkstore.IDSize + manifest.MaxEncoded
+	}
+	return maxSmall
+}
+
+// DefaultTimeout is how long push and pull wait for the other side to send
+// anything before they give up on it.
+const DefaultTimeout = 5 * time.Minute
+
+// ErrTimeout is a Remote's error when the other side sent nothing for its
+// timeout.
+var ErrTimeout = errors.New("the other side sent nothing")
 
 type conn struct {
 	r  *bufio.Reader
 	sr *s2.Reader
 	w  *s2.Writer
 	c  io.ReadWriteCloser
+	// idle, if set, is called before each message is read (it arms the
+	// stream's read deadline).
+	idle func()
 }
 
 func newConn(rw io.ReadWriteCloser) *conn {
@@ -94,6 +134,9 @@ func (c *conn) recv() (byte, []byte, error) {
 	if c.r == nil {
 		c.r = bufio.NewReaderSize(c.sr, 1<<16)
 	}
+	if c.idle != nil {
+		c.idle()
+	}
 	tag, err := c.r.ReadByte()
 	if err != nil {
 		return 0, nil, err
@@ -102,12 +145,19 @@ func (c *conn) recv() (byte, []byte, error) {
 	if err != nil {
 		return 0, nil, unexpected(err)
 	}
-	if n > maxMessage {
-		return 0, nil, fmt.Errorf("a %d-byte message: over the limit", n)
+	if n > limit(tag) {
+		return 0, nil, fmt.Errorf("a %d-byte %q message: over its limit of %d bytes", n, tag, limit(tag))
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(c.r, b); err != nil {
-		return 0, nil, unexpected(err)
+	// Read as the bytes arrive: a length alone allocates at most a step.
+	const step = 1 << 20
+	b := make([]byte, 0, min(n, step))
+	for uint64(len(b)) < n {
+		k := int(min(n-uint64(len(b)), step))
+		b = slices.Grow(b, k)
+		if _, err := io.ReadFull(c.r, b[len(b):len(b)+k]); err != nil {
+			return 0, nil, unexpected(err)
+		}
+		b = b[:len(b)+k]
 	}
 	return tag, b, nil
 }
@@ -284,6 +334,7 @@ type Remote struct {
 	// wire).
 	Sent, Received atomic.Int64
 	what           string
+	timeout        time.Duration
 }
 
 // RemoteError is an error the other side reported.
@@ -294,13 +345,40 @@ func (e *RemoteError) Error() string { return e.What + ": " + e.Msg }
 // Dial speaks the protocol on rw (what describes the other side in
 // errors).
 func Dial(rw io.ReadWriteCloser, what string) (*Remote, error) {
-	r := &Remote{what: what}
+	return DialTimeout(rw, what, 0)
+}
+
+// deadliner is a stream whose reads can time out (a pipe, a socket).
+type deadliner interface{ SetReadDeadline(time.Time) error }
+
+// DialTimeout is Dial with an idle timeout (0: none): when the other side
+// sends nothing for that long while this side waits for it, the call
+// fails with ErrTimeout and the stream is closed. rw must have
+// SetReadDeadline (an *os.File pipe, a net.Conn) for a timeout to apply.
+func DialTimeout(rw io.ReadWriteCloser, what string, timeout time.Duration) (*Remote, error) {
+	r := &Remote{what: what, timeout: timeout}
 	counted := &countRW{rw: rw, in: &r.Received, out: &r.Sent}
+	dl, _ := rw.(deadliner)
+	arm := func() {
+		if dl != nil && timeout > 0 {
+			dl.SetReadDeadline(time.Now().Add(timeout))
+		}
+	}
+	arm()
 	if err := hello(counted, true); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", what, r.timedOut(err))
 	}
 	r.c = newConn(counted)
+	r.c.idle = arm
 	return r, nil
+}
+
+// timedOut names a deadline that passed.
+func (r *Remote) timedOut(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%w for %v (--timeout): %w", ErrTimeout, r.timeout, err)
+	}
+	return err
 }
 
 type countRW struct {
@@ -351,7 +429,7 @@ func (r *Remote) reply(want byte) ([]byte, error) {
 	return nil, r.streamErr(fmt.Errorf("reply %q where %q was expected", tag, want))
 }
 
-func (r *Remote) streamErr(err error) error { return &StreamError{What: r.what, Err: err} }
+func (r *Remote) streamErr(err error) error { return &StreamError{What: r.what, Err: r.timedOut(err)} }
 
 // StreamError is an error of the stream itself (it broke, stalled or went
 // out of step): nothing more can be sent over it.

@@ -49,10 +49,22 @@ import (
 // or Len zero bytes.
 type Entry struct {
 	ID   chunkstore.ID
-	Off  uint32
 	Len  uint64 // at most MaxChunkSize for a chunk range; any length for a zero run
+	Off  uint32
 	Zero bool
 }
+
+// MaxEntries is the most entries a manifest may have (Build refuses a
+// file that needs more, Decode an encoding that makes more): 8 Mi, a
+// guest of 32 GiB of distinct non-zero pages, 384 MiB decoded. It bounds
+// what a manifest from another host can make a receiver hold.
+const MaxEntries = 1 << 23
+
+// MaxEncoded is the longest encoding of a manifest of MaxEntries entries.
+const MaxEncoded = MaxEntries*(1+binary.MaxVarintLen32*2+chunkstore.IDSize) + 1<<20
+
+// ErrTooBig is Build's error for a file of more than MaxEntries entries.
+var ErrTooBig = fmt.Errorf("the file has more than %d pieces (chunks and zero runs): too many to transfer", MaxEntries)
 
 // Manifest is one file.
 type Manifest struct {
@@ -223,6 +235,9 @@ func Build(x *index.Index, ino uint64, path string) (*Manifest, error) {
 		return nil, err
 	}
 	m.addZeros(in.Size - at)
+	if len(m.Entries) > MaxEntries {
+		return nil, ErrTooBig
+	}
 	return m, nil
 }
 
@@ -321,8 +336,18 @@ func Decode(b []byte, base *Manifest) (*Manifest, error) {
 		base = nil
 	}
 	n := r.uvarint()
+	if n > MaxEntries {
+		r.fail(fmt.Sprintf("%d entries, over the limit of %d", n, MaxEntries))
+	}
 	if r.err == nil {
 		m.Entries = make([]Entry, 0, min(n, 1<<16))
+	}
+	// Copies may repeat base entries (a page that appears twice), but
+	// never make more than twice the base: a short encoding must not
+	// expand into a huge list.
+	copyBudget := uint64(0)
+	if base != nil {
+		copyBudget = 2*uint64(len(base.Entries)) + 1024
 	}
 	total := uint64(0)
 	for r.err == nil && uint64(len(m.Entries)) < n {
@@ -345,6 +370,11 @@ func Decode(b []byte, base *Manifest) (*Manifest, error) {
 				r.fail("copy out of range")
 				continue
 			}
+			if k > copyBudget {
+				r.fail("copies more entries than its base can account for")
+				continue
+			}
+			copyBudget -= k
 			for _, e := range base.Entries[j : j+k] {
 				total += uint64(e.Len)
 			}

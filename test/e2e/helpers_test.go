@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-var bin string
+var bin, hostileBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "ckptfs-e2e")
@@ -28,6 +28,11 @@ func TestMain(m *testing.M) {
 	bin = filepath.Join(dir, "ckptfs")
 	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/ckptfs").CombinedOutput()
 	if err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	hostileBin = filepath.Join(dir, "hostile")
+	if out, err := exec.Command("go", "build", "-o", hostileBin, "./hostile").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
 		os.Exit(1)
 	}

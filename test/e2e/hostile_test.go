@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // peakRSS returns the peak resident set (VmHWM) of process pid, in bytes.
@@ -85,6 +87,200 @@ func TestHugeSparseFile(t *testing.T) {
 			if c != 0 {
 				t.Fatalf("a non-zero byte at %d of the sparse copy", off)
 			}
+		}
+	}
+}
+
+// hostileSource makes a store with web1/c0, web1/c1 and web2/keep (xl save
+// images of one guest), unmounted, for a hostile source to serve.
+func hostileSource(t *testing.T, tmp string) string {
+	t.Helper()
+	src := filepath.Join(tmp, "src")
+	d := mount(t, src, filepath.Join(tmp, "srcmnt"))
+	for _, p := range []string{"web1/c0", "web1/c1", "web2/keep"} {
+		os.MkdirAll(filepath.Dir(filepath.Join(d.mnt, p)), 0o755)
+		synth(t, filepath.Join(d.mnt, p), 9, len(p)%3, "0.1")
+	}
+	d.stop(t)
+	return src
+}
+
+// TestPullHostileManifest: a source that answers the manifest request for
+// web1/c0 with a manifest for web2/c0 (root-owned) gets nothing written
+// outside the pull's selection: that file is refused with its name, the
+// rest of the selection is copied, and the run exits non-zero.
+func TestPullHostileManifest(t *testing.T) {
+	tmp := t.TempDir()
+	src := hostileSource(t, tmp)
+	dst := filepath.Join(tmp, "dst")
+	ssh := strings.Join([]string{hostileBin, "redirect", src, "web1/c0", "web2/c0"}, " ")
+	out, code := run(t, "pull", "--ssh", ssh, "--path", "web1", "ssh://peer/src", dst)
+	if code == 0 || !strings.Contains(out, `"web1/c0": refused: the source's manifest does not match its listing (it names "web2/c0")`) {
+		t.Fatalf("pull from a lying source: exit %d\n%s", code, out)
+	}
+	d := mount(t, dst, filepath.Join(tmp, "dstmnt"))
+	if _, err := os.Stat(filepath.Join(d.mnt, "web2")); err == nil {
+		t.Fatal("the pull wrote outside its selection (web2 exists)")
+	}
+	sameFileIn(t, src, "web1/c1", filepath.Join(d.mnt, "web1/c1"))
+	if _, err := os.Stat(filepath.Join(d.mnt, "web1/c0")); err == nil {
+		t.Fatal("the refused file exists")
+	}
+}
+
+// sameFileIn compares file p of the unmounted store src with got.
+func sameFileIn(t *testing.T, src, p, got string) {
+	t.Helper()
+	d := mount(t, src, filepath.Join(t.TempDir(), "cmp"))
+	sameFile(t, filepath.Join(d.mnt, p), got)
+	d.stop(t)
+}
+
+// TestPullHostileNames: names with control bytes are refused at the
+// receiver, each file named, and nothing of them lands.
+func TestPullHostileNames(t *testing.T) {
+	tmp := t.TempDir()
+	src := hostileSource(t, tmp)
+	dst := filepath.Join(tmp, "dst")
+	out, code := run(t, "pull", "--ssh", hostileBin+" ctlname "+src, "ssh://peer/src", dst)
+	if code == 0 || strings.Count(out, `not allowed (a control byte in it)`) != 3 {
+		t.Fatalf("pull of control-byte names: exit %d\n%s", code, out)
+	}
+	d := mount(t, dst, filepath.Join(tmp, "dstmnt"))
+	for _, dir := range []string{"", "web1", "web2"} {
+		ents, _ := os.ReadDir(filepath.Join(d.mnt, dir))
+		for _, e := range ents {
+			if strings.ContainsAny(e.Name(), "\x00\x01") {
+				t.Fatalf("a name with a control byte arrived: %q", e.Name())
+			}
+		}
+	}
+}
+
+// TestPullHostileChunk: a source that answers a chunk request with a
+// 1 GiB message (a few KiB on the wire) is refused before the message is
+// read; the pull's peak RSS stays small.
+func TestPullHostileChunk(t *testing.T) {
+	tmp := t.TempDir()
+	src := hostileSource(t, tmp)
+	cmd := exec.Command(bin, "pull", "--ssh", hostileBin+" bigchunk "+src, "ssh://peer/src", filepath.Join(tmp, "dst"))
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "over its limit") {
+		t.Fatalf("pull from a source sending a 1 GiB chunk: %v\n%s", err, out)
+	}
+	rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
+	t.Logf("pull peak RSS %d MiB", rss>>20)
+	if rss > 256<<20 {
+		t.Fatalf("the pull's peak RSS is %d MiB", rss>>20)
+	}
+}
+
+// TestPullStalledPeer: a peer that answers the handshake and then says
+// nothing makes pull fail within --timeout, saying so.
+func TestPullStalledPeer(t *testing.T) {
+	tmp := t.TempDir()
+	start := time.Now()
+	var out string
+	var code int
+	timed(t, "pull from a stalled peer", 60*time.Second, func() error {
+		out, code = run(t, "pull", "--timeout", "2s", "--ssh", hostileBin+" stall", "ssh://peer/src", filepath.Join(tmp, "dst"))
+		return nil
+	})
+	if code == 0 || !strings.Contains(out, "sent nothing for 2s (--timeout)") {
+		t.Fatalf("pull from a stalled peer: exit %d after %v\n%s", code, time.Since(start), out)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Fatalf("pull gave up after %v with --timeout 2s", took)
+	}
+}
+
+// TestTransferAttacksOnDaemon: the mount daemon, reached through `ckptfs
+// serve` (which relays to it), is sent a delta that copies its base a
+// thousandfold, a 1 GiB chunk message and a 1 TiB file of zero runs: the
+// first two are refused, the third is done in seconds, and the daemon's
+// peak RSS stays within its bound.
+func TestTransferAttacksOnDaemon(t *testing.T) {
+	tmp := t.TempDir()
+	store := filepath.Join(tmp, "store")
+	d := mount(t, store, filepath.Join(tmp, "mnt"))
+	os.Mkdir(filepath.Join(d.mnt, "web1"), 0o755)
+	synth(t, filepath.Join(d.mnt, "web1", "c0"), 3, 0, "0.1")
+	attack := func(args ...string) string {
+		t.Helper()
+		var out []byte
+		timed(t, "attack "+args[0], 120*time.Second, func() error {
+			out, _ = exec.Command(hostileBin, append([]string{"apply", bin, store}, args...)...).CombinedOutput()
+			return nil
+		})
+		return string(out)
+	}
+	if out := attack("copies", "web1/c0"); !strings.Contains(out, "copies more entries than its base can account for") {
+		t.Fatalf("a delta copying its base a thousandfold:\n%s", out)
+	}
+	if out := attack("bigchunk"); strings.Contains(out, "reply a") {
+		t.Fatalf("a 1 GiB chunk message was taken:\n%s", out)
+	}
+	start := time.Now()
+	if out := attack("zeros"); !strings.Contains(out, "reply a") {
+		t.Fatalf("a 1 TiB file of zero runs:\n%s", out)
+	}
+	t.Logf("1 TiB of zero runs applied in %v", time.Since(start))
+	if st, err := os.Stat(filepath.Join(d.mnt, "zeros")); err != nil || st.Size() < 1<<40 {
+		t.Fatalf("zeros: %v %v", st, err)
+	}
+	rss := peakRSS(t, d.cmd.Process.Pid)
+	t.Logf("daemon peak RSS %d MiB", rss>>20)
+	if rss > daemonBound {
+		t.Fatalf("the daemon's peak RSS is %d MiB, over the %d MiB bound", rss>>20, daemonBound>>20)
+	}
+}
+
+// TestTransferForgery: a store owned by a user and mounted by root. The
+// user, through `ckptfs serve` (relayed to the daemon), cannot make a
+// root-owned or setuid file, nor write into root's directories, nor take
+// a root directory's latest; what the user may write arrives as theirs.
+func TestTransferForgery(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch users")
+	}
+	tmp := worldDir(t, "ckptfs-forge")
+	store := filepath.Join(tmp, "store")
+	os.Mkdir(store, 0o755)
+	os.Chown(store, 65534, 65534)
+	d := mount(t, store, filepath.Join(tmp, "mnt"), "--allow-other")
+	rootDir, shared, theirs := filepath.Join(d.mnt, "web1"), filepath.Join(d.mnt, "shared"), filepath.Join(d.mnt, "theirs")
+	os.Mkdir(rootDir, 0o755)
+	os.Mkdir(shared, 0o1777)
+	os.Chmod(shared, 0o1777)
+	os.Mkdir(theirs, 0o755)
+	os.Chown(theirs, 65534, 65534)
+	synth(t, filepath.Join(shared, "c0"), 3, 0, "0.1")
+	as := func(path string) string {
+		out, _ := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", hostileBin, "apply", bin, store, "forge", path).CombinedOutput()
+		return string(out)
+	}
+	for _, p := range []string{"web1/evil", "web1/sub/evil", "shared/latest", "newdir/evil"} {
+		if out := as(p); !strings.Contains(out, "permission denied") {
+			t.Fatalf("forging %s as uid 65534:\n%s", p, out)
+		}
+		if _, err := os.Lstat(filepath.Join(d.mnt, p)); err == nil && !strings.HasSuffix(p, "/latest") {
+			t.Fatalf("%s exists", p)
+		}
+	}
+	if got, err := os.Readlink(filepath.Join(shared, "latest")); err != nil || got != "c0" {
+		t.Fatalf("shared/latest = %q %v, want root's c0", got, err)
+	}
+	for _, p := range []string{"theirs/mine", "shared/mine"} {
+		if out := as(p); !strings.Contains(out, "reply a") {
+			t.Fatalf("writing %s as uid 65534:\n%s", p, out)
+		}
+		st, err := os.Stat(filepath.Join(d.mnt, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sys := st.Sys().(*syscall.Stat_t)
+		if sys.Uid != 65534 || st.Mode()&(os.ModeSetuid|os.ModeSetgid|os.ModeSticky) != 0 {
+			t.Fatalf("%s arrived as uid %d mode %v, want uid 65534 and no setuid", p, sys.Uid, st.Mode())
 		}
 	}
 }
