@@ -558,6 +558,7 @@ func (s *source) get(id chunkstore.ID) ([]byte, error) {
 	s.lastID, s.last = id, data
 	return data, nil
 }
+
 // done checks that every missing chunk arrived.
 func (s *source) done() error {
 	if s.got != len(s.missing) {
