@@ -7,6 +7,7 @@ package gc
 import (
 	"errors"
 	"fmt"
+	"path"
 	"sort"
 	"syscall"
 
@@ -28,9 +29,14 @@ type Stats struct {
 	Lineages     []Lineage `json:"lineages"`
 }
 
-// Lineage is the checkpoints of one guest (one domain UUID) in the store.
+// Lineage is the checkpoints of one guest (one domain UUID) that one owner
+// keeps in one directory: what gc's policies judge together (see Plan).
+// Another user's images with the same guest UUID are a lineage of their
+// own, so they never stand in for this one's (in stats, in metrics).
 type Lineage struct {
 	UUID         string  `json:"uuid"`
+	UID          uint32  `json:"uid"`
+	Dir          string  `json:"dir"`  // the directory's path in the store, "/" for the root
 	Name         string  `json:"name"` // the newest generation's guest name
 	Generations  int     `json:"generations"`
 	LogicalBytes int64   `json:"logical_bytes"`
@@ -89,8 +95,22 @@ func lineages(x *index.Index) ([]Lineage, error) {
 		mtime, size, added, pages int64
 		name                      string
 	}
-	by := map[string][]gen{}
-	err := x.WalkXen(func(ino uint64, info index.XenInfo) error {
+	type key struct {
+		uuid   string
+		uid    uint32
+		parent uint64
+	}
+	links, err := readNames(x)
+	if err != nil {
+		return nil, err
+	}
+	by := map[key][]gen{}
+	dirOf := map[key]string{}
+	err = x.WalkXen(func(ino uint64, info index.XenInfo) error {
+		ls, named := links[ino]
+		if !named {
+			return nil // not linked (being purged)
+		}
 		in, err := x.Get(ino)
 		if errors.Is(err, index.ErrNotFound) {
 			return nil // purged meanwhile
@@ -98,13 +118,17 @@ func lineages(x *index.Index) ([]Lineage, error) {
 		if err != nil {
 			return err
 		}
-		by[info.UUID] = append(by[info.UUID], gen{in.Mtime, in.Size, info.NewBytes, info.Pages, info.Name})
+		k := key{info.UUID, in.UID, ls[0].Parent}
+		if _, ok := dirOf[k]; !ok {
+			dirOf[k] = "/" + path.Dir(links.path(ino))
+		}
+		by[k] = append(by[k], gen{in.Mtime, in.Size, info.NewBytes, info.Pages, info.Name})
 		return nil
 	})
 	out := []Lineage{}
-	for uuid, gens := range by {
+	for k, gens := range by {
 		sort.Slice(gens, func(i, j int) bool { return gens[i].mtime < gens[j].mtime })
-		l := Lineage{UUID: uuid, Name: gens[len(gens)-1].name, Generations: len(gens), Newest: gens[len(gens)-1].mtime, Oldest: gens[0].mtime}
+		l := Lineage{UUID: k.uuid, UID: k.uid, Dir: path.Clean(dirOf[k]), Name: gens[len(gens)-1].name, Generations: len(gens), Newest: gens[len(gens)-1].mtime, Oldest: gens[0].mtime}
 		for _, g := range gens {
 			l.LogicalBytes = index.AddSizes(l.LogicalBytes, g.size)
 			l.NewBytes = append(l.NewBytes, g.added)
@@ -116,7 +140,16 @@ func lineages(x *index.Index) ([]Lineage, error) {
 		}
 		out = append(out, l)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name+out[i].UUID < out[j].Name+out[j].UUID })
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Name+a.UUID != b.Name+b.UUID {
+			return a.Name+a.UUID < b.Name+b.UUID
+		}
+		if a.UID != b.UID {
+			return a.UID < b.UID
+		}
+		return a.Dir < b.Dir
+	})
 	return out, err
 }
 

@@ -73,7 +73,7 @@ func (m *mountMetrics) Totals() (metrics.Totals, error) {
 	t := metrics.Totals{LogicalBytes: s.LogicalBytes, StoredBytes: s.StoredBytes, Chunks: s.Chunks,
 		DiskBytes: s.DiskBytes, Files: s.Files, DedupRatio: s.DedupRatio}
 	for _, l := range s.Lineages {
-		t.Guests = append(t.Guests, metrics.Guest{Name: l.Name, UUID: l.UUID, Generations: l.Generations,
+		t.Guests = append(t.Guests, metrics.Guest{Name: l.Name, UUID: l.UUID, UID: l.UID, Dir: l.Dir, Generations: l.Generations,
 			LogicalBytes: l.LogicalBytes, Newest: time.Unix(0, l.Newest), Oldest: time.Unix(0, l.Oldest)})
 	}
 	return t, nil

@@ -6,33 +6,33 @@
 //
 // Every metric, its type and what it counts:
 //
-//	| metric                                 | type    | labels     | what                                                                          |
-//	|----------------------------------------|---------|------------|-------------------------------------------------------------------------------|
-//	| ckptfs_written_bytes_total             | counter |            | bytes written into files through the mount                                    |
-//	| ckptfs_read_bytes_total                | counter |            | bytes read from files through the mount                                       |
-//	| ckptfs_chunks_written_total            | counter | kind       | chunks written: new (stored), dup (already there), zero (all-zero, not stored) |
-//	| ckptfs_stored_written_bytes_total      | counter |            | encoded (compressed) bytes of the new chunks                                  |
-//	| ckptfs_images_total                    | counter |            | whole xl save images committed                                                |
-//	| ckptfs_errors_total                    | counter |            | requests failed with EIO (each is logged)                                     |
-//	| ckptfs_corrupt_chunks_total            | counter |            | chunk reads that failed their BLAKE3 check                                    |
-//	| ckptfs_gc_runs_total                   | counter |            | gc runs (by policy, ckptfs gc, or xen receive's expiry)                       |
-//	| ckptfs_gc_expired_files_total          | counter |            | files gc expired                                                              |
-//	| ckptfs_gc_freed_bytes_total            | counter |            | stored bytes gc freed (chunks deleted)                                        |
-//	| ckptfs_gc_last_run_timestamp_seconds   | gauge   |            | end of the last gc run (0: none yet)                                          |
-//	| ckptfs_logical_bytes                   | gauge   |            | sum of the sizes of all files                                                 |
-//	| ckptfs_stored_bytes                    | gauge   |            | sum of the encoded sizes of all chunks                                        |
-//	| ckptfs_chunks                          | gauge   |            | chunks stored                                                                 |
-//	| ckptfs_dedup_ratio                     | gauge   |            | logical / stored bytes                                                        |
-//	| ckptfs_disk_bytes                      | gauge   |            | bytes of the store's files on disk                                            |
-//	| ckptfs_files                           | gauge   |            | regular files                                                                 |
-//	| ckptfs_guest_generations               | gauge   | guest,uuid | whole xl save images of the guest                                             |
-//	| ckptfs_guest_logical_bytes             | gauge   | guest,uuid | their sizes summed                                                            |
-//	| ckptfs_guest_newest_age_seconds        | gauge   | guest,uuid | age of the newest generation (its modification time)                          |
-//	| ckptfs_guest_oldest_age_seconds        | gauge   | guest,uuid | age of the oldest                                                             |
-//	| ckptfs_disk_free_bytes                 | gauge   |            | bytes free to the daemon on the store's filesystem                            |
-//	| ckptfs_disk_size_bytes                 | gauge   |            | size of the store's filesystem                                                |
-//	| ckptfs_totals_age_seconds              | gauge   |            | how old the totals above are (see MaxAge, MinAge)                             |
-//	| ckptfs_scrape_error                    | gauge   |            | 1 if the totals could not be computed at this scrape                          |
+//	| metric                               | type    | labels             | what                                                                           |
+//	|--------------------------------------|---------|--------------------|--------------------------------------------------------------------------------|
+//	| ckptfs_written_bytes_total           | counter |                    | bytes written into files through the mount                                     |
+//	| ckptfs_read_bytes_total              | counter |                    | bytes read from files through the mount                                        |
+//	| ckptfs_chunks_written_total          | counter | kind               | chunks written: new (stored), dup (already there), zero (all-zero, not stored) |
+//	| ckptfs_stored_written_bytes_total    | counter |                    | encoded (compressed) bytes of the new chunks                                   |
+//	| ckptfs_images_total                  | counter |                    | whole xl save images committed                                                 |
+//	| ckptfs_errors_total                  | counter |                    | requests failed with EIO (each is logged)                                      |
+//	| ckptfs_corrupt_chunks_total          | counter |                    | chunk reads that failed their BLAKE3 check                                     |
+//	| ckptfs_gc_runs_total                 | counter |                    | gc runs (by policy, ckptfs gc, or xen receive's expiry)                        |
+//	| ckptfs_gc_expired_files_total        | counter |                    | files gc expired                                                               |
+//	| ckptfs_gc_freed_bytes_total          | counter |                    | stored bytes gc freed (chunks deleted)                                         |
+//	| ckptfs_gc_last_run_timestamp_seconds | gauge   |                    | end of the last gc run (0: none yet)                                           |
+//	| ckptfs_logical_bytes                 | gauge   |                    | sum of the sizes of all files                                                  |
+//	| ckptfs_stored_bytes                  | gauge   |                    | sum of the encoded sizes of all chunks                                         |
+//	| ckptfs_chunks                        | gauge   |                    | chunks stored                                                                  |
+//	| ckptfs_dedup_ratio                   | gauge   |                    | logical / stored bytes                                                         |
+//	| ckptfs_disk_bytes                    | gauge   |                    | bytes of the store's files on disk                                             |
+//	| ckptfs_files                         | gauge   |                    | regular files                                                                  |
+//	| ckptfs_guest_generations             | gauge   | guest,uuid,uid,dir | whole xl save images of the guest                                              |
+//	| ckptfs_guest_logical_bytes           | gauge   | guest,uuid,uid,dir | their sizes summed                                                             |
+//	| ckptfs_guest_newest_age_seconds      | gauge   | guest,uuid,uid,dir | age of the newest generation (its modification time)                           |
+//	| ckptfs_guest_oldest_age_seconds      | gauge   | guest,uuid,uid,dir | age of the oldest                                                              |
+//	| ckptfs_disk_free_bytes               | gauge   |                    | bytes free to the daemon on the store's filesystem                             |
+//	| ckptfs_disk_size_bytes               | gauge   |                    | size of the store's filesystem                                                 |
+//	| ckptfs_totals_age_seconds            | gauge   |                    | how old the totals above are (see MaxAge, MinAge)                              |
+//	| ckptfs_scrape_error                  | gauge   |                    | 1 if the totals could not be computed at this scrape                           |
 //
 // The Go runtime's and the process's standard metrics (go_*, process_*)
 // are served too.
@@ -40,6 +40,7 @@ package metrics
 
 import (
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -58,9 +59,13 @@ type Counters struct {
 	GCLast                           time.Time // zero: no run yet
 }
 
-// Guest is one guest's lineage.
+// Guest is one guest's lineage: its images that one owner (UID) keeps in
+// one directory (Dir), as gc groups them; another user's images of the
+// same guest are another lineage, never this one's.
 type Guest struct {
 	Name, UUID     string
+	UID            uint32
+	Dir            string
 	Generations    int
 	LogicalBytes   int64
 	Newest, Oldest time.Time
@@ -121,10 +126,10 @@ var (
 	dDedup       = desc("dedup_ratio", "Logical bytes over stored bytes.")
 	dDisk        = desc("disk_bytes", "Bytes of the store's files on disk.")
 	dFiles       = desc("files", "Regular files.")
-	dGens        = desc("guest_generations", "Whole xl save images of the guest.", "guest", "uuid")
-	dGuestBytes  = desc("guest_logical_bytes", "Sizes of the guest's images summed.", "guest", "uuid")
-	dNewest      = desc("guest_newest_age_seconds", "Age of the guest's newest generation.", "guest", "uuid")
-	dOldest      = desc("guest_oldest_age_seconds", "Age of the guest's oldest generation.", "guest", "uuid")
+	dGens        = desc("guest_generations", "Whole xl save images of the guest.", "guest", "uuid", "uid", "dir")
+	dGuestBytes  = desc("guest_logical_bytes", "Sizes of the guest's images summed.", "guest", "uuid", "uid", "dir")
+	dNewest      = desc("guest_newest_age_seconds", "Age of the guest's newest generation.", "guest", "uuid", "uid", "dir")
+	dOldest      = desc("guest_oldest_age_seconds", "Age of the guest's oldest generation.", "guest", "uuid", "uid", "dir")
 	dFree        = desc("disk_free_bytes", "Bytes free to the daemon on the store's filesystem.")
 	dSize        = desc("disk_size_bytes", "Size of the store's filesystem.")
 	dTotalsAge   = desc("totals_age_seconds", "Age of the totals (logical, stored, chunks, guests).")
@@ -183,10 +188,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		g(dDisk, float64(t.DiskBytes))
 		g(dFiles, float64(t.Files))
 		for _, gu := range t.Guests {
-			g(dGens, float64(gu.Generations), gu.Name, gu.UUID)
-			g(dGuestBytes, float64(gu.LogicalBytes), gu.Name, gu.UUID)
-			g(dNewest, now.Sub(gu.Newest).Seconds(), gu.Name, gu.UUID)
-			g(dOldest, now.Sub(gu.Oldest).Seconds(), gu.Name, gu.UUID)
+			g(dGens, float64(gu.Generations), gu.Name, gu.UUID, strconv.FormatUint(uint64(gu.UID), 10), gu.Dir)
+			g(dGuestBytes, float64(gu.LogicalBytes), gu.Name, gu.UUID, strconv.FormatUint(uint64(gu.UID), 10), gu.Dir)
+			g(dNewest, now.Sub(gu.Newest).Seconds(), gu.Name, gu.UUID, strconv.FormatUint(uint64(gu.UID), 10), gu.Dir)
+			g(dOldest, now.Sub(gu.Oldest).Seconds(), gu.Name, gu.UUID, strconv.FormatUint(uint64(gu.UID), 10), gu.Dir)
 		}
 		g(dTotalsAge, now.Sub(at).Seconds())
 	}

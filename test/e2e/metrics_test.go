@@ -122,6 +122,31 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s%v = %v, want %s", c.name, c.labels, v, c.want)
 		}
 	}
+	// Another user's image with root's guest name and UUID is a lineage
+	// of its own: it does not reset root's newest age (the "checkpoints
+	// stopped" alert).
+	if os.Geteuid() == 0 {
+		old := time.Now().Add(-time.Hour)
+		os.Chtimes(filepath.Join(dir, "c2"), old, old)
+		shared := filepath.Join(d.mnt, "shared")
+		os.Mkdir(shared, 0o1777)
+		os.Chmod(shared, 0o1777)
+		os.Chmod(d.mnt, 0o755)
+		img := xentest.Guest{Name: "web1", UUID: "3e7a0000-0000-4000-8000-000000000001", Pages: 2048, VCPUs: 1, Seed: 5, Gen: 7, Dirty: 0.1}.Bytes()
+		// (written by root and given away: the mount has no allow_other)
+		if err := os.WriteFile(filepath.Join(shared, "theirs"), img, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Chown(filepath.Join(shared, "theirs"), 65534, 65534)
+		time.Sleep(metrics.MinAge)
+		fams = scrapeMetrics(t, addr)
+		if v := metric(fams, "ckptfs_guest_newest_age_seconds", "guest", "web1", "uid", "0", "dir", "/web1"); v < 3000 {
+			t.Errorf("root's web1 lineage: newest age %v s, want about an hour", v)
+		}
+		if v := metric(fams, "ckptfs_guest_newest_age_seconds", "guest", "web1", "uid", "65534", "dir", "/shared"); v < 0 || v > 600 {
+			t.Errorf("uid 65534's lineage: newest age %v s, want a series of its own", v)
+		}
+	}
 	// A busy address is a clear error before anything is mounted.
 	os.Mkdir(filepath.Join(tmp, "mnt2"), 0o755)
 	out, code := run(t, "mount", "--metrics", addr, filepath.Join(tmp, "store2"), filepath.Join(tmp, "mnt2"))
