@@ -58,7 +58,8 @@ run: build
 # rsync and fuse3 (fusermount3, for the non-root mount tests), setpriv
 # and unshare (util-linux), systemd-analyze (systemd, to verify the units
 # make install puts in place), script (bsdutils: a terminal for the
-# progress tests), pgrep (procps), e2fsprogs (mkfs.ext4 for the full-disk test's loop device).
+# progress tests), pgrep (procps), GNU time (peak RSS of a command in the
+# hostile-peer tests), e2fsprogs (mkfs.ext4 for the full-disk test's loop device).
 # fusermount3 opens /dev/fuse as the calling user: Debian's udev rule makes
 # it 0666, a container may not.
 deps:
@@ -73,6 +74,7 @@ deps:
 	command -v systemd-analyze >/dev/null || need="$$need systemd"; \
 	command -v script >/dev/null || need="$$need bsdutils"; \
 	command -v pgrep >/dev/null || need="$$need procps"; \
+	test -x /usr/bin/time || need="$$need time"; \
 	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "make deps: missing$$need; install them (as root: make deps)"; exit 1; fi; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need || exit 1; \

@@ -54,7 +54,6 @@ import (
 	"io"
 	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,6 +84,9 @@ type Options struct {
 	Host string
 	// Grace is the gc grace period pushers honour (default 1h).
 	Grace time.Duration
+	// Clock is this host's clock (nil: time.Now). Grace periods are
+	// measured on the object store's clock, whatever this one says.
+	Clock func() time.Time
 }
 
 // Bucket is a bucket opened for one host.
@@ -102,8 +104,58 @@ type Bucket struct {
 	loc     map[Name]loc
 	indexed map[string]bool  // index objects read
 	packs   map[string][]loc // each pack's blobs, from its index
-	marks   map[string]time.Time
+	marks   map[string]time.Time // when each mark was written, by the object store's clock
 	headers map[string]transfer.File
+
+	clockOnce sync.Once
+	skew      time.Duration // the object store's clock minus this host's
+	skewErr   error
+}
+
+// storeNow returns the object store's time now: this host's clock
+// corrected by the skew measured once (a probe object written and its
+// modification time read back). Grace periods are measured on the object
+// store's clock alone, so hosts whose clocks disagree still agree on them.
+func (b *Bucket) storeNow() (time.Time, error) {
+	clock := b.o.Clock
+	if clock == nil {
+		clock = time.Now
+	}
+	b.clockOnce.Do(func() {
+		rel := "clock/" + b.o.Host
+		before := clock()
+		if b.skewErr = b.put(rel, nil); b.skewErr != nil {
+			return
+		}
+		st, err := b.mc.StatObject(b.ctx, b.name, b.key(rel), minio.StatObjectOptions{})
+		if err != nil {
+			b.skewErr = b.wrap(rel, err)
+			return
+		}
+		after := clock()
+		// LastModified has whole seconds: the store's now lies in
+		// [LastModified, LastModified+1s); take the middle.
+		b.skew = st.LastModified.Add(500*time.Millisecond).Sub(before.Add(after.Sub(before) / 2))
+	})
+	return clock().Add(b.skew), b.skewErr
+}
+
+// StoreNow is the object store's time now, as grace periods see it.
+func (b *Bucket) StoreNow() (time.Time, error) { return b.storeNow() }
+
+// ErrTampered is the error for an object that does not open with the key
+// that opens the bucket's config: damaged, or written by someone without
+// the key.
+var ErrTampered = errors.New("damaged or tampered object")
+
+// open opens sealed, object obj of the bucket, for aad; a failure to open
+// names the object (the key is right: it opened the config).
+func (b *Bucket) open(obj string, aad, sealed []byte) ([]byte, error) {
+	plain, err := b.o.Keys.Open(nil, aad, sealed)
+	if errors.Is(err, ErrWrongKey) {
+		return nil, fmt.Errorf("%s: %w %s (it does not open with the key that opens the bucket)", b.What, ErrTampered, obj)
+	}
+	return plain, err
 }
 
 type loc struct {
@@ -302,27 +354,11 @@ func (b *Bucket) refresh() error {
 	return nil
 }
 
+// readMarks returns when each mark was written, by the object store's
+// clock (the mark object's modification time; what it holds is the
+// marking host's clock, for people only).
 func (b *Bucket) readMarks() (map[string]time.Time, error) {
-	ms, err := b.list("gc/marks/")
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]time.Time, len(ms))
-	for p := range ms {
-		data, err := b.get("gc/marks/"+p, 0, 0)
-		if isNotFound(err) {
-			continue // unmarked meanwhile
-		}
-		if err != nil {
-			return nil, err
-		}
-		ns, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("%s: gc mark of pack %s: %q", b.What, p, data)
-		}
-		out[p] = time.Unix(0, ns)
-	}
-	return out, nil
+	return b.list("gc/marks/")
 }
 
 func (b *Bucket) readIndex(pack string) ([]loc, error) {
@@ -330,9 +366,9 @@ func (b *Bucket) readIndex(pack string) ([]loc, error) {
 	if err != nil {
 		return nil, err
 	}
-	plain, err := b.o.Keys.Open(nil, []byte("index/"+pack), data)
+	plain, err := b.open(b.key("index/"+pack), []byte("index/"+pack), data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: index of pack %s: %w", b.What, pack, err)
+		return nil, err
 	}
 	ls, err := parseIndex(plain, pack)
 	if err != nil {
@@ -463,9 +499,9 @@ func (b *Bucket) header(full string) (transfer.File, error) {
 	if err != nil {
 		return f, err
 	}
-	plain, err := b.o.Keys.Open(nil, []byte("file-header/"+full), h)
+	plain, err := b.open(full, []byte("file-header/"+full), h)
 	if err != nil {
-		return f, fmt.Errorf("%s: %s: %w", b.What, full, err)
+		return f, err
 	}
 	if err := json.Unmarshal(plain, &f); err != nil {
 		return f, fmt.Errorf("%s: %s: %w", b.What, full, err)
@@ -522,9 +558,9 @@ func (b *Bucket) ManifestOf(full string) (*manifest.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	plain, err := b.o.Keys.Open(nil, []byte("file/"+full), sealed)
+	plain, err := b.open(full, []byte("file/"+full), sealed)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %s: %w", b.What, full, err)
+		return nil, err
 	}
 	if n, err := s2.DecodedLen(plain); err != nil || n > maxManifest {
 		return nil, fmt.Errorf("%s: %s: %w", b.What, full, chunkstore.ErrCorrupt)
@@ -618,6 +654,10 @@ func (b *Bucket) Apply(m, base *manifest.Manifest, missing []chunkstore.ID, next
 	if err := b.refresh(); err != nil {
 		return err
 	}
+	now, err := b.storeNow()
+	if err != nil {
+		return err
+	}
 	b.mu.Lock()
 	for _, id := range m.Chunks() {
 		n := b.o.Keys.Name(id)
@@ -626,7 +666,7 @@ func (b *Bucket) Apply(m, base *manifest.Manifest, missing []chunkstore.ID, next
 			b.mu.Unlock()
 			return fmt.Errorf("%s: chunk %v is not in the bucket", m.Path, id)
 		}
-		if t, marked := b.marks[l.pack]; marked && time.Since(t) > b.o.Grace/2 {
+		if t, marked := b.marks[l.pack]; marked && now.Sub(t) > b.o.Grace/2 {
 			if _, ok := b.usable(n); !ok {
 				b.mu.Unlock()
 				return fmt.Errorf("%s: %w", m.Path, ErrRetry)
@@ -833,9 +873,9 @@ func last(s []*span) *span {
 
 // openBlob decrypts, decodes and verifies one blob.
 func (b *Bucket) openBlob(n Name, sealed []byte, id chunkstore.ID) ([]byte, error) {
-	plain, err := b.o.Keys.Open(nil, n[:], sealed)
+	plain, err := b.open(fmt.Sprintf("(a blob of chunk %v)", id), n[:], sealed)
 	if err != nil {
-		return nil, fmt.Errorf("chunk %v: %w", id, err)
+		return nil, err
 	}
 	if len(plain) == 0 {
 		return nil, fmt.Errorf("chunk %v: %w", id, chunkstore.ErrCorrupt)

@@ -50,7 +50,13 @@ type GCReport struct {
 func (b *Bucket) GC(o GCOptions) (GCReport, error) {
 	var rep GCReport
 	if o.Now.IsZero() {
-		o.Now = time.Now()
+		// The object store's clock: marks are dated by it, and so are
+		// the grace periods pushers honour.
+		now, err := b.storeNow()
+		if err != nil {
+			return rep, err
+		}
+		o.Now = now
 	}
 	if o.Garbage == 0 {
 		o.Garbage = gc.SegmentGarbage
