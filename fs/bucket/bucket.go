@@ -102,8 +102,8 @@ type Bucket struct {
 
 	mu      sync.Mutex
 	loc     map[Name]loc
-	indexed map[string]bool  // index objects read
-	packs   map[string][]loc // each pack's blobs, from its index
+	indexed map[string]bool      // index objects read
+	packs   map[string][]loc     // each pack's blobs, from its index
 	marks   map[string]time.Time // when each mark was written, by the object store's clock
 	headers map[string]transfer.File
 
@@ -135,7 +135,7 @@ func (b *Bucket) storeNow() (time.Time, error) {
 		after := clock()
 		// LastModified has whole seconds: the store's now lies in
 		// [LastModified, LastModified+1s); take the middle.
-		b.skew = st.LastModified.Add(500*time.Millisecond).Sub(before.Add(after.Sub(before) / 2))
+		b.skew = st.LastModified.Add(500 * time.Millisecond).Sub(before.Add(after.Sub(before) / 2))
 	})
 	return clock().Add(b.skew), b.skewErr
 }
