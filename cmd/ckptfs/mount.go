@@ -32,6 +32,7 @@ type mountOptions struct {
 	quiet                                 bool     // no ready line
 	logFile                               string   // the background daemon's log; "" for syslog
 	vfs                                   []string // mount flags: nosuid, noexec, ...
+	writerMemory                          int64    // MiB
 
 	// ready is told the ready line once the mount serves; nil prints it.
 	ready func(line string)
@@ -48,6 +49,7 @@ func mountFlagSet(o *mountOptions, opts *[]string) *pflag.FlagSet {
 	f.StringVar(&o.codec, "codec", "s2", "compression of new chunks: s2, zstd or raw")
 	f.BoolVar(&o.xenPages, "xen-pages", true, "store xl save images page by page (the default; --xen-pages=false stores them by plain CDC, for debugging)")
 	f.BoolVar(&o.listLatest, "list-latest", false, "list each directory's latest link (DIR/latest, the newest xl save image) in readdir too; without it, it is reached by name only")
+	f.Int64Var(&o.writerMemory, "writer-memory", content.DefaultWriterMemory>>20, "`MiB` of memory all files being written may hold together; past it, further writers write through (slower, never more memory)")
 	addPolicyFlags(f, &o.policy)
 	f.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics (e.g. 127.0.0.1:9477)")
 	f.BoolVar(&o.background, "background", false, "return once mounted and leave the daemon running (what mount(8) and fstab use); it logs to syslog or --log")
@@ -111,6 +113,7 @@ func runMount(o mountOptions, store, mnt string) error {
 	so.Codec = codec
 	cc := content.DefaultConfig()
 	cc.XenPages = o.xenPages
+	cc.WriterMemory = o.writerMemory << 20
 	m, err := fs.MountStore(absStore, absMnt, fs.MountConfig{
 		ReadOnly: o.readOnly, AllowOther: o.allowOther, Debug: o.debug, Store: so, Content: cc,
 		Config: fs.Config{Logger: logger, ListLatest: o.listLatest, MountFlags: o.vfs},

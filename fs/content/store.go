@@ -7,6 +7,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
@@ -60,7 +61,17 @@ type Config struct {
 	// XenPages stores xl save images page by page (every page payload a
 	// chunk of its own) instead of by plain CDC. On by default.
 	XenPages bool
+	// WriterMemory bounds the memory of all open writers together: each
+	// streaming writer holds WriterMemoryBound of it; a writer that finds
+	// none left writes through (flushes every write) until some frees.
+	// 0 takes DefaultWriterMemory.
+	WriterMemory int64
 }
+
+// DefaultWriterMemory is the writers' memory of a mount: 512 MiB, about
+// twenty files streaming at once (a host's hourly checkpoints of many
+// guests), the rest writing through.
+const DefaultWriterMemory = 512 << 20
 
 // DefaultConfig is what ckptfs mounts with.
 func DefaultConfig() Config {
@@ -113,6 +124,7 @@ type Store struct {
 	closeOnce sync.Once
 	gen       atomic.Uint64
 	admit     func(n int) error // see SetAdmit
+	writerMem *semaphore.Weighted
 }
 
 // admitter is a chunk store with a disk-full guard (chunkstore.Store).
@@ -134,6 +146,9 @@ type Stats struct {
 	BytesWritten, ChunksNew, ChunksDup, ChunksZero, StoredBytes atomic.Int64
 	CacheHits, CacheMisses                                      atomic.Int64
 	Images                                                      atomic.Int64 // whole xl save images committed
+	// WritersStreaming counts writers holding a memory grant now;
+	// WritesDirect the writes done without one (written through).
+	WritersStreaming, WritesDirect atomic.Int64
 }
 
 // Counters returns the engine's counters.
@@ -143,7 +158,11 @@ func (s *Store) Counters() *Stats { return &s.stats }
 func New(db Batcher, chunks Chunks, ext Extents, cfg Config) *Store {
 	c, _ := lru.New[chunkstore.ID, []byte](max(cfg.CacheChunks, 1))
 	p, _ := lru.New[chunkstore.ID, []byte](max(cfg.CacheChunks, cachePages))
-	s := &Store{db: db, chunks: chunks, ext: ext, cfg: cfg, cache: c, pages: p, prefetch: make(chan prefetchJobs, 64), pending: map[chunkstore.ID]chan struct{}{}}
+	if cfg.WriterMemory <= 0 {
+		cfg.WriterMemory = DefaultWriterMemory
+	}
+	s := &Store{db: db, chunks: chunks, ext: ext, cfg: cfg, cache: c, pages: p, prefetch: make(chan prefetchJobs, 64), pending: map[chunkstore.ID]chan struct{}{},
+		writerMem: semaphore.NewWeighted(cfg.WriterMemory)}
 	if a, ok := chunks.(admitter); ok {
 		// Every writer of this store, whichever command opened it,
 		// passes the store's disk-full guard.

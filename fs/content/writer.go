@@ -76,6 +76,7 @@ type Writer struct {
 	img               image
 	xen               *xenStream
 	err               error
+	granted           bool // holds WriterMemoryBound of the store's writer memory
 }
 
 // xenStream follows an xl save image as it streams in from offset 0, so
@@ -272,10 +273,45 @@ func (w *Writer) fail(err error) error {
 }
 
 // WriteAt writes p at off. Once it returns, reads see the bytes.
+//
+// A writer streams (buffers up to Config.WriterMemoryBound between calls)
+// only while it holds a grant of that much from the store's writer memory
+// (Config.WriterMemory); without one it flushes what it was given before
+// returning and holds no buffers between calls: slower, and page-mode
+// dedup may lose the page a write boundary splits, but the daemon's
+// memory for writers stays bounded however many files are open.
 func (w *Writer) WriteAt(p []byte, off int64, now int64) error {
 	if w.err != nil {
 		return w.err
 	}
+	if !w.granted {
+		w.granted = w.s.writerMem.TryAcquire(int64(w.s.cfg.WriterMemoryBound()))
+		if w.granted {
+			w.s.stats.WritersStreaming.Add(1)
+		}
+	}
+	err := w.writeAt(p, off, now)
+	if err == nil && !w.granted {
+		w.s.stats.WritesDirect.Add(1)
+		if err = w.flushAll(); err != nil {
+			return w.fail(err)
+		}
+		w.settle()
+		w.buf, w.spare = nil, nil
+	}
+	return err
+}
+
+// release gives the writer's memory grant back.
+func (w *Writer) release() {
+	if w.granted {
+		w.granted = false
+		w.s.writerMem.Release(int64(w.s.cfg.WriterMemoryBound()))
+		w.s.stats.WritersStreaming.Add(-1)
+	}
+}
+
+func (w *Writer) writeAt(p []byte, off int64, now int64) error {
 	if off < 0 || off+int64(len(p)) < off {
 		return fmt.Errorf("write at %d: %w", off, index.ErrInval)
 	}
@@ -949,8 +985,10 @@ func (w *Writer) Commit() (index.Inode, error) {
 	return in, nil
 }
 
-// Close releases the writer's batch. Uncommitted writes are dropped.
+// Close releases the writer's batch and its memory grant. Uncommitted
+// writes are dropped.
 func (w *Writer) Close() {
+	defer w.release()
 	w.collect()
 	w.settle()
 	if w.b != nil {

@@ -289,3 +289,49 @@ func TestTransferForgery(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenWritersBounded: a user holds 64 files open for writing, each
+// with a few MiB written; the daemon's peak RSS stays within its bound
+// (the writers' memory is shared, --writer-memory), every file reads
+// back what was written, and root's xl save image written meanwhile is
+// whole.
+func TestOpenWritersBounded(t *testing.T) {
+	tmp := worldDir(t, "ckptfs-writers")
+	d := mount(t, filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt"), "--allow-other", "--writer-memory", "128")
+	os.Chmod(d.mnt, 0o1777)
+	const files = 64
+	// One process as uid 65534 opens them all, writes 3 MiB into each
+	// (interleaved), then holds them open until told.
+	script := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do eval "exec $((i+10))>%s/f$i"; i=$((i+1)); done
+for round in 1 2 3; do i=0; while [ $i -lt %d ]; do head -c 1048576 /dev/urandom >&$((i+10)); i=$((i+1)); done; done
+echo written; read x`, files, d.mnt, files)
+	holder := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", "-c", script)
+	stdin, _ := holder.StdinPipe()
+	stdout, _ := holder.StdoutPipe()
+	holder.Stderr = os.Stderr
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8)
+	if n, err := stdout.Read(buf); err != nil || !strings.HasPrefix(string(buf[:n]), "written") {
+		holder.Process.Kill()
+		t.Fatalf("the holder did not write its files: %v %q", err, buf[:n])
+	}
+	os.Mkdir(filepath.Join(d.mnt, "web1"), 0o755)
+	synth(t, filepath.Join(d.mnt, "web1", "c0"), 3, 0, "0.1")
+	rss := peakRSS(t, d.cmd.Process.Pid)
+	stdin.Close()
+	holder.Wait()
+	t.Logf("daemon peak RSS %d MiB with %d files open for writing", rss>>20, files)
+	if rss > daemonBound {
+		t.Fatalf("the daemon's peak RSS is %d MiB with %d files open, over the %d MiB bound", rss>>20, files, daemonBound>>20)
+	}
+	for i := range files {
+		if st, err := os.Stat(filepath.Join(d.mnt, fmt.Sprint("f", i))); err != nil || st.Size() != 3<<20 {
+			t.Fatalf("f%d: %v %v", i, st, err)
+		}
+	}
+	if got, err := os.Readlink(filepath.Join(d.mnt, "web1", "latest")); err != nil || got != "c0" {
+		t.Fatalf("root's image written meanwhile: latest %q %v", got, err)
+	}
+}
