@@ -270,3 +270,45 @@ func ExampleParams_Split() {
 }
 
 var _ = rand.N[int]
+
+// TestWriterMemoryShared: with writer memory for one streaming writer, a
+// second open writer writes through (no buffers between its writes); both
+// files read back as written, and once the first closes its grant goes to
+// the next writer.
+func TestWriterMemoryShared(t *testing.T) {
+	a := newModel(t)
+	a.s.writerMem.Acquire(t.Context(), a.s.cfg.WriterMemory-int64(a.s.cfg.WriterMemoryBound())) // room for one
+	in, err := a.x.Create(index.RootIno, "g", index.Inode{Mode: syscall.S_IFREG | 0o644})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &model{t: t, s: a.s, x: a.x, ino: in.Ino, w: a.s.NewWriter(in)}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 40 {
+		p := make([]byte, 3000+rng.IntN(5000))
+		for j := range p {
+			p[j] = byte(rng.Uint32())
+		}
+		a.write(int64(len(a.want)), p)
+		b.write(int64(len(b.want)), p[:len(p)/2])
+		if i == 0 && (!a.w.granted || b.w.granted) {
+			t.Fatalf("grants: first writer %v, second %v; want the first only", a.w.granted, b.w.granted)
+		}
+		if len(b.w.buf) != 0 || len(b.w.ahead) != 0 {
+			t.Fatalf("the writer without a grant holds %d bytes between writes", len(b.w.buf))
+		}
+	}
+	if a.s.stats.WritesDirect.Load() != 40 {
+		t.Fatalf("%d writes through, want 40", a.s.stats.WritesDirect.Load())
+	}
+	a.check("streaming")
+	b.check("written through")
+	a.commit()
+	b.commit()
+	a.w.Close()
+	b.write(int64(len(b.want)), []byte("more"))
+	if !b.w.granted {
+		t.Fatal("the grant the first writer gave back did not go to the second")
+	}
+	b.check("after the grant")
+}
