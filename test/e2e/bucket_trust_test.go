@@ -73,7 +73,7 @@ func TestBucketStoreClock(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d := now.Sub(time.Now()); d < -3*time.Second || d > 3*time.Second {
+		if d := time.Until(now); d < -3*time.Second || d > 3*time.Second {
 			t.Fatalf("a host %v off: the store's now is %v from the real now", skew, d)
 		}
 	}
