@@ -3,6 +3,8 @@ package manifest
 import (
 	"bytes"
 	"errors"
+	"math"
+	"strings"
 	"testing"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
@@ -91,6 +93,15 @@ func FuzzDecode(f *testing.F) {
 			if err != nil {
 				continue
 			}
+			// A short encoding never expands into a long list: each
+			// explicit op costs bytes, copies at most twice the base.
+			limit := len(b)
+			if bs != nil {
+				limit += 2*len(bs.Entries) + 1024
+			}
+			if len(m.Entries) > limit {
+				t.Fatalf("%d bytes decoded into %d entries", len(b), len(m.Entries))
+			}
 			// What decodes re-encodes to a manifest with the same digest.
 			again, err := Decode(m.Encode(nil), nil)
 			if err != nil || again.Digest() != m.Digest() {
@@ -98,4 +109,28 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDecodeBounds: a delta that copies its base again and again, an entry
+// count past MaxEntries and a size past the largest file are refused; a
+// sparse file of the largest size is one entry.
+func TestDecodeBounds(t *testing.T) {
+	base := sample()
+	// Rewrite: a copy of the whole base, 3000 times.
+	m := &Manifest{Path: "x", Mode: base.Mode, Size: base.Size * 3000}
+	for range 3000 {
+		m.Entries = append(m.Entries, base.Entries...)
+	}
+	if _, err := Decode(m.Encode(base), base); err == nil || !strings.Contains(err.Error(), "copies more entries than its base") {
+		t.Fatalf("a delta copying its base 3000 times: %v", err)
+	}
+	sparse := &Manifest{Path: "s", Mode: base.Mode, Size: math.MaxInt64}
+	sparse.addZeros(math.MaxInt64)
+	if len(sparse.Entries) != 1 {
+		t.Fatalf("a sparse file of 2^63-1 bytes has %d entries", len(sparse.Entries))
+	}
+	got, err := Decode(sparse.Encode(nil), nil)
+	if err != nil || got.Size != math.MaxInt64 || len(got.Entries) != 1 {
+		t.Fatalf("decoding the sparse file: %v", err)
+	}
 }
