@@ -76,17 +76,20 @@ func (b *Batch) Empty() bool { return b.Batch.Empty() && len(b.recs) == 0 && len
 // pebble.Sync everything written to the store before is durable when it
 // returns.
 func (b *Batch) Commit(o *pebble.WriteOptions) error {
+	var stored []ID
 	if len(b.recs) > 0 {
 		seg, base, err := b.s.seg.append(b.buf)
 		if err != nil {
 			return err
 		}
+		stored = make([]ID, 0, len(b.recs))
 		for _, r := range b.recs {
 			l := locator{seg: seg, off: base + int64(r.off), n: r.n}
 			if err := b.Batch.Set(locKey(r.id), encodeLocator(l), nil); err != nil {
 				return err
 			}
 			b.s.recent.Add(r.id, l)
+			stored = append(stored, r.id)
 		}
 		b.buf, b.recs = b.buf[:0], b.recs[:0]
 	}
@@ -109,7 +112,13 @@ func (b *Batch) Commit(o *pebble.WriteOptions) error {
 			return err
 		}
 	}
-	return b.Batch.Commit(o)
+	if err := b.Batch.Commit(o); err != nil {
+		return err
+	}
+	// Committed: the filter of stored chunks may say so now (never
+	// before: a filter built meanwhile scans what is committed).
+	b.s.known.add(b.s, stored)
+	return nil
 }
 
 // Close releases the batch; records not committed are dropped.

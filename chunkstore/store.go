@@ -106,6 +106,10 @@ type Options struct {
 	// reports it and, repairing, accepts the loss. A read-only open always
 	// succeeds and reports it through Lost.
 	AllowLost bool
+	// NoKnownFilter turns off the in-memory filter of stored chunk ids
+	// (see known): every dedup check of a new chunk asks Pebble. For
+	// benchmarks that measure the filter.
+	NoKnownFilter bool
 }
 
 // DefaultOptions are the options ckptfs mounts with. See the README for the
@@ -125,6 +129,8 @@ type Store struct {
 	// recently written or looked-up chunks are (for Batch.SetHinted).
 	// a chunk that repeats within a stream is encoded only once.
 	recent *lru.Cache[ID, locator]
+	// known answers "not stored" for new chunks without a Pebble Get.
+	known known
 
 	// pins counts, per chunk, the writers that decided to reference it
 	// (Prepare) and have not applied that reference yet (Unpin). Sweep
@@ -389,6 +395,9 @@ func Open(dir string, o Options) (*Store, error) {
 			return nil, fmt.Errorf("%s: format upgrade: %w", dir, err)
 		}
 		s.RestoreReserve() // ErrNoSpace: not now; gc tries again
+		if !o.NoKnownFilter {
+			s.known.start(s)
+		}
 	}
 	return s, nil
 }
@@ -484,6 +493,7 @@ func (s *Store) DB() *pebble.DB { return s.db }
 // keeps for recycling, which every table now makes obsolete. After it the
 // store's directory holds its data, not its overheads.
 func (s *Store) Close() error {
+	s.known.stop()
 	var err error
 	if !s.readOnly {
 		s.space.drop() // the flush below needs room on a full disk
@@ -599,6 +609,10 @@ func (s *Store) Prepare(dst []byte, id ID, data []byte) ([]byte, error) {
 	s.Pin(id)
 	if s.recent.Contains(id) {
 		return nil, nil
+	}
+	if !s.known.mayHold(id) {
+		s.recent.Add(id, locator{}) // not known yet, as where would say
+		return encodeValue(dst, s.codec, data), nil
 	}
 	l, _, ok, err := s.where(id)
 	if err != nil {
