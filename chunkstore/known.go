@@ -98,12 +98,20 @@ func (k *known) start(s *Store) {
 
 // build scans the locator keys (and a format 2 store's inline chunk keys)
 // into a new filter, then adds what was committed meanwhile and swaps it
-// in. A failed scan leaves the filter as it was (no filter: every check
-// goes to Pebble).
+// in. Two passes (count, then fill), so that the build holds the filter
+// and nothing in proportion to the store. A failed scan leaves the filter
+// as it was (none: every check goes to Pebble).
 func (k *known) build(s *Store) {
 	defer k.wg.Done()
-	var ids []ID
-	err := s.keysOnly(&k.stopping, func(id ID) { ids = append(ids, id) })
+	count := uint(0)
+	err := s.keysOnly(&k.stopping, func(ID) { count++ })
+	var f *bloom.BloomFilter
+	var n, filled uint
+	if err == nil {
+		n = max(count*2, knownMinIDs)
+		f = bloom.NewWithEstimates(n, knownFP)
+		err = s.keysOnly(&k.stopping, func(id ID) { f.Add(id[:]); filled++ })
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.building = false
@@ -111,15 +119,10 @@ func (k *known) build(s *Store) {
 		k.during = nil
 		return
 	}
-	n := max(uint(len(ids)+len(k.during))*2, knownMinIDs)
-	f := bloom.NewWithEstimates(n, knownFP)
-	for _, id := range ids {
-		f.Add(id[:])
-	}
 	for _, id := range k.during {
 		f.Add(id[:])
 	}
-	k.f, k.sizedFor, k.added, k.during = f, n, uint(len(ids)+len(k.during)), nil
+	k.f, k.sizedFor, k.added, k.during = f, n, filled+uint(len(k.during)), nil
 }
 
 // stop turns the filter off and waits for a build (the store closes).
