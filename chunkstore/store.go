@@ -290,8 +290,12 @@ func Open(dir string, o Options) (*Store, error) {
 			}
 		}
 	}
+	pfs := fsys
+	if o.ReadOnly && o.FS == nil {
+		pfs = sharedLockFS{fsys}
+	}
 	po := &pebble.Options{
-		FS:                          fsys,
+		FS:                          pfs,
 		ReadOnly:                    o.ReadOnly,
 		FormatMajorVersion:          pebble.FormatNewest,
 		MemTableSize:                uint64(o.MemTableBytes),

@@ -136,6 +136,12 @@ func runMount(o mountOptions, store, mnt string) error {
 	chunkstore.FatalHook = func(string) { fs.Abort(absMnt) }
 	d := &daemonGC{fsys: m.FS, cs: m.Store, x: m.Index}
 	ctl, err := serveControl(absStore, m.Store, m.Index, d, m.Data)
+	if err != nil && o.readOnly && (errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EACCES)) {
+		// A store on read-only media: no control socket. Commands open
+		// the store read-only themselves (readers share it).
+		logger.Printf("no control socket (%v): stats and fsck open the store read-only beside this mount", err)
+		ctl, err = closerFunc(func() error { return nil }), nil
+	}
 	if err != nil {
 		m.Unmount()
 		return err
