@@ -47,6 +47,12 @@ type CompactStats struct {
 	Moved     int64 // bytes of live records copied
 	Freed     int64 // bytes of segment files removed
 	NoRoom    int   // rewrites put off: the disk had no room for the copy
+	// Waiting is the dead bytes left in segments under the garbage
+	// fraction (they come back once more of the segment dies, or with a
+	// lower fraction), in WaitingSegments segments whose rewrite would copy
+	// WaitingLive bytes.
+	Waiting, WaitingLive int64
+	WaitingSegments      int
 }
 
 // Compact gives back the space of dead records (what Sweep deleted): a
@@ -97,6 +103,9 @@ func (s *Store) Compact(garbage float64) (CompactStats, error) {
 		size := sizes[c.seg]
 		partial := size > 0 && c.dead < size // live records to copy first
 		if size > 0 && float64(c.dead) < garbage*float64(size) || partial && noRoom {
+			st.Waiting += c.dead
+			st.WaitingLive += size - c.dead
+			st.WaitingSegments++
 			continue
 		}
 		if partial {
@@ -105,6 +114,9 @@ func (s *Store) Compact(garbage float64) (CompactStats, error) {
 			// what was copied already is garbage of the active segment.
 			if s.Admit(int(size-c.dead)) != nil {
 				st.NoRoom, noRoom = st.NoRoom+1, true
+				st.Waiting += c.dead
+				st.WaitingLive += size - c.dead
+				st.WaitingSegments++
 				continue
 			}
 			s.seg.sealIf(c.seg)
@@ -112,6 +124,9 @@ func (s *Store) Compact(garbage float64) (CompactStats, error) {
 			st.Moved += moved
 			if errors.Is(err, syscall.ENOSPC) {
 				st.NoRoom, noRoom = st.NoRoom+1, true
+				st.Waiting += c.dead
+				st.WaitingLive += size - c.dead
+				st.WaitingSegments++
 				continue
 			}
 			if err != nil {

@@ -20,12 +20,20 @@ type Result struct {
 	StoredFreed   int64 `json:"stored_bytes_freed"`
 	// Segments removed whole, rewritten (live records copied), and the
 	// live bytes copied: see chunkstore.Compact.
-	SegmentsRemoved   int     `json:"segments_removed"`
-	SegmentsRewritten int     `json:"segments_rewritten"`
-	BytesMoved        int64   `json:"bytes_moved"`
-	DiskBefore        int64   `json:"disk_bytes_before"`
-	DiskAfter         int64   `json:"disk_bytes_after"`
-	Seconds           float64 `json:"seconds"`
+	SegmentsRemoved   int   `json:"segments_removed"`
+	SegmentsRewritten int   `json:"segments_rewritten"`
+	BytesMoved        int64 `json:"bytes_moved"`
+	// DeadWaiting is the freed bytes that stay on disk, in
+	// DeadWaitingSegments segments under SegmentGarbage (or that found no
+	// room to be rewritten); rewriting them would copy WaitingCopy bytes.
+	// NoRoom says the disk had no room for some rewrites.
+	DeadWaiting         int64   `json:"dead_bytes_waiting"`
+	DeadWaitingSegments int     `json:"dead_waiting_segments"`
+	WaitingCopy         int64   `json:"waiting_copy_bytes"`
+	NoRoom              bool    `json:"no_room,omitempty"`
+	DiskBefore          int64   `json:"disk_bytes_before"`
+	DiskAfter           int64   `json:"disk_bytes_after"`
+	Seconds             float64 `json:"seconds"`
 }
 
 // sweepBatch is how many candidates one Sweep looks at: it bounds the
@@ -70,6 +78,21 @@ func Collect(cs *chunkstore.Store, x *index.Index, compact bool) (Result, error)
 	return CollectProgress(cs, x, compact, nil)
 }
 
+// Options says how much of what a collection frees it gives back now.
+type Options struct {
+	// CompactKeys compacts the chunk and page key ranges (step 4).
+	CompactKeys bool
+	// RewriteAll rewrites every segment holding dead bytes, however few
+	// (gc --compact): all of what was freed comes back now, at the price
+	// of copying the segments' live records.
+	RewriteAll bool
+}
+
+// CollectProgress is CollectWith with the default segment rewriting.
+func CollectProgress(cs *chunkstore.Store, x *index.Index, compact bool, p Progress) (Result, error) {
+	return CollectWith(cs, x, Options{CompactKeys: compact}, p)
+}
+
 // Progress is told how long work stands: phase, then done of total
 // (total < 0: not known). Calls come from the working goroutine; a nil
 // Progress is not called.
@@ -81,10 +104,11 @@ func (p Progress) report(phase string, done, total int64) {
 	}
 }
 
-// CollectProgress is Collect telling p of its phases: the dead
+// CollectWith is Collect as o says, telling p of its phases: the dead
 // generations reclaimed (of how many), the candidate chunks swept (their
 // number is not known ahead), then segment compaction.
-func CollectProgress(cs *chunkstore.Store, x *index.Index, compact bool, p Progress) (Result, error) {
+func CollectWith(cs *chunkstore.Store, x *index.Index, o Options, p Progress) (Result, error) {
+	compact := o.CompactKeys
 	cs.ReleaseReserve()
 	defer cs.RestoreReserve()
 	start := time.Now()
@@ -141,8 +165,13 @@ func CollectProgress(cs *chunkstore.Store, x *index.Index, compact bool, p Progr
 		r.StoredFreed += freed
 	}
 	p.report("compacting segments", 0, -1)
-	cst, err := cs.Compact(SegmentGarbage)
+	garbage := SegmentGarbage
+	if o.RewriteAll {
+		garbage = 0
+	}
+	cst, err := cs.Compact(garbage)
 	r.SegmentsRemoved, r.SegmentsRewritten, r.BytesMoved = cst.Removed, cst.Rewritten, cst.Moved
+	r.DeadWaiting, r.DeadWaitingSegments, r.WaitingCopy, r.NoRoom = cst.Waiting, cst.WaitingSegments, cst.WaitingLive, cst.NoRoom > 0
 	if err != nil {
 		return r, err
 	}

@@ -30,6 +30,8 @@ type gcRequest struct {
 	// NoCompact skips the compaction (and the wait for blob rewrites): the
 	// receiver expires after every checkpoint and must not stall on it.
 	NoCompact bool `json:"no_compact,omitempty"`
+	// RewriteAll rewrites every segment with dead bytes (gc --compact).
+	RewriteAll bool `json:"rewrite_all,omitempty"`
 }
 
 type lineage struct {
@@ -92,6 +94,7 @@ func runGCCmd(args []string) error {
 	addPolicyFlags(f, &req.Policy)
 	f.BoolVar(&req.DryRun, "dry-run", false, "list what the policy expires and the bytes that would come back; change nothing")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.BoolVar(&req.RewriteAll, "compact", false, fmt.Sprintf("give back now all that was freed: rewrite every segment that holds freed bytes, not only those %.0f%% freed (copies their live records)", gc.SegmentGarbage*100))
 	pos, err := parse(f, args, 1)
 	if err != nil {
 		return err
@@ -146,6 +149,14 @@ func printGC(w io.Writer, rep gcReport) {
 		fmt.Fprintf(w, "collected %d generations (%d page entries, %d waiting on a writer), %d of %d candidate chunks, %s stored; disk %s -> %s in %.2fs\n",
 			r.GensReclaimed, r.PageEntries, r.GensWaiting, r.ChunksDeleted, r.Candidates, bytesStr(r.StoredFreed),
 			bytesStr(r.DiskBefore), bytesStr(r.DiskAfter), r.Seconds)
+		if r.DeadWaiting > 0 {
+			why := fmt.Sprintf("less than %.0f%% of each is freed", gc.SegmentGarbage*100)
+			if r.NoRoom {
+				why = "the disk has no room to copy their live records"
+			}
+			fmt.Fprintf(w, "%s of freed bytes stay on disk in %d segments: %s; they come back when more of those segments is freed, or now with 'ckptfs gc --compact' (copies %s)\n",
+				bytesStr(r.DeadWaiting), r.DeadWaitingSegments, why, bytesStr(r.WaitingCopy))
+		}
 	}
 }
 
@@ -165,7 +176,7 @@ func offlineGC(store string, req gcRequest, rep *gcReport, p gc.Progress) error 
 		return err
 	}
 	rep.Failed = gc.Remove(rep.Expired, progressRemover(gc.OfflineRemover(x, time.Now().UnixNano()), len(rep.Expired), p))
-	res, err := gc.CollectProgress(cs, x, true, p)
+	res, err := gc.CollectWith(cs, x, gc.Options{CompactKeys: true, RewriteAll: req.RewriteAll}, p)
 	rep.Result = &res
 	return err
 }
@@ -256,7 +267,7 @@ func (d *daemonGC) run(req gcRequest, p gc.Progress) (gcReport, error) {
 		return rep, err
 	}
 	rep.Failed = gc.Remove(rep.Expired, progressRemover(d.fsys.Remove, len(rep.Expired), p))
-	res, err := gc.CollectProgress(d.cs, d.x, !req.NoCompact, p)
+	res, err := gc.CollectWith(d.cs, d.x, gc.Options{CompactKeys: !req.NoCompact, RewriteAll: req.RewriteAll}, p)
 	rep.Result = &res
 	d.runs++
 	d.expired += int64(len(rep.Expired) - len(rep.Failed))
