@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"os"
 	"path/filepath"
@@ -941,6 +942,21 @@ func closeDB(db *pebble.DB) (err error) {
 // DiskUsage returns the bytes the store's files take: Pebble's and the
 // segments.
 func (s *Store) DiskUsage() uint64 {
+	if dir := s.space.dir; dir != "" {
+		// A store on disk: every file of its directory (Pebble's tables,
+		// WAL and manifest, the segments, the reserve file), as du counts
+		// them, so that stats and du agree while it is mounted too.
+		var n uint64
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				if info, err := d.Info(); err == nil {
+					n += uint64(info.Size())
+				}
+			}
+			return nil
+		})
+		return n
+	}
 	n := s.db.Metrics().DiskSpaceUsage()
 	ids, _ := s.seg.list()
 	for _, id := range ids {

@@ -302,3 +302,36 @@ func TestGCGivesBackDisk(t *testing.T) {
 		t.Fatalf("big after the rewrite: %v", err)
 	}
 }
+
+// TestStatsAgreesWithDu: while a store is mounted (its reserve file and
+// write-ahead log on disk) and after, `stats` says what du says.
+func TestStatsAgreesWithDu(t *testing.T) {
+	tmp := t.TempDir()
+	store := filepath.Join(tmp, "store")
+	d := mount(t, store, filepath.Join(tmp, "mnt"))
+	data := make([]byte, 8<<20)
+	crand.Read(data)
+	os.WriteFile(filepath.Join(d.mnt, "f"), data, 0o644)
+	time.Sleep(1500 * time.Millisecond) // the mount's periodic sync
+	check := func(when string) {
+		t.Helper()
+		out, err := exec.Command("du", "-sb", store).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		du, _ := strconv.ParseInt(strings.Fields(string(out))[0], 10, 64)
+		js, code := run(t, "stats", "--json", store)
+		var st struct {
+			Disk int64 `json:"disk_bytes"`
+		}
+		if code != 0 || json.Unmarshal([]byte(js), &st) != nil {
+			t.Fatalf("stats: exit %d\n%s", code, js)
+		}
+		if diff := du - st.Disk; diff < 0 || diff > 1<<20 {
+			t.Fatalf("%s: du says %d bytes, stats %d", when, du, st.Disk)
+		}
+	}
+	check("mounted")
+	d.stop(t)
+	check("after unmount")
+}
