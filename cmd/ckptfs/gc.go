@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"sync"
 	"time"
 
@@ -115,6 +116,9 @@ func runGC(w io.Writer, store string, req gcRequest, asJSON bool) error {
 		err = offlineGC(store, req, &rep, p)
 	}
 	pr.finish()
+	if err != nil && (errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device")) {
+		return fail(exitError, "gc: the store's disk is full, and gc writes before it frees (%s): remove some files (rm needs no room), or make room on the disk, then run gc again", chunkstore.OneLine(err.Error()))
+	}
 	if err != nil {
 		return err
 	}
