@@ -49,18 +49,33 @@ var fixtureStores = []fixtureStore{
 			"dom1/c0": fixtureGuest(0), "dom1/c2": fixtureGuest(2), "dom1/c3": fixtureGuest(3),
 			"latest": fixtureGuest(3), "notes.txt": []byte(strings.Repeat("checkpoint notes\n", 5000)),
 		},
-		write: func(t *testing.T, mnt string) {
-			os.MkdirAll(filepath.Join(mnt, "dom1"), 0o755)
-			for g := 0; g < 4; g++ {
-				if err := os.WriteFile(filepath.Join(mnt, "dom1", "c"+string(rune('0'+g))), fixtureGuest(g), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			os.WriteFile(filepath.Join(mnt, "notes.txt"), []byte(strings.Repeat("checkpoint notes\n", 5000)), 0o644)
-			os.Remove(filepath.Join(mnt, "dom1/c1"))
-			os.Symlink("dom1/c3", filepath.Join(mnt, "latest"))
-		},
+		write: writePageFixture,
 	},
+	{
+		// Written by format version 3 (ckptfs 00813fb) with --xen-pages,
+		// as store-v2 is: page entries, by-generation keys and a
+		// reference key per page, chunk bytes in segments.
+		name: "store-v3",
+		files: map[string][]byte{
+			"dom1/c0": fixtureGuest(0), "dom1/c2": fixtureGuest(2), "dom1/c3": fixtureGuest(3),
+			"latest": fixtureGuest(3), "notes.txt": []byte(strings.Repeat("checkpoint notes\n", 5000)),
+		},
+		write: writePageFixture,
+	},
+}
+
+// writePageFixture writes store-v2's and store-v3's files: page-mode
+// generations of one guest (one deleted), a plain file and a symlink.
+func writePageFixture(t *testing.T, mnt string) {
+	os.MkdirAll(filepath.Join(mnt, "dom1"), 0o755)
+	for g := 0; g < 4; g++ {
+		if err := os.WriteFile(filepath.Join(mnt, "dom1", "c"+string(rune('0'+g))), fixtureGuest(g), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(mnt, "notes.txt"), []byte(strings.Repeat("checkpoint notes\n", 5000)), 0o644)
+	os.Remove(filepath.Join(mnt, "dom1/c1"))
+	os.Symlink("dom1/c3", filepath.Join(mnt, "latest"))
 }
 
 // TestFixtures mounts (a copy of) each store written by an old format
