@@ -22,6 +22,25 @@ type Batch struct {
 	// values in hbuf.
 	hinted []hintedSet
 	hbuf   []byte
+	// onCommit are called by Commit once the records' places are known.
+	onCommit []func(b *pebble.Batch, hint func(ID) Hint) error
+}
+
+// OnCommit registers fn, which Commit calls after it has appended the
+// batch's records and before it commits the Pebble batch: fn adds its keys
+// to b, and hint says where a chunk's record is (the zero Hint if not
+// known: a chunk neither of this batch nor written or looked up
+// recently). Package index writes page map blocks this way.
+func (b *Batch) OnCommit(fn func(b *pebble.Batch, hint func(ID) Hint) error) {
+	b.onCommit = append(b.onCommit, fn)
+}
+
+// hint is where chunk id's record is, if the store knows it offhand.
+func (s *Store) hint(id ID) Hint {
+	if l, ok := s.recent.Peek(id); ok && l.seg != 0 {
+		return Hint{l}
+	}
+	return Hint{}
 }
 
 type hintedSet struct {
@@ -70,7 +89,9 @@ func (b *Batch) SetHinted(key, value []byte, id ID) {
 func (b *Batch) Len() int { return b.Batch.Len() + len(b.buf) + len(b.hbuf) }
 
 // Empty reports whether the batch holds nothing.
-func (b *Batch) Empty() bool { return b.Batch.Empty() && len(b.recs) == 0 && len(b.hinted) == 0 }
+func (b *Batch) Empty() bool {
+	return b.Batch.Empty() && len(b.recs) == 0 && len(b.hinted) == 0 && len(b.onCommit) == 0
+}
 
 // Commit writes the batch's chunk records, then commits the rest; with
 // pebble.Sync everything written to the store before is durable when it
@@ -107,6 +128,12 @@ func (b *Batch) Commit(o *pebble.WriteOptions) error {
 		start = h.v
 	}
 	b.hinted, b.hbuf = b.hinted[:0], b.hbuf[:0]
+	for _, fn := range b.onCommit {
+		if err := fn(b.Batch, b.s.hint); err != nil {
+			return err
+		}
+	}
+	b.onCommit = nil
 	if o == pebble.Sync {
 		if err := b.s.seg.sync(); err != nil {
 			return err
@@ -127,6 +154,6 @@ func (b *Batch) Close() error {
 		*b.pooled = b.buf[:0]
 		recordBufs.Put(b.pooled)
 	}
-	b.buf, b.pooled, b.recs, b.hinted, b.hbuf = nil, nil, nil, nil, nil
+	b.buf, b.pooled, b.recs, b.hinted, b.hbuf, b.onCommit = nil, nil, nil, nil, nil, nil
 	return b.Batch.Close()
 }

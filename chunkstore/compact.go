@@ -215,8 +215,8 @@ func (s *Store) rewrite(seg uint32) (int64, error) {
 // upgradeInline moves the chunk values a format 1 or 2 store keeps in
 // Pebble into segments, in batches that each add the records and their
 // locators and delete the inline values (an interrupted upgrade goes on at
-// the next open; reads find either), then records format 3 (a format 1
-// store's index upgrade records it after its own).
+// the next open; reads find either), then records format 3 (package index's upgrade then
+// records the current format after its own).
 func (s *Store) upgradeInline() error {
 	ver, err := StoredFormat(s.db)
 	if err != nil || ver >= 3 {
@@ -257,7 +257,7 @@ func (s *Store) upgradeInline() error {
 		return err
 	}
 	if ver == 2 {
-		if err := SetCurrentFormat(b.Batch); err != nil {
+		if err := setFormat(b.Batch, 3); err != nil { // package index takes it on to 4
 			return err
 		}
 	}

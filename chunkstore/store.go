@@ -25,7 +25,7 @@ import (
 
 // FormatVersion is the version of the on-disk format described in doc.go.
 // Bump it on any incompatible change of any key or value encoding.
-const FormatVersion = 3
+const FormatVersion = 4
 
 // UpgradableFormat is the oldest format version Open accepts: package index
 // upgrades a store of that version on its first read-write open (see its
@@ -138,6 +138,8 @@ type Store struct {
 	// never deletes a pinned chunk; mu orders pinning against sweeping.
 	mu   sync.Mutex
 	pins map[ID]int
+	// touched holds the chunks pinned since BeginMark (nil: no mark).
+	touched map[ID]struct{}
 
 	dmu      sync.Mutex // orders durable commits and marker writes
 	dur      *durable
@@ -482,8 +484,11 @@ func StoredFormat(db *pebble.DB) (int, error) {
 }
 
 // SetCurrentFormat records, in b, that the store is in FormatVersion.
-func SetCurrentFormat(b *pebble.Batch) error {
-	return b.Set(formatKey, fmt.Appendf(nil, "%s %d", formatMagic, FormatVersion), nil)
+func SetCurrentFormat(b *pebble.Batch) error { return setFormat(b, FormatVersion) }
+
+// setFormat records, in b, that the store is in format version v.
+func setFormat(b *pebble.Batch, v int) error {
+	return b.Set(formatKey, fmt.Appendf(nil, "%s %d", formatMagic, v), nil)
 }
 
 // DB returns the underlying database, shared with package index.
@@ -634,6 +639,27 @@ func (s *Store) Prepare(dst []byte, id ID, data []byte) ([]byte, error) {
 func (s *Store) Pin(id ID) {
 	s.mu.Lock()
 	s.pins[id]++
+	if s.touched != nil {
+		s.touched[id] = struct{}{}
+	}
+	s.mu.Unlock()
+}
+
+// BeginMark starts a mark: until EndMark, every chunk pinned (a writer
+// about to reference it) counts as pinned for Sweep even after its Unpin.
+// gc marks the chunks its candidates' references name from a snapshot of
+// the index taken after BeginMark; a reference committed after that
+// snapshot was pinned after BeginMark, so Sweep keeps its chunk.
+func (s *Store) BeginMark() {
+	s.mu.Lock()
+	s.touched = map[ID]struct{}{}
+	s.mu.Unlock()
+}
+
+// EndMark ends what BeginMark started.
+func (s *Store) EndMark() {
+	s.mu.Lock()
+	s.touched = nil
 	s.mu.Unlock()
 }
 
@@ -674,11 +700,13 @@ func (s *Store) Sweep(ids []ID, unreferenced func(b *pebble.Batch, id ID, pinned
 	n, freed := 0, int64(0)
 	dead := map[uint32]int64{}
 	for _, id := range ids {
-		del, err := unreferenced(b, id, s.pins[id] > 0)
+		_, touched := s.touched[id]
+		pinned := s.pins[id] > 0 || touched
+		del, err := unreferenced(b, id, pinned)
 		if err != nil {
 			return 0, 0, err
 		}
-		if !del || s.pins[id] > 0 {
+		if !del || pinned {
 			continue
 		}
 		l, inline, ok, err := s.where(id)

@@ -40,6 +40,11 @@ type Result struct {
 // memory of a collection and how long writers' Prepare waits on it.
 const sweepBatch = 1024
 
+// markBatch is how many candidates one pass over the page maps marks: it
+// bounds the mark's memory (about 100 bytes a candidate), and a store with
+// more candidates pays one pass per markBatch of them.
+const markBatch = 1 << 18
+
 // SegmentGarbage is the dead fraction of a segment past which Collect
 // rewrites it (copies its live records and removes it): the most space a
 // store keeps for what gc deleted, and the price of giving it back (up to
@@ -136,9 +141,13 @@ func CollectWith(cs *chunkstore.Store, x *index.Index, o Options, p Progress) (R
 			r.GensWaiting++
 		}
 	}
+	// Mark and sweep, a batch of candidates at a time: page entries keep
+	// no reference keys, so one pass over the page maps (from a snapshot
+	// taken after BeginMark) says which candidates a page still names;
+	// chunks pinned meanwhile stay too (chunkstore.Store.BeginMark).
 	var after *chunkstore.ID
 	for {
-		ids, err := x.Candidates(after, sweepBatch)
+		ids, err := x.Candidates(after, markBatch)
 		if err != nil {
 			return r, err
 		}
@@ -147,22 +156,37 @@ func CollectWith(cs *chunkstore.Store, x *index.Index, o Options, p Progress) (R
 		}
 		after = &ids[len(ids)-1]
 		p.report("sweeping candidate chunks", int64(r.Candidates), -1)
-		r.Candidates += len(ids)
-		n, freed, err := cs.Sweep(ids, func(b *pebble.Batch, id chunkstore.ID, pinned bool) (bool, error) {
-			if pinned {
-				return false, nil // a writer is about to reference it: look again next time
-			}
-			ref, err := x.Referenced(id)
-			if err != nil {
-				return false, err
-			}
-			return !ref, index.DropCandidate(b, id)
-		})
+		cs.BeginMark()
+		live, err := x.PageReferenced(ids)
 		if err != nil {
+			cs.EndMark()
 			return r, err
 		}
-		r.ChunksDeleted += n
-		r.StoredFreed += freed
+		for len(ids) > 0 {
+			batch := ids[:min(len(ids), sweepBatch)]
+			ids = ids[len(batch):]
+			r.Candidates += len(batch)
+			n, freed, err := cs.Sweep(batch, func(b *pebble.Batch, id chunkstore.ID, pinned bool) (bool, error) {
+				if pinned {
+					return false, nil // a writer is about to reference it: look again next time
+				}
+				ref := live[id]
+				if !ref {
+					var err error
+					if ref, err = x.Referenced(id); err != nil {
+						return false, err
+					}
+				}
+				return !ref, index.DropCandidate(b, id)
+			})
+			if err != nil {
+				cs.EndMark()
+				return r, err
+			}
+			r.ChunksDeleted += n
+			r.StoredFreed += freed
+		}
+		cs.EndMark()
 	}
 	p.report("compacting segments", 0, -1)
 	garbage := SegmentGarbage
@@ -209,11 +233,12 @@ func CollectWith(cs *chunkstore.Store, x *index.Index, o Options, p Progress) (R
 	return r, nil
 }
 
-// Repair makes every chunk that nothing references (no extent, no page
-// entry: what a crash between writing a chunk and its reference leaves) a
-// candidate, then collects. Chunks a writer has pinned stay. It reads
-// every chunk key and every reference key, so its cost grows with the
-// store; plain gc does not need it.
+// Repair makes every chunk that no extent references a candidate, then
+// collects: the sweep deletes those no page entry names either (what a
+// crash between writing a chunk and its reference leaves). Chunks a writer
+// has pinned stay. It reads every chunk key and reference key and passes
+// over the page maps once per markBatch candidates, so its cost grows with
+// the store; plain gc does not need it.
 func Repair(cs *chunkstore.Store, x *index.Index) (Result, error) {
 	b := cs.DB().NewBatch()
 	defer b.Close()

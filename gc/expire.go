@@ -186,9 +186,23 @@ func Freed(cs *chunkstore.Store, x *index.Index, vs []Victim) (int64, error) {
 			}
 		}
 	}
+	// A chunk is freed if none of its references stays: its extents'
+	// (reference keys) and its page entries' (one pass over the page maps).
+	kept := map[chunkstore.ID]bool{}
+	if len(ids) > 0 {
+		err := x.WalkPageRefs(func(id chunkstore.ID, lin, gen, pfn uint64) error {
+			if ids[id] && !dropped[string(index.PageRefKey(lin, gen, pfn))] {
+				kept[id] = true
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
 	var freed int64
 	for id := range ids {
-		all := true
+		all := !kept[id]
 		err := x.RefsOf(id, func(ref []byte) error {
 			all = all && dropped[string(ref)]
 			return nil

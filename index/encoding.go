@@ -27,6 +27,10 @@ const (
 	prefixRef       = 'r' // 'r' | id | holder -> empty: a reference to chunk id
 	prefixCandidate = 'g' // 'g' | id -> empty: id lost a reference; gc checks it
 	prefixInoGen    = 'y' // 'y' | ino -> lin | gen: the generation ino's image is
+	// Format version 4: page maps as blocks ('P' and 'Q' keys and page
+	// references are versions 2 and 3 only).
+	prefixBlock      = 'B' // 'B' | lin | blk | ^gen -> page block
+	prefixBlockByGen = 'G' // 'G' | lin | gen | blk -> empty
 )
 
 // ErrCorrupt marks index records that fail to decode.

@@ -51,6 +51,10 @@ type Index struct {
 	// serves both); persisted under nextInoKey in the batch that uses it.
 	next uint64
 
+	// legacyPages: the page maps are format 2 or 3 keys (a read-only open
+	// of an old store).
+	legacyPages bool
+
 	durable func(*pebble.Batch) error // see SetDurable
 	pending atomic.Bool               // a commit since the last Sync
 }
@@ -65,7 +69,8 @@ func OpenReadOnly(db *pebble.DB) (*Index, error) {
 	}
 	// Another error (a damaged table) shows again where it matters: fsck
 	// reports it and reads of what it affects fail.
-	return &Index{db: db}, nil
+	ver, err := chunkstore.StoredFormat(db)
+	return &Index{db: db, legacyPages: err == nil && ver < 4}, nil
 }
 
 // Open opens the index in db, creating the root directory on first use, and
@@ -103,29 +108,42 @@ func Open(db *pebble.DB, now int64, uid, gid uint32) (*Index, error) {
 	return x, nil
 }
 
-// upgrade brings a version 1 store to version 2: it records the chunk
-// references of every extent (version 1 kept none), then the new version,
-// in order, so an interrupted upgrade is redone by the next open.
+// upgrade brings a store of an older format to the current one, in order,
+// so that an interrupted upgrade is redone by the next open: a version 1
+// store gets the chunk references of every extent (version 1 kept none);
+// versions 2 and 3 get their page entries as blocks (upgradePages); then
+// the current version is recorded. (Version 3 changed only chunkstore's
+// keys: chunkstore.Open upgrades those first.)
 func (x *Index) upgrade() error {
 	ver, err := chunkstore.StoredFormat(x.db)
-	if err != nil || ver >= 2 {
-		return err // version 3 changed only chunkstore's keys: it upgrades them
+	if err != nil || ver >= chunkstore.FormatVersion {
+		return err
 	}
-	b := x.db.NewBatch()
-	err = x.chunkExtents([]byte{prefixExtent}, func(ino, ver uint64, e Extent) error {
-		if err := b.Set(extentRef(ino, ver, e), nil, nil); err != nil {
+	if ver < 2 {
+		b := x.db.NewBatch()
+		err = x.chunkExtents([]byte{prefixExtent}, func(ino, ver uint64, e Extent) error {
+			if err := b.Set(extentRef(ino, ver, e), nil, nil); err != nil {
+				return err
+			}
+			return x.commitIfFull(&b)
+		})
+		if err == nil {
+			err = b.Commit(pebble.Sync)
+		}
+		b.Close()
+		if err != nil {
 			return err
 		}
-		return x.commitIfFull(&b)
-	})
-	if err == nil {
-		err = chunkstore.SetCurrentFormat(b)
 	}
-	if err == nil {
-		err = b.Commit(pebble.Sync)
+	if err := x.upgradePages(); err != nil {
+		return err
 	}
-	b.Close()
-	return err
+	b := x.db.NewBatch()
+	defer b.Close()
+	if err := chunkstore.SetCurrentFormat(b); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
 }
 
 func (x *Index) recover(now int64) error {

@@ -12,7 +12,7 @@ import (
 // Holder kinds in reference keys.
 const (
 	holderExtent = 'e' // 'r' | id | 'e' | ino | ver | off
-	holderPage   = 'p' // 'r' | id | 'p' | lin | pfn | gen
+	holderPage   = 'p' // 'r' | id | 'p' | lin | pfn | gen (formats 2 and 3)
 )
 
 func refPrefix(id chunkstore.ID) []byte {
@@ -94,8 +94,8 @@ func (x *Index) dropExtents(b *pebble.Batch, p []byte) error {
 	return b.DeleteRange(p, prefixEnd(p), nil)
 }
 
-// Referenced reports whether anything (an extent or a page entry) names
-// chunk id. One seek.
+// Referenced reports whether an extent names chunk id. One seek. (Page
+// entries keep no reference keys: see PageReferenced.)
 func (x *Index) Referenced(id chunkstore.ID) (bool, error) {
 	p := refPrefix(id)
 	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
@@ -164,11 +164,11 @@ func (x *Index) RefsOf(id chunkstore.ID, fn func(ref []byte) error) error {
 }
 
 // ReclaimedSpans are the key ranges of the index where gc deletes keys:
-// page entries and their by-generation keys, references, extents. gc
+// page map blocks and their by-generation keys, references, extents. gc
 // compacts them (with the chunk range) so that the space comes back.
 func ReclaimedSpans() [][2][]byte {
 	var out [][2][]byte
-	for _, p := range []byte{prefixPage, prefixPageByGen, prefixRef, prefixExtent} {
+	for _, p := range []byte{prefixBlock, prefixBlockByGen, prefixRef, prefixExtent} {
 		out = append(out, [2][]byte{{p}, {p + 1}})
 	}
 	return out

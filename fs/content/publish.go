@@ -31,7 +31,8 @@ type Publisher struct {
 	x    *index.Index
 	uuid string
 	name string
-	g    index.Gen // the checkpoint's generation (Gen 0: none begun yet)
+	g    index.Gen         // the checkpoint's generation (Gen 0: none begun yet)
+	pw   *index.PageWriter // g's page map
 	// sent and put are this checkpoint's pfns: received, and given an
 	// entry in g (the others are the previous publication's page).
 	sent, put pfnSet
@@ -95,7 +96,6 @@ func (p *Publisher) Page(pfn uint64, data []byte) error {
 	if !ref.Zero {
 		ref.ID = chunkstore.Sum(data)
 	}
-	g := p.g
 	old, found, inG, err := p.previous(pfn)
 	if err != nil {
 		return err
@@ -116,14 +116,11 @@ func (p *Publisher) Page(pfn uint64, data []byte) error {
 			return err
 		}
 	}
-	if inG {
-		err = index.ReplacePage(p.b, g, pfn, old, ref.ID, ref.Zero)
-	} else {
-		err = index.PutPage(p.b, g, pfn, ref.ID, ref.Zero)
+	// A pfn sent again replaces its entry: the page writer makes the old
+	// one's chunk a gc candidate.
+	p.pw.Put(p.b, pfn, ref)
+	if !inG {
 		p.put.add(pfn)
-	}
-	if err != nil {
-		return err
 	}
 	p.unapplied[pfn] = ref
 	return p.applyIfFull()
@@ -135,7 +132,7 @@ func (p *Publisher) begin() error {
 		return nil
 	}
 	g, err := p.x.BeginGen(0, p.uuid)
-	p.g = g
+	p.g, p.pw = g, p.x.NewPageWriter(g)
 	return err
 }
 
@@ -151,7 +148,7 @@ func (p *Publisher) previous(pfn uint64) (old index.PageRef, found, inG bool, er
 		return old, inG, inG, err
 	}
 	if g.Base != 0 && g.Base == p.last.Gen {
-		old, found, err = p.lookup(pfn, g.Base, g.Floor)
+		old, found, err = p.lookup(pfn, g.Base, g.BaseFloor)
 	}
 	return old, found, false, err
 }
@@ -233,7 +230,9 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 	// (the first, or another writer of the same guest in between) must
 	// name every page itself: the ones not sent in this checkpoint are
 	// copied from the last publication.
-	full := g.Base == 0 || g.Base != p.last.Gen
+	// So must a full generation (index.FullEvery), though it was compared
+	// with the last one.
+	full := g.Base == 0 || g.Base != p.last.Gen || g.Full()
 	p.Changed = 0
 	cut := newCutter(p.s.cfg.Params)
 	off := int64(0)
@@ -310,9 +309,7 @@ func (p *Publisher) copyLast(pfn uint64) error {
 		return fmt.Errorf("pfn %#x: no page received", pfn)
 	}
 	p.put.add(pfn)
-	if err := index.PutPage(p.b, p.g, pfn, ref.ID, ref.Zero); err != nil {
-		return err
-	}
+	p.pw.Put(p.b, pfn, ref)
 	return p.applyIfFull()
 }
 

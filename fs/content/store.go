@@ -37,6 +37,7 @@ type Extents interface {
 	BeginGen(ino uint64, uuid string) (index.Gen, error)
 	EndGen(g index.Gen, live bool) error
 	NewPageReader(lin uint64) *index.PageReader
+	NewPageWriter(g index.Gen) *index.PageWriter
 	ResolveRun(run *index.PageRun, from, to int64) ([]index.PageRef, error)
 }
 

@@ -95,9 +95,10 @@ type image struct {
 	gen       index.Gen // Gen 0: none yet
 	err       bool      // BeginGen failed: pages are stored as plain extents
 	base      *index.PageReader
-	run       index.Extent // page run being collected (Len 0: none)
-	committed bool         // a Commit happened after the generation began
-	entries   int64        // page-map entries written (the changed pages)
+	pw        *index.PageWriter // gen's page map
+	run       index.Extent      // page run being collected (Len 0: none)
+	committed bool              // a Commit happened after the generation began
+	entries   int64             // page-map entries written (the changed pages)
 	// seen holds the pfns the page map already has an entry or run slot
 	// for in this image. A pfn sent again in the same file (an xl remus
 	// stream or live-migration precopy rounds written as one file) is
@@ -491,7 +492,7 @@ func compareBase(base *index.PageReader, g index.Gen, pfn uint64, id chunkstore.
 	if base == nil {
 		return cmpChanged, nil
 	}
-	old, found, err := base.Lookup(pfn, g.Base, g.Floor)
+	old, found, err := base.Lookup(pfn, g.Base, g.BaseFloor)
 	if err != nil || !samePage(old, found, id, zero) {
 		return cmpChanged, err
 	}
@@ -610,11 +611,22 @@ func (w *Writer) recordPage(off int64, id chunkstore.ID, zero bool, base pageCmp
 			return true, err
 		}
 	}
-	if base == cmpChanged {
-		if err := index.PutPage(w.b, m.gen, pfn, id, zero); err != nil {
+	switch {
+	case base == cmpChanged:
+		m.pw.Put(w.b, pfn, index.PageRef{ID: id, Zero: zero})
+		m.entries++
+	case m.gen.Full():
+		// Unchanged, but a full generation names every page: the base's
+		// entry, copied (the base's chain stays while this generation is
+		// in flight: index.ReclaimGen is blocked).
+		old, found, err := m.base.Lookup(pfn, m.gen.Base, m.gen.BaseFloor)
+		if err != nil {
 			return true, err
 		}
-		m.entries++
+		if !found {
+			return true, fmt.Errorf("%w: pfn %#x compared equal to a page its base does not have", index.ErrCorrupt, pfn)
+		}
+		m.pw.Put(w.b, pfn, old)
 	}
 	r := &m.run
 	if r.Len > 0 && (r.End() != off || r.Run.Pages() >= index.MaxRunPages) {
@@ -645,7 +657,7 @@ func (w *Writer) beginImage() bool {
 			m.err = true
 			return false
 		}
-		m.gen = g
+		m.gen, m.pw = g, w.s.ext.NewPageWriter(g)
 		if g.Base != 0 {
 			m.base = w.s.ext.NewPageReader(g.Lin)
 		}

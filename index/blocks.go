@@ -1,0 +1,700 @@
+package index
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
+)
+
+// Page map blocks (format 4). A generation's page entries are kept in
+// blocks of BlockPages pfns: one key per (lineage, block, generation) that
+// has entries there, not one per page (see the package documentation).
+const (
+	BlockShift = 10
+	BlockPages = 1 << BlockShift
+	blockMask  = BlockPages - 1
+	// FullEvery is the length of a delta chain at which the next
+	// generation is written full (an entry for every page of its image),
+	// so a lookup reads at most this many blocks of a pfn's block.
+	FullEvery = 16
+)
+
+// Entry kinds in a block.
+const (
+	entryZero      = 0 // an all-zero page
+	entryChunk     = 1 // id
+	entryChunkHint = 2 // id, uvarint(len) hint
+)
+
+// Key lengths: prefix byte and three 8-byte integers.
+const blockKeyLen = 1 + 8 + 8 + 8
+
+func blockPrefix(lin, blk uint64) []byte {
+	k := make([]byte, 0, blockKeyLen)
+	k = append(k, prefixBlock)
+	k = binary.BigEndian.AppendUint64(k, lin)
+	return binary.BigEndian.AppendUint64(k, blk)
+}
+
+// blockKey orders a block's generations newest first.
+func blockKey(lin, blk, gen uint64) []byte {
+	return binary.BigEndian.AppendUint64(blockPrefix(lin, blk), ^gen)
+}
+
+func blockByGenPrefix(lin, gen uint64) []byte {
+	k := make([]byte, 0, blockKeyLen)
+	k = append(k, prefixBlockByGen)
+	k = binary.BigEndian.AppendUint64(k, lin)
+	return binary.BigEndian.AppendUint64(k, gen)
+}
+
+func blockByGenKey(lin, gen, blk uint64) []byte {
+	return binary.BigEndian.AppendUint64(blockByGenPrefix(lin, gen), blk)
+}
+
+// blockEntry is one page entry of a block.
+type blockEntry struct {
+	pfn uint64
+	ref PageRef
+}
+
+// appendBlock encodes es (pfns ascending, all in one block) after dst:
+//
+//	uvarint(n) | n x (uvarint(pfn - previous pfn, the first from the
+//	block's first pfn) | kind | [id (32) | [uvarint(len) | hint]])
+func appendBlock(dst []byte, blk uint64, es []blockEntry) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(es)))
+	prev := blk << BlockShift
+	for _, e := range es {
+		dst = binary.AppendUvarint(dst, e.pfn-prev)
+		prev = e.pfn
+		switch {
+		case e.ref.Zero:
+			dst = append(dst, entryZero)
+		case e.ref.Hint.IsZero():
+			dst = append(dst, entryChunk)
+			dst = append(dst, e.ref.ID[:]...)
+		default:
+			dst = append(dst, entryChunkHint)
+			dst = append(dst, e.ref.ID[:]...)
+			h := chunkstore.AppendHint(nil, e.ref.Hint)
+			dst = binary.AppendUvarint(dst, uint64(len(h)))
+			dst = append(dst, h...)
+		}
+	}
+	return dst
+}
+
+// decodeBlock decodes block value v of key k, appending its entries to es.
+func decodeBlock(k, v []byte, es []blockEntry) ([]blockEntry, error) {
+	bad := func(what string) ([]blockEntry, error) {
+		return es, fmt.Errorf("%w: page block %x: %s", ErrCorrupt, k, what)
+	}
+	if len(k) != blockKeyLen || k[0] != prefixBlock {
+		return bad("key")
+	}
+	blk := binary.BigEndian.Uint64(k[9:])
+	if blk > (1<<64-1)>>BlockShift {
+		return bad("block number")
+	}
+	n, w := binary.Uvarint(v)
+	if w <= 0 || n > BlockPages {
+		return bad("entry count")
+	}
+	v = v[w:]
+	first, end := blk<<BlockShift, (blk<<BlockShift)+BlockPages-1 // end: the last pfn
+	prev := first
+	for i := uint64(0); i < n; i++ {
+		d, w := binary.Uvarint(v)
+		if w <= 0 || (i > 0 && d == 0) || d > end-prev || len(v) < w+1 {
+			return bad("pfn")
+		}
+		prev += d
+		e := blockEntry{pfn: prev}
+		kind := v[w]
+		v = v[w+1:]
+		switch kind {
+		case entryZero:
+			e.ref.Zero = true
+		case entryChunk, entryChunkHint:
+			if len(v) < chunkstore.IDSize {
+				return bad("id")
+			}
+			e.ref.ID = chunkstore.ID(v[:chunkstore.IDSize])
+			v = v[chunkstore.IDSize:]
+			if kind == entryChunkHint {
+				hl, w := binary.Uvarint(v)
+				if w <= 0 || hl == 0 || hl > uint64(len(v)-w) {
+					return bad("hint")
+				}
+				h, err := chunkstore.ParseHint(v[w : w+int(hl)])
+				if err != nil || h.IsZero() {
+					return bad("hint")
+				}
+				e.ref.Hint = h
+				v = v[w+int(hl):]
+			}
+		default:
+			return bad("entry kind")
+		}
+		es = append(es, e)
+	}
+	if len(v) != 0 {
+		return bad("trailing bytes")
+	}
+	return es, nil
+}
+
+// getBlock returns generation gen's block blk of lineage lin (found false
+// if it has none), its entries appended to es.
+func (x *Index) getBlock(lin, blk, gen uint64, es []blockEntry) ([]blockEntry, bool, error) {
+	k := blockKey(lin, blk, gen)
+	v, c, err := x.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return es, false, nil
+	}
+	if err != nil {
+		return es, false, err
+	}
+	defer c.Close()
+	es, err = decodeBlock(k, v, es)
+	return es, err == nil, err
+}
+
+// mergeEntries returns the entries of old and new (each ascending, new
+// winning for a pfn in both), and calls replaced for each old entry that
+// a new one replaced.
+func mergeEntries(old, new []blockEntry, replaced func(old, new blockEntry) error) ([]blockEntry, error) {
+	out := make([]blockEntry, 0, len(old)+len(new))
+	i, j := 0, 0
+	for i < len(old) || j < len(new) {
+		switch {
+		case j == len(new) || (i < len(old) && old[i].pfn < new[j].pfn):
+			out = append(out, old[i])
+			i++
+		case i == len(old) || new[j].pfn < old[i].pfn:
+			out = append(out, new[j])
+			j++
+		default:
+			if err := replaced(old[i], new[j]); err != nil {
+				return nil, err
+			}
+			out = append(out, new[j])
+			i, j = i+1, j+1
+		}
+	}
+	return out, nil
+}
+
+// PageWriter adds a generation's page entries to the batches its writer
+// commits, as blocks: the entries put into a batch are encoded (with their
+// chunks' hints) when the batch commits, merged into the generation's
+// block if an earlier batch wrote one. A pfn put again replaces its entry,
+// and the entry's chunk becomes a gc candidate. One writer per
+// generation; not safe for concurrent use.
+type PageWriter struct {
+	x       *Index
+	g       Gen
+	b       *chunkstore.Batch // the batch pending goes with
+	pending *[]blockEntry
+
+	mu      sync.Mutex      // flushes run in the goroutine that commits
+	written map[uint64]bool // blocks committed before
+	buf     []byte
+	old     []blockEntry
+}
+
+// NewPageWriter returns the page map writer of in-flight generation g.
+func (x *Index) NewPageWriter(g Gen) *PageWriter {
+	return &PageWriter{x: x, g: g, written: map[uint64]bool{}}
+}
+
+// Put records, in b, that the generation's page pfn is ref (its Hint, if
+// zero, is filled in at commit when the store knows where the chunk is).
+// A batch may commit in another goroutine while Put fills the next one;
+// the batches of one generation commit one after the other.
+func (w *PageWriter) Put(b *chunkstore.Batch, pfn uint64, ref PageRef) {
+	if b != w.b {
+		pending := new([]blockEntry)
+		w.b, w.pending = b, pending
+		b.OnCommit(func(pb *pebble.Batch, hint func(chunkstore.ID) chunkstore.Hint) error {
+			return w.flush(pb, hint, *pending)
+		})
+	}
+	*w.pending = append(*w.pending, blockEntry{pfn: pfn, ref: ref})
+}
+
+func (w *PageWriter) flush(pb *pebble.Batch, hint func(chunkstore.ID) chunkstore.Hint, es []blockEntry) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	sort.SliceStable(es, func(i, j int) bool { return es[i].pfn < es[j].pfn })
+	lin, gen := w.g.Lin, w.g.Gen
+	candidate := func(old, new blockEntry) error {
+		if old.ref.Zero || (!new.ref.Zero && new.ref.ID == old.ref.ID) {
+			return nil
+		}
+		return pb.Set(candidateKey(old.ref.ID), nil, nil)
+	}
+	for i := 0; i < len(es); {
+		blk := es[i].pfn >> BlockShift
+		// The block's entries, the last put of a pfn winning.
+		run := es[i:i]
+		j := i
+		for ; j < len(es) && es[j].pfn>>BlockShift == blk; j++ {
+			e := es[j]
+			if !e.ref.Zero && e.ref.Hint.IsZero() {
+				e.ref.Hint = hint(e.ref.ID)
+			}
+			if n := len(run); n > 0 && run[n-1].pfn == e.pfn {
+				if err := candidate(run[n-1], e); err != nil {
+					return err
+				}
+				run[n-1] = e
+				continue
+			}
+			run = append(run, e)
+		}
+		i = j
+		if w.written[blk] {
+			old, found, err := w.x.getBlock(lin, blk, gen, w.old[:0])
+			if err != nil {
+				return err
+			}
+			w.old = old
+			if found {
+				if run, err = mergeEntries(old, run, candidate); err != nil {
+					return err
+				}
+			}
+		} else if err := pb.Set(blockByGenKey(lin, gen, blk), nil, nil); err != nil {
+			return err
+		}
+		w.buf = appendBlock(w.buf[:0], blk, run)
+		if err := pb.Set(blockKey(lin, blk, gen), w.buf, nil); err != nil { // Set copies
+			return err
+		}
+		w.written[blk] = true
+	}
+	return nil
+}
+
+// PageReader looks up page entries of one lineage. Not safe for concurrent
+// use. It merges, for the block of the pfn asked for, the blocks of the
+// generations a lookup sees (newest first, down to the floor) into a table
+// of the block's pages, and answers lookups in that block from it; Close
+// (or a lookup in another block) lets it read the store again.
+type PageReader struct {
+	x     *Index
+	lin   uint64
+	it    *pebble.Iterator
+	loads int
+	// legacy answers for a format 2 or 3 store (read-only).
+	legacy *legacyPageReader
+
+	ok              bool
+	blk, gen, floor uint64
+	has             [BlockPages / 64]uint64
+	refs            [BlockPages]PageRef
+	es              []blockEntry
+}
+
+// pageReaderRenew is how many blocks a reader merges from one snapshot.
+const pageReaderRenew = 256
+
+// NewPageReader returns a reader of lineage lin's page entries.
+func (x *Index) NewPageReader(lin uint64) *PageReader {
+	r := &PageReader{x: x, lin: lin}
+	if x.legacyPages {
+		r.legacy = newLegacyPageReader(x, lin)
+	}
+	return r
+}
+
+// Close releases the reader's snapshot; the next Lookup takes a new one
+// (and sees everything committed before it).
+func (r *PageReader) Close() {
+	if r.legacy != nil {
+		r.legacy.Close()
+	}
+	if r.it != nil {
+		r.it.Close()
+		r.it = nil
+	}
+	r.ok = false
+}
+
+// Lookup returns pfn's page as generation gen (with floor) sees it; found
+// is false if no entry is visible.
+func (r *PageReader) Lookup(pfn, gen, floor uint64) (ref PageRef, found bool, err error) {
+	if r.legacy != nil {
+		return r.legacy.Lookup(pfn, gen, floor)
+	}
+	blk := pfn >> BlockShift
+	if !r.ok || blk != r.blk || gen != r.gen || floor != r.floor {
+		if err := r.load(blk, gen, floor); err != nil {
+			return ref, false, err
+		}
+	}
+	i := pfn & blockMask
+	if r.has[i/64]&(1<<(i%64)) == 0 {
+		return ref, false, nil
+	}
+	return r.refs[i], true, nil
+}
+
+// load merges block blk as generation gen (floor) sees it.
+func (r *PageReader) load(blk, gen, floor uint64) error {
+	r.ok = false
+	if r.it == nil || r.loads >= pageReaderRenew {
+		if r.it != nil {
+			r.it.Close()
+		}
+		lo := binary.BigEndian.AppendUint64([]byte{prefixBlock}, r.lin)
+		it, err := r.x.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+		if err != nil {
+			r.it = nil
+			return err
+		}
+		r.it, r.loads = it, 0
+	}
+	r.loads++
+	clear(r.has[:])
+	p := blockPrefix(r.lin, blk)
+	it := r.it
+	for ok := it.SeekGE(blockKey(r.lin, blk, gen)); ok && bytes.HasPrefix(it.Key(), p); ok = it.Next() {
+		if ^binary.BigEndian.Uint64(it.Key()[17:]) < floor {
+			break
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if r.es, err = decodeBlock(it.Key(), v, r.es[:0]); err != nil {
+			return err
+		}
+		for _, e := range r.es {
+			i := e.pfn & blockMask
+			if r.has[i/64]&(1<<(i%64)) == 0 {
+				r.has[i/64] |= 1 << (i % 64)
+				r.refs[i] = e.ref
+			}
+		}
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	r.ok, r.blk, r.gen, r.floor = true, blk, gen, floor
+	return nil
+}
+
+// genBlocks returns the blocks generation gen of lin has entries in.
+func (x *Index) genBlocks(lin, gen uint64) ([]uint64, error) {
+	var blks []uint64
+	err := x.scan(blockByGenPrefix(lin, gen), func(k, _ []byte) error {
+		if len(k) != blockKeyLen {
+			return fmt.Errorf("%w: block key %x", ErrCorrupt, k)
+		}
+		blks = append(blks, binary.BigEndian.Uint64(k[17:]))
+		return nil
+	})
+	return blks, err
+}
+
+// shadowed returns the pfns of block blk that a generation in (gen, upto]
+// of lin has an entry for.
+func shadowed(it *pebble.Iterator, lin, blk, gen, upto uint64, es []blockEntry) (*[BlockPages / 64]uint64, []blockEntry, error) {
+	var set [BlockPages / 64]uint64
+	p := blockPrefix(lin, blk)
+	for ok := it.SeekGE(blockKey(lin, blk, upto)); ok && bytes.HasPrefix(it.Key(), p); ok = it.Next() {
+		if ^binary.BigEndian.Uint64(it.Key()[17:]) <= gen {
+			break
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, es, err
+		}
+		if es, err = decodeBlock(it.Key(), v, es[:0]); err != nil {
+			return nil, es, err
+		}
+		for _, e := range es {
+			i := e.pfn & blockMask
+			set[i/64] |= 1 << (i % 64)
+		}
+	}
+	return &set, es, it.Error()
+}
+
+// reclaimPlan splits dead generation gen's entries in block blk into those
+// that heir (0: none) still sees, which move to it, and those that go.
+func (x *Index) reclaimPlan(it *pebble.Iterator, lin, blk, gen, heir uint64, es []blockEntry, move, drop func(blockEntry) error) error {
+	var set *[BlockPages / 64]uint64
+	if heir != 0 {
+		var err error
+		if set, _, err = shadowed(it, lin, blk, gen, heir, nil); err != nil {
+			return err
+		}
+	}
+	for _, e := range es {
+		i := e.pfn & blockMask
+		var err error
+		if set != nil && set[i/64]&(1<<(i%64)) == 0 {
+			err = move(e)
+		} else {
+			err = drop(e)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (x *Index) lineageBlocks(lin uint64) (*pebble.Iterator, error) {
+	lo := binary.BigEndian.AppendUint64([]byte{prefixBlock}, lin)
+	return x.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+}
+
+// ReclaimGen processes dead generation gen of lineage lin: each of its
+// page entries that a later live generation of the same delta chain still
+// sees moves to that generation's block; the others are deleted and their
+// chunks become gc candidates. Then the record goes. Each block moves in
+// one batch, so it is crash-safe and can be redone; it returns false
+// without doing anything if the next generation that is not dead is still
+// being written. The caller serializes ReclaimGen calls.
+func (x *Index) ReclaimGen(lin, gen uint64) (done bool, entries int, err error) {
+	if x.legacyPages {
+		return false, 0, errLegacy
+	}
+	rec, err := x.getGen(lin, gen)
+	if errors.Is(err, ErrNotFound) {
+		return true, 0, nil
+	}
+	if err != nil || rec.State != GenDead {
+		return false, 0, err
+	}
+	heir, err := x.heir(rec, nil)
+	if errors.Is(err, errBlocked) {
+		return false, 0, nil
+	}
+	if err != nil {
+		return false, 0, err
+	}
+	blks, err := x.genBlocks(lin, gen)
+	if err != nil {
+		return false, 0, err
+	}
+	it, err := x.lineageBlocks(lin)
+	if err != nil {
+		return false, 0, err
+	}
+	defer it.Close()
+	b := x.db.NewBatch()
+	defer func() { b.Close() }()
+	var es, moving, hs []blockEntry
+	var buf []byte
+	for _, blk := range blks {
+		var found bool
+		if es, found, err = x.getBlock(lin, blk, gen, es[:0]); err != nil {
+			return false, entries, err
+		}
+		if found {
+			moving = moving[:0]
+			err = x.reclaimPlan(it, lin, blk, gen, heir, es,
+				func(e blockEntry) error { moving = append(moving, e); return nil },
+				func(e blockEntry) error {
+					if e.ref.Zero {
+						return nil
+					}
+					return b.Set(candidateKey(e.ref.ID), nil, nil)
+				})
+			if err != nil {
+				return false, entries, err
+			}
+			if len(moving) > 0 {
+				var hfound bool
+				if hs, hfound, err = x.getBlock(lin, blk, heir, hs[:0]); err != nil {
+					return false, entries, err
+				}
+				if !hfound {
+					b.Set(blockByGenKey(lin, heir, blk), nil, nil)
+				}
+				// heir has no entry for a moving pfn: nothing is replaced.
+				merged, err := mergeEntries(moving, hs, func(_, _ blockEntry) error { return nil })
+				if err != nil {
+					return false, entries, err
+				}
+				buf = appendBlock(buf[:0], blk, merged)
+				b.Set(blockKey(lin, blk, heir), buf, nil)
+			}
+			b.Delete(blockKey(lin, blk, gen), nil)
+			entries += len(es)
+		}
+		b.Delete(blockByGenKey(lin, gen, blk), nil)
+		if err := x.commitIfFull(&b); err != nil {
+			return false, entries, err
+		}
+	}
+	b.Delete(genKey(lin, gen), nil)
+	return true, entries, x.commit(b)
+}
+
+// errLegacy is what gc gets from a store whose page maps are still in
+// format 3 (open read-only: a writable open upgrades them first).
+var errLegacy = errors.New("page maps of an older format: open the store writable to upgrade it first")
+
+// PageRefKey names one page entry's reference to its chunk (for Freed's
+// bookkeeping): lineage, generation, pfn.
+func PageRefKey(lin, gen, pfn uint64) []byte {
+	k := binary.BigEndian.AppendUint64([]byte{'p'}, lin)
+	k = binary.BigEndian.AppendUint64(k, gen)
+	return binary.BigEndian.AppendUint64(k, pfn)
+}
+
+// DropPlan calls fn for each chunk reference of generation gen's page
+// entries that reclaiming it would drop, were the generations in dead (of
+// the same lineage) and gen itself dead: what a gc dry run needs. A
+// generation whose successor is being written drops nothing yet. The
+// reference is named by PageRefKey.
+func (x *Index) DropPlan(lin, gen uint64, dead map[uint64]bool, fn func(id chunkstore.ID, ref []byte) error) error {
+	if x.legacyPages {
+		return errLegacy
+	}
+	rec, err := x.getGen(lin, gen)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	heir, err := x.heir(rec, dead)
+	if errors.Is(err, errBlocked) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	blks, err := x.genBlocks(lin, gen)
+	if err != nil {
+		return err
+	}
+	it, err := x.lineageBlocks(lin)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	var es []blockEntry
+	for _, blk := range blks {
+		var found bool
+		if es, found, err = x.getBlock(lin, blk, gen, es[:0]); err != nil || !found {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		err = x.reclaimPlan(it, lin, blk, gen, heir, es, func(blockEntry) error { return nil }, func(e blockEntry) error {
+			if e.ref.Zero {
+				return nil
+			}
+			return fn(e.ref.ID, PageRefKey(lin, gen, e.pfn))
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// GenEntries returns how many page entries generation gen of lin holds.
+func (x *Index) GenEntries(lin, gen uint64) (int, error) {
+	if x.legacyPages {
+		return x.legacyGenEntries(lin, gen)
+	}
+	blks, err := x.genBlocks(lin, gen)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var es []blockEntry
+	for _, blk := range blks {
+		if es, _, err = x.getBlock(lin, blk, gen, es[:0]); err != nil {
+			return n, err
+		}
+		n += len(es)
+	}
+	return n, nil
+}
+
+// WalkPageRefs calls fn for every page entry that names a chunk, in key
+// order: one pass over every page map block of the store.
+func (x *Index) WalkPageRefs(fn func(id chunkstore.ID, lin, gen, pfn uint64) error) error {
+	if x.legacyPages {
+		return errLegacy
+	}
+	var es []blockEntry
+	return x.scan([]byte{prefixBlock}, func(k, v []byte) error {
+		var err error
+		if es, err = decodeBlock(k, v, es[:0]); err != nil {
+			return err
+		}
+		lin, gen := binary.BigEndian.Uint64(k[1:]), ^binary.BigEndian.Uint64(k[17:])
+		for _, e := range es {
+			if !e.ref.Zero {
+				if err := fn(e.ref.ID, lin, gen, e.pfn); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// PageReferenced returns which of ids a page entry names: one pass over
+// the page map blocks (the mark of gc's mark and sweep; see
+// chunkstore.Store.BeginMark for how it stays right while writers go on).
+func (x *Index) PageReferenced(ids []chunkstore.ID) (map[chunkstore.ID]bool, error) {
+	want := make(map[chunkstore.ID]bool, len(ids))
+	for _, id := range ids {
+		want[id] = false
+	}
+	found := 0
+	errDone := errors.New("all found")
+	err := x.WalkPageRefs(func(id chunkstore.ID, _, _, _ uint64) error {
+		if seen, ok := want[id]; ok && !seen {
+			want[id] = true
+			if found++; found == len(want) {
+				return errDone
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errDone) {
+		return nil, err
+	}
+	return want, nil
+}
+
+// ResolveRun returns the pages [from, to) of run.
+func (x *Index) ResolveRun(run *PageRun, from, to int64) ([]PageRef, error) {
+	r := x.NewPageReader(run.Lin)
+	defer r.Close()
+	pfns := run.Pfns(nil, from, to)
+	out := make([]PageRef, len(pfns))
+	for i, pfn := range pfns {
+		ref, ok, err := r.Lookup(pfn, run.Gen, run.Floor)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: no page entry for pfn %#x of generation %d (lineage %d)", ErrCorrupt, pfn, run.Gen, run.Lin)
+		}
+		out[i] = ref
+	}
+	return out, nil
+}
