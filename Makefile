@@ -101,6 +101,7 @@ fuzz:
 	$(call fuzz1,FuzzIngest,./fs/content,1000x)
 	$(call fuzz1,FuzzXenPages,./fs/content,700x)
 	$(call fuzz1,FuzzDecodeExtent,./index,80000x)
+	$(call fuzz1,FuzzDecodeBlock,./index,80000x)
 	$(call fuzz1,FuzzDecodeInode,./index,80000x)
 	$(call fuzz1,FuzzDecodeGenRecord,./index,80000x)
 	$(call fuzz1,FuzzDecodeXen,./index,80000x)

@@ -79,7 +79,7 @@ func decodeGenRecord(k, v []byte) (GenRecord, error) {
 	r.Floor, r.Ino, r.BaseFloor = f, ino, f
 	if rest := v[1+n+n2:]; len(rest) > 0 {
 		bf, n3 := binary.Uvarint(rest)
-		if n3 != len(rest) || bf > r.Gen {
+		if n3 != len(rest) || bf > r.Gen || bf == 0 || bf == f { // canonical: absent when equal
 			return GenRecord{}, fmt.Errorf("%w: generation record %x", ErrCorrupt, k)
 		}
 		r.BaseFloor = bf
