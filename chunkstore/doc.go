@@ -3,7 +3,7 @@
 // append-only segment files in the order they were written, their locators
 // in Pebble.
 //
-// # On-disk format, version 3
+// # On-disk format, version 4
 //
 // A store is a directory: one Pebble database holds chunk locators (this
 // package) and the namespace and extents (package index); the chunks'
@@ -27,8 +27,9 @@
 //	's'     index       see package index             staging marker
 //	'x'     index       see package index             xl save image info
 //	'l' 'L' index       see package index             lineages, generations
-//	'P' 'Q' index       see package index             page entries (with a Hint)
-//	'r'     index       see package index             chunk references
+//	'B' 'G' index       see package index             page map blocks (entries with a Hint)
+//	'P' 'Q' index       see package index             page entries (versions 2 and 3 only)
+//	'r'     index       see package index             chunk references of extents
 //	'g'     index       see package index             gc candidates
 //	'y'     index       see package index             image -> generation
 //
@@ -87,13 +88,16 @@
 //	-------  --------------------------------------------------  -----------------------------------------------
 //	1        chunks inline in Pebble ('c'), no chunk references  package index records every extent's references
 //	2        index page maps and chunk references                chunks move to segments (below)
-//	3        chunk bytes in segments, locators in Pebble ('C')   -
+//	3        chunk bytes in segments, locators in Pebble ('C')   package index turns page keys into blocks
+//	4        page maps as blocks of 1024 pfns, no page refs      -
 //
 // The upgrade to 3 moves every inline value into segments, in batches that
 // each write the records, add their locators and delete the inline values
 // (synced), so an interrupted upgrade goes on at the next open; reads
 // find a chunk either way, so a read-only open serves an old store as it
-// is. test/e2e/testdata holds a store of each old version, checked by
+// is; it records version 3. The upgrade to 4 is package index's (page
+// keys become blocks), which records the current version when done.
+// test/e2e/testdata holds a store of each old version, checked by
 // every test run. Opening a store whose format key holds another version
 // fails with ErrFormat; a database without the key, or a non-empty
 // directory that is not a Pebble database, fails with ErrNotStore.

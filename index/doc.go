@@ -3,7 +3,7 @@
 // database, next to the chunks (see package chunkstore for the store-wide
 // key prefixes and the format version key).
 //
-// # Keys and values, format version 3
+// # Keys and values, format version 4
 //
 // Integers in keys are big-endian, so keys sort numerically. ino, ver,
 // lin (lineage), gen (generation) and pfn are 8 bytes; off is a file offset
@@ -32,11 +32,12 @@
 //	'l' | uuid                           lin (8, BE): the lineage of guest uuid
 //	'L' | lin | gen                      state (1: in flight, 2: live, 3: dead) |
 //	                                     uvarint(floor) | uvarint(ino)
-//	'P' | lin | pfn | ^gen               page entry: id (32) [| chunkstore Hint], or empty for a zero page
-//	'Q' | lin | gen | pfn                empty: gen has an entry for pfn
+//	                                     [| uvarint(base floor), if not floor]
+//	'B' | lin | blk | ^gen               page block: gen's entries for pfns
+//	                                     blk*1024 .. blk*1024+1023 (below)
+//	'G' | lin | gen | blk                empty: gen has a block blk
 //	'y' | ino | lin | gen                empty: ino's image holds generation gen
 //	'r' | id | 'e' | ino | ver | off     empty: an extent references chunk id
-//	'r' | id | 'p' | lin | pfn | gen     empty: a page entry references chunk id
 //	'g' | id                             empty: id lost a reference; gc checks it
 //	"mnextino"                           next free inode/version/lineage/generation
 //	                                     number (8, BE)
@@ -71,38 +72,80 @@
 // generation gen has entries only for the pfns whose page differs from its
 // base generation (the lineage's newest, if that one is live when gen
 // starts; else gen is full and its floor is itself). A lookup of pfn at gen
-// is one seek: the first 'P' key at or after (lin, pfn, ^gen), accepted if
-// its generation is at least gen's floor. So a checkpoint costs metadata
-// for its changed pages plus one run extent per PAGE_DATA stretch.
+// sees the newest entry of pfn from a generation in [floor, gen].
+//
+// Entries are kept in blocks of 1024 pfns (BlockPages): one key per
+// generation and block it has entries in, never a key per page. A block's
+// value, pfns ascending:
+//
+//	uvarint(n) | n x entry
+//	entry: uvarint(pfn - previous pfn; the first: pfn - blk*1024) | kind |
+//	       kind 0: nothing (an all-zero page)
+//	       kind 1: id (32)
+//	       kind 2: id (32) | uvarint(len) | chunkstore Hint (where the
+//	               chunk's record was when the entry was written)
+//
+// A reader (PageReader) merges the blocks of a pfn's block from gen down
+// to the floor, newest first, into a table of the block's 1024 pages, and
+// answers every lookup in that block from it: a checkpoint's restore
+// reads its map block by block, in pfn order. So that this walk stays
+// short, the generation after FullEvery (16) deltas of one chain is
+// written full: an entry for every page of its image (unchanged ones
+// copied from its base, which it still compares with: its record keeps
+// the base's floor), and its floor is itself. A chain's blocks cost about
+// 40 bytes per page entry; a full map every 16 generations costs 1% of
+// the image's pages' size once per 16 checkpoints.
+//
+// A writer (PageWriter) adds a generation's entries to the batch that
+// stores their chunks; they are encoded into blocks when the batch
+// commits (chunkstore.Batch.OnCommit, when the chunks' places are known),
+// merged into the block an earlier batch of the same generation wrote. A
+// pfn put again replaces its entry, and the replaced chunk becomes a gc
+// candidate.
 //
 // Deleting an image marks its generation dead. gc (ReclaimGen) then moves
 // each of its entries that the next live generation of the same delta chain
-// still sees to that generation, and drops the others, making their chunks
-// candidates. A generation still being written (in flight) holds gc back
-// for the dead generations before it.
+// still sees into that generation's block, and drops the others, making
+// their chunks candidates; one batch per block, so it is crash-safe and
+// can be redone. A generation still being written (in flight) holds gc back
+// for the dead generations of its chain before it, and so does a full
+// generation in flight for the chain it copies from.
 //
 // A receiver (xen receive) begins a checkpoint's generation at its first
 // page, before the image's file exists: its 'L' value's ino is 0 and it
 // has no 'y' key until Publish creates the file (AdoptGen). Its entries
 // are written as pages arrive; a pfn sent twice in one checkpoint has its
-// entry (and 'r' key) replaced. Open ends an in-flight generation with ino
-// 0 as dead (no file names it), and gc reclaims its entries. No key or
-// value changed: stores of every version read such records as they are.
+// entry replaced. Open ends an in-flight generation with ino 0 as dead
+// (no file names it), and gc reclaims its entries.
 //
 // # References and garbage collection
 //
-// Every chunk extent and every non-zero page entry has an 'r' key under
-// its chunk, written and deleted in the same batch as the reference. A
-// reference that goes makes the chunk a candidate ('g'). gc deletes a
-// candidate that has no 'r' key and that no writer has pinned
-// (chunkstore.Sweep), so its work is proportional to what was deleted.
+// Every chunk extent has an 'r' key under its chunk, written and deleted
+// in the same batch as the extent. Page entries have none (a key per page
+// was most of what ingesting a page cost in format 3): gc finds which
+// candidates a page still names by one pass over the page map blocks
+// (PageReferenced), the mark of a mark and sweep. A reference that goes
+// (an extent, a page entry dropped or replaced) makes the chunk a
+// candidate ('g'). gc deletes a candidate that no extent and no page
+// entry names and that no writer has pinned since the mark began
+// (chunkstore.Store.BeginMark, Sweep): a writer pins a chunk before it
+// references it, so a reference committed after the mark's snapshot is
+// one whose chunk was pinned. The sweep's work is proportional to the
+// candidates; the mark's to the page maps (one pass per 256 Ki
+// candidates).
 //
-// Version 1 (no 'r', 'g', 'l', 'L', 'P', 'Q', 'y' keys, no page runs) is
-// upgraded in place by the first read-write Open: it writes the 'r' keys of
-// every extent, then the version. Version 3 changed only chunkstore's keys;
-// its page entries may end with a Hint (where the chunk's record was when
-// the entry was written), which version 2 entries lack: both read the same.
+// # Versions
 //
+// Version 1 (no 'r', 'g', 'l', 'L', 'y' keys, no page runs) is upgraded
+// in place by the first read-write Open: it writes the 'r' keys of every
+// extent. Versions 2 and 3 kept a key per page entry ('P' | lin | pfn |
+// ^gen -> id [| Hint], empty for a zero page), a by-generation key per
+// entry ('Q' | lin | gen | pfn) and a reference key per entry ('r' | id |
+// 'p' | lin | pfn | gen); the first read-write Open converts them to blocks,
+// one (lineage, block) per batch that writes its blocks and deletes its
+// keys, so an interrupted upgrade goes on where it stopped; then the
+// version. A read-only open reads the old keys as they are.
+
 // # Commit order
 //
 // Writes that would change bytes a file has committed go to a new version
