@@ -321,4 +321,3 @@ func (x *Index) ImageGens(ino uint64, fn func(lin, gen uint64) error) error {
 		return fn(binary.BigEndian.Uint64(k[9:]), binary.BigEndian.Uint64(k[17:]))
 	})
 }
-
