@@ -17,6 +17,7 @@
 //	0x00    chunkstore  "\x00format"                 "ckptfs <version>" (ASCII)
 //	0x00    chunkstore  "\x00durable"                durable commits so far (8, BE); see DurableFile
 //	0x00    chunkstore  "\x00segdead" | seg (4, BE)  bytes of the segment's dead records (8, BE)
+//	0x00    chunkstore  "\x00tagkey"                 the store's secret page tag key (32 random bytes; see Tag)
 //	'C'     chunkstore  'C' | id (32 bytes)          locator (below)
 //	'c'     chunkstore  'c' | id (32 bytes)          chunk value inline (versions 1 and 2 only)
 //	'd'     index       see package index             directory entry

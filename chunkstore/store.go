@@ -40,7 +40,7 @@ const (
 	PrefixMeta  = 0x00 // store-wide metadata, e.g. the format version
 	PrefixChunk = 'c'  // chunk values inline (format 1 and 2; moved to segments by the upgrade)
 	PrefixLoc   = 'C'  // chunk locators (format 3), owned by this package
-	// 'd', 'e', 'g', 'i', 'l', 'L', 'm', 'o', 'P', 'Q', 'r', 's', 'x', 'y' are owned by
+	// 'B', 'd', 'e', 'g', 'G', 'i', 'l', 'L', 'm', 'o', 'P', 'Q', 'r', 's', 'x', 'y' are owned by
 	// package index; see its docs.
 )
 
@@ -138,6 +138,7 @@ type Store struct {
 	// never deletes a pinned chunk; mu orders pinning against sweeping.
 	mu   sync.Mutex
 	pins map[ID]int
+	tagKey []byte // see TagKey
 	// touched holds the chunks pinned since BeginMark (nil: no mark).
 	touched map[ID]struct{}
 
@@ -395,6 +396,10 @@ func Open(dir string, o Options) (*Store, error) {
 	s := &Store{db: db, codec: o.Codec, recent: recent, pins: map[ID]int{}, dur: dur, readOnly: o.ReadOnly, damage: dmg, space: sp, seg: seg}
 	if ver, err := StoredFormat(db); err != nil || ver < 3 {
 		s.inline = true
+	}
+	if s.tagKey, err = loadTagKey(db, o.ReadOnly); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("%s: tag key: %w", dir, err)
 	}
 	if !o.ReadOnly {
 		if err := s.upgradeInline(); err != nil {

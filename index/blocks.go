@@ -26,11 +26,12 @@ const (
 	FullEvery = 16
 )
 
-// Entry kinds in a block.
+// Entry flags in a block: an entry with none is an all-zero page.
 const (
-	entryZero      = 0 // an all-zero page
-	entryChunk     = 1 // id
-	entryChunkHint = 2 // id, uvarint(len) hint
+	entryChunk = 1 << 0 // id (32) follows
+	entryHint  = 1 << 1 // then uvarint(len) | chunkstore Hint
+	entryTag   = 1 << 2 // then the page's tag (16)
+	entryFlags = entryChunk | entryHint | entryTag
 )
 
 // Key lengths: prefix byte and three 8-byte integers.
@@ -68,25 +69,34 @@ type blockEntry struct {
 // appendBlock encodes es (pfns ascending, all in one block) after dst:
 //
 //	uvarint(n) | n x (uvarint(pfn - previous pfn, the first from the
-//	block's first pfn) | kind | [id (32) | [uvarint(len) | hint]])
+//	block's first pfn) | flags | [id (32)] [| uvarint(len) | hint]
+//	[| tag (16)])
 func appendBlock(dst []byte, blk uint64, es []blockEntry) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(es)))
 	prev := blk << BlockShift
 	for _, e := range es {
 		dst = binary.AppendUvarint(dst, e.pfn-prev)
 		prev = e.pfn
-		switch {
-		case e.ref.Zero:
-			dst = append(dst, entryZero)
-		case e.ref.Hint.IsZero():
-			dst = append(dst, entryChunk)
-			dst = append(dst, e.ref.ID[:]...)
-		default:
-			dst = append(dst, entryChunkHint)
-			dst = append(dst, e.ref.ID[:]...)
+		if e.ref.Zero {
+			dst = append(dst, 0)
+			continue
+		}
+		flags := byte(entryChunk)
+		if !e.ref.Hint.IsZero() {
+			flags |= entryHint
+		}
+		if e.ref.Tagged {
+			flags |= entryTag
+		}
+		dst = append(dst, flags)
+		dst = append(dst, e.ref.ID[:]...)
+		if flags&entryHint != 0 {
 			h := chunkstore.AppendHint(nil, e.ref.Hint)
 			dst = binary.AppendUvarint(dst, uint64(len(h)))
 			dst = append(dst, h...)
+		}
+		if flags&entryTag != 0 {
+			dst = append(dst, e.ref.Tag[:]...)
 		}
 	}
 	return dst
@@ -118,31 +128,38 @@ func decodeBlock(k, v []byte, es []blockEntry) ([]blockEntry, error) {
 		}
 		prev += d
 		e := blockEntry{pfn: prev}
-		kind := v[w]
+		flags := v[w]
 		v = v[w+1:]
-		switch kind {
-		case entryZero:
+		switch {
+		case flags == 0:
 			e.ref.Zero = true
-		case entryChunk, entryChunkHint:
+		case flags&^entryFlags != 0 || flags&entryChunk == 0:
+			return bad("entry flags")
+		default:
 			if len(v) < chunkstore.IDSize {
 				return bad("id")
 			}
 			e.ref.ID = chunkstore.ID(v[:chunkstore.IDSize])
 			v = v[chunkstore.IDSize:]
-			if kind == entryChunkHint {
+			if flags&entryHint != 0 {
 				hl, w := binary.Uvarint(v)
 				if w <= 0 || hl == 0 || hl > uint64(len(v)-w) {
 					return bad("hint")
 				}
 				h, err := chunkstore.ParseHint(v[w : w+int(hl)])
-				if err != nil || h.IsZero() {
+				if err != nil || h.IsZero() || len(chunkstore.AppendHint(nil, h)) != int(hl) {
 					return bad("hint")
 				}
 				e.ref.Hint = h
 				v = v[w+int(hl):]
 			}
-		default:
-			return bad("entry kind")
+			if flags&entryTag != 0 {
+				if len(v) < len(e.ref.Tag) {
+					return bad("tag")
+				}
+				e.ref.Tag, e.ref.Tagged = chunkstore.Tag(v[:len(e.ref.Tag)]), true
+				v = v[len(e.ref.Tag):]
+			}
 		}
 		es = append(es, e)
 	}

@@ -14,7 +14,8 @@ import (
 func FuzzDecodeBlock(f *testing.F) {
 	var id chunkstore.ID
 	id[5] = 7
-	seed := []blockEntry{{pfn: 2048, ref: PageRef{Zero: true}}, {pfn: 2050, ref: PageRef{ID: id}}, {pfn: 3071, ref: PageRef{ID: id}}}
+	seed := []blockEntry{{pfn: 2048, ref: PageRef{Zero: true}}, {pfn: 2050, ref: PageRef{ID: id}},
+		{pfn: 2051, ref: PageRef{ID: id, Tag: chunkstore.Tag{1, 2}, Tagged: true}}, {pfn: 3071, ref: PageRef{ID: id}}}
 	f.Add(uint64(2), appendBlock(nil, 2, seed))
 	f.Add(uint64(0), appendBlock(nil, 0, nil))
 	f.Add(uint64(1<<54-1), []byte{1, 0xff, 0x07, 0})

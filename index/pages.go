@@ -252,11 +252,15 @@ func (x *Index) WalkGens(fn func(GenRecord) error) error {
 	})
 }
 
-// PageRef is a page's content: a chunk (and where it was), or all zero.
+// PageRef is a page's content: a chunk (and where it was), or all zero;
+// and, if Tagged, the page's keyed tag (chunkstore.Tag), which proves a
+// later page of the same pfn equal to it without hashing that with BLAKE3.
 type PageRef struct {
-	ID   chunkstore.ID
-	Zero bool
-	Hint chunkstore.Hint
+	ID     chunkstore.ID
+	Zero   bool
+	Hint   chunkstore.Hint
+	Tag    chunkstore.Tag
+	Tagged bool
 }
 
 var errBlocked = errors.New("blocked")

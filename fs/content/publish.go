@@ -93,14 +93,21 @@ func (p *Publisher) Page(pfn uint64, data []byte) error {
 		return err
 	}
 	ref := index.PageRef{Zero: chunkstore.IsZero(data)}
-	if !ref.Zero {
-		ref.ID = chunkstore.Sum(data)
+	key := p.s.chunks.TagKey()
+	if !ref.Zero && key != nil {
+		ref.Tag, ref.Tagged = chunkstore.PageTag(key, data), true
 	}
 	old, found, inG, err := p.previous(pfn)
 	if err != nil {
 		return err
 	}
 	p.received.add(pfn)
+	if found && ref.Tagged && old.Tagged && !old.Zero && old.Tag == ref.Tag {
+		return nil // as it was (the keyed tag proves it): nothing to store
+	}
+	if !ref.Zero {
+		ref.ID = chunkstore.Sum(data)
+	}
 	if samePage(old, found, ref.ID, ref.Zero) {
 		return nil // as it was: nothing to store
 	}

@@ -22,6 +22,7 @@ type Chunks interface {
 	Get(dst []byte, id chunkstore.ID) ([]byte, error)
 	GetMany(ids []chunkstore.ID, hints []chunkstore.Hint, fn func(i int, data []byte, err error))
 	Unpin(ids ...chunkstore.ID)
+	TagKey() []byte
 }
 
 // Extents is what content needs of the index.
@@ -147,6 +148,9 @@ type Stats struct {
 	BytesWritten, ChunksNew, ChunksDup, ChunksZero, StoredBytes atomic.Int64
 	CacheHits, CacheMisses                                      atomic.Int64
 	Images                                                      atomic.Int64 // whole xl save images committed
+	// PagesByTag counts pages a keyed tag proved equal to their base
+	// generation's page (not hashed with BLAKE3).
+	PagesByTag atomic.Int64
 	// WritersStreaming counts writers holding a memory grant now;
 	// WritesDirect the writes done without one (written through).
 	WritersStreaming, WritesDirect atomic.Int64

@@ -179,6 +179,9 @@ type cutResult struct {
 	id     chunkstore.ID
 	zero   bool
 	base   pageCmp // a page compared with its pfn's page in the base generation
+	tag    chunkstore.Tag
+	tagged bool // tag is the page's (a 4 KiB chunk, a store with a tag key)
+	byTag  bool // the tag proved it the base's page (it was not hashed)
 	pinned bool    // Prepare pinned id
 	value  []byte  // encoded chunk, nil for a duplicate
 }
@@ -429,15 +432,27 @@ func (w *Writer) process(j *job) {
 		j.consumed += n
 	}
 	chunk := func(r *cutResult) []byte { return j.data[r.off-j.off:][:r.n] }
+	key := w.s.chunks.TagKey()
 	parallel(len(j.res), func(i int) {
 		r := &j.res[i]
 		if c := chunk(r); chunkstore.IsZero(c) {
 			r.zero = true
-		} else {
-			r.id = chunkstore.Sum(c)
+		} else if r.n == xen.PageSize && key != nil {
+			r.tag, r.tagged = chunkstore.PageTag(key, c), true
 		}
 	})
-	if j.err = j.compareBases(); j.err != nil {
+	// Pages whose tag equals their base page's are unchanged: no BLAKE3.
+	if j.err = j.compareBases(true); j.err != nil {
+		return
+	}
+	parallel(len(j.res), func(i int) {
+		if r := &j.res[i]; !r.zero && r.base != cmpSame {
+			r.id = chunkstore.Sum(chunk(r))
+		}
+	})
+	// The rest (a base entry without a tag: written before format 4)
+	// compare by id.
+	if j.err = j.compareBases(false); j.err != nil {
 		return
 	}
 	first := make(map[chunkstore.ID]struct{}, len(j.res))
@@ -461,15 +476,17 @@ func (w *Writer) process(j *job) {
 	j.err = errors.Join(errs...)
 }
 
-// compareBases compares the job's pages with the base generation's.
-func (j *job) compareBases() error {
+// compareBases compares the job's pages with the base generation's: by
+// tag (byTag: a page whose tag equals the base entry's is the same, and
+// gets the base's id), else by id, for the pages not decided yet.
+func (j *job) compareBases(byTag bool) error {
 	if j.base == nil {
 		return nil
 	}
 	p := 0
 	for i := range j.res {
 		r := &j.res[i]
-		if r.n != xen.PageSize {
+		if r.n != xen.PageSize || r.base != cmpUnknown {
 			continue
 		}
 		for p < len(j.pages) && j.pages[p] < r.off {
@@ -478,9 +495,29 @@ func (j *job) compareBases() error {
 		if p == len(j.pages) || j.pages[p] != r.off {
 			continue
 		}
-		var err error
-		if r.base, err = compareBase(j.base, j.gen, j.pfns[p], r.id, r.zero); err != nil {
+		old, found, err := j.base.Lookup(j.pfns[p], j.gen.Base, j.gen.BaseFloor)
+		if err != nil {
 			return err
+		}
+		switch {
+		case !found:
+			r.base = cmpChanged
+		case byTag && r.zero:
+			r.base = cmpChanged
+			if old.Zero {
+				r.base = cmpSame
+			}
+		case byTag && r.tagged && old.Tagged && !old.Zero:
+			r.base = cmpChanged
+			if old.Tag == r.tag {
+				r.base, r.id, r.byTag = cmpSame, old.ID, true
+			}
+		case byTag:
+			// No tag to compare: by id, once hashed.
+		case samePage(old, found, r.id, r.zero):
+			r.base = cmpSame
+		default:
+			r.base = cmpChanged
 		}
 	}
 	return nil
@@ -548,6 +585,9 @@ func (w *Writer) collect() error {
 	st := &w.s.stats
 	for _, r := range j.res {
 		w.touch()
+		if r.byTag {
+			st.PagesByTag.Add(1)
+		}
 		switch {
 		case r.zero:
 			st.ChunksZero.Add(1)
@@ -561,7 +601,7 @@ func (w *Writer) collect() error {
 		default:
 			st.ChunksDup.Add(1)
 		}
-		if err := w.record(r.off, r.n, r.id, r.zero, false, r.base); err != nil {
+		if err := w.record(r.off, r.n, index.PageRef{ID: r.id, Zero: r.zero, Tag: r.tag, Tagged: r.tagged}, false, r.base); err != nil {
 			return err
 		}
 	}
@@ -571,10 +611,11 @@ func (w *Writer) collect() error {
 
 // record maps file bytes [off, off+n) to chunk id (or zero): a page of an
 // xl save image goes into the page run, anything else is an extent.
-func (w *Writer) record(off int64, n int, id chunkstore.ID, zero, overlay bool, base pageCmp) error {
+func (w *Writer) record(off int64, n int, ref index.PageRef, overlay bool, base pageCmp) error {
 	end := off + int64(n)
+	id, zero := ref.ID, ref.Zero
 	if !overlay && n == xen.PageSize {
-		if ok, err := w.recordPage(off, id, zero, base); ok || err != nil {
+		if ok, err := w.recordPage(off, ref, base); ok || err != nil {
 			return err
 		}
 	}
@@ -596,7 +637,8 @@ func (w *Writer) record(off int64, n int, id chunkstore.ID, zero, overlay bool, 
 // entry if it differs from the base generation (base says, or it looks),
 // a slot of the page run in any case. It returns false if off is not a page
 // of a known guest.
-func (w *Writer) recordPage(off int64, id chunkstore.ID, zero bool, base pageCmp) (bool, error) {
+func (w *Writer) recordPage(off int64, ref index.PageRef, base pageCmp) (bool, error) {
+	id, zero := ref.ID, ref.Zero
 	if !w.beginImage() {
 		return false, nil
 	}
@@ -613,7 +655,7 @@ func (w *Writer) recordPage(off int64, id chunkstore.ID, zero bool, base pageCmp
 	}
 	switch {
 	case base == cmpChanged:
-		m.pw.Put(w.b, pfn, index.PageRef{ID: id, Zero: zero})
+		m.pw.Put(w.b, pfn, ref)
 		m.entries++
 	case m.gen.Full():
 		// Unchanged, but a full generation names every page: the base's
@@ -754,7 +796,11 @@ func (w *Writer) emit(off int64, data []byte) error {
 			st.ChunksDup.Add(1)
 		}
 	}
-	return w.record(off, len(data), id, zero, overlay, cmpUnknown)
+	ref := index.PageRef{ID: id, Zero: zero}
+	if key := w.s.chunks.TagKey(); key != nil && !zero && len(data) == xen.PageSize {
+		ref.Tag, ref.Tagged = chunkstore.PageTag(key, data), true
+	}
+	return w.record(off, len(data), ref, overlay, cmpUnknown)
 }
 
 // applyBatch applies the pending batch (without sync), after the one being
