@@ -136,8 +136,8 @@ type Store struct {
 	// pins counts, per chunk, the writers that decided to reference it
 	// (Prepare) and have not applied that reference yet (Unpin). Sweep
 	// never deletes a pinned chunk; mu orders pinning against sweeping.
-	mu   sync.Mutex
-	pins map[ID]int
+	mu     sync.Mutex
+	pins   map[ID]int
 	tagKey []byte // see TagKey
 	// touched holds the chunks pinned since BeginMark (nil: no mark).
 	touched map[ID]struct{}

@@ -180,10 +180,10 @@ type cutResult struct {
 	zero   bool
 	base   pageCmp // a page compared with its pfn's page in the base generation
 	tag    chunkstore.Tag
-	tagged bool // tag is the page's (a 4 KiB chunk, a store with a tag key)
-	byTag  bool // the tag proved it the base's page (it was not hashed)
-	pinned bool    // Prepare pinned id
-	value  []byte  // encoded chunk, nil for a duplicate
+	tagged bool   // tag is the page's (a 4 KiB chunk, a store with a tag key)
+	byTag  bool   // the tag proved it the base's page (it was not hashed)
+	pinned bool   // Prepare pinned id
+	value  []byte // encoded chunk, nil for a duplicate
 }
 
 // samePage reports whether a page (id, or all zero) is old, the page a
