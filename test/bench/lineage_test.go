@@ -41,6 +41,7 @@ func BenchmarkRestoreLineage(b *testing.B) {
 				}
 			}
 		}
+		quiesce(ts) // the daemons' compactions after the writes are not the reads'
 		for _, t := range ts {
 			if t.name == "noop-fuse" {
 				continue
