@@ -1,6 +1,8 @@
 package chunkstore
 
 import (
+	"encoding/binary"
+	"slices"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -69,6 +71,11 @@ func (b *Batch) addRecord(id ID, value []byte) {
 		b.buf = (*b.pooled)[:0]
 	}
 	off := len(b.buf)
+	if need := off + IDSize + binary.MaxVarintLen64 + len(value) + 4; need > cap(b.buf) {
+		// Double: append's growth of large slices (1.25x) copied a
+		// writer's 4 MiB of records several times over.
+		b.buf = slices.Grow(b.buf, max(need, 2*cap(b.buf), 1<<20)-off)
+	}
 	b.buf = appendRecord(b.buf, id, value)
 	b.recs = append(b.recs, pendingRecord{id: id, off: off, n: len(b.buf) - off})
 }

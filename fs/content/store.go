@@ -84,7 +84,7 @@ func DefaultConfig() Config {
 // the batch and cut bytes not yet applied, a chunk in progress, one write,
 // and the reorder window.
 func (c Config) WriterMemoryBound() int {
-	return 2*c.BatchBytes + int(c.Params.Max) + (1 << 20) + c.Window
+	return 2*(c.BatchBytes+int(c.Params.Max)+(1<<20)) + c.Window
 }
 
 // prefetchers is how many read-ahead jobs run at once: each reads a run of

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 
@@ -352,6 +353,7 @@ func (w *Writer) writeAt(p []byte, off int64, now int64) error {
 			w.xen = nil // rewritten: the scanner's view no longer holds
 		}
 		w.feed(p[n:])
+		w.grow(len(p) - n)
 		w.buf = append(w.buf, p[n:]...)
 		w.drainAhead()
 	case off > streamEnd && off-streamEnd <= int64(w.s.cfg.Window) &&
@@ -872,7 +874,10 @@ func (w *Writer) applyAsync() error {
 	}
 	k := w.cutOff - w.streamOff
 	c := &committing{done: make(chan struct{}), b: w.b, pinned: w.pinned, off: w.streamOff, data: w.buf[:k]}
-	w.buf = append(w.spare[:0], w.buf[k:]...)
+	tail := w.buf[k:]
+	w.buf = w.spare[:0]
+	w.grow(len(tail))
+	w.buf = append(w.buf, tail...)
 	w.spare, w.streamOff = nil, w.cutOff
 	w.b, w.pinned, w.committing = w.s.db.NewBatch(), nil, c
 	go func() {
@@ -897,6 +902,26 @@ func (w *Writer) settle() error {
 	w.spare = c.data[:0]
 	w.touch()
 	return c.err
+}
+
+// grow makes room for n more bytes in buf: at once for a whole batch and
+// the write that completes it (append's growth of large slices, 1.25x at
+// a time, copied the stream several times over), doubling past that.
+func (w *Writer) grow(n int) {
+	if len(w.buf)+n <= cap(w.buf) {
+		return
+	}
+	need, batch := len(w.buf)+n, w.s.cfg.BatchBytes+int(w.s.cfg.Params.Max)+(1<<20)
+	want := need
+	switch {
+	case !w.granted:
+		// Written through: nothing is kept between writes.
+	case need <= batch:
+		want = batch
+	default:
+		want = max(need, 2*cap(w.buf))
+	}
+	w.buf = slices.Grow(w.buf, want-len(w.buf))
 }
 
 // dropCut drops the bytes before to, which are applied, from buf.
