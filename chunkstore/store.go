@@ -1063,7 +1063,17 @@ func (s *Store) GetMany(ids []ID, hints []Hint, fn func(i int, data []byte, err 
 		runs = append(runs, run{locs[:n], locs[0].l.off, end})
 		locs = locs[n:]
 	}
-	var buf []byte
+	// The read buffer (up to span bytes) comes from a pool: a fresh one
+	// per call was zeroed before every read (15% of a cold restore's CPU).
+	// Decoded chunks never alias it.
+	pooled := readBufs.Get().(*[]byte)
+	buf := *pooled
+	defer func() {
+		if cap(buf) <= 2*span {
+			*pooled = buf[:0]
+			readBufs.Put(pooled)
+		}
+	}()
 	for k, rn := range runs {
 		if k+1 < len(runs) {
 			next := runs[k+1]
@@ -1091,6 +1101,9 @@ func (s *Store) GetMany(ids []ID, hints []Hint, fn func(i int, data []byte, err 
 		}
 	}
 }
+
+// readBufs recycles GetMany's read buffers.
+var readBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // Hint is where a chunk's record was when something referenced it: a read
 // that finds the chunk's record there (its id and CRC match) skips the
