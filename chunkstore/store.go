@@ -100,6 +100,9 @@ type Options struct {
 	ReadOnly bool
 	// CacheBytes is Pebble's block cache size; MemTableBytes its memtable size.
 	CacheBytes, MemTableBytes int64
+	// TableBytes, if set, is the target size of Pebble's tables at every
+	// level (Pebble's defaults otherwise; tests make many small tables).
+	TableBytes int64
 	// Logger receives Pebble's messages; nil discards informational ones.
 	Logger pebble.Logger
 	// AllowLost opens a writable store that lost durable writes (see
@@ -139,6 +142,9 @@ type Store struct {
 	mu     sync.Mutex
 	pins   map[ID]int
 	tagKey []byte // see TagKey
+	// degraded: opened read-only past tables the MANIFEST lists that are
+	// damaged (see DamagedRanges).
+	degraded bool
 	// touched holds the chunks pinned since BeginMark (nil: no mark).
 	touched map[ID]struct{}
 
@@ -178,6 +184,40 @@ func (s *Store) DamagedFiles() map[string]string {
 	out := make(map[string]string, len(s.damage.files))
 	for k, v := range s.damage.files {
 		out[k] = v
+	}
+	return out
+}
+
+// Degraded reports whether the store was opened (read-only) past damaged
+// tables: what they held is unreadable, the rest is served.
+func (s *Store) Degraded() bool { return s.degraded }
+
+// KeyRange is a range of keys, both ends included.
+type KeyRange struct{ Smallest, Largest []byte }
+
+// DamagedRanges returns the key ranges of the database's tables found
+// damaged (at open, or by a read since): reads of keys in them may fail,
+// and a scan may skip them to read the rest.
+func (s *Store) DamagedRanges() []KeyRange {
+	files := s.DamagedFiles()
+	if len(files) == 0 {
+		return nil
+	}
+	bad := map[string]bool{}
+	for f := range files {
+		bad[filepath.Base(f)] = true
+	}
+	levels, err := s.db.SSTables()
+	if err != nil {
+		return nil
+	}
+	var out []KeyRange
+	for _, level := range levels {
+		for _, t := range level {
+			if bad[fmt.Sprintf("%s.sst", t.FileNum)] {
+				out = append(out, KeyRange{Smallest: append([]byte(nil), t.Smallest.UserKey...), Largest: append([]byte(nil), t.Largest.UserKey...)})
+			}
+		}
 	}
 	return out
 }
@@ -340,6 +380,11 @@ func Open(dir string, o Options) (*Store, error) {
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
+	if o.TableBytes > 0 {
+		for i := range po.TargetFileSizes {
+			po.TargetFileSizes[i] = o.TableBytes
+		}
+	}
 	// Pebble holds metadata only (chunk bytes are in segments). Its own
 	// compression: "Balanced" (zstd for the bottom levels) wrote exactly as
 	// many bytes as "Fastest" on BenchmarkLayout's 512 MiB series.
@@ -356,6 +401,20 @@ func Open(dir string, o Options) (*Store, error) {
 		sp.release()
 	}
 	db, err := pebble.Open(dir, po)
+	degraded := false
+	if err != nil && o.ReadOnly && damaged(err) && strings.Contains(err.Error(), "(MANIFEST)") {
+		// A table the MANIFEST lists is the wrong size (truncated): open
+		// without that check, so that everything else is served; reads
+		// of what the damaged tables held fail (DamagedRanges).
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if i, j := strings.IndexByte(line, '('), strings.IndexByte(line, ')'); i >= 0 && j > i {
+				dmg.add(line[i+1:j], line)
+			}
+		}
+		po.DisableConsistencyCheck = true
+		db, err = pebble.Open(dir, po)
+		degraded = err == nil
+	}
 	if err != nil {
 		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock") {
 			return nil, fmt.Errorf("%s: %w", dir, ErrLocked)
@@ -393,7 +452,7 @@ func Open(dir string, o Options) (*Store, error) {
 	}
 	recent, _ := lru.New[ID, locator](1 << 16)
 	sp.unflush = func() int64 { return int64(db.Metrics().MemTable.Size) }
-	s := &Store{db: db, codec: o.Codec, recent: recent, pins: map[ID]int{}, dur: dur, readOnly: o.ReadOnly, damage: dmg, space: sp, seg: seg}
+	s := &Store{db: db, codec: o.Codec, recent: recent, pins: map[ID]int{}, dur: dur, readOnly: o.ReadOnly, damage: dmg, space: sp, seg: seg, degraded: degraded}
 	if ver, err := StoredFormat(db); err != nil || ver < 3 {
 		s.inline = true
 	}

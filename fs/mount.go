@@ -96,6 +96,12 @@ func MountStore(storeDir, mnt string, mc MountConfig) (*Mounted, error) {
 	if !mc.ReadOnly {
 		x.SetDurable(cs.CommitDurable)
 	}
+	x.SetDamaged(cs.DamagedRanges)
+	if cs.Degraded() {
+		for f, what := range cs.DamagedFiles() {
+			log.Printf("store %s is damaged: %s: %s; serving read-only what the other tables hold", storeDir, f, chunkstore.OneLine(what))
+		}
+	}
 	data := content.New(cs, cs, x, mc.Content)
 	mc.Config.ReadOnly = mc.ReadOnly
 	mc.Config.StoreDir = storeDir

@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"errors"
+	"log"
 	"sync"
 	"syscall"
 
@@ -117,7 +118,12 @@ func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 
 func (n *Node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	ents, err := n.fsys.ns.ReadDir(n.ino())
-	if err != nil {
+	var dmg *index.DamagedError
+	if errors.As(err, &dmg) {
+		// A damaged table held some of its entries: list the others (cp
+		// -a and rsync then copy what is left), and say so in the log.
+		log.Printf("readdir %s: %v: listing the entries the other tables hold", n.Path(nil), err)
+	} else if err != nil {
 		return nil, n.fsys.toErrno("readdir", n, err)
 	}
 	list := make([]fuse.DirEntry, 0, len(ents)+1)

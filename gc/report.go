@@ -221,7 +221,7 @@ func FsckProgress(cs *chunkstore.Store, x *index.Index, p Progress) (*FsckReport
 			p.report("walking files", r.Files, -1)
 		}
 		prevEnd := int64(0)
-		return x.WalkExtents(in.Ino, in.Ver, func(e index.Extent) error {
+		err := x.WalkExtents(in.Ino, in.Ver, func(e index.Extent) error {
 			r.Extents++
 			if e.Off < prevEnd {
 				r.add(Problem{Kind: "bad-extent", Ino: in.Ino, Offset: e.Off, Chunk: e.ID.String(), Detail: "overlaps the previous extent"})
@@ -248,8 +248,18 @@ func FsckProgress(cs *chunkstore.Store, x *index.Index, p Progress) (*FsckReport
 			}
 			return nil
 		})
+		if err != nil {
+			// Its extents are unreadable (a damaged table): this file is
+			// lost, the others are checked.
+			r.add(Problem{Kind: "bad-extent", Ino: in.Ino, Detail: "content unreadable: " + chunkstore.OneLine(err.Error())})
+		}
+		return nil
 	})
-	if err != nil {
+	var dmg *index.DamagedError
+	switch {
+	case errors.As(err, &dmg):
+		r.add(Problem{Kind: "index", Detail: "walking files skipped " + chunkstore.OneLine(err.Error())})
+	case err != nil:
 		// A damaged index table: say so and check the rest.
 		r.add(Problem{Kind: "index", Detail: "walking files stopped: " + chunkstore.OneLine(err.Error())})
 	}
@@ -262,7 +272,10 @@ func FsckProgress(cs *chunkstore.Store, x *index.Index, p Progress) (*FsckReport
 		}
 		return nil
 	})
-	if err != nil {
+	switch {
+	case errors.As(err, &dmg):
+		r.add(Problem{Kind: "index", Detail: "walking directories skipped " + chunkstore.OneLine(err.Error())})
+	case err != nil:
 		r.add(Problem{Kind: "index", Detail: "walking directories stopped: " + chunkstore.OneLine(err.Error())})
 	}
 	seen := map[chunkstore.ID]bool{}

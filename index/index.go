@@ -1,6 +1,7 @@
 package index
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -51,6 +52,7 @@ type Index struct {
 	// serves both); persisted under nextInoKey in the batch that uses it.
 	next uint64
 
+	damaged func() []chunkstore.KeyRange // see SetDamaged
 	// legacyPages: the page maps are format 2 or 3 keys (a read-only open
 	// of an old store).
 	legacyPages bool
@@ -228,22 +230,90 @@ func (x *Index) commitIfFull(b **pebble.Batch) error {
 }
 
 func (x *Index) scan(prefix []byte, fn func(k, v []byte) error) error {
-	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	lo, hi := prefix, prefixEnd(prefix)
+	var skipped []chunkstore.KeyRange
+	for {
+		last, fnErr, err := x.scanRange(lo, hi, fn)
+		if fnErr != nil {
+			return fnErr
+		}
+		if err == nil {
+			if len(skipped) > 0 {
+				return &DamagedError{Ranges: skipped}
+			}
+			return nil
+		}
+		// A damaged table: go on past what it held, if the store knows
+		// its keys (chunkstore.Store.DamagedRanges).
+		from := lo
+		if last != nil {
+			from = last
+		}
+		r, ok := x.nextDamaged(from, hi)
+		if !ok {
+			return err
+		}
+		skipped = append(skipped, r)
+		lo = append(append([]byte(nil), r.Largest...), 0) // the key after
+	}
+}
+
+// scanRange calls fn for the keys in [lo, hi) and returns the last key it
+// was called with, fn's error, and the iterator's.
+func (x *Index) scanRange(lo, hi []byte, fn func(k, v []byte) error) (last []byte, fnErr, err error) {
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer it.Close()
 	for it.First(); it.Valid(); it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return err
+			return last, nil, err
 		}
 		if err := fn(it.Key(), v); err != nil {
-			return err
+			return last, err, nil
+		}
+		last = append(last[:0], it.Key()...)
+	}
+	return last, nil, it.Error()
+}
+
+// nextDamaged returns the damaged key range that a scan from key from (up
+// to hi) meets first.
+func (x *Index) nextDamaged(from, hi []byte) (chunkstore.KeyRange, bool) {
+	if x.damaged == nil {
+		return chunkstore.KeyRange{}, false
+	}
+	var best chunkstore.KeyRange
+	found := false
+	for _, r := range x.damaged() {
+		if bytes.Compare(r.Largest, from) < 0 || bytes.Compare(r.Smallest, hi) >= 0 {
+			continue
+		}
+		if !found || bytes.Compare(r.Smallest, best.Smallest) < 0 {
+			best, found = r, true
 		}
 	}
-	return it.Error()
+	return best, found
 }
+
+// DamagedError says a scan skipped key ranges a damaged table held: what
+// it returned is everything else.
+type DamagedError struct{ Ranges []chunkstore.KeyRange }
+
+func (e *DamagedError) Error() string {
+	parts := make([]string, len(e.Ranges))
+	for i, r := range e.Ranges {
+		parts[i] = fmt.Sprintf("%q..%q", r.Smallest, r.Largest)
+	}
+	return "keys unreadable (a damaged table held them): " + strings.Join(parts, ", ")
+}
+
+// SetDamaged tells the index where the store's damaged tables' keys are
+// (chunkstore.Store.DamagedRanges), so that walks over the namespace go on
+// past them.
+func (x *Index) SetDamaged(fn func() []chunkstore.KeyRange) { x.damaged = fn }
 
 // allocLocked returns a new inode or version number, recording the counter
 // in b. x.mu must be held.

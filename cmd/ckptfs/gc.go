@@ -209,6 +209,7 @@ func openStore(dir string, set func(*chunkstore.Options)) (*chunkstore.Store, *i
 		return nil, nil, storeErr(err)
 	}
 	x.SetDurable(cs.CommitDurable)
+	x.SetDamaged(cs.DamagedRanges)
 	return cs, x, nil
 }
 

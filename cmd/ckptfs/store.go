@@ -41,6 +41,7 @@ func openOffline(dir string) (*chunkstore.Store, *index.Index, error) {
 		cs.Close()
 		return nil, nil, storeErr(err)
 	}
+	x.SetDamaged(cs.DamagedRanges)
 	return cs, x, nil
 }
 
