@@ -10,6 +10,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -184,6 +185,25 @@ func (s *Store) DamagedFiles() map[string]string {
 	out := make(map[string]string, len(s.damage.files))
 	for k, v := range s.damage.files {
 		out[k] = v
+	}
+	return out
+}
+
+// badTable matches a line of Pebble's consistency check at open: a table
+// the MANIFEST lists that is missing or not the size it says.
+var badTable = regexp.MustCompile(`^L\d+: (\d+): .*(object size mismatch|unknown to the objstorage provider)`)
+
+// badTables returns, by file number, the tables err (from pebble.Open)
+// says are missing or the wrong size.
+func badTables(err error) map[string]string {
+	if err == nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if m := badTable.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
+			out[m[1]] = line
+		}
 	}
 	return out
 }
@@ -402,14 +422,19 @@ func Open(dir string, o Options) (*Store, error) {
 	}
 	db, err := pebble.Open(dir, po)
 	degraded := false
-	if err != nil && o.ReadOnly && damaged(err) && strings.Contains(err.Error(), "(MANIFEST)") {
-		// A table the MANIFEST lists is the wrong size (truncated): open
-		// without that check, so that everything else is served; reads
-		// of what the damaged tables held fail (DamagedRanges).
-		for _, line := range strings.Split(err.Error(), "\n") {
-			if i, j := strings.IndexByte(line, '('), strings.IndexByte(line, ')'); i >= 0 && j > i {
-				dmg.add(line[i+1:j], line)
+	if tables := badTables(err); o.ReadOnly && len(tables) > 0 {
+		// Tables the MANIFEST lists are missing or the wrong size (cut
+		// short): open without that check, so that everything else is
+		// served; reads of what they held fail (DamagedRanges).
+		missing := map[string]bool{}
+		for num, line := range tables {
+			dmg.add(filepath.Join(dir, num+".sst"), line)
+			if strings.Contains(line, "unknown to the objstorage provider") {
+				missing[num+".sst"] = true
 			}
+		}
+		if len(missing) > 0 {
+			po.FS = missingTablesFS{FS: po.FS, missing: missing}
 		}
 		po.DisableConsistencyCheck = true
 		db, err = pebble.Open(dir, po)

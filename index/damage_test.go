@@ -18,6 +18,12 @@ import (
 // tables hold is walked and looked up, the walk says which keys it
 // skipped, and only the names that table held are lost.
 func TestDamagedTableCostsWhatItHeld(t *testing.T) {
+	for _, how := range []string{"truncated", "deleted"} {
+		t.Run(how, func(t *testing.T) { testDamagedTable(t, how) })
+	}
+}
+
+func testDamagedTable(t *testing.T, how string) {
 	dir := t.TempDir()
 	o := chunkstore.DefaultOptions()
 	o.TableBytes = 16 << 10 // many small tables
@@ -67,7 +73,12 @@ func TestDamagedTableCostsWhatItHeld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(victim, st.Size()/2); err != nil {
+	if how == "deleted" {
+		err = os.Remove(victim)
+	} else {
+		err = os.Truncate(victim, st.Size()/2)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 
