@@ -23,7 +23,11 @@ func runFsckCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	return runFsck(os.Stdout, o, pos[0])
+	store, err := storeDir(pos[0]) // a mountpoint names its store
+	if err != nil {
+		return err
+	}
+	return runFsck(os.Stdout, o, store)
 }
 
 func runFsck(w io.Writer, o fsckOptions, store string) error {

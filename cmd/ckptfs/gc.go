@@ -103,7 +103,11 @@ func runGCCmd(args []string) error {
 	if err := req.Policy.Validate(); err != nil {
 		return fail(exitUsage, "gc: %v", err)
 	}
-	return runGC(os.Stdout, pos[0], req, asJSON)
+	store, err := storeDir(pos[0]) // a mountpoint names its store
+	if err != nil {
+		return err
+	}
+	return runGC(os.Stdout, store, req, asJSON)
 }
 
 func runGC(w io.Writer, store string, req gcRequest, asJSON bool) error {

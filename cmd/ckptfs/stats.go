@@ -30,10 +30,14 @@ func runStatsCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	if o.watch > 0 {
-		return watchWrites(os.Stdout, o, pos[0])
+	store, err := storeDir(pos[0]) // a mountpoint names its store
+	if err != nil {
+		return err
 	}
-	return runStats(os.Stdout, o, pos[0])
+	if o.watch > 0 {
+		return watchWrites(os.Stdout, o, store)
+	}
+	return runStats(os.Stdout, o, store)
 }
 
 // storeStats is what stats prints: the store's accounting and, when it is
