@@ -54,9 +54,9 @@ var commands []command
 func init() {
 	commands = []command{
 		{"mount", "[flags] STORE MOUNTPOINT", "mount STORE at MOUNTPOINT in the foreground (creates STORE on first use)", runMountCmd},
-		{"stats", "[--json] STORE", "logical bytes, stored bytes, chunks, dedup ratio", runStatsCmd},
-		{"fsck", "[--json] [--repair] STORE", "re-hash every chunk and check every file's chunk list", runFsckCmd},
-		{"gc", "[policy] [--dry-run] STORE", "expire generations by policy and reclaim unreferenced space (online too)", runGCCmd},
+		{"stats", "[--json] STORE|MOUNTPOINT", "logical bytes, stored bytes, chunks, dedup ratio", runStatsCmd},
+		{"fsck", "[--json] [--repair] STORE|MOUNTPOINT", "re-hash every chunk and check every file's chunk list", runFsckCmd},
+		{"gc", "[policy] [--dry-run] STORE|MOUNTPOINT", "expire generations by policy and reclaim unreferenced space (online too)", runGCCmd},
 		{"xen", "inspect|synth ...", "xl save images: describe one, or generate one", runXenCmd},
 		{"push", "[flags] SRC DEST", "copy files SRC has and DEST lacks, sending only missing chunks (store, mountpoint, ssh://host/store, s3://bucket)", runPushCmd},
 		{"pull", "[flags] SRC DEST", "the same, run on the receiving host (--from-host picks a bucket host's files)", runPullCmd},
