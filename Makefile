@@ -36,7 +36,7 @@ DOCDIR  ?= $(PREFIX)/share/doc/ckptfs
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/ckptfs
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/ckptfs
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/ckptfs

@@ -62,6 +62,7 @@ func init() {
 		{"pull", "[flags] SRC DEST", "the same, run on the receiving host (--from-host picks a bucket host's files)", runPullCmd},
 		{"serve", "STORE", "speak the transfer protocol on stdin/stdout (what push/pull run over ssh)", runServeCmd},
 		{"bucket", "ls|gc ...", "an S3 bucket that hosts share: list every host's files, expire and reclaim", runBucketCmd},
+		{"version", "[--json]", "the version, commit and Go of this binary, and the store format it writes", runVersionCmd},
 	}
 }
 
@@ -130,6 +131,9 @@ func run(args []string) error {
 			return &exitErr{exitUsage, errors.New("")}
 		}
 		return nil
+	}
+	if args[0] == "--version" || args[0] == "-V" {
+		return printVersion(os.Stdout, false)
 	}
 	for _, c := range commands {
 		if c.name == args[0] {

@@ -227,7 +227,7 @@ func Handler(src Source) http.Handler {
 
 func handler(src Source, maxAge time.Duration, now func() time.Time) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&collector{src: src, maxAge: maxAge, now: now},
+	reg.MustRegister(&collector{src: src, maxAge: maxAge, now: now}, buildInfoGauge(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }

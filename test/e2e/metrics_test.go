@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/fs/metrics"
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
@@ -77,6 +80,13 @@ func TestMetrics(t *testing.T) {
 	fams := scrapeMetrics(t, addr)
 	if metric(fams, "ckptfs_written_bytes_total") != 0 || metric(fams, "ckptfs_disk_free_bytes") <= 0 {
 		t.Fatalf("fresh mount: written %v, disk free %v", metric(fams, "ckptfs_written_bytes_total"), metric(fams, "ckptfs_disk_free_bytes"))
+	}
+	if bi := fams["ckptfs_build_info"]; bi == nil || len(bi.GetMetric()) != 1 || bi.GetMetric()[0].GetGauge().GetValue() != 1 {
+		t.Fatalf("ckptfs_build_info: %v", bi)
+	} else if !slices.ContainsFunc(bi.GetMetric()[0].GetLabel(), func(l *dto.LabelPair) bool {
+		return l.GetName() == "format" && l.GetValue() == strconv.Itoa(chunkstore.FormatVersion)
+	}) {
+		t.Fatalf("ckptfs_build_info has no format=%d label: %v", chunkstore.FormatVersion, bi)
 	}
 	dir := filepath.Join(d.mnt, "web1")
 	os.Mkdir(dir, 0o755)

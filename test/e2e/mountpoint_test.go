@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ckptfs/ckptfs/chunkstore"
 )
 
 // TestMountpointAsStore: every command that takes a STORE also takes the
@@ -29,5 +33,23 @@ func TestMountpointAsStore(t *testing.T) {
 	out, code := run(t, "stats", filepath.Join(tmp, "nowhere"))
 	if code == 0 {
 		t.Fatalf("stats of a directory that is neither a store nor a mountpoint: exit 0\n%s", out)
+	}
+}
+
+// TestVersion: `ckptfs version`, `--version` and `version --json` say the
+// store format the binary writes, exit 0, and agree.
+func TestVersion(t *testing.T) {
+	out, code := run(t, "version")
+	alt, code2 := run(t, "--version")
+	if code != 0 || code2 != 0 || out != alt || !strings.Contains(out, fmt.Sprintf("store format %d", chunkstore.FormatVersion)) {
+		t.Fatalf("version: exit %d %q; --version: exit %d %q", code, out, code2, alt)
+	}
+	js, code := run(t, "version", "--json")
+	var v struct {
+		Format  int    `json:"format"`
+		Version string `json:"version"`
+	}
+	if err := json.Unmarshal([]byte(js), &v); err != nil || code != 0 || v.Format != chunkstore.FormatVersion || v.Version == "" {
+		t.Fatalf("version --json: exit %d, %q: %v", code, js, err)
 	}
 }
