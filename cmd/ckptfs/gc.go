@@ -126,8 +126,15 @@ func runGC(w io.Writer, store string, req gcRequest, asJSON bool) error {
 	if err != nil {
 		return err
 	}
+	if rep.Expired == nil {
+		rep.Expired = []gc.Victim{} // "expired": [], not null
+	}
 	if asJSON {
 		return json.NewEncoder(w).Encode(rep)
+	}
+	if req.Policy.Empty() {
+		// As restic's forget does: no policy expires nothing.
+		fmt.Fprintln(w, "no retention policy given (--keep-last, --keep-within, --keep-hourly, --keep-daily, --keep-weekly): nothing expires; collecting what was already deleted")
 	}
 	printGC(w, rep)
 	if len(rep.Failed) > 0 {

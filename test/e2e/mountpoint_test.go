@@ -53,3 +53,27 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version --json: exit %d, %q: %v", code, js, err)
 	}
 }
+
+// TestGCSaysNoPolicy: gc without a retention policy says that nothing
+// expires (as restic's forget warns), and its JSON lists what expired as
+// an empty list, not null.
+func TestGCSaysNoPolicy(t *testing.T) {
+	tmp := t.TempDir()
+	store := filepath.Join(tmp, "store")
+	d := mount(t, store, filepath.Join(tmp, "mnt"))
+	writeFiles(t, d.mnt, 2)
+	d.stop(t)
+	out, code := run(t, "gc", store)
+	if code != 0 || !strings.Contains(out, "no retention policy given") {
+		t.Fatalf("gc without a policy: exit %d, says nothing of it:\n%s", code, out)
+	}
+	for _, args := range [][]string{{"gc", "--dry-run", "--json", store}, {"gc", "--keep-last", "5", "--json", store}} {
+		out, code = run(t, args...)
+		var rep struct {
+			Expired json.RawMessage `json:"expired"`
+		}
+		if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 || string(rep.Expired) != "[]" {
+			t.Fatalf("%v: exit %d, expired %s (%v), want []\n%s", args, code, rep.Expired, err, out)
+		}
+	}
+}
