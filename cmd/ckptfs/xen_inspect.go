@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/ckptfs/ckptfs/xen"
 )
@@ -17,6 +19,7 @@ type xenInspectOptions struct{ json bool }
 // Inspection is what `ckptfs xen inspect` reports.
 type Inspection struct {
 	File        string           `json:"file"`
+	Resolved    string           `json:"resolved,omitempty"` // the file File names, if a symlink (GUEST/latest)
 	Bytes       int64            `json:"bytes"`
 	ConfigBytes int              `json:"config_bytes"`
 	Guest       GuestInfo        `json:"guest"`
@@ -58,6 +61,9 @@ func inspect(path string) (*Inspection, error) {
 	}
 	defer fh.Close()
 	in := &Inspection{File: path, Records: map[string]int{}, NoDataPFNs: map[string]int{}}
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		in.Resolved = r
+	}
 	// Page payloads are checked for zero as they stream past.
 	var pageAt []int64
 	sc := xen.NewScanner(xen.Handler{
@@ -144,11 +150,14 @@ func runXenInspect(w io.Writer, o xenInspectOptions, path string) error {
 	}
 	typ := map[uint32]string{1: "x86 PV", 2: "x86 HVM"}[in.Stream.GuestType]
 	fmt.Fprintf(w, "file         %s (%d bytes)\n", in.File, in.Bytes)
+	if in.Resolved != "" && in.Resolved != in.File {
+		fmt.Fprintf(w, "resolved     %s (what %s names)\n", in.Resolved, in.File)
+	}
 	fmt.Fprintf(w, "guest        %s  uuid %s  type %s\n", in.Guest.Name, in.Guest.UUID, in.Guest.Type)
 	fmt.Fprintf(w, "memory       %d KiB, %d vCPUs\n", in.Guest.MemoryKB, in.Guest.VCPUs)
 	fmt.Fprintf(w, "config       %d bytes of JSON\n", in.ConfigBytes)
 	fmt.Fprintf(w, "libxc        stream v%d, %s, saved by Xen %d.%d\n", in.Stream.Version, typ, in.Stream.XenMajor, in.Stream.XenMinor)
-	fmt.Fprintf(w, "pages        %d with data (%d zero), %d pfns without data %v\n", in.DataPages, in.ZeroPages, sum(in.NoDataPFNs), in.NoDataPFNs)
+	fmt.Fprintf(w, "pages        %d with data (%d zero), %d pfns without data%s\n", in.DataPages, in.ZeroPages, sum(in.NoDataPFNs), kinds(in.NoDataPFNs))
 	if in.Checkpoints > 0 {
 		fmt.Fprintf(w, "checkpoints  %d (xl remus stream, no END; the last checkpoint ends at offset %d)\n", in.Checkpoints, in.CheckpointEnd)
 	}
@@ -162,6 +171,24 @@ func runXenInspect(w io.Writer, o xenInspectOptions, path string) error {
 		fmt.Fprintf(w, "  %-32s %d\n", k, in.Records[k])
 	}
 	return nil
+}
+
+// kinds lists the counts of m by name: " (XTAB 3, BROKEN 1)", or nothing.
+func kinds(m map[string]int) string {
+	var names []string
+	for k, v := range m {
+		if v > 0 {
+			names = append(names, k)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	sort.Strings(names)
+	for i, k := range names {
+		names[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return " (" + strings.Join(names, ", ") + ")"
 }
 
 func sum(m map[string]int) int {

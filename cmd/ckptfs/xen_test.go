@@ -36,6 +36,16 @@ func TestXenSynthInspect(t *testing.T) {
 		in.NoDataPFNs["XTAB"] != 10+16 || in.Records["libxc PAGE_DATA"] != 3 || in.Records["libxl EMULATOR_CONTEXT"] != 1 {
 		t.Fatalf("inspection: %+v", in)
 	}
+	// Through a link (GUEST/latest): it says which file it read, and the
+	// pfns without data by kind, not as a Go map.
+	os.Symlink("hvm.xl", filepath.Join(dir, "latest"))
+	if err := runXenInspect(&out, xenInspectOptions{}, filepath.Join(dir, "latest")); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); !strings.Contains(s, "resolved     "+img) || !strings.Contains(s, "without data (XTAB 26)") || strings.Contains(s, "map[") {
+		t.Fatalf("inspect of a link:\n%s", s)
+	}
+	out.Reset()
 	// Malformed: truncated, and not Xen at all.
 	b, _ := os.ReadFile(img)
 	os.WriteFile(filepath.Join(dir, "trunc"), b[:len(b)/2], 0o644)
