@@ -184,3 +184,25 @@ func TestStatsLineages(t *testing.T) {
 		t.Fatalf("text stats:\n%s", out.String())
 	}
 }
+
+// TestFlagErrors: a bad flag value or a mistyped flag is said in a user's
+// words (no "strconv.ParseInt"), with the flag meant when it is close, and
+// exits 2.
+func TestFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"gc", "--keep-last", "seven", "s"}, `invalid argument "seven" for "--keep-last" flag: want a whole number`},
+		{[]string{"gc", "--keep-lats", "3", "s"}, "unknown flag: --keep-lats; did you mean --keep-last?"},
+		{[]string{"gc", "--frobnicate", "s"}, "unknown flag: --frobnicate (see 'ckptfs gc --help')"},
+		{[]string{"mount", "--writer-memory", "x", "a", "b"}, `for "--writer-memory" flag: want a whole number`},
+		{[]string{"gc", "--keep-last", "99999999999999999999", "s"}, "flag: out of range"},
+	} {
+		err := run(tc.args)
+		var ee *exitErr
+		if !errors.As(err, &ee) || ee.code != exitUsage || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "strconv") {
+			t.Errorf("%v: %v, want exit %d and %q", tc.args, err, exitUsage, tc.want)
+		}
+	}
+}

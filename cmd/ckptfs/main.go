@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/agnivade/levenshtein"
 	"github.com/spf13/pflag"
 )
 
@@ -116,7 +117,7 @@ func parse(fs *pflag.FlagSet, args []string, want int) ([]string, error) {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil, &exitErr{exitOK, err}
 		}
-		return nil, fail(exitUsage, "%s: %v", fs.Name(), err)
+		return nil, fail(exitUsage, "%s: %s", fs.Name(), flagError(fs, err))
 	}
 	if fs.NArg() != want {
 		return nil, fail(exitUsage, "%s: want %d arguments, got %d (see 'ckptfs %s --help')", fs.Name(), want, fs.NArg(), fs.Name())
@@ -167,4 +168,38 @@ func main() {
 		}
 	}
 	os.Exit(code)
+}
+
+// flagError says what was wrong with a flag in a user's words: no Go
+// parser internals ("strconv.ParseInt: parsing ..."), and for a flag that
+// does not exist, the one meant if it is close.
+func flagError(fs *pflag.FlagSet, err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, " flag: strconv.Parse"); i >= 0 {
+		want := "want a whole number"
+		switch rest := msg[i:]; {
+		case strings.Contains(rest, "value out of range"):
+			want = "out of range"
+		case strings.Contains(rest, "ParseFloat"):
+			want = "want a number"
+		case strings.Contains(rest, "ParseBool"):
+			want = "want true or false"
+		case strings.Contains(rest, "ParseUint"):
+			want = "want a whole number, 0 or more"
+		}
+		return msg[:i+len(" flag: ")] + want
+	}
+	if name, ok := strings.CutPrefix(msg, "unknown flag: --"); ok {
+		best, bestD := "", 3 // at most 2 edits away
+		fs.VisitAll(func(f *pflag.Flag) {
+			if d := levenshtein.ComputeDistance(name, f.Name); d < bestD {
+				best, bestD = f.Name, d
+			}
+		})
+		if best != "" {
+			return fmt.Sprintf("%s; did you mean --%s?", msg, best)
+		}
+		return msg + " (see 'ckptfs " + fs.Name() + " --help')"
+	}
+	return msg
 }
