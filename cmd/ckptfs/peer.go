@@ -96,6 +96,8 @@ func openSide(spec string, r *remoteFlags, host string, dest bool) (*side, error
 			if err := os.MkdirAll(spec, 0o700); err != nil {
 				return nil, err
 			}
+			// Said, so that a mistyped destination does not go unnoticed.
+			fmt.Fprintf(os.Stderr, "ckptfs: created a new store at %s\n", spec)
 		}
 	}
 	return openLocal(spec, r.timeout)

@@ -77,3 +77,22 @@ func TestGCSaysNoPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestPushSaysNewStore: a push to a destination that does not exist says
+// it created a store there (a mistyped path must not go unnoticed); a
+// push to an existing store does not.
+func TestPushSaysNewStore(t *testing.T) {
+	tmp := t.TempDir()
+	store := filepath.Join(tmp, "store")
+	d := mount(t, store, filepath.Join(tmp, "mnt"))
+	writeFiles(t, d.mnt, 2)
+	dest := filepath.Join(tmp, "standby")
+	out, code := run(t, "push", d.mnt, dest)
+	if code != 0 || !strings.Contains(out, "created a new store at "+dest) {
+		t.Fatalf("push to a new destination: exit %d\n%s", code, out)
+	}
+	out, code = run(t, "push", d.mnt, dest)
+	if code != 0 || strings.Contains(out, "created a new store") {
+		t.Fatalf("push to an existing store: exit %d\n%s", code, out)
+	}
+}
