@@ -22,7 +22,8 @@ type Victim struct {
 	Path     string `json:"path"`  // from the store's root, without a leading slash
 	Group    string `json:"group"` // what it was judged with; see Plan
 	UID      uint32 `json:"uid"`
-	UUID     string `json:"uuid,omitempty"` // the guest, for an xl save image
+	UUID     string `json:"uuid,omitempty"`       // the guest, for an xl save image
+	Guest    string `json:"guest_name,omitempty"` // its name, from the image's config
 	Size     int64  `json:"size"`
 	NewBytes int64  `json:"new_bytes,omitempty"` // chunk bytes the image added when written
 	Mtime    int64  `json:"mtime"`
@@ -48,48 +49,12 @@ func Plan(x *index.Index, p Policy) ([]Victim, error) {
 	if p.Empty() {
 		return nil, nil
 	}
-	links, err := readNames(x)
+	gs, err := groups(x, p.AllFiles)
 	if err != nil {
 		return nil, err
 	}
-	xenOf := map[uint64]index.XenInfo{}
-	if err := x.WalkXen(func(ino uint64, info index.XenInfo) error { xenOf[ino] = info; return nil }); err != nil {
-		return nil, err
-	}
-	groups := map[string][]Victim{}
-	err = x.WalkInodes(func(in index.Inode) error {
-		ls, named := links[in.Ino]
-		if in.Mode&syscall.S_IFMT != syscall.S_IFREG || !named {
-			return nil
-		}
-		info, isImage := xenOf[in.Ino]
-		if !isImage && !p.AllFiles {
-			return nil
-		}
-		v := Victim{Ino: in.Ino, Parent: ls[0].Parent, Name: ls[0].Name, Links: ls, Path: links.path(in.Ino), UID: in.UID, Size: in.Size, Mtime: in.Mtime}
-		dir := "/" + path.Dir(v.Path)
-		if isImage {
-			v.UUID, v.NewBytes = info.UUID, info.NewBytes
-			v.Group = fmt.Sprintf("guest %s, uid %d, %s", info.UUID, in.UID, dir)
-		} else {
-			v.Group = fmt.Sprintf("files of uid %d, %s", in.UID, dir)
-		}
-		// The key is by inode numbers: a name could be anything.
-		key := fmt.Sprintf("%t %s %d %d", isImage, info.UUID, in.UID, v.Parent)
-		groups[key] = append(groups[key], v)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	keys := make([]string, 0, len(groups))
-	for k := range groups {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var out []Victim
-	for _, k := range keys {
-		vs := groups[k]
+	for _, vs := range gs {
 		byIno := map[uint64]Victim{}
 		items := make([]Item, len(vs))
 		for i, v := range vs {
@@ -99,6 +64,92 @@ func Plan(x *index.Index, p Policy) ([]Victim, error) {
 		for _, it := range p.Expire(items) {
 			out = append(out, byIno[it.ID])
 		}
+	}
+	return out, nil
+}
+
+// Generation is one file of a group as a listing shows it: what a policy
+// (if any) says of it, with the rules that keep it.
+type Generation struct {
+	Victim
+	Keep    bool     `json:"keep"`
+	Reasons []string `json:"reasons"` // the rules that keep it ("last #1", "daily #2"); none if it expires
+}
+
+// List returns every group's files, newest first within a group, with what
+// p says of each (an empty policy keeps all: "no policy"). Groups are as
+// Plan makes them: xl save images by guest lineage, and other regular
+// files by owner and directory if p.AllFiles.
+func List(x *index.Index, p Policy) ([]Generation, error) {
+	gs, err := groups(x, p.AllFiles)
+	if err != nil {
+		return nil, err
+	}
+	out := []Generation{}
+	for _, vs := range gs {
+		byIno := map[uint64]Victim{}
+		items := make([]Item, len(vs))
+		for i, v := range vs {
+			items[i] = Item{ID: v.Ino, Time: time.Unix(0, v.Mtime)}
+			byIno[v.Ino] = v
+		}
+		for _, v := range p.Judge(items) {
+			g := Generation{Victim: byIno[v.ID], Keep: v.Keep, Reasons: v.Reasons}
+			if g.Reasons == nil {
+				g.Reasons = []string{}
+			}
+			out = append(out, g)
+		}
+	}
+	return out, nil
+}
+
+// groups returns the files gc judges, by group (in a stable order): each
+// guest lineage's images and, with allFiles, each owner's other regular
+// files of each directory.
+func groups(x *index.Index, allFiles bool) ([][]Victim, error) {
+	links, err := readNames(x)
+	if err != nil {
+		return nil, err
+	}
+	xenOf := map[uint64]index.XenInfo{}
+	if err := x.WalkXen(func(ino uint64, info index.XenInfo) error { xenOf[ino] = info; return nil }); err != nil {
+		return nil, err
+	}
+	byKey := map[string][]Victim{}
+	err = x.WalkInodes(func(in index.Inode) error {
+		ls, named := links[in.Ino]
+		if in.Mode&syscall.S_IFMT != syscall.S_IFREG || !named {
+			return nil
+		}
+		info, isImage := xenOf[in.Ino]
+		if !isImage && !allFiles {
+			return nil
+		}
+		v := Victim{Ino: in.Ino, Parent: ls[0].Parent, Name: ls[0].Name, Links: ls, Path: links.path(in.Ino), UID: in.UID, Size: in.Size, Mtime: in.Mtime}
+		dir := "/" + path.Dir(v.Path)
+		if isImage {
+			v.UUID, v.Guest, v.NewBytes = info.UUID, info.Name, info.NewBytes
+			v.Group = fmt.Sprintf("guest %s, uid %d, %s", info.UUID, in.UID, dir)
+		} else {
+			v.Group = fmt.Sprintf("files of uid %d, %s", in.UID, dir)
+		}
+		// The key is by inode numbers: a name could be anything.
+		key := fmt.Sprintf("%t %s %d %d", isImage, info.UUID, in.UID, v.Parent)
+		byKey[key] = append(byKey[key], v)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(byKey))
+	for k := range byKey {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([][]Victim, len(keys))
+	for i, k := range keys {
+		out[i] = byKey[k]
 	}
 	return out, nil
 }

@@ -60,6 +60,15 @@ func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonG
 		s, err := gc.ComputeStats(cs, x)
 		reply(w, s, err)
 	})
+	mux.HandleFunc("/generations", func(w http.ResponseWriter, r *http.Request) {
+		var p gc.Policy
+		if err := json.Unmarshal([]byte(r.URL.Query().Get("policy")), &p); err != nil {
+			http.Error(w, "bad policy: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		gens, err := gc.List(x, p)
+		reply(w, gens, err)
+	})
 	mux.HandleFunc("/writing", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, d.fsys.Writing(), nil)
 	})

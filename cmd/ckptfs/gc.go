@@ -85,6 +85,8 @@ func addPolicyFlags(f *pflag.FlagSet, p *gc.Policy) {
 	f.IntVar(&p.KeepHourly, "keep-hourly", 0, "keep the newest generation of each of the `n` newest hours")
 	f.IntVar(&p.KeepDaily, "keep-daily", 0, "keep the newest generation of each of the `n` newest days")
 	f.IntVar(&p.KeepWeekly, "keep-weekly", 0, "keep the newest generation of each of the `n` newest weeks")
+	f.IntVar(&p.KeepMonthly, "keep-monthly", 0, "keep the newest generation of each of the `n` newest months")
+	f.IntVar(&p.KeepYearly, "keep-yearly", 0, "keep the newest generation of each of the `n` newest years")
 	f.BoolVar(&p.AllFiles, "expire-all-files", false, "expire regular files that are not xl save images too (each owner's files of each directory are a group); without it only images expire")
 }
 
@@ -134,7 +136,7 @@ func runGC(w io.Writer, store string, req gcRequest, asJSON bool) error {
 	}
 	if req.Policy.Empty() {
 		// As restic's forget does: no policy expires nothing.
-		fmt.Fprintln(w, "no retention policy given (--keep-last, --keep-within, --keep-hourly, --keep-daily, --keep-weekly): nothing expires; collecting what was already deleted")
+		fmt.Fprintln(w, "no retention policy given (--keep-last, --keep-within, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly): nothing expires; collecting what was already deleted")
 	}
 	printGC(w, rep)
 	if len(rep.Failed) > 0 {

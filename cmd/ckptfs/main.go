@@ -57,6 +57,7 @@ func init() {
 		{"mount", "[flags] STORE MOUNTPOINT", "mount STORE at MOUNTPOINT in the foreground (creates STORE on first use)", runMountCmd},
 		{"stats", "[--json] STORE|MOUNTPOINT", "logical bytes, stored bytes, chunks, dedup ratio", runStatsCmd},
 		{"fsck", "[--json] [--repair] STORE|MOUNTPOINT", "re-hash every chunk and check every file's chunk list", runFsckCmd},
+		{"generations", "[policy] [--json] STORE|MOUNTPOINT", "list each guest's generations, newest first, and what a policy would keep and why", runGenerationsCmd},
 		{"gc", "[policy] [--dry-run] STORE|MOUNTPOINT", "expire generations by policy and reclaim unreferenced space (online too)", runGCCmd},
 		{"xen", "inspect|synth ...", "xl save images: describe one, or generate one", runXenCmd},
 		{"push", "[flags] SRC DEST", "copy files SRC has and DEST lacks, sending only missing chunks (store, mountpoint, ssh://host/store, s3://bucket)", runPushCmd},
