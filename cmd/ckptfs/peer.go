@@ -178,7 +178,11 @@ func openSSH(spec string, r *remoteFlags, dest bool) (*side, error) {
 	remote, err := transfer.DialTimeout(rw, spec, r.timeout)
 	if err != nil {
 		in.Close()
-		wait()
+		var ee *exec.ExitError
+		if werr := wait(); errors.As(werr, &ee) && ee.ExitCode() == 127 {
+			// The remote shell found no such command.
+			return nil, fail(exitError, "%s: the other host has no %q in its PATH (ssh exited 127): install ckptfs there, or name it with --remote-ckptfs PATH", spec, r.remoteCmd)
+		}
 		return nil, err
 	}
 	return &side{Peer: remote, what: spec, counter: remoteCounter{remote}, close: func() error {

@@ -122,6 +122,11 @@ func TestPushSSH(t *testing.T) {
 	if r := pushJSON(t, nil, append(sshArgs, mnt, url)...); r.Files != 0 || r.Chunks != 0 || r.Skipped != 3 {
 		t.Fatalf("third push sent something: %+v", r)
 	}
+	// ckptfs not in the other host's PATH: the error says which flag
+	// names it.
+	if out, code := run(t, "push", "--ssh", sd.Cmd, "--remote-ckptfs", "/nonexistent/ckptfs", mnt, url); code == 0 || !strings.Contains(out, "--remote-ckptfs") {
+		t.Fatalf("push to a host without ckptfs: exit %d\n%s", code, out)
+	}
 	d.stop(t)
 	out := filepath.Join(dir, "out")
 	mount(t, dst, out)
