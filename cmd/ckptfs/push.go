@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -82,12 +85,37 @@ func runCopy(name string, args []string) error {
 	start := time.Now()
 	o := transfer.Options{Select: c.selected}
 	pr := newProgress(name, true)
-	if pr.enabled() {
-		o.Progress = func(p transfer.Progress) {
+	var mu sync.Mutex
+	var last transfer.Progress
+	o.Progress = func(p transfer.Progress) {
+		mu.Lock()
+		last = p
+		mu.Unlock()
+		if pr.enabled() {
 			pr.update("copying files", p.Bytes, p.TotalBytes)
 			pr.note(fmt.Sprintf("%d/%d files, %s", p.Done, p.Total, wire(src, dst)))
 		}
 	}
+	// Ctrl-C (or SIGTERM): say how far it got and that a rerun resumes
+	// (every file copied is committed; the one in flight is not, and its
+	// chunks are not sent again), then exit 130 as the shell expects.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		if _, ok := <-sigs; !ok {
+			return
+		}
+		pr.finish()
+		mu.Lock()
+		p := last
+		mu.Unlock()
+		// (No wire figures: the stream's counters may be held by the read
+		// the signal interrupted.)
+		fmt.Fprintf(os.Stderr, "ckptfs %s: interrupted after %d of %d files (%s of files); what was copied is kept: run the same command again to go on from there\n",
+			name, p.Done, p.Total, human(p.Bytes))
+		os.Exit(130)
+	}()
 	rep, err := transfer.Copy(src, dst, o)
 	pr.finish()
 	cerr := dst.Close()

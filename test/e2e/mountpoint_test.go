@@ -1,11 +1,15 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 )
@@ -94,5 +98,33 @@ func TestPushSaysNewStore(t *testing.T) {
 	out, code = run(t, "push", d.mnt, dest)
 	if code != 0 || strings.Contains(out, "created a new store") {
 		t.Fatalf("push to an existing store: exit %d\n%s", code, out)
+	}
+}
+
+// TestPullInterrupted: Ctrl-C during a pull exits 130 and says how far it
+// got and that running it again goes on from there.
+func TestPullInterrupted(t *testing.T) {
+	tmp := t.TempDir()
+	cmd := exec.Command(bin, "pull", "--timeout", "60s", "--ssh", hostileBin+" stall", "ssh://peer/src", filepath.Join(tmp, "dst"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	// Its own process group, which gets the SIGINT, as a terminal's
+	// Ctrl-C goes to the foreground group (ssh included).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the peer answered the handshake and went silent
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("pull did not stop on SIGINT")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 130 || !strings.Contains(out.String(), "interrupted after") || !strings.Contains(out.String(), "run the same command again") {
+		t.Fatalf("pull interrupted: exit %d, want 130 and a word on resuming\n%s", code, out.String())
 	}
 }
