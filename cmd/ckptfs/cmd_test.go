@@ -206,3 +206,18 @@ func TestFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupHelp: `ckptfs xen --help` and `ckptfs bucket --help` print
+// their subcommands and exit 0, as every command's --help does; a missing
+// subcommand is a usage error.
+func TestGroupHelp(t *testing.T) {
+	for _, g := range []string{"xen", "bucket"} {
+		if err := run([]string{g, "--help"}); err != nil {
+			t.Errorf("%s --help: %v", g, err)
+		}
+		var ee *exitErr
+		if err := run([]string{g}); !errors.As(err, &ee) || ee.code != exitUsage {
+			t.Errorf("%s without a subcommand: %v, want exit %d", g, err, exitUsage)
+		}
+	}
+}

@@ -59,7 +59,7 @@ func init() {
 		{"fsck", "[--json] [--repair] STORE|MOUNTPOINT", "re-hash every chunk and check every file's chunk list", runFsckCmd},
 		{"generations", "[policy] [--json] STORE|MOUNTPOINT", "list each guest's generations, newest first, and what a policy would keep and why", runGenerationsCmd},
 		{"gc", "[policy] [--dry-run] STORE|MOUNTPOINT", "expire generations by policy and reclaim unreferenced space (online too)", runGCCmd},
-		{"xen", "inspect|synth ...", "xl save images: describe one, or generate one", runXenCmd},
+		{"xen", "inspect|synth|receive ...", "xl save images: describe one, generate one, or receive an xl remus stream", runXenCmd},
 		{"push", "[flags] SRC DEST", "copy files SRC has and DEST lacks, sending only missing chunks (store, mountpoint, ssh://host/store, s3://bucket)", runPushCmd},
 		{"pull", "[flags] SRC DEST", "the same, run on the receiving host (--from-host picks a bucket host's files)", runPullCmd},
 		{"serve", "STORE", "speak the transfer protocol on stdin/stdout (what push/pull run over ssh)", runServeCmd},
@@ -80,7 +80,11 @@ func dispatch(group string, cmds []command, args []string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "usage: ckptfs %s SUBCOMMAND\n\nsubcommands:\n", group)
 	for _, c := range cmds {
-		fmt.Fprintf(&b, "  %-8s %-16s %s\n", c.name, c.args, c.summary)
+		fmt.Fprintf(&b, "  %s %s\n      %s\n", c.name, c.args, c.summary)
+	}
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Print(b.String()) // asked for: exit 0
+		return nil
 	}
 	if len(args) == 0 {
 		return fail(exitUsage, "%s: missing subcommand\n%s", group, b.String())
@@ -92,7 +96,7 @@ func usage() string {
 	var b strings.Builder
 	b.WriteString("usage: ckptfs COMMAND [flags] ARGS\n\ncommands:\n")
 	for _, c := range commands {
-		fmt.Fprintf(&b, "  %-6s %-26s %s\n", c.name, c.args, c.summary)
+		fmt.Fprintf(&b, "  %s %s\n      %s\n", c.name, c.args, c.summary)
 	}
 	b.WriteString("\nRun 'ckptfs COMMAND --help' for a command's flags.\n")
 	return b.String()
