@@ -176,7 +176,11 @@ func runMount(o mountOptions, store, mnt string) error {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	ready := fmt.Sprintf("ckptfs: ready: %s mounted at %s (pid %d); Ctrl-C or 'umount %s' unmounts", store, mnt, os.Getpid(), mnt)
+	umount := "umount" // a user who is not root unmounts a FUSE mount with fusermount3 -u
+	if os.Geteuid() != 0 {
+		umount = "fusermount3 -u"
+	}
+	ready := fmt.Sprintf("ckptfs: ready: %s mounted at %s (pid %d); Ctrl-C or '%s %s' unmounts", store, mnt, os.Getpid(), umount, mnt)
 	if o.ready != nil {
 		o.ready(ready)
 	} else if !o.quiet {

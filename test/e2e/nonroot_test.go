@@ -79,6 +79,11 @@ func TestNonRootMount(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// A user who is not root unmounts with fusermount3 -u: the ready line
+	// says so.
+	if !strings.Contains(out.String(), "'fusermount3 -u "+mnt+"' unmounts") {
+		t.Errorf("non-root ready line does not say fusermount3 -u:\n%s", out.String())
+	}
 	w := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c",
 		"head -c 3000000 /dev/urandom > "+mnt+"/f && cmp "+mnt+"/f "+mnt+"/f && stat -c %U "+mnt+"/f")
 	o, err := w.CombinedOutput()
