@@ -3,6 +3,42 @@
 // database, next to the chunks (see package chunkstore for the store-wide
 // key prefixes and the format version key).
 //
+// # Glossary
+//
+//	inode, ino       a file, directory, symlink, ... and its number
+//	version, ver     one content of a file: extents are per version; a
+//	                 write that would change committed bytes makes a new
+//	                 (staged) version, and Commit makes it the file's
+//	extent           file bytes [off, off+len) = bytes of one chunk (or a
+//	                 page run)
+//	lineage, lin     the xl save images of one guest (domain UUID): they
+//	                 share one page map
+//	generation, gen  one image of a lineage: its page entries, and a state
+//	                 (in flight, live, dead)
+//	floor            the oldest generation a lookup at a generation sees;
+//	                 a full generation's floor is itself
+//	base             the generation a new one compares its pages with;
+//	                 base floor, the base's floor
+//	delta chain      the generations with one floor: each has entries only
+//	                 for pages that differ from the one before
+//	full generation  one with an entry for every page of its image (the
+//	                 first of a chain; written every FullEvery)
+//	page run         an extent that names pages by pfn, resolved through
+//	                 the lineage's page map at its generation
+//	page entry       a generation's page of one pfn: a chunk (id, hint,
+//	                 tag) or all zero
+//	block            a generation's entries for 1024 pfns, one Pebble key
+//	hint             where a chunk's record was when an entry was written
+//	tag              a page's keyed 128-bit hash (chunkstore.Tag): proof
+//	                 that a later page of the pfn is unchanged
+//	heir             the next live generation of a dead one's chain: gc
+//	                 moves the entries it still sees into it
+//	candidate        a chunk that lost a reference: gc's sweep looks at it
+//	mark             gc's pass over the page maps that finds which
+//	                 candidates a page entry still names
+//	staged, orphan   a version not committed yet; an inode with no name,
+//	                 purged when closed
+//
 // # Keys and values, format version 4
 //
 // Integers in keys are big-endian, so keys sort numerically. ino, ver,
