@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"net"
 	"net/http"
 	"syscall"
@@ -40,7 +41,15 @@ func serveMetrics(ln net.Listener, src metrics.Source) (stop func()) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", metrics.Handler(src))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "ckptfs serves its metrics at /metrics", http.StatusNotFound)
+		if r.URL.Path != "/" {
+			http.Error(w, "ckptfs serves its metrics at /metrics", http.StatusNotFound)
+			return
+		}
+		// A landing page, as Prometheus exporters have.
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		b := metrics.Build()
+		fmt.Fprintf(w, "<html><head><title>ckptfs</title></head><body><h1>ckptfs</h1><p>%s (store format %d)</p><p><a href=\"/metrics\">Metrics</a></p></body></html>\n",
+			html.EscapeString(b.Version), b.Format)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
@@ -71,10 +80,14 @@ func (m *mountMetrics) Totals() (metrics.Totals, error) {
 		return metrics.Totals{}, err
 	}
 	t := metrics.Totals{LogicalBytes: s.LogicalBytes, StoredBytes: s.StoredBytes, Chunks: s.Chunks,
-		DiskBytes: s.DiskBytes, Files: s.Files, DedupRatio: s.DedupRatio}
+		DiskBytes: s.DiskBytes, Files: s.Files}
 	for _, l := range s.Lineages {
+		var added int64
+		for _, n := range l.NewBytes {
+			added += n
+		}
 		t.Guests = append(t.Guests, metrics.Guest{Name: l.Name, UUID: l.UUID, UID: l.UID, Dir: l.Dir, Generations: l.Generations,
-			LogicalBytes: l.LogicalBytes, Newest: time.Unix(0, l.Newest), Oldest: time.Unix(0, l.Oldest)})
+			LogicalBytes: l.LogicalBytes, NewBytes: added, Newest: time.Unix(0, l.Newest), Oldest: time.Unix(0, l.Oldest)})
 	}
 	return t, nil
 }

@@ -22,20 +22,22 @@
 //	| ckptfs_logical_bytes                 | gauge   |                    | sum of the sizes of all files                                                  |
 //	| ckptfs_stored_bytes                  | gauge   |                    | sum of the encoded sizes of all chunks                                         |
 //	| ckptfs_chunks                        | gauge   |                    | chunks stored                                                                  |
-//	| ckptfs_dedup_ratio                   | gauge   |                    | logical / stored bytes                                                         |
-//	| ckptfs_disk_bytes                    | gauge   |                    | bytes of the store's files on disk                                             |
+//	| ckptfs_store_disk_bytes              | gauge   |                    | bytes of the store's own files on disk (what du of the store says)             |
 //	| ckptfs_files                         | gauge   |                    | regular files                                                                  |
 //	| ckptfs_guest_generations             | gauge   | guest,uuid,uid,dir | whole xl save images of the guest                                              |
 //	| ckptfs_guest_logical_bytes           | gauge   | guest,uuid,uid,dir | their sizes summed                                                             |
-//	| ckptfs_guest_newest_age_seconds      | gauge   | guest,uuid,uid,dir | age of the newest generation (its modification time)                           |
-//	| ckptfs_guest_oldest_age_seconds      | gauge   | guest,uuid,uid,dir | age of the oldest                                                              |
+//	| ckptfs_guest_new_bytes               | gauge   | guest,uuid,uid,dir | stored bytes the guest's images added when written, summed                     |
+//	| ckptfs_guest_newest_timestamp_seconds| gauge   | guest,uuid,uid,dir | modification time of the newest generation: alert on time() - it              |
+//	| ckptfs_guest_oldest_timestamp_seconds| gauge   | guest,uuid,uid,dir | modification time of the oldest                                                |
 //	| ckptfs_disk_free_bytes               | gauge   |                    | bytes free to the daemon on the store's filesystem                             |
 //	| ckptfs_disk_size_bytes               | gauge   |                    | size of the store's filesystem                                                 |
-//	| ckptfs_totals_age_seconds            | gauge   |                    | how old the totals above are (see MaxAge, MinAge)                              |
+//	| ckptfs_totals_timestamp_seconds      | gauge   |                    | when the totals above were computed (see MaxAge, MinAge)                       |
 //	| ckptfs_scrape_error                  | gauge   |                    | 1 if the totals could not be computed at this scrape                           |
 //
 // The Go runtime's and the process's standard metrics (go_*, process_*)
-// are served too.
+// are served too, and ckptfs_build_info (version, revision, goversion,
+// format labels; value 1). Times are Unix timestamps, as Prometheus's
+// conventions have them: alert on time() - ckptfs_guest_newest_timestamp_seconds.
 package metrics
 
 import (
@@ -68,13 +70,13 @@ type Guest struct {
 	Dir            string
 	Generations    int
 	LogicalBytes   int64
+	NewBytes       int64 // stored bytes its images added when written
 	Newest, Oldest time.Time
 }
 
 // Totals are what the store holds, computed by walking it.
 type Totals struct {
 	LogicalBytes, StoredBytes, Chunks, DiskBytes, Files int64
-	DedupRatio                                          float64
 	Guests                                              []Guest
 }
 
@@ -123,22 +125,22 @@ var (
 	dLogical     = desc("logical_bytes", "Sum of the sizes of all files.")
 	dStored      = desc("stored_bytes", "Sum of the encoded sizes of all chunks.")
 	dChunkCount  = desc("chunks", "Chunks stored.")
-	dDedup       = desc("dedup_ratio", "Logical bytes over stored bytes.")
-	dDisk        = desc("disk_bytes", "Bytes of the store's files on disk.")
+	dDisk        = desc("store_disk_bytes", "Bytes of the store's own files on disk (du of the store).")
 	dFiles       = desc("files", "Regular files.")
 	dGens        = desc("guest_generations", "Whole xl save images of the guest.", "guest", "uuid", "uid", "dir")
 	dGuestBytes  = desc("guest_logical_bytes", "Sizes of the guest's images summed.", "guest", "uuid", "uid", "dir")
-	dNewest      = desc("guest_newest_age_seconds", "Age of the guest's newest generation.", "guest", "uuid", "uid", "dir")
-	dOldest      = desc("guest_oldest_age_seconds", "Age of the guest's oldest generation.", "guest", "uuid", "uid", "dir")
+	dGuestNew    = desc("guest_new_bytes", "Stored bytes the guest's images added when written, summed.", "guest", "uuid", "uid", "dir")
+	dNewest      = desc("guest_newest_timestamp_seconds", "Modification time of the guest's newest generation.", "guest", "uuid", "uid", "dir")
+	dOldest      = desc("guest_oldest_timestamp_seconds", "Modification time of the guest's oldest generation.", "guest", "uuid", "uid", "dir")
 	dFree        = desc("disk_free_bytes", "Bytes free to the daemon on the store's filesystem.")
 	dSize        = desc("disk_size_bytes", "Size of the store's filesystem.")
-	dTotalsAge   = desc("totals_age_seconds", "Age of the totals (logical, stored, chunks, guests).")
+	dTotalsAt    = desc("totals_timestamp_seconds", "When the totals (logical, stored, chunks, guests) were computed.")
 	dScrapeError = desc("scrape_error", "1 if the totals could not be computed at this scrape.")
 )
 
 var all = []*prometheus.Desc{dWritten, dRead, dChunks, dStoredW, dImages, dErrors, dCorrupt,
-	dGCRuns, dGCExpired, dGCFreed, dGCLast, dLogical, dStored, dChunkCount, dDedup, dDisk, dFiles,
-	dGens, dGuestBytes, dNewest, dOldest, dFree, dSize, dTotalsAge, dScrapeError}
+	dGCRuns, dGCExpired, dGCFreed, dGCLast, dLogical, dStored, dChunkCount, dDisk, dFiles,
+	dGens, dGuestBytes, dGuestNew, dNewest, dOldest, dFree, dSize, dTotalsAt, dScrapeError}
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range all {
@@ -168,7 +170,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(dGCFreed, k.GCFreedBytes)
 	last := 0.0
 	if !k.GCLast.IsZero() {
-		last = float64(k.GCLast.UnixNano()) / 1e9
+		last = unixSeconds(k.GCLast)
 	}
 	m(dGCLast, prometheus.GaugeValue, last)
 
@@ -184,16 +186,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		g(dLogical, float64(t.LogicalBytes))
 		g(dStored, float64(t.StoredBytes))
 		g(dChunkCount, float64(t.Chunks))
-		g(dDedup, t.DedupRatio)
 		g(dDisk, float64(t.DiskBytes))
 		g(dFiles, float64(t.Files))
 		for _, gu := range t.Guests {
 			g(dGens, float64(gu.Generations), gu.Name, gu.UUID, strconv.FormatUint(uint64(gu.UID), 10), gu.Dir)
 			g(dGuestBytes, float64(gu.LogicalBytes), gu.Name, gu.UUID, strconv.FormatUint(uint64(gu.UID), 10), gu.Dir)
-			g(dNewest, now.Sub(gu.Newest).Seconds(), gu.Name, gu.UUID, strconv.FormatUint(uint64(gu.UID), 10), gu.Dir)
-			g(dOldest, now.Sub(gu.Oldest).Seconds(), gu.Name, gu.UUID, strconv.FormatUint(uint64(gu.UID), 10), gu.Dir)
+			g(dGuestNew, float64(gu.NewBytes), gu.Name, gu.UUID, strconv.FormatUint(uint64(gu.UID), 10), gu.Dir)
+			g(dNewest, unixSeconds(gu.Newest), gu.Name, gu.UUID, strconv.FormatUint(uint64(gu.UID), 10), gu.Dir)
+			g(dOldest, unixSeconds(gu.Oldest), gu.Name, gu.UUID, strconv.FormatUint(uint64(gu.UID), 10), gu.Dir)
 		}
-		g(dTotalsAge, now.Sub(at).Seconds())
+		g(dTotalsAt, unixSeconds(at))
 	}
 	if free, size, err := c.src.Disk(); err == nil {
 		g(dFree, float64(free))
@@ -231,3 +233,6 @@ func handler(src Source, maxAge time.Duration, now func() time.Time) http.Handle
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
+
+// unixSeconds is t as a Prometheus timestamp: seconds since the epoch.
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }

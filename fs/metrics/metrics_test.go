@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 )
@@ -75,8 +76,8 @@ func TestMetrics(t *testing.T) {
 	src := &fake{
 		c: Counters{WrittenBytes: 100, ReadBytes: 50, NewChunks: 3, DupChunks: 4, ZeroChunks: 5, StoredWrittenBytes: 40,
 			Images: 2, Errors: 1, Corrupt: 1, GCRuns: 6, GCExpired: 7, GCFreedBytes: 8, GCLast: now.Add(-time.Minute)},
-		t: Totals{LogicalBytes: 1000, StoredBytes: 250, Chunks: 9, DiskBytes: 300, Files: 4, DedupRatio: 4,
-			Guests: []Guest{{Name: "web1", UUID: "u1", Generations: 3, LogicalBytes: 900, Newest: now.Add(-10 * time.Second), Oldest: now.Add(-time.Hour)}}},
+		t: Totals{LogicalBytes: 1000, StoredBytes: 250, Chunks: 9, DiskBytes: 300, Files: 4,
+			Guests: []Guest{{Name: "web1", UUID: "u1", Generations: 3, LogicalBytes: 900, NewBytes: 120, Newest: now.Add(-10 * time.Second), Oldest: now.Add(-time.Hour)}}},
 	}
 	fams := get(t, src, time.Minute, func() time.Time { return now })
 	for _, c := range []struct {
@@ -100,17 +101,17 @@ func TestMetrics(t *testing.T) {
 		{"ckptfs_logical_bytes", nil, 1000},
 		{"ckptfs_stored_bytes", nil, 250},
 		{"ckptfs_chunks", nil, 9},
-		{"ckptfs_dedup_ratio", nil, 4},
-		{"ckptfs_disk_bytes", nil, 300},
+		{"ckptfs_store_disk_bytes", nil, 300},
 		{"ckptfs_files", nil, 4},
 		{"ckptfs_guest_generations", []string{"guest", "web1", "uuid", "u1"}, 3},
 		{"ckptfs_guest_logical_bytes", []string{"guest", "web1"}, 900},
-		{"ckptfs_guest_newest_age_seconds", []string{"guest", "web1"}, 10},
-		{"ckptfs_guest_oldest_age_seconds", []string{"guest", "web1"}, 3600},
+		{"ckptfs_guest_new_bytes", []string{"guest", "web1"}, 120},
+		{"ckptfs_guest_newest_timestamp_seconds", []string{"guest", "web1"}, float64(now.Unix() - 10)},
+		{"ckptfs_guest_oldest_timestamp_seconds", []string{"guest", "web1"}, float64(now.Unix() - 3600)},
 		{"ckptfs_disk_free_bytes", nil, 1 << 30},
 		{"ckptfs_disk_size_bytes", nil, 4 << 30},
 		{"ckptfs_scrape_error", nil, 0},
-		{"ckptfs_totals_age_seconds", nil, 0},
+		{"ckptfs_totals_timestamp_seconds", nil, float64(now.Unix())},
 	} {
 		if got := value(t, fams, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
@@ -143,7 +144,7 @@ func TestMetricsTotalsCached(t *testing.T) {
 	now = now.Add(30 * time.Second)
 	src.t.Chunks = 2
 	fams := scrapeOnce()
-	if src.totals != 1 || value(t, fams, "ckptfs_chunks") != 1 || value(t, fams, "ckptfs_totals_age_seconds") != 30 {
+	if src.totals != 1 || value(t, fams, "ckptfs_chunks") != 1 || value(t, fams, "ckptfs_totals_timestamp_seconds") != float64(now.Unix()-30) {
 		t.Errorf("within maxAge, unchanged: %d walks, chunks %v", src.totals, value(t, fams, "ckptfs_chunks"))
 	}
 	src.c.WrittenBytes = 1 // the store changed
@@ -166,5 +167,20 @@ func TestMetricsTotalsCached(t *testing.T) {
 	fams = scrapeOnce()
 	if value(t, fams, "ckptfs_chunks") != 1 || value(t, fams, "ckptfs_scrape_error") != 0 {
 		t.Errorf("after recovery: chunks %v", value(t, fams, "ckptfs_chunks"))
+	}
+}
+
+// TestMetricsLint: every metric follows Prometheus's naming conventions
+// (promlint, what promtool check metrics runs): units in names, _total on
+// counters, no ratio that is not 0-1.
+func TestMetricsLint(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	src := &fake{t: Totals{Chunks: 1, Guests: []Guest{{Name: "web1", UUID: "u1", Generations: 1, Newest: now, Oldest: now}}}}
+	problems, err := testutil.CollectAndLint(&collector{src: src, maxAge: time.Minute, now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
 	}
 }
