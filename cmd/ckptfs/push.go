@@ -93,7 +93,11 @@ func runCopy(name string, args []string) error {
 		mu.Unlock()
 		if pr.enabled() {
 			pr.update("copying files", p.Bytes, p.TotalBytes)
-			pr.note(fmt.Sprintf("%d/%d files, %s", p.Done, p.Total, wire(src, dst)))
+			note := fmt.Sprintf("%d/%d files", p.Done, p.Total)
+			if w := wire(src, dst); w != "" {
+				note += ", " + w
+			}
+			pr.note(note)
 		}
 	}
 	// Ctrl-C (or SIGTERM): say how far it got and that a rerun resumes
@@ -131,8 +135,12 @@ func runCopy(name string, args []string) error {
 			Seconds      float64 `json:"seconds"`
 		}{rep, sent, recv, time.Since(start).Seconds()})
 	} else {
-		fmt.Printf("%s %s -> %s: %d files copied (%d as deltas), %d already there; %s of files, %d chunks (%s) the destination lacked; %s\n",
-			name, src.what, dst.what, rep.Files, rep.Deltas, rep.Skipped, human(rep.Bytes), rep.Chunks, human(rep.ChunkBytes), wire(src, dst))
+		w := wire(src, dst)
+		if w != "" {
+			w = "; " + w
+		}
+		fmt.Printf("%s %s -> %s: %d files copied (%d as deltas), %d already there; %s of files, %d chunks (%s) the destination lacked%s\n",
+			name, src.what, dst.what, rep.Files, rep.Deltas, rep.Skipped, human(rep.Bytes), rep.Chunks, human(rep.ChunkBytes), w)
 		for _, msg := range rep.Failed {
 			fmt.Fprintf(os.Stderr, "ckptfs %s: not copied: %s\n", name, msg)
 		}
@@ -157,7 +165,16 @@ func wireBytes(sides ...*side) (sent, recv int64) {
 	return sent, recv
 }
 
+// wire says what crossed the wire; nothing between two local stores (no
+// side has a wire).
 func wire(sides ...*side) string {
+	remote := false
+	for _, s := range sides {
+		remote = remote || s.counter != nil
+	}
+	if !remote {
+		return ""
+	}
 	sent, recv := wireBytes(sides...)
 	return fmt.Sprintf("wire %s sent, %s received", human(sent), human(recv))
 }

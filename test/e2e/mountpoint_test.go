@@ -99,6 +99,10 @@ func TestPushSaysNewStore(t *testing.T) {
 	if code != 0 || strings.Contains(out, "created a new store") {
 		t.Fatalf("push to an existing store: exit %d\n%s", code, out)
 	}
+	// Between two local stores nothing crosses a wire: no "wire 0 B".
+	if strings.Contains(out, "wire") {
+		t.Fatalf("a local push speaks of a wire:\n%s", out)
+	}
 }
 
 // TestPullInterrupted: Ctrl-C during a pull exits 130 and says how far it
