@@ -20,10 +20,6 @@ type Batch struct {
 	buf    []byte
 	pooled *[]byte // buf's pool entry
 	recs   []pendingRecord
-	// Sets whose value gets the chunk's Hint appended at commit: keys and
-	// values in hbuf.
-	hinted []hintedSet
-	hbuf   []byte
 	// onCommit are called by Commit once the records' places are known.
 	onCommit []func(b *pebble.Batch, hint func(ID) Hint) error
 }
@@ -43,11 +39,6 @@ func (s *Store) hint(id ID) Hint {
 		return Hint{l}
 	}
 	return Hint{}
-}
-
-type hintedSet struct {
-	k, v int // ends of the key and the value in hbuf
-	id   ID
 }
 
 type pendingRecord struct {
@@ -80,24 +71,12 @@ func (b *Batch) addRecord(id ID, value []byte) {
 	b.recs = append(b.recs, pendingRecord{id: id, off: off, n: len(b.buf) - off})
 }
 
-// SetHinted sets key to value followed by the Hint of chunk id (where its
-// record is), known at commit: a chunk of this batch, or one the store
-// wrote or looked up recently; otherwise (and for the zero ID) value alone.
-// Hinted sets are applied at commit, after the batch's other writes: a key
-// set here must be set here only.
-func (b *Batch) SetHinted(key, value []byte, id ID) {
-	b.hbuf = append(b.hbuf, key...)
-	k := len(b.hbuf)
-	b.hbuf = append(b.hbuf, value...)
-	b.hinted = append(b.hinted, hintedSet{k: k, v: len(b.hbuf), id: id})
-}
-
 // Len is the batch's size in bytes, chunk records included.
-func (b *Batch) Len() int { return b.Batch.Len() + len(b.buf) + len(b.hbuf) }
+func (b *Batch) Len() int { return b.Batch.Len() + len(b.buf) }
 
 // Empty reports whether the batch holds nothing.
 func (b *Batch) Empty() bool {
-	return b.Batch.Empty() && len(b.recs) == 0 && len(b.hinted) == 0 && len(b.onCommit) == 0
+	return b.Batch.Empty() && len(b.recs) == 0 && len(b.onCommit) == 0
 }
 
 // Commit writes the batch's chunk records, then commits the rest; with
@@ -121,20 +100,6 @@ func (b *Batch) Commit(o *pebble.WriteOptions) error {
 		}
 		b.buf, b.recs = b.buf[:0], b.recs[:0]
 	}
-	start, v := 0, []byte(nil)
-	for _, h := range b.hinted {
-		v = append(v[:0], b.hbuf[h.k:h.v]...)
-		if h.id != (ID{}) {
-			if l, ok := b.s.recent.Peek(h.id); ok && l.seg != 0 {
-				v = append(v, encodeLocator(l)...)
-			}
-		}
-		if err := b.Batch.Set(b.hbuf[start:h.k], v, nil); err != nil { // Set copies
-			return err
-		}
-		start = h.v
-	}
-	b.hinted, b.hbuf = b.hinted[:0], b.hbuf[:0]
 	for _, fn := range b.onCommit {
 		if err := fn(b.Batch, b.s.hint); err != nil {
 			return err
@@ -161,6 +126,6 @@ func (b *Batch) Close() error {
 		*b.pooled = b.buf[:0]
 		recordBufs.Put(b.pooled)
 	}
-	b.buf, b.pooled, b.recs, b.hinted, b.hbuf, b.onCommit = nil, nil, nil, nil, nil, nil
+	b.buf, b.pooled, b.recs, b.onCommit = nil, nil, nil, nil
 	return b.Batch.Close()
 }

@@ -62,7 +62,7 @@ type Store struct {
 	codec Codec
 	// recent remembers chunks put in batches that may not be applied yet, so
 	// a chunk that repeats within a stream is encoded only once, and where
-	// recently written or looked-up chunks are (for Batch.SetHinted).
+	// recently written or looked-up chunks are (for the hints of Batch.OnCommit).
 	// a chunk that repeats within a stream is encoded only once.
 	recent *lru.Cache[ID, locator]
 	// known answers "not stored" for new chunks without a Pebble Get.

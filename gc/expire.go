@@ -55,12 +55,7 @@ func Plan(x *index.Index, p Policy) ([]Victim, error) {
 	}
 	var out []Victim
 	for _, vs := range gs {
-		byIno := map[uint64]Victim{}
-		items := make([]Item, len(vs))
-		for i, v := range vs {
-			items[i] = Item{ID: v.Ino, Time: time.Unix(0, v.Mtime)}
-			byIno[v.Ino] = v
-		}
+		items, byIno := itemsOf(vs)
 		for _, it := range p.Expire(items) {
 			out = append(out, byIno[it.ID])
 		}
@@ -87,12 +82,7 @@ func List(x *index.Index, p Policy) ([]Generation, error) {
 	}
 	out := []Generation{}
 	for _, vs := range gs {
-		byIno := map[uint64]Victim{}
-		items := make([]Item, len(vs))
-		for i, v := range vs {
-			items[i] = Item{ID: v.Ino, Time: time.Unix(0, v.Mtime)}
-			byIno[v.Ino] = v
-		}
+		items, byIno := itemsOf(vs)
 		for _, v := range p.Judge(items) {
 			g := Generation{Victim: byIno[v.ID], Keep: v.Keep, Reasons: v.Reasons}
 			if g.Reasons == nil {
@@ -102,6 +92,18 @@ func List(x *index.Index, p Policy) ([]Generation, error) {
 		}
 	}
 	return out, nil
+}
+
+// itemsOf returns a group's files as a policy judges them, and the files
+// by inode.
+func itemsOf(vs []Victim) ([]Item, map[uint64]Victim) {
+	byIno := make(map[uint64]Victim, len(vs))
+	items := make([]Item, len(vs))
+	for i, v := range vs {
+		items[i] = Item{ID: v.Ino, Time: time.Unix(0, v.Mtime)}
+		byIno[v.Ino] = v
+	}
+	return items, byIno
 }
 
 // groups returns the files gc judges, by group (in a stable order): each

@@ -37,24 +37,22 @@ const (
 // Key lengths: prefix byte and three 8-byte integers.
 const blockKeyLen = 1 + 8 + 8 + 8
 
-func blockPrefix(lin, blk uint64) []byte {
+// key2 is prefix | a | b, with room for a third integer.
+func key2(prefix byte, a, b uint64) []byte {
 	k := make([]byte, 0, blockKeyLen)
-	k = append(k, prefixBlock)
-	k = binary.BigEndian.AppendUint64(k, lin)
-	return binary.BigEndian.AppendUint64(k, blk)
+	k = append(k, prefix)
+	k = binary.BigEndian.AppendUint64(k, a)
+	return binary.BigEndian.AppendUint64(k, b)
 }
+
+func blockPrefix(lin, blk uint64) []byte { return key2(prefixBlock, lin, blk) }
 
 // blockKey orders a block's generations newest first.
 func blockKey(lin, blk, gen uint64) []byte {
 	return binary.BigEndian.AppendUint64(blockPrefix(lin, blk), ^gen)
 }
 
-func blockByGenPrefix(lin, gen uint64) []byte {
-	k := make([]byte, 0, blockKeyLen)
-	k = append(k, prefixBlockByGen)
-	k = binary.BigEndian.AppendUint64(k, lin)
-	return binary.BigEndian.AppendUint64(k, gen)
-}
+func blockByGenPrefix(lin, gen uint64) []byte { return key2(prefixBlockByGen, lin, gen) }
 
 func blockByGenKey(lin, gen, blk uint64) []byte {
 	return binary.BigEndian.AppendUint64(blockByGenPrefix(lin, gen), blk)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -104,7 +105,7 @@ func TestTruncatedTable(t *testing.T) {
 	for i := 0; i < files; i++ {
 		name := fmt.Sprintf("f%05d", i)
 		got, err := os.ReadFile(filepath.Join(d.mnt, "d", name))
-		key := append(append([]byte{'d'}, be64(dir.Ino)...), name...)
+		key := append(binary.BigEndian.AppendUint64([]byte{'d'}, dir.Ino), name...)
 		if bytes.Compare(key, lo) >= 0 && bytes.Compare(key, hi) <= 0 {
 			lost++
 			continue
@@ -123,13 +124,4 @@ func TestTruncatedTable(t *testing.T) {
 		t.Fatalf("%d files lost with the table, %d served", lost, served)
 	}
 	t.Logf("read-only mount: %d files served byte-exact, %d named by the damaged table", served, lost)
-}
-
-func be64(v uint64) []byte {
-	b := make([]byte, 8)
-	for i := 7; i >= 0; i-- {
-		b[i] = byte(v)
-		v >>= 8
-	}
-	return b
 }
