@@ -27,6 +27,7 @@ var (
 )
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	h.n.endBehind()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for {
@@ -78,6 +79,16 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 		return 0, syscall.EBADF
 	}
 	n := h.n
+	b := n.behind()
+	if b == nil && off == 0 {
+		b = n.startBehind(h, off)
+	}
+	if b != nil {
+		if b.write(h, data, off) {
+			return uint32(len(data)), 0
+		}
+		n.endBehind() // out of sequence, or no room: synchronous from here
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err := n.w.WriteAt(data, off, now()); err != nil {
@@ -90,6 +101,17 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
 	if !h.writable {
 		return 0
+	}
+	if b := h.n.behind(); b != nil {
+		if b.flush(h) {
+			// The commit follows; latest waits for it. Drop a negative
+			// entry now, so that a lookup right after close(2) asks.
+			if _, p := h.n.Parent(); p != nil && h.n.fsys.hadNoLatest(p.StableAttr().Ino) {
+				p.NotifyEntry(LatestName)
+			}
+			return 0
+		}
+		h.n.endBehind()
 	}
 	h.n.mu.Lock()
 	errno := h.n.commitLocked("close")

@@ -65,6 +65,15 @@ type FS struct {
 	// noLatest marks the directories whose latest link a lookup may
 	// have answered "none" for (dir inode -> struct{}); see LatestChanged.
 	noLatest sync.Map
+
+	// Write-behind (behind.go).
+	writeBehind bool
+	spoolSeq    atomic.Uint64
+	pend        sync.Mutex
+	pendCond    *sync.Cond
+	pendDirs    map[uint64]int // closed files committing behind, per directory
+	pendAll     int
+	behinds     map[*behind]struct{}
 }
 
 // Stats are the filesystem's counters since it was mounted.
@@ -92,6 +101,11 @@ type Config struct {
 	// suid, nodev, dev, noexec, exec. A mount is nosuid and nodev unless
 	// they say suid or dev.
 	MountFlags []string
+	// SyncClose turns write-behind off: close(2) returns once the file is
+	// committed. Without it a file written from offset 0 in sequence is
+	// spooled and stored behind its writer, so that close(2) does not wait
+	// for the content engine (behind.go); that needs StoreDir.
+	SyncClose bool
 }
 
 // New returns the filesystem over ns and data.
@@ -100,7 +114,10 @@ func New(ns Namespace, data *content.Store, c Config) *FS {
 	if l == nil {
 		l = log.New(os.Stderr, "ckptfs: ", log.LstdFlags)
 	}
-	return &FS{ns: ns, data: data, log: l, readOnly: c.ReadOnly, statfsOf: c.StoreDir, listLatest: c.ListLatest, mountFlags: c.MountFlags}
+	f := &FS{ns: ns, data: data, log: l, readOnly: c.ReadOnly, statfsOf: c.StoreDir, listLatest: c.ListLatest, mountFlags: c.MountFlags,
+		writeBehind: !c.SyncClose, pendDirs: map[uint64]int{}, behinds: map[*behind]struct{}{}}
+	f.pendCond = sync.NewCond(&f.pend)
+	return f
 }
 
 func (f *FS) fsName() string {

@@ -20,11 +20,19 @@ import (
 	"github.com/ckptfs/ckptfs/test/memimage"
 )
 
+// writeFile writes path and waits for its commit, as the next open of it
+// does (a file closed behind its writer is committed after close(2)
+// returns), so that a test may look into the store.
 func writeFile(t *testing.T, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
 }
 
 func mustEqualFile(t *testing.T, path string, want []byte) {

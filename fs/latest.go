@@ -120,6 +120,7 @@ type latestLink struct {
 // latest returns directory ino's latest link; ok is false when the
 // directory has no image or a real entry named LatestName.
 func (f *FS) latest(ino uint64) (latestLink, bool, error) {
+	f.waitDir(ino) // a file closed there may be committing behind its writer
 	dir, ents, err := f.dirEntries(ino)
 	if err != nil {
 		return latestLink{}, false, err

@@ -1,9 +1,11 @@
 package fs
 
 import (
+	"errors"
 	"fmt"
 	"log"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -106,6 +108,21 @@ func MountStore(storeDir, mnt string, mc MountConfig) (*Mounted, error) {
 	mc.Config.ReadOnly = mc.ReadOnly
 	mc.Config.StoreDir = storeDir
 	f := New(x, data, mc.Config)
+	if !mc.ReadOnly {
+		// Files a killed daemon had spooled behind their writers: their
+		// closes returned, so they must be there before anything is served.
+		rec, err := f.RecoverSpool()
+		for _, r := range rec {
+			logSpooled(mc.Config.Logger, r)
+		}
+		if err != nil {
+			data.Close()
+			cs.Close()
+			return nil, fmt.Errorf("recovering %s: %w", filepath.Join(storeDir, SpoolDir), err)
+		}
+	} else if ents, _ := os.ReadDir(filepath.Join(storeDir, SpoolDir)); len(ents) > 0 {
+		logf(mc.Config.Logger, "%s holds files closed before a daemon was killed: a writable mount stores them", filepath.Join(storeDir, SpoolDir))
+	}
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		data.Close()
 		cs.Close()
@@ -126,6 +143,30 @@ func MountStore(storeDir, mnt string, mc MountConfig) (*Mounted, error) {
 	return m, nil
 }
 
+func logf(l *log.Logger, format string, args ...any) {
+	if l == nil {
+		l = log.Default()
+	}
+	l.Printf(format, args...)
+}
+
+func logSpooled(l *log.Logger, r Spooled) {
+	name := r.Path
+	if name == "" {
+		name = fmt.Sprintf("inode %d", r.Ino)
+	}
+	switch {
+	case r.Unfinished:
+		logf(l, "/%s was being written when the daemon stopped (never closed): its spooled bytes are dropped, as an unclosed file's are", name)
+	case errors.Is(r.Err, errSpoolOrphan):
+		logf(l, "/%s was deleted before its spooled bytes were stored: dropped", name)
+	case r.Err != nil:
+		logf(l, "ERROR /%s: closed before the daemon stopped, but its spool cannot be stored: %v (kept in the spool directory; the next writable mount tries again)", name, r.Err)
+	default:
+		logf(l, "recovered /%s: %d bytes closed before the daemon stopped, stored from its spool", name, r.Size)
+	}
+}
+
 // Wait blocks until the filesystem is unmounted (by Unmount or umount(8)),
 // then closes the store.
 func (m *Mounted) Wait() error {
@@ -135,6 +176,7 @@ func (m *Mounted) Wait() error {
 
 func (m *Mounted) close() error {
 	m.closeOnce.Do(func() {
+		m.FS.StopBehind() // files closed behind their writers are stored first
 		close(m.stop)
 		<-m.synced
 		m.Data.Close()

@@ -33,6 +33,12 @@ type Node struct {
 	// valid while committedOK, which commits and truncates clear.
 	committed   index.Inode
 	committedOK bool
+	// wbFailed: storing the file's spooled bytes failed (behind.go): its
+	// writer is dropped without a commit.
+	wbFailed bool
+
+	wbMu sync.Mutex // guards wb; taken after mu, never before
+	wb   *behind    // the file's write-behind, if its writes are spooled
 }
 
 var (
@@ -64,11 +70,22 @@ func (n *Node) attr() (index.Inode, error) {
 		return in, err
 	}
 	n.mu.RLock()
+	n.liveAttr(&in)
+	n.mu.RUnlock()
+	return in, nil
+}
+
+// liveAttr puts an open writer's size and mtime (and what is spooled
+// ahead of it) into in. The caller holds n.mu.
+func (n *Node) liveAttr(in *index.Inode) {
 	if n.w != nil {
 		in.Size, in.Mtime = n.w.Size(), n.w.Mtime()
 	}
-	n.mu.RUnlock()
-	return in, nil
+	if b := n.behind(); b != nil {
+		if size, mtime := b.size(); size >= in.Size && mtime != 0 {
+			in.Size, in.Mtime = size, mtime
+		}
+	}
 }
 
 func (n *Node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -85,9 +102,7 @@ func (n *Node) child(ctx context.Context, in index.Inode, out *fuse.EntryOut) *g
 	if cn, ok := ch.Operations().(*Node); ok {
 		n.fsys.remember(in.Ino, cn)
 		cn.mu.RLock()
-		if cn.w != nil {
-			in.Size, in.Mtime = cn.w.Size(), cn.w.Mtime()
-		}
+		cn.liveAttr(&in)
 		cn.mu.RUnlock()
 	}
 	fillAttr(&in, &out.Attr)
@@ -224,6 +239,7 @@ func (n *Node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 // writes did durable: fsync and fdatasync of a directory make a rename,
 // create or unlink in it durable.
 func (n *Node) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
+	n.endBehind()
 	if h, ok := fh.(*handle); ok && h.writable {
 		n.mu.Lock()
 		dirty := n.w != nil && n.w.Dirty()
@@ -272,6 +288,7 @@ func (n *Node) open(flags uint32) (*handle, syscall.Errno) {
 	if writable && n.fsys.readOnly {
 		return nil, syscall.EROFS
 	}
+	n.endBehind() // a second handle sees the file as committed
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	// Read the inode under the lock that forget takes: a concurrent unlink
@@ -297,8 +314,19 @@ func (n *Node) open(flags uint32) (*handle, syscall.Errno) {
 }
 
 // release drops a handle; the last writable one commits and ends the write
-// state, the last one of an unlinked file purges it.
+// state, the last one of an unlinked file purges it. A handle writing
+// behind is released behind its writes.
 func (n *Node) release(h *handle) syscall.Errno {
+	if b := n.behind(); b != nil {
+		if h.writable && b.release(h) {
+			return 0
+		}
+		n.endBehind()
+	}
+	return n.releaseNow(h)
+}
+
+func (n *Node) releaseNow(h *handle) syscall.Errno {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var errno syscall.Errno
@@ -306,7 +334,10 @@ func (n *Node) release(h *handle) syscall.Errno {
 	if h.writable {
 		n.writers--
 		if n.writers == 0 && n.w != nil {
-			errno = n.commitLocked("release")
+			if !n.wbFailed {
+				errno = n.commitLocked("release")
+			}
+			n.wbFailed = false
 			if n.w.CommittedImage() {
 				_, p := n.Parent()
 				n.fsys.latestArrived(p)
@@ -366,6 +397,7 @@ func (n *Node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 	if n.fsys.readOnly {
 		return syscall.EROFS
 	}
+	n.endBehind()
 	t := now()
 	if size, ok := in.GetSize(); ok {
 		if errno := n.truncate(int64(size), t); errno != 0 {

@@ -57,10 +57,12 @@ func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonG
 		json.NewEncoder(w).Encode(v)
 	}
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
+		d.fsys.WaitCommitted() // files closed behind their writers count
 		s, err := gc.ComputeStats(cs, x)
 		reply(w, s, err)
 	})
 	mux.HandleFunc("/generations", func(w http.ResponseWriter, r *http.Request) {
+		d.fsys.WaitCommitted() // files closed behind their writers count
 		var p gc.Policy
 		if err := json.Unmarshal([]byte(r.URL.Query().Get("policy")), &p); err != nil {
 			http.Error(w, "bad policy: "+err.Error(), http.StatusBadRequest)
@@ -73,6 +75,7 @@ func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonG
 		reply(w, d.fsys.Writing(), nil)
 	})
 	mux.HandleFunc("/fsck", func(w http.ResponseWriter, r *http.Request) {
+		d.fsys.WaitCommitted() // files closed behind their writers count
 		progressReply(w, r, func(p gc.Progress) (any, error) { return gc.FsckProgress(cs, x, p) })
 	})
 	mux.HandleFunc("/fsck-repair", func(w http.ResponseWriter, r *http.Request) {
@@ -80,6 +83,7 @@ func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonG
 		reply(w, rep, err)
 	})
 	mux.HandleFunc("/gc", func(w http.ResponseWriter, r *http.Request) {
+		d.fsys.WaitCommitted() // files closed behind their writers count
 		var req gcRequest
 		if err := json.Unmarshal([]byte(r.URL.Query().Get("req")), &req); err != nil {
 			http.Error(w, "bad gc request: "+err.Error(), http.StatusBadRequest)
@@ -88,6 +92,7 @@ func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonG
 		progressReply(w, r, func(p gc.Progress) (any, error) { return d.run(req, p) })
 	})
 	mux.HandleFunc("/transfer", func(w http.ResponseWriter, r *http.Request) {
+		d.fsys.WaitCommitted() // files closed behind their writers count
 		cred, _ := r.Context().Value(peerKey{}).(syscall.Ucred)
 		serveTransfer(w, &transfer.Local{Chunks: cs, Index: x, Data: data, As: peerCaller(cred)})
 	})

@@ -24,7 +24,7 @@ import (
 
 type mountOptions struct {
 	allowOther, readOnly, debug, xenPages bool
-	listLatest                            bool
+	listLatest, writeBehind               bool
 	codec                                 string
 	policy                                gc.Policy
 	metrics                               string   // address of the Prometheus endpoint; "" for none
@@ -49,6 +49,7 @@ func mountFlagSet(o *mountOptions, opts *[]string) *pflag.FlagSet {
 	f.StringVar(&o.codec, "codec", "s2", "compression of new chunks: s2, zstd or raw")
 	f.BoolVar(&o.xenPages, "xen-pages", true, "store xl save images page by page (the default; --xen-pages=false stores them by plain CDC, for debugging)")
 	f.BoolVar(&o.listLatest, "list-latest", false, "list each directory's latest link (DIR/latest, the newest xl save image) in readdir too; without it, it is reached by name only")
+	f.BoolVar(&o.writeBehind, "write-behind", true, "let close(2) of a file written in sequence return once its bytes are spooled, and store them behind the writer (xl save's guest resumes sooner; a killed daemon's spool is stored at the next mount); --write-behind=false makes close wait for the commit")
 	f.Int64Var(&o.writerMemory, "writer-memory", content.DefaultWriterMemory>>20, "`MiB` of memory all files being written may hold together; past it, further writers write through (slower, never more memory)")
 	addPolicyFlags(f, &o.policy)
 	f.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics (e.g. 127.0.0.1:9477)")
@@ -116,7 +117,7 @@ func runMount(o mountOptions, store, mnt string) error {
 	cc.WriterMemory = o.writerMemory << 20
 	m, err := fs.MountStore(absStore, absMnt, fs.MountConfig{
 		ReadOnly: o.readOnly, AllowOther: o.allowOther, Debug: o.debug, Store: so, Content: cc,
-		Config: fs.Config{Logger: logger, ListLatest: o.listLatest, MountFlags: o.vfs},
+		Config: fs.Config{Logger: logger, ListLatest: o.listLatest, MountFlags: o.vfs, SyncClose: !o.writeBehind},
 	})
 	if err != nil {
 		if errors.Is(err, chunkstore.ErrLocked) {

@@ -1,0 +1,607 @@
+package fs
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Write-behind.
+//
+// xl save keeps the guest paused until close(2) of the image returns, and
+// storing a first generation costs more CPU than the FUSE transport can
+// deliver bytes (docs/measurements.md: about 3 core-seconds per GiB on
+// these two cores). So a file that its only handle writes from offset 0 in
+// sequence (xl save, cp, rsync's temporary file) goes to a spool file
+// first: a FUSE write is one pwrite(2) into the spool and returns, close
+// returns once the spool says the file is complete, and a goroutine per
+// file feeds the spooled bytes to the content engine and commits, behind
+// the writer. What would see the file before its commit waits for it:
+//
+//	open, read, truncate, setattr, fsync  wait for this file's spool (and
+//	                                     end write-behind for the handle)
+//	latest (lookup, readlink, getattr)   waits for the closed files of its
+//	                                     directory
+//	stats, generations, gc, fsck, push   wait for every closed file
+//	unmount                              waits for every file
+//
+// getattr does not wait: it reports the spooled size and mtime.
+//
+// Durability. A spooled byte is in the page cache when write(2) returns, and
+// the spool of a closed file holds a marker with its size and mtime. A
+// daemon killed (kill -9, OOM) after close returned loses nothing: the next
+// writable open of the store (MountStore) replays every spool that has its
+// marker into its file and commits it, before serving. A spool without a
+// marker is a file that was never closed: it is dropped, as the synchronous
+// path drops an unclosed writer's bytes. A power failure before the commit
+// loses the file, as it loses a plain file written without fsync (xl save
+// does not fsync); fsync(2) waits for the commit, which is durable.
+//
+// Spool files live in STORE/spool, named INO-SEQ.spool (SEQ orders two
+// spools of one file); the marker is INO-SEQ.spool.closed:
+//
+//	offset  size  spool file
+//	0       4096  header: JSON {"format":1,"ino":N,"path":"dir/file"},
+//	              zero-padded
+//	4096    size  the file's bytes from offset 0
+//
+//	marker: JSON {"size":N,"mtime":UNIX_NANO}, written to a temporary name
+//	and renamed into place at each close(2)
+//
+// A write that is not at the spooled end (a seek, a second handle, a
+// truncate) ends write-behind for the file: the spooled bytes are fed to
+// the engine first, then it goes on synchronously. So does a disk with
+// less than spoolMinFree free: spooling never fills the disk the store
+// needs. A failure to store spooled bytes (a full disk) is logged with the
+// file's path; the file keeps its previous committed content.
+const (
+	SpoolDir        = "spool"
+	spoolHeader     = 4096
+	spoolFormat     = 1
+	spoolSuffix     = ".spool"
+	spoolMarker     = ".closed"
+	spoolCheckEvery = 64 << 20
+)
+
+// spoolMinFree is the free space below which a file is written
+// synchronously: 1 GiB or a tenth of the disk, whichever is less, plus
+// what is spooled before the next check.
+func spoolMinFree(total int64) int64 { return min(1<<30, total/10) + spoolCheckEvery }
+
+type spoolHead struct {
+	Format int    `json:"format"`
+	Ino    uint64 `json:"ino"`
+	Path   string `json:"path"`
+}
+
+type spoolMark struct {
+	Size  int64 `json:"size"`
+	Mtime int64 `json:"mtime"`
+}
+
+type opKind uint8
+
+const (
+	opCommit  opKind = iota // a close(2): commit what was spooled before it
+	opRelease               // the handle's release: end the write state
+)
+
+type behindOp struct {
+	kind  opKind
+	at    int64 // applied once the spool is fed up to here
+	mtime int64
+	h     *handle
+}
+
+// behind is a file being written behind its writer.
+type behind struct {
+	n    *Node
+	h    *handle
+	f    *os.File
+	name string // spool file
+	path string // the file, for messages
+	dir  uint64 // its directory, for latest
+
+	mu       sync.Mutex
+	cond     sync.Cond
+	end      int64 // bytes spooled: the file's offsets [0, end)
+	mtime    int64 // of the last spooled write
+	applied  int64 // bytes fed to the writer
+	ops      []behindOp
+	pending  int   // opCommit queued, not yet done
+	unsent   int64 // bytes spooled since the last free-space check
+	err      error // the first failure feeding the writer
+	stopping bool  // no more spooling: drain, then end
+	done     chan struct{}
+}
+
+// behind returns n's write-behind, if any.
+func (n *Node) behind() *behind {
+	n.wbMu.Lock()
+	defer n.wbMu.Unlock()
+	return n.wb
+}
+
+// endBehind feeds n's spooled bytes to its writer, commits what was
+// closed, and ends write-behind for n: from here its requests run
+// synchronously. Callers hold none of n's locks.
+func (n *Node) endBehind() {
+	if b := n.behind(); b != nil {
+		b.stop()
+	}
+}
+
+// startBehind starts write-behind for handle h writing at off, if the
+// file qualifies; it returns nil when the write must go synchronously.
+func (n *Node) startBehind(h *handle, off int64) *behind {
+	f := n.fsys
+	if !f.writeBehind || f.readOnly || off != 0 || f.spoolDir() == "" {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.w == nil || n.writers != 1 || n.opens != 1 || n.w.Size() != 0 || n.wbFailed || n.orphan {
+		return nil
+	}
+	n.wbMu.Lock()
+	defer n.wbMu.Unlock()
+	if n.wb != nil || !f.spoolRoom(0) {
+		return nil
+	}
+	b, err := f.newBehind(n, h)
+	if err != nil {
+		f.limit.Print(f.log, fmt.Sprintf("write-behind of /%s: %v; writing synchronously", n.Path(nil), err))
+		return nil
+	}
+	n.wb = b
+	go b.run()
+	return b
+}
+
+func (f *FS) spoolDir() string {
+	if f.statfsOf == "" {
+		return ""
+	}
+	return filepath.Join(f.statfsOf, SpoolDir)
+}
+
+// spoolRoom reports whether the spool's disk has room for more, beyond
+// what keeps the store working.
+func (f *FS) spoolRoom(int64) bool {
+	var st syscall.Statfs_t
+	if syscall.Statfs(f.statfsOf, &st) != nil {
+		return false
+	}
+	total, free := int64(st.Blocks)*st.Bsize, int64(st.Bavail)*st.Bsize
+	return total > 0 && free >= spoolMinFree(total)
+}
+
+func (f *FS) newBehind(n *Node, h *handle) (*behind, error) {
+	dir := f.spoolDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	seq := f.spoolSeq.Add(1)
+	name := filepath.Join(dir, fmt.Sprintf("%d-%d-%d%s", n.ino(), time.Now().UnixNano(), seq, spoolSuffix))
+	file, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	path := n.Path(nil)
+	hd, _ := json.Marshal(spoolHead{Format: spoolFormat, Ino: n.ino(), Path: path})
+	if len(hd) > spoolHeader {
+		hd, _ = json.Marshal(spoolHead{Format: spoolFormat, Ino: n.ino()})
+	}
+	if _, err := file.WriteAt(append(hd, make([]byte, spoolHeader-len(hd))...), 0); err != nil {
+		file.Close()
+		os.Remove(name)
+		return nil, err
+	}
+	var dirIno uint64
+	if _, p := n.Parent(); p != nil {
+		dirIno = p.StableAttr().Ino
+	}
+	b := &behind{n: n, h: h, f: file, name: name, path: path, dir: dirIno, done: make(chan struct{})}
+	b.cond.L = &b.mu
+	f.pend.Lock()
+	f.behinds[b] = struct{}{}
+	f.pend.Unlock()
+	return b, nil
+}
+
+// write spools data written at off; false: it must go synchronously.
+func (b *behind) write(h *handle, data []byte, off int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopping || b.err != nil || h != b.h || off != b.end {
+		return false
+	}
+	if b.unsent += int64(len(data)); b.unsent >= spoolCheckEvery {
+		if !b.n.fsys.spoolRoom(b.end) {
+			return false
+		}
+		b.unsent = 0
+	}
+	if _, err := b.f.WriteAt(data, spoolHeader+off); err != nil {
+		return false // ENOSPC, EIO: the synchronous path takes it from here
+	}
+	b.end += int64(len(data))
+	b.mtime = now()
+	b.cond.Broadcast()
+	return true
+}
+
+// flush records a close(2) of the file: the spool is complete up to here.
+// false: it must be committed synchronously.
+func (b *behind) flush(h *handle) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopping || b.err != nil || h != b.h {
+		return false
+	}
+	m, _ := json.Marshal(spoolMark{Size: b.end, Mtime: b.mtime})
+	tmp := b.name + spoolMarker + ".tmp"
+	if err := os.WriteFile(tmp, m, 0o600); err != nil {
+		os.Remove(tmp)
+		return false
+	}
+	if err := os.Rename(tmp, b.name+spoolMarker); err != nil {
+		os.Remove(tmp)
+		return false
+	}
+	b.ops = append(b.ops, behindOp{kind: opCommit, at: b.end, mtime: b.mtime})
+	b.pending++
+	b.n.fsys.pendingAdd(b.dir, 1)
+	b.cond.Broadcast()
+	return true
+}
+
+// release queues the handle's release after what was spooled; false: it
+// must be released synchronously.
+func (b *behind) release(h *handle) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopping || h != b.h {
+		return false
+	}
+	b.ops = append(b.ops, behindOp{kind: opRelease, at: b.end, h: h})
+	b.stopping = true // nothing more can come from a released handle
+	b.cond.Broadcast()
+	return true
+}
+
+// stop ends spooling and waits until everything spooled and queued is done.
+func (b *behind) stop() {
+	b.mu.Lock()
+	b.stopping = true
+	b.cond.Broadcast()
+	b.mu.Unlock()
+	<-b.done
+}
+
+// size returns the spooled size and mtime.
+func (b *behind) size() (int64, int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.end, b.mtime
+}
+
+// run feeds the spool to the writer, in order with the queued closes and
+// the release, until stopped and drained.
+func (b *behind) run() {
+	defer b.finish()
+	buf := make([]byte, 4<<20)
+	n := b.n
+	for {
+		b.mu.Lock()
+		for b.applied == b.end && len(b.ops) == 0 && !b.stopping {
+			b.cond.Wait()
+		}
+		if b.applied == b.end && len(b.ops) == 0 {
+			b.mu.Unlock()
+			return
+		}
+		if len(b.ops) > 0 && b.ops[0].at == b.applied {
+			op := b.ops[0]
+			b.ops = b.ops[1:]
+			b.mu.Unlock()
+			if b.do(op) {
+				return
+			}
+			continue
+		}
+		upto, mtime := b.end, b.mtime
+		if len(b.ops) > 0 {
+			upto, mtime = b.ops[0].at, b.ops[0].mtime
+		}
+		from, failed := b.applied, b.err != nil
+		b.mu.Unlock()
+		k := min(int64(len(buf)), upto-from)
+		var err error
+		if !failed {
+			if _, err = b.f.ReadAt(buf[:k], spoolHeader+from); err == nil {
+				n.mu.Lock()
+				err = n.w.WriteAt(buf[:k], from, mtime)
+				n.mu.Unlock()
+			}
+		}
+		b.mu.Lock()
+		if err != nil && b.err == nil {
+			b.err = err
+			n.fsys.toErrno("write-behind", n, err)
+		}
+		b.applied = from + k
+		b.cond.Broadcast()
+		b.mu.Unlock()
+	}
+}
+
+// do runs a queued operation; true after the release.
+func (b *behind) do(op behindOp) bool {
+	n, f := b.n, b.n.fsys
+	switch op.kind {
+	case opCommit:
+		b.mu.Lock()
+		failed := b.err
+		b.mu.Unlock()
+		img := false
+		if failed == nil {
+			n.mu.Lock()
+			if errno := n.commitLocked("close"); errno != 0 {
+				failed = errno
+			}
+			img = n.w.CommittedImage()
+			n.mu.Unlock()
+		}
+		if failed != nil {
+			f.limit.Print(f.log, fmt.Sprintf("ERROR /%s: the bytes written before close could not be stored (%v); the file keeps what it held before", b.path, failed))
+			n.mu.Lock()
+			n.wbFailed = true
+			n.mu.Unlock()
+		}
+		b.mu.Lock()
+		b.pending--
+		b.mu.Unlock()
+		f.pendingAdd(b.dir, -1)
+		if img {
+			_, p := n.Parent()
+			f.latestArrived(p)
+		}
+	case opRelease:
+		b.mu.Lock()
+		failed := b.err != nil
+		b.mu.Unlock()
+		if failed {
+			n.mu.Lock()
+			n.wbFailed = true
+			n.mu.Unlock()
+		}
+		n.releaseNow(op.h)
+		return true
+	}
+	return false
+}
+
+// finish ends write-behind: the spool goes, the node writes synchronously.
+func (b *behind) finish() {
+	n, f := b.n, b.n.fsys
+	n.wbMu.Lock()
+	if n.wb == b {
+		n.wb = nil
+	}
+	n.wbMu.Unlock()
+	b.f.Close()
+	os.Remove(b.name + spoolMarker)
+	os.Remove(b.name)
+	b.mu.Lock()
+	for ; b.pending > 0; b.pending-- { // closes never committed (stopped first)
+		f.pendingAdd(b.dir, -1)
+	}
+	b.mu.Unlock()
+	f.pend.Lock()
+	delete(f.behinds, b)
+	f.pend.Unlock()
+	f.pendCond.Broadcast()
+	close(b.done)
+}
+
+// pendingAdd counts closed files not yet committed, per directory.
+func (f *FS) pendingAdd(dir uint64, d int) {
+	f.pend.Lock()
+	f.pendDirs[dir] += d
+	if f.pendDirs[dir] <= 0 {
+		delete(f.pendDirs, dir)
+	}
+	f.pendAll += d
+	f.pend.Unlock()
+	if d < 0 {
+		f.pendCond.Broadcast()
+	}
+}
+
+// waitDir waits until the files closed in directory dir are committed.
+func (f *FS) waitDir(dir uint64) {
+	f.pend.Lock()
+	for f.pendDirs[dir] > 0 {
+		f.pendCond.Wait()
+	}
+	f.pend.Unlock()
+}
+
+// WaitCommitted waits until every file closed through the mount is
+// committed: what stats, gc, fsck and push see includes it.
+func (f *FS) WaitCommitted() {
+	f.pend.Lock()
+	for f.pendAll > 0 {
+		f.pendCond.Wait()
+	}
+	f.pend.Unlock()
+}
+
+// StopBehind feeds every spool to its file and ends write-behind (at
+// unmount, before the store closes).
+func (f *FS) StopBehind() {
+	f.pend.Lock()
+	all := make([]*behind, 0, len(f.behinds))
+	for b := range f.behinds {
+		all = append(all, b)
+	}
+	f.pend.Unlock()
+	for _, b := range all {
+		b.stop()
+	}
+}
+
+// Spooled is a file recovered from its spool.
+type Spooled struct {
+	Path       string
+	Ino        uint64
+	Size       int64
+	Err        error // not recovered: why
+	Unfinished bool  // never closed: dropped
+}
+
+// RecoverSpool replays the spools a killed daemon left: each closed file
+// gets the bytes written before its close(2), committed; a spool of a file
+// never closed is dropped. It runs before the store is served.
+func (f *FS) RecoverSpool() ([]Spooled, error) {
+	dir := f.spoolDir()
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) || dir == "" {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	type spool struct {
+		name     string
+		ino, seq uint64
+	}
+	var spools []spool
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasSuffix(name, spoolMarker+".tmp") {
+			os.Remove(filepath.Join(dir, name))
+			continue
+		}
+		if !strings.HasSuffix(name, spoolSuffix) {
+			continue
+		}
+		parts := strings.SplitN(strings.TrimSuffix(name, spoolSuffix), "-", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		ino, err1 := strconv.ParseUint(parts[0], 10, 64)
+		t, err2 := strconv.ParseUint(parts[1], 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		spools = append(spools, spool{name, ino, t})
+	}
+	slices.SortFunc(spools, func(a, b spool) int {
+		if a.seq != b.seq {
+			if a.seq < b.seq {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	var out []Spooled
+	for _, s := range spools {
+		p := filepath.Join(dir, s.name)
+		r := f.replay(p, s.ino)
+		out = append(out, r)
+		if r.Err == nil || r.Unfinished || errors.Is(r.Err, errSpoolOrphan) {
+			os.Remove(p + spoolMarker)
+			os.Remove(p)
+		}
+	}
+	return out, nil
+}
+
+var errSpoolOrphan = errors.New("the file was deleted")
+
+// replay stores one spool into its file.
+func (f *FS) replay(p string, ino uint64) Spooled {
+	r := Spooled{Ino: ino}
+	file, err := os.Open(p)
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	defer file.Close()
+	hb := make([]byte, spoolHeader)
+	if _, err := io.ReadFull(file, hb); err != nil {
+		r.Unfinished = true // cut before its header was whole: never closed
+		return r
+	}
+	var hd spoolHead
+	if err := json.Unmarshal([]byte(strings.TrimRight(string(hb), "\x00")), &hd); err != nil || hd.Format != spoolFormat || hd.Ino != ino {
+		r.Err = fmt.Errorf("%s: not a spool of format %d", p, spoolFormat)
+		return r
+	}
+	r.Path = hd.Path
+	mb, err := os.ReadFile(p + spoolMarker)
+	if errors.Is(err, os.ErrNotExist) {
+		r.Unfinished = true
+		return r
+	}
+	var mk spoolMark
+	if err == nil {
+		err = json.Unmarshal(mb, &mk)
+	}
+	if err != nil {
+		r.Err = fmt.Errorf("%s%s: %v", p, spoolMarker, err)
+		return r
+	}
+	st, err := file.Stat()
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	if st.Size() < spoolHeader+mk.Size {
+		r.Err = fmt.Errorf("%s: holds %d bytes, its close recorded %d", p, st.Size()-spoolHeader, mk.Size)
+		return r
+	}
+	in, err := f.ns.Get(ino)
+	if err != nil {
+		r.Err = errSpoolOrphan
+		return r
+	}
+	w := f.data.NewWriter(in)
+	defer w.Close()
+	if err := w.Truncate(0, mk.Mtime); err != nil {
+		r.Err = err
+		return r
+	}
+	buf := make([]byte, 4<<20)
+	for off := int64(0); off < mk.Size; {
+		k := min(int64(len(buf)), mk.Size-off)
+		if _, err := file.ReadAt(buf[:k], spoolHeader+off); err != nil {
+			r.Err = err
+			return r
+		}
+		if err := w.WriteAt(buf[:k], off, mk.Mtime); err != nil {
+			r.Err = err
+			return r
+		}
+		off += k
+	}
+	w.SetMtime(mk.Mtime)
+	if _, err := w.Commit(); err != nil {
+		r.Err = err
+		return r
+	}
+	r.Size = mk.Size
+	return r
+}
