@@ -72,6 +72,16 @@ const (
 	spoolCheckEvery = 64 << 20
 )
 
+// While its writer streams, a file's spool is fed to the engine only once
+// it is behindAhead bytes ahead or the writer has written nothing for
+// behindIdle.
+const (
+	behindAhead = 1 << 30
+	behindIdle  = 50 * time.Millisecond
+)
+
+var overlap = os.Getenv("CKPTFS_BEHIND_OVERLAP") != ""
+
 // spoolMinFree is the free space below which a file is written
 // synchronously: 1 GiB or a tenth of the disk, whichever is less, plus
 // what is spooled before the next check.
@@ -299,7 +309,6 @@ func (b *behind) size() (int64, int64) {
 // the release, until stopped and drained.
 func (b *behind) run() {
 	defer b.finish()
-	buf := make([]byte, 4<<20)
 	n := b.n
 	for {
 		b.mu.Lock()
@@ -319,20 +328,30 @@ func (b *behind) run() {
 			}
 			continue
 		}
+		if len(b.ops) == 0 && !b.stopping && b.end-b.applied < behindAhead && now()-b.mtime < int64(behindIdle) && !overlap {
+			// The writer is streaming: the transport has the cores
+			// (the guest is paused until its close), the engine
+			// follows once it closes, pauses or is far ahead.
+			b.mu.Unlock()
+			time.Sleep(behindIdle / 2)
+			continue
+		}
 		upto, mtime := b.end, b.mtime
 		if len(b.ops) > 0 {
 			upto, mtime = b.ops[0].at, b.ops[0].mtime
 		}
 		from, failed := b.applied, b.err != nil
 		b.mu.Unlock()
-		k := min(int64(len(buf)), upto-from)
+		k := min(feedBytes, upto-from)
 		var err error
 		if !failed {
+			buf := n.fsys.feedBuf()
 			if _, err = b.f.ReadAt(buf[:k], spoolHeader+from); err == nil {
 				n.mu.Lock()
 				err = n.w.WriteAt(buf[:k], from, mtime)
 				n.mu.Unlock()
 			}
+			n.fsys.feedBufs <- buf
 		}
 		b.mu.Lock()
 		if err != nil && b.err == nil {
@@ -343,6 +362,22 @@ func (b *behind) run() {
 		b.cond.Broadcast()
 		b.mu.Unlock()
 	}
+}
+
+// feedBytes is what one step of a spool's feed reads; feeders take turns
+// at feedBuffers buffers, so that memory stays bounded however many files
+// are written behind at once (a file waiting for its turn holds none).
+const (
+	feedBytes   = 4 << 20
+	feedBuffers = 4
+)
+
+func (f *FS) feedBuf() []byte {
+	buf := <-f.feedBufs
+	if buf == nil {
+		buf = make([]byte, feedBytes)
+	}
+	return buf
 }
 
 // do runs a queued operation; true after the release.
@@ -584,7 +619,8 @@ func (f *FS) replay(p string, ino uint64) Spooled {
 		r.Err = err
 		return r
 	}
-	buf := make([]byte, 4<<20)
+	buf := f.feedBuf()
+	defer func() { f.feedBufs <- buf }()
 	for off := int64(0); off < mk.Size; {
 		k := min(int64(len(buf)), mk.Size-off)
 		if _, err := file.ReadAt(buf[:k], spoolHeader+off); err != nil {

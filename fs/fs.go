@@ -74,6 +74,7 @@ type FS struct {
 	pendDirs    map[uint64]int // closed files committing behind, per directory
 	pendAll     int
 	behinds     map[*behind]struct{}
+	feedBufs    chan []byte // feedBuffers buffers (nil until first used)
 }
 
 // Stats are the filesystem's counters since it was mounted.
@@ -117,6 +118,10 @@ func New(ns Namespace, data *content.Store, c Config) *FS {
 	f := &FS{ns: ns, data: data, log: l, readOnly: c.ReadOnly, statfsOf: c.StoreDir, listLatest: c.ListLatest, mountFlags: c.MountFlags,
 		writeBehind: !c.SyncClose, pendDirs: map[uint64]int{}, behinds: map[*behind]struct{}{}}
 	f.pendCond = sync.NewCond(&f.pend)
+	f.feedBufs = make(chan []byte, feedBuffers)
+	for range feedBuffers {
+		f.feedBufs <- nil
+	}
 	return f
 }
 
