@@ -564,6 +564,14 @@ func (f *FS) RecoverSpool() ([]Spooled, error) {
 	return out, nil
 }
 
+// SpooledFiles counts the files in store directory dir that were closed
+// but are not stored yet: being stored behind their writers by a running
+// daemon, or left by a killed one for the next writable mount.
+func SpooledFiles(dir string) int {
+	m, _ := filepath.Glob(filepath.Join(dir, SpoolDir, "*"+spoolSuffix+spoolMarker))
+	return len(m)
+}
+
 var errSpoolOrphan = errors.New("the file was deleted")
 
 // replay stores one spool into its file.

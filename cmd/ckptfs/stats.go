@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -45,6 +46,8 @@ func runStatsCmd(args []string) error {
 type storeStats struct {
 	gc.Stats
 	Writing []fs.Writing `json:"writing"`
+	// Spooled counts files closed but not yet stored (write-behind).
+	Spooled int `json:"spooled_files"`
 }
 
 func runStats(w io.Writer, o statsOptions, store string) error {
@@ -62,6 +65,7 @@ func runStats(w io.Writer, o statsOptions, store string) error {
 	if s.Writing == nil {
 		s.Writing = []fs.Writing{}
 	}
+	s.Spooled = fs.SpooledFiles(store)
 	if o.json {
 		return json.NewEncoder(w).Encode(s)
 	}
@@ -72,6 +76,9 @@ func runStats(w io.Writer, o statsOptions, store string) error {
 	fmt.Fprintf(w, "stored       %s in %d chunks\n", bytesStr(s.StoredBytes), s.Chunks)
 	fmt.Fprintf(w, "dedup ratio  %.2fx\n", s.DedupRatio)
 	fmt.Fprintf(w, "on disk      %s\n", bytesStr(s.DiskBytes))
+	if s.Spooled > 0 {
+		fmt.Fprintf(w, "spooled      %d closed files not stored yet (in %s; a writable mount stores them)\n", s.Spooled, filepath.Join(store, fs.SpoolDir))
+	}
 	if len(s.Lineages) > 0 {
 		fmt.Fprintln(w, "lineages (xl save images by guest UUID):")
 	}

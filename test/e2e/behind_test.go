@@ -69,6 +69,9 @@ func TestWriteBehindKill9AfterClose(t *testing.T) {
 		t.Fatal("every file was stored before the test could kill the daemon: write-behind was not exercised")
 	}
 	t.Logf("killed with %d closed files still spooled", len(spooled))
+	if out, code := run(t, "stats", store); code != 0 || !strings.Contains(out, fmt.Sprintf("spooled      %d closed files not stored yet", len(spooled))) {
+		t.Errorf("stats of the killed daemon's store: exit %d, no word of its %d spooled files:\n%s", code, len(spooled), out)
+	}
 
 	d2 := mount(t, store, filepath.Join(tmp, "mnt2"))
 	logs := d2.stderr.String()
