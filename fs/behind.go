@@ -498,6 +498,23 @@ func (f *FS) StopBehind() {
 	}
 }
 
+// Backlog returns the files written behind whose storing has not ended,
+// and their spooled bytes not yet fed to the store.
+func (f *FS) Backlog() (files int, bytes int64) {
+	f.pend.Lock()
+	all := make([]*behind, 0, len(f.behinds))
+	for b := range f.behinds {
+		all = append(all, b)
+	}
+	f.pend.Unlock()
+	for _, b := range all {
+		b.mu.Lock()
+		bytes += b.end - b.applied
+		b.mu.Unlock()
+	}
+	return len(all), bytes
+}
+
 // Spooled is a file recovered from its spool.
 type Spooled struct {
 	Path       string

@@ -65,7 +65,9 @@ func (m *mountMetrics) Counters() metrics.Counters {
 	m.d.mu.Lock()
 	runs, expired, freed, last := m.d.runs, m.d.expired, m.d.freed, m.d.last
 	m.d.mu.Unlock()
+	spoolFiles, spoolBytes := m.d.fsys.Backlog()
 	return metrics.Counters{
+		SpoolFiles: int64(spoolFiles), SpoolBytes: spoolBytes,
 		WrittenBytes: c.BytesWritten.Load(), ReadBytes: f.ReadBytes.Load(),
 		NewChunks: c.ChunksNew.Load(), DupChunks: c.ChunksDup.Load(), ZeroChunks: c.ChunksZero.Load(),
 		StoredWrittenBytes: c.StoredBytes.Load(), Images: c.Images.Load(),

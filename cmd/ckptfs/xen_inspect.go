@@ -45,7 +45,7 @@ type GuestInfo struct {
 
 func runXenInspectCmd(args []string) error {
 	var o xenInspectOptions
-	f := newFlags("inspect")
+	f := newFlags("xen inspect")
 	f.BoolVar(&o.json, "json", false, "print JSON")
 	pos, err := parse(f, args, 1)
 	if err != nil {

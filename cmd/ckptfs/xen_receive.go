@@ -38,7 +38,7 @@ type receiveOptions struct {
 
 func runXenReceiveCmd(args []string) error {
 	var o receiveOptions
-	f := newFlags("receive")
+	f := newFlags("xen receive")
 	f.StringVar(&o.into, "into", "", "directory for the generations: in a mounted store, or (with --store) a path in the store")
 	f.StringVar(&o.store, "store", "", "an unmounted store to write into (default: the store mounted where --into is)")
 	f.IntVar(&o.bufferMiB, "buffer-mib", 1024, "MiB of the stream read ahead of storing, so that xl, and the guest it keeps paused while it sends a checkpoint, do not wait for the store")

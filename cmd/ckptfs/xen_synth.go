@@ -10,7 +10,7 @@ import (
 
 func runXenSynthCmd(args []string) error {
 	var g xentest.Guest
-	f := newFlags("synth")
+	f := newFlags("xen synth")
 	f.StringVar(&g.Name, "name", "guest", "guest name")
 	f.StringVar(&g.UUID, "uuid", "00000000-0000-4000-8000-000000000001", "guest UUID (the lineage)")
 	f.BoolVar(&g.HVM, "hvm", false, "an HVM guest (default PV)")

@@ -18,6 +18,8 @@
 //	| ckptfs_gc_runs_total                 | counter |                    | gc runs (by policy, ckptfs gc, or xen receive's expiry)                        |
 //	| ckptfs_gc_expired_files_total        | counter |                    | files gc expired                                                               |
 //	| ckptfs_gc_freed_bytes_total          | counter |                    | stored bytes gc freed (chunks deleted)                                         |
+//	| ckptfs_spool_files                   | gauge   |                    | files written behind (spooled) whose storing has not ended                     |
+//	| ckptfs_spool_bytes                   | gauge   |                    | spooled bytes not yet fed to the store (the write-behind backlog)              |
 //	| ckptfs_gc_last_run_timestamp_seconds | gauge   |                    | end of the last gc run (0: none yet)                                           |
 //	| ckptfs_logical_bytes                 | gauge   |                    | sum of the sizes of all files                                                  |
 //	| ckptfs_stored_bytes                  | gauge   |                    | sum of the encoded sizes of all chunks                                         |
@@ -59,6 +61,9 @@ type Counters struct {
 	Errors, Corrupt                  int64
 	GCRuns, GCExpired, GCFreedBytes  int64
 	GCLast                           time.Time // zero: no run yet
+	// Write-behind, now (gauges): files spooled whose storing has not
+	// ended, and the spooled bytes not yet fed to the store.
+	SpoolFiles, SpoolBytes int64
 }
 
 // Guest is one guest's lineage: its images that one owner (UID) keeps in
@@ -121,6 +126,8 @@ var (
 	dGCRuns      = desc("gc_runs_total", "gc runs.")
 	dGCExpired   = desc("gc_expired_files_total", "Files gc expired.")
 	dGCFreed     = desc("gc_freed_bytes_total", "Stored bytes gc freed.")
+	dSpoolFiles  = desc("spool_files", "Files written behind (spooled) whose storing has not ended.")
+	dSpoolBytes  = desc("spool_bytes", "Spooled bytes not yet fed to the store.")
 	dGCLast      = desc("gc_last_run_timestamp_seconds", "End of the last gc run, 0 if none.")
 	dLogical     = desc("logical_bytes", "Sum of the sizes of all files.")
 	dStored      = desc("stored_bytes", "Sum of the encoded sizes of all chunks.")
@@ -139,7 +146,7 @@ var (
 )
 
 var all = []*prometheus.Desc{dWritten, dRead, dChunks, dStoredW, dImages, dErrors, dCorrupt,
-	dGCRuns, dGCExpired, dGCFreed, dGCLast, dLogical, dStored, dChunkCount, dDisk, dFiles,
+	dGCRuns, dGCExpired, dGCFreed, dGCLast, dSpoolFiles, dSpoolBytes, dLogical, dStored, dChunkCount, dDisk, dFiles,
 	dGens, dGuestBytes, dGuestNew, dNewest, dOldest, dFree, dSize, dTotalsAt, dScrapeError}
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
@@ -173,6 +180,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		last = unixSeconds(k.GCLast)
 	}
 	m(dGCLast, prometheus.GaugeValue, last)
+	m(dSpoolFiles, prometheus.GaugeValue, float64(k.SpoolFiles))
+	m(dSpoolBytes, prometheus.GaugeValue, float64(k.SpoolBytes))
 
 	now := c.now()
 	t, at, err := c.current(now, [3]int64{k.WrittenBytes, k.Images, k.GCRuns})

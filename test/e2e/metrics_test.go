@@ -129,9 +129,32 @@ func TestMetrics(t *testing.T) {
 		{"ckptfs_errors_total", nil, func(v float64) bool { return v == 0 }, "0"},
 		{"ckptfs_corrupt_chunks_total", nil, func(v float64) bool { return v == 0 }, "0"},
 		{"ckptfs_scrape_error", nil, func(v float64) bool { return v == 0 }, "0"},
+		{"ckptfs_spool_files", nil, func(v float64) bool { return v == 0 }, "0 once every file is stored"},
+		{"ckptfs_spool_bytes", nil, func(v float64) bool { return v == 0 }, "0"},
 	} {
 		if v := metric(fams, c.name, c.labels...); !c.ok(v) {
 			t.Errorf("%s%v = %v, want %s", c.name, c.labels, v, c.want)
+		}
+	}
+	// A file being written behind its writer is counted until it is
+	// stored.
+	w, err := os.Create(filepath.Join(d.mnt, "spooling"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(make([]byte, 8<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if v := metric(scrapeMetrics(t, addr), "ckptfs_spool_files"); v != 1 {
+		t.Errorf("ckptfs_spool_files with a file open and spooled = %v, want 1", v)
+	}
+	w.Close()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if v := metric(scrapeMetrics(t, addr), "ckptfs_spool_files"); v == 0 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Errorf("ckptfs_spool_files = %v 20 s after the close, want 0", v)
+			break
 		}
 	}
 	// Another user's image with root's guest name and UUID is a lineage
