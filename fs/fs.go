@@ -74,7 +74,8 @@ type FS struct {
 	pendDirs    map[uint64]int // closed files committing behind, per directory
 	pendAll     int
 	behinds     map[*behind]struct{}
-	feedBufs    chan []byte // feedBuffers buffers (nil until first used)
+	feedBufs    chan []byte  // feedBuffers buffers (nil until first used)
+	waiters     atomic.Int64 // callers waiting for commits: no feed yields
 }
 
 // Stats are the filesystem's counters since it was mounted.

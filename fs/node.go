@@ -65,13 +65,16 @@ func (n *Node) ino() uint64 { return n.StableAttr().Ino }
 // attr returns the inode as a reader sees it: an open writer's size and
 // mtime win over the committed ones.
 func (n *Node) attr() (index.Inode, error) {
+	// Under the lock that commits take: an inode read before a commit
+	// (behind the writer, after close) and a writer gone after it would
+	// tell the kernel the old size.
+	n.mu.RLock()
+	defer n.mu.RUnlock()
 	in, err := n.fsys.ns.Get(n.ino())
 	if err != nil {
 		return in, err
 	}
-	n.mu.RLock()
 	n.liveAttr(&in)
-	n.mu.RUnlock()
 	return in, nil
 }
 
@@ -102,6 +105,13 @@ func (n *Node) child(ctx context.Context, in index.Inode, out *fuse.EntryOut) *g
 	if cn, ok := ch.Operations().(*Node); ok {
 		n.fsys.remember(in.Ino, cn)
 		cn.mu.RLock()
+		if in.Mode&syscall.S_IFMT == syscall.S_IFREG {
+			// As in attr: in was read before this lock; a commit since
+			// (behind its writer) may have changed the size.
+			if cur, err := n.fsys.ns.Get(in.Ino); err == nil {
+				in = cur
+			}
+		}
 		cn.liveAttr(&in)
 		cn.mu.RUnlock()
 	}
