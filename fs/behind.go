@@ -142,11 +142,15 @@ type behind struct {
 	lastWrite atomic.Int64 // now() of the last spooled write, 0 once closed
 }
 
-// behind returns n's write-behind, if any.
+// behind returns the write-behind of n's inode, if any. It is kept by
+// inode number, not on the Node: once the writer's handle is released
+// (for the kernel, at close), the kernel may forget the inode and go-fuse
+// give the next lookup a new Node, which must still wait for the commit.
 func (n *Node) behind() *behind {
-	n.wbMu.Lock()
-	defer n.wbMu.Unlock()
-	return n.wb
+	f := n.fsys
+	f.pend.Lock()
+	defer f.pend.Unlock()
+	return f.byIno[n.ino()]
 }
 
 // endBehind feeds n's spooled bytes to its writer, commits what was
@@ -170,17 +174,17 @@ func (n *Node) startBehind(h *handle, off int64) *behind {
 	if n.w == nil || n.writers != 1 || n.opens != 1 || n.w.Size() != 0 || n.wbFailed || n.orphan {
 		return nil
 	}
-	n.wbMu.Lock()
-	defer n.wbMu.Unlock()
-	if n.wb != nil || !f.spoolRoom(0) {
+	if n.behind() != nil || !f.spoolRoom(0) {
 		return nil
 	}
 	b, err := f.newBehind(n, h)
+	if errors.Is(err, errBehindBusy) {
+		return nil
+	}
 	if err != nil {
 		f.limit.Print(f.log, fmt.Sprintf("write-behind of /%s: %v; writing synchronously", n.Path(nil), err))
 		return nil
 	}
-	n.wb = b
 	go b.run()
 	return b
 }
@@ -231,10 +235,19 @@ func (f *FS) newBehind(n *Node, h *handle) (*behind, error) {
 	b := &behind{n: n, h: h, f: file, name: name, path: path, dir: dirIno, done: make(chan struct{})}
 	b.cond.L = &b.mu
 	f.pend.Lock()
+	if f.byIno[n.ino()] != nil {
+		f.pend.Unlock()
+		file.Close()
+		os.Remove(name)
+		return nil, errBehindBusy
+	}
 	f.behinds[b] = struct{}{}
+	f.byIno[n.ino()] = b
 	f.pend.Unlock()
 	return b, nil
 }
+
+var errBehindBusy = errors.New("the file is being written behind already")
 
 // write spools data written at off; false: it must go synchronously.
 func (b *behind) write(h *handle, data []byte, off int64) bool {
@@ -477,11 +490,6 @@ func (b *behind) do(op behindOp) bool {
 // finish ends write-behind: the spool goes, the node writes synchronously.
 func (b *behind) finish() {
 	n, f := b.n, b.n.fsys
-	n.wbMu.Lock()
-	if n.wb == b {
-		n.wb = nil
-	}
-	n.wbMu.Unlock()
 	b.f.Close()
 	os.Remove(b.name + spoolMarker)
 	os.Remove(b.name)
@@ -492,6 +500,9 @@ func (b *behind) finish() {
 	b.mu.Unlock()
 	f.pend.Lock()
 	delete(f.behinds, b)
+	if f.byIno[n.ino()] == b {
+		delete(f.byIno, n.ino())
+	}
 	f.pend.Unlock()
 	f.pendCond.Broadcast()
 	close(b.done)

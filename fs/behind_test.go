@@ -94,3 +94,28 @@ func TestWriteBehindPatterns(t *testing.T) {
 		t.Errorf("spool directory holds %d entries after every file was read back", len(ents))
 	}
 }
+
+// TestWriteBehindStatRightAfterClose: stat and read right after close(2)
+// see the whole file while it is committed behind its writer. All-zero
+// files are stored fast, so their commit and release land while the
+// kernel looks the name up again; a lookup then gets a new Node from
+// go-fuse, which must still know the file is being written behind (it
+// reported size 0 once, when the write-behind state lived on the Node).
+func TestWriteBehindStatRightAfterClose(t *testing.T) {
+	m := TestMount(t, "")
+	n := 64<<20 + 3
+	data := make([]byte, n)
+	for i := range 6 {
+		p := filepath.Join(m.Dir, "zero"+string(rune('a'+i)))
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := os.Stat(p); err != nil || st.Size() != int64(n) {
+			t.Fatalf("stat right after close: %v, size %d, want %d", err, st.Size(), n)
+		}
+		got, err := os.ReadFile(p)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("read right after close: %v, %d bytes, want %d", err, len(got), n)
+		}
+	}
+}

@@ -74,8 +74,9 @@ type FS struct {
 	pendDirs    map[uint64]int // closed files committing behind, per directory
 	pendAll     int
 	behinds     map[*behind]struct{}
-	feedBufs    chan []byte  // feedBuffers buffers (nil until first used)
-	waiters     atomic.Int64 // callers waiting for commits: no feed yields
+	byIno       map[uint64]*behind // the same, by inode
+	feedBufs    chan []byte        // feedBuffers buffers (nil until first used)
+	waiters     atomic.Int64       // callers waiting for commits: no feed yields
 }
 
 // Stats are the filesystem's counters since it was mounted.
@@ -117,7 +118,7 @@ func New(ns Namespace, data *content.Store, c Config) *FS {
 		l = log.New(os.Stderr, "ckptfs: ", log.LstdFlags)
 	}
 	f := &FS{ns: ns, data: data, log: l, readOnly: c.ReadOnly, statfsOf: c.StoreDir, listLatest: c.ListLatest, mountFlags: c.MountFlags,
-		writeBehind: !c.SyncClose, pendDirs: map[uint64]int{}, behinds: map[*behind]struct{}{}}
+		writeBehind: !c.SyncClose, pendDirs: map[uint64]int{}, behinds: map[*behind]struct{}{}, byIno: map[uint64]*behind{}}
 	f.pendCond = sync.NewCond(&f.pend)
 	f.feedBufs = make(chan []byte, feedBuffers)
 	for range feedBuffers {

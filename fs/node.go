@@ -36,9 +36,6 @@ type Node struct {
 	// wbFailed: storing the file's spooled bytes failed (behind.go): its
 	// writer is dropped without a commit.
 	wbFailed bool
-
-	wbMu sync.Mutex // guards wb; taken after mu, never before
-	wb   *behind    // the file's write-behind, if its writes are spooled
 }
 
 var (
