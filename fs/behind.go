@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
 )
 
 // Write-behind.
@@ -28,8 +30,8 @@ import (
 // file feeds the spooled bytes to the content engine and commits, behind
 // the writer. What would see the file before its commit waits for it:
 //
-//	open, read, truncate, setattr, fsync  wait for this file's spool (and
-//	                                     end write-behind for the handle)
+//	open, read, truncate, setattr, fsync, wait for this file's spool (and
+//	rename                               end write-behind for the handle)
 //	latest (lookup, readlink, getattr)   waits for the closed files of its
 //	                                     directory
 //	stats, generations, gc, fsck, push   wait for every closed file
@@ -158,6 +160,20 @@ func (n *Node) behind() *behind {
 // synchronously. Callers hold none of n's locks.
 func (n *Node) endBehind() {
 	if b := n.behind(); b != nil {
+		b.stop()
+	}
+}
+
+// endBehindChild ends write-behind for the file dir/name, if any.
+func (f *FS) endBehindChild(dir *gofs.Inode, name string) {
+	ch := dir.GetChild(name)
+	if ch == nil {
+		return
+	}
+	f.pend.Lock()
+	b := f.byIno[ch.StableAttr().Ino]
+	f.pend.Unlock()
+	if b != nil {
 		b.stop()
 	}
 }

@@ -522,6 +522,12 @@ func (n *Node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		return errno
 	}
 	np := newParent.EmbeddedInode()
+	// A file closed behind its writer is committed before it moves: what
+	// waits for a directory's commits (latest) must find it where it is.
+	n.fsys.endBehindChild(n.EmbeddedInode(), name)
+	if flags&renameExchange != 0 {
+		n.fsys.endBehindChild(np, newName)
+	}
 	if npn, ok := newParent.(*Node); ok {
 		if errno := npn.mayTakeLatest(ctx, newName); errno != 0 {
 			return errno

@@ -74,13 +74,6 @@ func TestWriteBehindKill9AfterClose(t *testing.T) {
 	}
 
 	d2 := mount(t, store, filepath.Join(tmp, "mnt2"))
-	logs := d2.stderr.String()
-	if n := strings.Count(logs, "recovered /web/"); n < len(spooled) {
-		t.Errorf("%d spools had a close, the mount recovered %d:\n%s", len(spooled), n, logs)
-	}
-	if !strings.Contains(logs, ".xl was being written when the daemon stopped") {
-		t.Errorf("the unclosed file's spool was not reported dropped:\n%s", logs)
-	}
 	for name, b := range want {
 		got, err := os.ReadFile(filepath.Join(d2.mnt, "web", name))
 		if err != nil || !bytes.Equal(got, b) {
@@ -96,7 +89,14 @@ func TestWriteBehindKill9AfterClose(t *testing.T) {
 	if m := spoolMarkers(t, store); len(m) != 0 {
 		t.Errorf("spools left after recovery: %v", m)
 	}
-	d2.stop(t)
+	d2.stop(t) // its log is read once it has exited
+	logs := d2.stderr.String()
+	if n := strings.Count(logs, "recovered /web/"); n < len(spooled) {
+		t.Errorf("%d spools had a close, the mount recovered %d:\n%s", len(spooled), n, logs)
+	}
+	if !strings.Contains(logs, ".xl was being written when the daemon stopped") {
+		t.Errorf("the unclosed file's spool was not reported dropped:\n%s", logs)
+	}
 	if out, code := run(t, "fsck", store); code != 0 {
 		t.Fatalf("fsck after recovery: exit %d\n%s", code, out)
 	}
