@@ -101,7 +101,17 @@ func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonG
 	})
 	srv := &http.Server{Handler: onlyOwner(owner, mux), ConnContext: withPeer}
 	go srv.Serve(l)
-	return closerFunc(func() error { defer os.Remove(p); return srv.Close() }), nil
+	return closerFunc(func() error {
+		defer os.Remove(p)
+		// Requests already accepted get their answers (a command run right
+		// after umount); new ones find no socket and open the store.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			return srv.Close()
+		}
+		return nil
+	}), nil
 }
 
 // storeOwner returns the uid that owns the store directory.
@@ -233,6 +243,18 @@ func (f closerFunc) Close() error { return f() }
 
 var errNoDaemon = errors.New("no daemon")
 
+// daemonLeft reports whether the control socket p goes away within a
+// second: its daemon was exiting.
+func daemonLeft(p string) bool {
+	for range 20 {
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
 // progressLine is a line of a reply that streams progress (the request
 // has progress=1): Phase, Done and Total while the work runs, then Result
 // or Error.
@@ -310,6 +332,9 @@ func askDaemon(store, path string, v any, prog gc.Progress) error {
 		var ne *net.OpError
 		if errors.As(err, &ne) && ne.Op == "dial" {
 			return errNoDaemon
+		}
+		if daemonLeft(p) {
+			return errNoDaemon // it closed its socket under this request
 		}
 		return fmt.Errorf("daemon: %w", err)
 	}

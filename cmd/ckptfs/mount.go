@@ -191,6 +191,10 @@ func runMount(o mountOptions, store, mnt string) error {
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 	m.Server.Wait()
 	daemon.SdNotify(false, daemon.SdNotifyStopping)
+	// Files closed behind their writers are stored first, while the
+	// control socket still answers: a command that waits for them (stats
+	// right after umount) gets its answer.
+	m.FS.StopBehind()
 	stopMetrics() // no scrape reads a store being closed
 	ctl.Close()   // nor a request
 	err = m.Close()
