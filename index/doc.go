@@ -197,7 +197,7 @@
 // # Staging names
 //
 // A name that starts with StagingPrefix (".ckptfs-staging.") is a file
-// still being built: content.Publisher builds each generation `xen
+// still being built: receive.Publisher builds each generation `xen
 // receive` publishes under StagingPrefix+name and renames it into place in
 // one batch. The keys are the ordinary ones; the FUSE layer hides such
 // names from lookup and readdir and refuses them as new names, so a

@@ -19,7 +19,7 @@ import (
 const RootIno = 1
 
 // StagingPrefix starts the name of a file still being built (a generation
-// content.Publisher publishes is built under StagingPrefix+name, then
+// receive.Publisher publishes is built under StagingPrefix+name, then
 // renamed into place). The FUSE layer hides such names and refuses them as
 // new names, so no reader sees a generation half-written.
 const StagingPrefix = ".ckptfs-staging."

@@ -263,6 +263,12 @@ type PageRef struct {
 	Tagged bool
 }
 
+// Holds reports whether r is the page with chunk id (or all zero, when
+// zero).
+func (r PageRef) Holds(id chunkstore.ID, zero bool) bool {
+	return r.Zero == zero && (zero || r.ID == id)
+}
+
 var errBlocked = errors.New("blocked")
 
 // heir returns the next live generation after rec in its delta chain (0 if

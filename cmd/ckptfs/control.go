@@ -97,7 +97,7 @@ func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonG
 		serveTransfer(w, &transfer.Local{Chunks: cs, Index: x, Data: data, As: peerCaller(cred)})
 	})
 	mux.HandleFunc("/receive", func(w http.ResponseWriter, r *http.Request) {
-		serveReceive(w, r, d, data, x)
+		serveReceive(w, r, d, data, cs, x)
 	})
 	srv := &http.Server{Handler: onlyOwner(owner, mux), ConnContext: withPeer}
 	go srv.Serve(l)

@@ -21,9 +21,11 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
+	"github.com/ckptfs/ckptfs/xen/receive"
 )
 
 // receiveRequest is what the command asks of the daemon.
@@ -106,7 +108,7 @@ func daemonHandshake(store, path string) (*net.UnixConn, *bufio.Reader, *http.Re
 // serveReceive is the daemon's side: it takes the stream's descriptor
 // and runs receive on it, writing progress lines (and a last "error: "
 // line) back until the stream ends.
-func serveReceive(w http.ResponseWriter, r *http.Request, d *daemonGC, data *content.Store, x *index.Index) {
+func serveReceive(w http.ResponseWriter, r *http.Request, d *daemonGC, data *content.Store, cs *chunkstore.Store, x *index.Index) {
 	var req receiveRequest
 	if err := json.Unmarshal([]byte(r.URL.Query().Get("req")), &req); err != nil {
 		http.Error(w, "bad receive request: "+err.Error(), http.StatusBadRequest)
@@ -139,6 +141,7 @@ func serveReceive(w http.ResponseWriter, r *http.Request, d *daemonGC, data *con
 	}()
 	logf := func(f string, a ...any) { fmt.Fprintf(conn, f+"\n", a...) }
 	published := func(uuid string, dir uint64) error {
+		data.Counters().Images.Add(1)
 		d.fsys.LatestChanged(dir)
 		if req.Policy.Empty() {
 			return nil
@@ -146,7 +149,7 @@ func serveReceive(w http.ResponseWriter, r *http.Request, d *daemonGC, data *con
 		_, err := d.run(gcRequest{Policy: req.Policy, Lineage: &lineage{uuid, dir}, NoCompact: true}, nil)
 		return err
 	}
-	err = receive(stream, req.Buffer, req.Nice, data, x, req.Dir, published, logf)
+	err = receive.Run(stream, cs, x, receive.Options{Dir: req.Dir, Buffer: req.Buffer, Nice: req.Nice, Config: receive.DefaultConfig(), OnPublish: published, Logf: logf})
 	logf("error: %v", err)
 }
 

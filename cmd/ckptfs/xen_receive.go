@@ -2,32 +2,24 @@ package main
 
 // xen receive: the receiving end of `xl remus`. It answers xl's banner,
 // follows the checkpointed stream on stdin and publishes every complete
-// checkpoint as a plain xl save image (content.Publisher), either through
+// checkpoint as a plain xl save image (receive.Run), either through
 // the daemon of a mounted store or on an unmounted one.
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
-	"github.com/ckptfs/ckptfs/chunkstore"
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/fs"
-	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/gc"
-	"github.com/ckptfs/ckptfs/index"
-	"github.com/ckptfs/ckptfs/xen"
+	"github.com/ckptfs/ckptfs/xen/receive"
 )
-
-// receiverBanner is what xl reads from its receiver before it sends.
-const receiverBanner = "xl migration receiver ready, send binary domain data.\n"
 
 type receiveOptions struct {
 	into, store string
@@ -63,7 +55,7 @@ func runXenReceiveCmd(args []string) error {
 		fmt.Fprintf(os.Stderr, "ckptfs: the stream's kernel buffer holds %s\n", bytesStr(int64(n)))
 	}
 	// xl waits for the banner before it sends anything.
-	if _, err := io.WriteString(os.Stdout, receiverBanner); err != nil {
+	if _, err := io.WriteString(os.Stdout, receive.Banner); err != nil {
 		return fmt.Errorf("xen receive: banner: %w", err)
 	}
 	// Catching up on a saved stream (stdin a regular file) on a
@@ -79,129 +71,6 @@ func runXenReceiveCmd(args []string) error {
 		return receiveOffline(os.Stdin, w, o)
 	}
 	return receiveOnline(os.Stdin, w, o)
-}
-
-// receive follows the stream in src and publishes its checkpoints into
-// directory dir of the store; progress lines go to logf. The stream is
-// read ahead of storing into up to buffer bytes; storing runs on a thread
-// at niceness nice. It returns when the
-// stream ends: an error says how (the sender stopping mid-checkpoint is
-// the normal end of an xl remus stream), and every generation published
-// before stays. After each generation it calls onPublish (which expires
-// by policy, and tells the mount of the new latest).
-func receive(src io.Reader, buffer, nice int, data *content.Store, x *index.Index, dir string, onPublish func(uuid string, dir uint64) error, logf func(string, ...any)) error {
-	dirIno, err := mkdirAll(x, dir)
-	if err != nil {
-		return err
-	}
-	r := newReadAhead(src, buffer)
-	defer func() {
-		r.Close()
-		logf("at most %s of the stream waited in the read-ahead buffer", bytesStr(int64(r.Peak())))
-	}()
-	var pub *content.Publisher
-	defer func() {
-		if pub != nil {
-			// Pages of the unfinished checkpoint become gc candidates.
-			if err := pub.Close(); err != nil {
-				logf("dropping the unfinished checkpoint's pages: %v", err)
-			}
-		}
-	}()
-	var uuid string
-	start, last := time.Now(), time.Now()
-	published := 0
-	var pageCount int
-	rm := xen.NewRemus(xen.RemusHandler{
-		Config: func(j []byte) {
-			if cfg, err := xen.ParseConfig(j); err == nil && cfg.UUID != "" {
-				uuid = cfg.UUID
-				pub = data.NewPublisher(x, cfg.UUID, cfg.Name)
-			}
-		},
-		Page: func(pfn uint64, b []byte) error {
-			if pub == nil {
-				return errors.New("no guest UUID in the stream's config")
-			}
-			pageCount++
-			return pub.Page(pfn, b)
-		},
-		Checkpoint: func(n int, img *xen.PlainImage) error {
-			// The checkpoint's time is when its end arrived; storing may
-			// lag behind while the read-ahead absorbs a backlog.
-			at, t0 := r.Arrived(), time.Now()
-			name := fmt.Sprintf("%06d-%s", n, at.UTC().Format("2006-01-02T15:04:05.000Z"))
-			if _, err := pub.Publish(dirIno, name, img, at.UnixNano()); err != nil {
-				return err
-			}
-			published++
-			logf("checkpoint %d: %s/%s published (%d bytes): %d pages received, %d page entries, %s stored, built in %s, %s after it arrived; %.2f checkpoints/s, %s since the previous",
-				n, dir, name, img.Size(), pageCount, pub.Changed, bytesStr(pub.NewBytes), time.Since(t0).Round(time.Millisecond), time.Since(at).Round(time.Millisecond),
-				float64(published)/at.Sub(start).Seconds(), at.Sub(last).Round(time.Millisecond))
-			last, pageCount = at, 0
-			if onPublish != nil {
-				return onPublish(uuid, dirIno)
-			}
-			return nil
-		},
-	})
-	// While xl sends a checkpoint the guest is suspended: xl and the
-	// read-ahead, which only copy, get the CPU before hashing, compressing
-	// and indexing the backlog does. The thread is the storing goroutine's
-	// alone, so its niceness is nobody else's.
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		if nice > 0 {
-			if err := syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), nice); err != nil {
-				logf("storing at normal priority: %v", err)
-			}
-		}
-		done <- follow(r, rm, func() int { return published })
-	}()
-	return <-done
-}
-
-// follow feeds the stream to rm until it ends.
-func follow(r io.Reader, rm *xen.Remus, published func() int) error {
-	buf := make([]byte, 1<<20)
-	for {
-		n, rerr := r.Read(buf)
-		if n > 0 {
-			if _, err := rm.Write(buf[:n]); err != nil {
-				return fmt.Errorf("stream offset %d: %w (%d checkpoints published, intact)", rm.Offset(), err, published())
-			}
-		}
-		if errors.Is(rerr, io.EOF) {
-			return fmt.Errorf("the stream ended at offset %d, inside checkpoint %d: the sender stopped; %d checkpoints published, intact", rm.Offset(), published(), published())
-		}
-		if rerr != nil {
-			return fmt.Errorf("reading the stream: %w (%d checkpoints published, intact)", rerr, published())
-		}
-	}
-}
-
-// mkdirAll returns directory path's inode, creating what is missing.
-func mkdirAll(x *index.Index, path string) (uint64, error) {
-	ino := uint64(index.RootIno)
-	for _, name := range strings.Split(strings.Trim(filepath.Clean("/"+path), "/"), "/") {
-		if name == "" {
-			continue
-		}
-		in, err := x.Lookup(ino, name)
-		if errors.Is(err, index.ErrNotFound) {
-			now := time.Now().UnixNano()
-			in, err = x.Create(ino, name, index.Inode{Mode: syscall.S_IFDIR | 0o755, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), Atime: now, Mtime: now, Ctime: now})
-		}
-		if err != nil {
-			return 0, fmt.Errorf("%s: %w", path, err)
-		}
-		if in.Mode&syscall.S_IFMT != syscall.S_IFDIR {
-			return 0, fmt.Errorf("%s: %s is not a directory", path, name)
-		}
-		ino = in.Ino
-	}
-	return ino, nil
 }
 
 func receiveOffline(r io.Reader, w io.Writer, o receiveOptions) error {
@@ -224,8 +93,6 @@ func receiveOffline(r io.Reader, w io.Writer, o receiveOptions) error {
 	// headroom over that small.
 	debug.SetGCPercent(50)
 	debug.SetMemoryLimit(int64(o.bufferMiB)<<20 + 56<<20)
-	data := content.New(cs, cs, x, content.DefaultConfig())
-	defer data.Close()
 	expire := func(uuid string, dir uint64) error {
 		if o.policy.Empty() {
 			return nil
@@ -240,7 +107,10 @@ func receiveOffline(r io.Reader, w io.Writer, o receiveOptions) error {
 		_, err = gc.Collect(cs, x, false)
 		return err
 	}
-	err = receive(r, o.bufferMiB<<20, o.nice, data, x, o.into, expire, func(f string, a ...any) { fmt.Fprintf(w, "ckptfs: "+f+"\n", a...) })
+	err = receive.Run(r, cs, x, receive.Options{
+		Dir: o.into, Buffer: o.bufferMiB << 20, Nice: o.nice, Config: receive.DefaultConfig(), OnPublish: expire,
+		Logf: func(f string, a ...any) { fmt.Fprintf(w, "ckptfs: "+f+"\n", a...) },
+	})
 	return fail(exitError, "xen receive: %v", err)
 }
 

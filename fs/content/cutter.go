@@ -28,25 +28,26 @@ type Params struct {
 // README for the figures.
 var DefaultParams = Params{Min: 32 << 10, Max: 128 << 10, AvgBits: 14}
 
-// cutter finds chunk boundaries with restic's chunker. Each call starts at a
+// Cutter finds chunk boundaries with restic's chunker. Each call starts at a
 // chunk boundary, exactly as a continuous chunker would after a cut (the
 // chunker resets its state at every boundary), so cutting a stream piecewise
 // yields the same chunks as cutting it whole.
-type cutter struct {
+type Cutter struct {
 	p   Params
 	c   *chunker.Chunker
 	rd  bytes.Reader
 	buf []byte
 }
 
-func newCutter(p Params) *cutter {
+// NewCutter returns a cutter for p.
+func NewCutter(p Params) *Cutter {
 	// NewWithBoundaries allocates the chunker's read buffer, which Reset keeps.
-	return &cutter{p: p, c: chunker.NewWithBoundaries(nil, Pol, p.Min, p.Max), buf: make([]byte, 0, p.Max)}
+	return &Cutter{p: p, c: chunker.NewWithBoundaries(nil, Pol, p.Min, p.Max), buf: make([]byte, 0, p.Max)}
 }
 
-// cut returns the length of the first chunk of data. The boundary is real
+// Cut returns the length of the first chunk of data. The boundary is real
 // (content-defined or Max) only if len(data) >= Max or data ends the stream.
-func (c *cutter) cut(data []byte) int {
+func (c *Cutter) Cut(data []byte) int {
 	if uint(len(data)) <= c.p.Min {
 		return len(data)
 	}
@@ -67,7 +68,7 @@ func (c *cutter) cut(data []byte) int {
 // pages are the known starts of 4096-byte page payloads of an xl save
 // stream, ascending: a page is a chunk of its own, the bytes between pages
 // are cut by content. final says data ends the stream.
-func (c *cutter) next(off int64, data []byte, pages []int64, final bool) int {
+func (c *Cutter) next(off int64, data []byte, pages []int64, final bool) int {
 	for len(pages) > 0 && pages[0]+xen.PageSize <= off {
 		pages = pages[1:]
 	}
@@ -84,21 +85,21 @@ func (c *cutter) next(off int64, data []byte, pages []int64, final bool) int {
 			return 0
 		}
 		if s-off <= int64(len(data)) { // meta bytes up to a page: a hard boundary
-			return c.cut(data[:s-off])
+			return c.Cut(data[:s-off])
 		}
 	}
 	if uint(len(data)) >= c.p.Max || (final && len(data) > 0) {
-		return c.cut(data)
+		return c.Cut(data)
 	}
 	return 0
 }
 
 // Split cuts data, a whole stream, into chunk lengths.
 func (p Params) Split(data []byte) []int {
-	c := newCutter(p)
+	c := NewCutter(p)
 	var out []int
 	for len(data) > 0 {
-		n := c.cut(data)
+		n := c.Cut(data)
 		out = append(out, n)
 		data = data[n:]
 	}

@@ -17,7 +17,7 @@ func TestCutterMatchesWholeStream(t *testing.T) {
 	for _, p := range []Params{DefaultParams, {Min: 512 << 10, Max: 8 << 20, AvgBits: 20}, {Min: 4096, Max: 64 << 10, AvgBits: 13}} {
 		got := p.Split(data)
 		var want []int
-		c := newCutter(p)
+		c := NewCutter(p)
 		c.rd.Reset(data)
 		c.c.ResetWithBoundaries(&c.rd, Pol, p.Min, p.Max)
 		c.c.SetAverageBits(p.AvgBits)

@@ -67,7 +67,7 @@ type Writer struct {
 	aheadBytes        int
 	stagedEnd         int64 // no extent of ver ends past this
 	b                 *chunkstore.Batch
-	cut               *cutter
+	cut               *Cutter
 	gen               uint64          // bumped whenever ver's extents change
 	job               *job            // in flight, over buf[cutOff-streamOff:][:len(job.data)]
 	committing        *committing     // the batch before b, being committed
@@ -105,7 +105,7 @@ type image struct {
 	// stream or live-migration precopy rounds written as one file) is
 	// stored as a plain extent: the map holds one page per pfn per
 	// generation, and the earlier copy must keep reading as written.
-	seen pfnSet
+	seen xen.PFNSet
 }
 
 func newXenStream(pages bool) *xenStream {
@@ -187,12 +187,6 @@ type cutResult struct {
 	value  []byte // encoded chunk, nil for a duplicate
 }
 
-// samePage reports whether a page (id, or all zero) is old, the page a
-// lookup found (if found) for its pfn.
-func samePage(old index.PageRef, found bool, id chunkstore.ID, zero bool) bool {
-	return found && old.Zero == zero && (zero || old.ID == id)
-}
-
 // pageCmp is what comparing a page with the same pfn's page in the base
 // generation found.
 type pageCmp uint8
@@ -212,7 +206,7 @@ type piece struct {
 // in.Ver with in.Size bytes.
 func (s *Store) NewWriter(in index.Inode) *Writer {
 	return &Writer{s: s, ino: in.Ino, ver: in.Ver, committedSize: in.Size, size: in.Size, mtime: in.Mtime,
-		streamOff: in.Size, cutOff: in.Size, stagedEnd: in.Size, cut: newCutter(s.cfg.Params), gen: s.NewGen()}
+		streamOff: in.Size, cutOff: in.Size, stagedEnd: in.Size, cut: NewCutter(s.cfg.Params), gen: s.NewGen()}
 }
 
 func (w *Writer) touch() { w.gen = w.s.NewGen() }
@@ -516,7 +510,7 @@ func (j *job) compareBases(byTag bool) error {
 			}
 		case byTag:
 			// No tag to compare: by id, once hashed.
-		case samePage(old, found, r.id, r.zero):
+		case found && old.Holds(r.id, r.zero):
 			r.base = cmpSame
 		default:
 			r.base = cmpChanged
@@ -532,7 +526,7 @@ func compareBase(base *index.PageReader, g index.Gen, pfn uint64, id chunkstore.
 		return cmpChanged, nil
 	}
 	old, found, err := base.Lookup(pfn, g.Base, g.BaseFloor)
-	if err != nil || !samePage(old, found, id, zero) {
+	if err != nil || !found || !old.Holds(id, zero) {
 		return cmpChanged, err
 	}
 	return cmpSame, nil
@@ -646,7 +640,7 @@ func (w *Writer) recordPage(off int64, ref index.PageRef, base pageCmp) (bool, e
 	}
 	m := &w.img
 	pfn, ok := w.xen.pfnAt(off)
-	if !ok || !m.seen.add(pfn) {
+	if !ok || !m.seen.Add(pfn) {
 		return false, nil
 	}
 	if base == cmpUnknown {

@@ -1,4 +1,4 @@
-package content
+package receive
 
 import (
 	"bytes"
@@ -40,9 +40,9 @@ func BenchmarkReceive(b *testing.B) {
 				t0 := time.Now()
 				writePlain(b, filepath.Join(dir, "stream"), data)
 				t1 := time.Now()
-				s, x := benchStore(b, chunkstore.DefaultOptions(), DefaultConfig())
+				cs, x := benchStore(b)
 				t2 := time.Now()
-				pc, pub, ent, st := receiveStream(b, s, x, g, data)
+				pc, pub, ent, st := receiveStream(b, cs, x, g, data)
 				t3 := time.Now()
 				fileT += t1.Sub(t0)
 				recvT += t3.Sub(t2)
@@ -81,9 +81,9 @@ func writePlain(tb testing.TB, path string, data []byte) {
 // summed over the checkpoints after the first: the time from one
 // checkpoint's publication to the next, the time in Publish, the page
 // entries written and the chunk bytes added.
-func receiveStream(tb testing.TB, s *Store, x *index.Index, g xentest.Guest, stream []byte) (perCkpt, publish time.Duration, entries, stored int64) {
+func receiveStream(tb testing.TB, cs *chunkstore.Store, x *index.Index, g xentest.Guest, stream []byte) (perCkpt, publish time.Duration, entries, stored int64) {
 	tb.Helper()
-	pub := s.NewPublisher(x, g.UUID, g.Name)
+	pub := NewPublisher(cs, x, DefaultConfig(), g.UUID, g.Name)
 	defer pub.Close()
 	var last time.Time
 	r := xen.NewRemus(xen.RemusHandler{

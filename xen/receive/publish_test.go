@@ -1,4 +1,4 @@
-package content
+package receive
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
 	"github.com/ckptfs/ckptfs/xen"
@@ -30,7 +31,7 @@ func TestPublishRemus(t *testing.T) {
 			if err := g.WriteRemus(&stream, n); err != nil {
 				t.Fatal(err)
 			}
-			pub := s.NewPublisher(x, g.UUID, g.Name)
+			pub := NewPublisher(cs, x, DefaultConfig(), g.UUID, g.Name)
 			defer pub.Close()
 			published := map[int]index.Inode{}
 			r := xen.NewRemus(xen.RemusHandler{
@@ -60,7 +61,7 @@ func TestPublishRemus(t *testing.T) {
 			}
 			check := func(gens []int) {
 				t.Helper()
-				s.cache.Purge()
+				s.CacheForTest().Purge()
 				for _, i := range gens {
 					c := g
 					c.Gen = i
@@ -70,7 +71,7 @@ func TestPublishRemus(t *testing.T) {
 						t.Fatal(err)
 					}
 					got := make([]byte, len(want))
-					var cur Cursor
+					var cur content.Cursor
 					if k, err := s.ReadCommitted(&cur, in.Ino, in.Ver, s.NewGen(), in.Size, got, 0); err != nil || k != len(want) || !bytes.Equal(got, want) {
 						t.Fatalf("checkpoint %d: %v, %d of %d bytes, first difference at %d", i, err, k, len(want), firstDiff(got[:k], want))
 					}
@@ -146,7 +147,7 @@ func unreferenced(t *testing.T, cs *chunkstore.Store, x *index.Index) int {
 func TestPublisherCloseDropsUnpublished(t *testing.T) {
 	s, x, cs := pageModeStore(t)
 	g := xentest.Guest{Name: "pv", UUID: "c-pv", Pages: 1024, VCPUs: 1, Seed: 9, Dirty: 0.2}
-	pub := s.NewPublisher(x, g.UUID, g.Name)
+	pub := NewPublisher(cs, x, DefaultConfig(), g.UUID, g.Name)
 	published := feedUnfinished(t, pub, cs, g)
 	if cs.Pinned() == 0 {
 		t.Fatal("checkpoint 1's pages are not pinned while it is open")
@@ -169,10 +170,8 @@ func TestReceiverCrashMidCheckpoint(t *testing.T) {
 	x, cs := index.TestIndex(t)
 	cfg := DefaultConfig()
 	cfg.BatchBytes = 16 << 10 // apply often: the crash finds entries in the store
-	s := New(cs, cs, x, cfg)
-	t.Cleanup(s.Close)
 	g := xentest.Guest{Name: "pv", UUID: "crash-pv", Pages: 2048, VCPUs: 1, Seed: 12, Dirty: 0.2}
-	pub := s.NewPublisher(x, g.UUID, g.Name)
+	pub := NewPublisher(cs, x, cfg, g.UUID, g.Name)
 	published := feedUnfinished(t, pub, cs, g)
 	storedMore(t, cs, published)
 	inFlight := 0
@@ -191,7 +190,7 @@ func TestReceiverCrashMidCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2 := New(cs, cs, x2, cfg)
+	s2 := content.New(cs, cs, x2, content.DefaultConfig())
 	t.Cleanup(s2.Close)
 	collectedToPublished(t, s2, x2, cs, g, published)
 }
@@ -244,7 +243,7 @@ func storedMore(t *testing.T, cs *chunkstore.Store, published int) {
 // collectedToPublished runs gc and checks that it leaves the store as it
 // was when checkpoint 0 was published (published chunks, none
 // unreferenced), and checkpoint 0 byte for byte.
-func collectedToPublished(t *testing.T, s *Store, x *index.Index, cs *chunkstore.Store, g xentest.Guest, published int) {
+func collectedToPublished(t *testing.T, s *content.Store, x *index.Index, cs *chunkstore.Store, g xentest.Guest, published int) {
 	t.Helper()
 	if _, err := gc.Collect(cs, x, false); err != nil {
 		t.Fatal(err)
@@ -261,7 +260,7 @@ func collectedToPublished(t *testing.T, s *Store, x *index.Index, cs *chunkstore
 	}
 	want := g.Bytes()
 	got := make([]byte, len(want))
-	var cur Cursor
+	var cur content.Cursor
 	if k, err := s.ReadCommitted(&cur, in.Ino, in.Ver, s.NewGen(), in.Size, got, 0); err != nil || !bytes.Equal(got[:k], want) {
 		t.Fatalf("checkpoint 0 after gc: %v, first difference at %d", err, firstDiff(got[:k], want))
 	}

@@ -1,4 +1,4 @@
-package content
+package receive
 
 import (
 	"fmt"
@@ -7,9 +7,54 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/index"
 	"github.com/ckptfs/ckptfs/xen"
 )
+
+// Chunks is what a publisher needs of the chunk store (chunkstore.Store).
+type Chunks interface {
+	NewBatch(opts ...pebble.BatchOption) *chunkstore.Batch
+	PutID(b *chunkstore.Batch, id chunkstore.ID, data []byte) (int, error)
+	Prepare(dst []byte, id chunkstore.ID, data []byte) ([]byte, error)
+	SetPrepared(b *chunkstore.Batch, id chunkstore.ID, value []byte) error
+	Unpin(ids ...chunkstore.ID)
+	TagKey() []byte
+	// Admit refuses n more bytes when the disk is too full for them.
+	Admit(n int) error
+}
+
+// Index is what a publisher needs of the namespace and the lineages
+// (index.Index).
+type Index interface {
+	Create(dir uint64, name string, in index.Inode) (index.Inode, error)
+	Rename(srcDir uint64, srcName string, dstDir uint64, dstName string, replace bool, now int64) (index.Inode, error)
+	Unlink(dir uint64, name string, now int64) (index.Inode, error)
+	Purge(ino uint64) error
+	Sync() error
+	AddExtent(b *pebble.Batch, ino, ver uint64, e index.Extent) error
+	CommitUnsynced(ino, ver uint64, size, mtime int64) (index.Inode, error)
+	SetXen(ino uint64, info index.XenInfo) error
+	BeginGen(ino uint64, uuid string) (index.Gen, error)
+	EndGen(g index.Gen, live bool) error
+	NewPageReader(lin uint64) *index.PageReader
+	NewPageWriter(g index.Gen) *index.PageWriter
+}
+
+// Config sizes a publisher.
+type Config struct {
+	// Params cut the image's bytes that are not pages (content-defined).
+	Params content.Params
+	// BatchBytes is how many bytes a publisher collects before it
+	// applies its batch.
+	BatchBytes int
+}
+
+// DefaultConfig is the engine's (content.DefaultConfig).
+func DefaultConfig() Config {
+	c := content.DefaultConfig()
+	return Config{Params: c.Params, BatchBytes: c.BatchBytes}
+}
 
 // Publisher turns a checkpointed stream (xl remus, followed by xen.Remus)
 // into generations of a guest's lineage: it stores each page as it
@@ -27,16 +72,17 @@ import (
 // pfn sent again within one checkpoint (live precopy rounds) replaces its
 // entry, looked up in the batch's own map or in the store.
 type Publisher struct {
-	s    *Store
-	x    *index.Index
+	c    Chunks
+	x    Index
+	cfg  Config
 	uuid string
 	name string
 	g    index.Gen         // the checkpoint's generation (Gen 0: none begun yet)
 	pw   *index.PageWriter // g's page map
 	// sent and put are this checkpoint's pfns: received, and given an
 	// entry in g (the others are the previous publication's page).
-	sent, put pfnSet
-	received  pfnSet                   // every pfn received since the publisher started
+	sent, put xen.PFNSet
+	received  xen.PFNSet                   // every pfn received since the publisher started
 	unapplied map[uint64]index.PageRef // g's entries in the pending batch
 	reader    *index.PageReader        // the lineage's entries, as of the last apply
 	b         *chunkstore.Batch
@@ -52,8 +98,8 @@ type Publisher struct {
 
 // NewPublisher returns a publisher for guest uuid (name is recorded with
 // each image, for stats).
-func (s *Store) NewPublisher(x *index.Index, uuid, name string) *Publisher {
-	return &Publisher{s: s, x: x, uuid: uuid, name: name, unapplied: map[uint64]index.PageRef{}, b: s.db.NewBatch()}
+func NewPublisher(c Chunks, x Index, cfg Config, uuid, name string) *Publisher {
+	return &Publisher{c: c, x: x, cfg: cfg, uuid: uuid, name: name, unapplied: map[uint64]index.PageRef{}, b: c.NewBatch()}
 }
 
 // Close drops what was not published: the unfinished checkpoint's
@@ -84,16 +130,14 @@ func (p *Publisher) lookup(pfn uint64, gen, floor uint64) (index.PageRef, bool, 
 
 // Page stores the latest content of pfn (data is not kept).
 func (p *Publisher) Page(pfn uint64, data []byte) error {
-	if p.s.admit != nil {
-		if err := p.s.admit(len(data)); err != nil {
-			return err
-		}
+	if err := p.c.Admit(len(data)); err != nil {
+		return err
 	}
 	if err := p.begin(); err != nil {
 		return err
 	}
 	ref := index.PageRef{Zero: chunkstore.IsZero(data)}
-	key := p.s.chunks.TagKey()
+	key := p.c.TagKey()
 	if !ref.Zero && key != nil {
 		ref.Tag, ref.Tagged = chunkstore.PageTag(key, data), true
 	}
@@ -101,21 +145,21 @@ func (p *Publisher) Page(pfn uint64, data []byte) error {
 	if err != nil {
 		return err
 	}
-	p.received.add(pfn)
+	p.received.Add(pfn)
 	if found && ref.Tagged && old.Tagged && !old.Zero && old.Tag == ref.Tag {
 		return nil // as it was (the keyed tag proves it): nothing to store
 	}
 	if !ref.Zero {
 		ref.ID = chunkstore.Sum(data)
 	}
-	if samePage(old, found, ref.ID, ref.Zero) {
+	if found && old.Holds(ref.ID, ref.Zero) {
 		return nil // as it was: nothing to store
 	}
 	if !ref.Zero {
-		v, err := p.s.chunks.Prepare(p.vbuf[:0], ref.ID, data) // pins until the batch is applied
+		v, err := p.c.Prepare(p.vbuf[:0], ref.ID, data) // pins until the batch is applied
 		if err == nil && v != nil {
 			p.added += int64(len(v))
-			err = p.s.chunks.SetPrepared(p.b, ref.ID, v) // copies v
+			err = p.c.SetPrepared(p.b, ref.ID, v) // copies v
 			p.vbuf = v
 		}
 		p.pinned = append(p.pinned, ref.ID)
@@ -127,7 +171,7 @@ func (p *Publisher) Page(pfn uint64, data []byte) error {
 	// one's chunk a gc candidate.
 	p.pw.Put(p.b, pfn, ref)
 	if !inG {
-		p.put.add(pfn)
+		p.put.Add(pfn)
 	}
 	p.unapplied[pfn] = ref
 	return p.applyIfFull()
@@ -148,7 +192,7 @@ func (p *Publisher) begin() error {
 // else the last publication's page if the generation is a delta on it.
 func (p *Publisher) previous(pfn uint64) (old index.PageRef, found, inG bool, err error) {
 	g := p.g
-	if !p.sent.add(pfn) && p.put.has(pfn) {
+	if !p.sent.Add(pfn) && p.put.Has(pfn) {
 		if old, inG = p.unapplied[pfn]; !inG {
 			old, inG, err = p.lookup(pfn, g.Gen, g.Gen)
 		}
@@ -178,8 +222,8 @@ func (p *Publisher) apply() error {
 // releases its pins.
 func (p *Publisher) resetBatch() {
 	p.b.Close()
-	p.b = p.s.db.NewBatch()
-	p.s.chunks.Unpin(p.pinned...)
+	p.b = p.c.NewBatch()
+	p.c.Unpin(p.pinned...)
 	p.pinned = p.pinned[:0]
 	clear(p.unapplied)
 }
@@ -230,8 +274,8 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 		}
 		p.x.EndGen(g, committed)
 		p.g = index.Gen{}
-		p.sent.reset()
-		p.put.reset()
+		p.sent.Reset()
+		p.put.Reset()
 	}()
 	// A delta on the generation this publisher wrote last; anything else
 	// (the first, or another writer of the same guest in between) must
@@ -241,15 +285,15 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 	// with the last one.
 	full := g.Base == 0 || g.Base != p.last.Gen || g.Full()
 	p.Changed = 0
-	cut := newCutter(p.s.cfg.Params)
+	cut := content.NewCutter(p.cfg.Params)
 	off := int64(0)
 	err := img.Each(func(seg xen.Segment) error {
 		for data := seg.Meta; len(data) > 0; {
-			n := cut.cut(data)
+			n := cut.Cut(data)
 			c := data[:n]
 			if !chunkstore.IsZero(c) {
 				id := chunkstore.Sum(c)
-				added, err := p.s.chunks.PutID(p.b, id, c)
+				added, err := p.c.PutID(p.b, id, c)
 				p.pinned = append(p.pinned, id)
 				if err != nil {
 					return err
@@ -266,10 +310,10 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 			k := min(len(pfns), index.MaxRunPages)
 			run := &index.PageRun{Lin: g.Lin, Gen: g.Gen, Floor: g.Floor}
 			for _, pfn := range pfns[:k] {
-				if !p.received.has(pfn) {
+				if !p.received.Has(pfn) {
 					return fmt.Errorf("pfn %#x: no page received", pfn)
 				}
-				if full && !p.put.has(pfn) {
+				if full && !p.put.Has(pfn) {
 					if err := p.copyLast(pfn); err != nil {
 						return err
 					}
@@ -288,7 +332,7 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 	if err != nil {
 		return in, err
 	}
-	p.Changed = int(p.put.n)
+	p.Changed = int(p.put.Len())
 	if err := p.apply(); err != nil {
 		return in, err
 	}
@@ -300,7 +344,6 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 	if err := p.x.SetXen(in.Ino, index.XenInfo{UUID: p.uuid, Name: p.name, NewBytes: p.added, Pages: int64(p.Changed)}); err != nil {
 		return in, err
 	}
-	p.s.stats.Images.Add(1)
 	p.last, p.NewBytes, p.added = g, p.added, 0
 	return in, nil
 }
@@ -315,14 +358,14 @@ func (p *Publisher) copyLast(pfn uint64) error {
 	if !ok || p.last.Gen == 0 {
 		return fmt.Errorf("pfn %#x: no page received", pfn)
 	}
-	p.put.add(pfn)
+	p.put.Add(pfn)
 	p.pw.Put(p.b, pfn, ref)
 	return p.applyIfFull()
 }
 
 // applyIfFull applies the pending batch once it holds BatchBytes.
 func (p *Publisher) applyIfFull() error {
-	if p.b.Len() >= p.s.cfg.BatchBytes {
+	if p.b.Len() >= p.cfg.BatchBytes {
 		return p.apply()
 	}
 	return nil

@@ -1,15 +1,15 @@
-package content
+package xen
 
-// pfnSet is a set of pfns: a bitmap for the dense low range every guest
+// PFNSet is a set of pfns: a bitmap for the dense low range every guest
 // uses, a map above it (HVM pfns past the MMIO hole, fuzzed streams).
-type pfnSet struct {
+type PFNSet struct {
 	bits []uint64
 	high map[uint64]struct{}
 	n    int64 // members
 }
 
-// has reports whether pfn is in the set.
-func (s *pfnSet) has(pfn uint64) bool {
+// Has reports whether pfn is in the set.
+func (s *PFNSet) Has(pfn uint64) bool {
 	if pfn >= pfnBitmapMax {
 		_, ok := s.high[pfn]
 		return ok
@@ -18,16 +18,16 @@ func (s *pfnSet) has(pfn uint64) bool {
 	return i < uint64(len(s.bits)) && s.bits[i]&(1<<(pfn%64)) != 0
 }
 
-// reset empties the set, keeping its bitmap's memory.
-func (s *pfnSet) reset() {
+// Reset empties the set, keeping its bitmap's memory.
+func (s *PFNSet) Reset() {
 	clear(s.bits)
 	s.high, s.n = nil, 0
 }
 
 const pfnBitmapMax = 1 << 26 // 256 GiB of guest memory in 8 MiB of bitmap
 
-// add adds pfn and reports whether it was new.
-func (s *pfnSet) add(pfn uint64) bool {
+// Add adds pfn and reports whether it was new.
+func (s *PFNSet) Add(pfn uint64) bool {
 	if pfn >= pfnBitmapMax {
 		if _, ok := s.high[pfn]; ok {
 			return false
@@ -50,3 +50,6 @@ func (s *pfnSet) add(pfn uint64) bool {
 	s.n++
 	return true
 }
+
+// Len is the number of members.
+func (s *PFNSet) Len() int64 { return s.n }
