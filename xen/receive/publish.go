@@ -82,7 +82,7 @@ type Publisher struct {
 	// sent and put are this checkpoint's pfns: received, and given an
 	// entry in g (the others are the previous publication's page).
 	sent, put xen.PFNSet
-	received  xen.PFNSet                   // every pfn received since the publisher started
+	received  xen.PFNSet               // every pfn received since the publisher started
 	unapplied map[uint64]index.PageRef // g's entries in the pending batch
 	reader    *index.PageReader        // the lineage's entries, as of the last apply
 	b         *chunkstore.Batch
