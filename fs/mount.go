@@ -6,6 +6,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"syscall"
 	"time"
@@ -67,8 +68,10 @@ func (m *Mounted) syncLoop(l *log.Logger) {
 type MountConfig struct {
 	ReadOnly, AllowOther, Debug bool
 	Store                       chunkstore.Options
-	Content                     content.Config
-	Config                      Config
+	Content                     content.Config // its Pages defaults to XenPages
+	// NoXenPages stores xl save images by content only (debugging).
+	NoXenPages bool
+	Config     Config
 }
 
 // MountStore opens the store in storeDir and mounts it on mnt (created if
@@ -77,7 +80,7 @@ func MountStore(storeDir, mnt string, mc MountConfig) (*Mounted, error) {
 	if mc.Store == (chunkstore.Options{}) {
 		mc.Store = chunkstore.DefaultOptions()
 	}
-	if mc.Content == (content.Config{}) {
+	if reflect.ValueOf(mc.Content).IsZero() {
 		mc.Content = content.DefaultConfig()
 	}
 	mc.Store.ReadOnly = mc.ReadOnly
@@ -103,6 +106,9 @@ func MountStore(storeDir, mnt string, mc MountConfig) (*Mounted, error) {
 		for f, what := range cs.DamagedFiles() {
 			log.Printf("store %s is damaged: %s: %s; serving read-only what the other tables hold", storeDir, f, chunkstore.OneLine(what))
 		}
+	}
+	if mc.Content.Pages == nil {
+		mc.Content.Pages = XenPages(x, !mc.NoXenPages)
 	}
 	data := content.New(cs, cs, x, mc.Content)
 	mc.Config.ReadOnly = mc.ReadOnly

@@ -17,8 +17,7 @@ import (
 func TestXenSeriesThroughMount(t *testing.T) {
 	RequireFUSE(t)
 	store := filepath.Join(t.TempDir(), "store")
-	cfg := content.DefaultConfig()
-	cfg.XenPages = true
+	cfg := content.DefaultConfig() // Pages: MountStore's default, XenPages
 	mount := func() *Mounted {
 		m, err := MountStore(store, filepath.Join(t.TempDir(), "mnt"), MountConfig{Content: cfg})
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
@@ -32,7 +33,9 @@ func makeStore(t *testing.T) (string, []chunkstore.ID) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := content.New(cs, cs, x, content.DefaultConfig())
+	cfg := content.DefaultConfig()
+	cfg.Pages = fs.XenPages(x, true)
+	data := content.New(cs, cs, x, cfg)
 	img := memimage.Image{Seed: 5, Pages: 1024, Mix: memimage.DefaultMix}.Bytes()
 	for _, name := range []string{"a", "b"} {
 		in, err := x.Create(index.RootIno, name, index.Inode{Mode: syscall.S_IFREG | 0o644})
@@ -126,7 +129,7 @@ func TestStatsLineages(t *testing.T) {
 	}
 	x, _ := index.Open(cs.DB(), 1, 0, 0)
 	cfg := content.DefaultConfig()
-	cfg.XenPages = true
+	cfg.Pages = fs.XenPages(x, true)
 	data := content.New(cs, cs, x, cfg)
 	put := func(name string, g xentest.Guest, mtime int64) {
 		in, err := x.Create(index.RootIno, name, index.Inode{Mode: syscall.S_IFREG | 0o644})

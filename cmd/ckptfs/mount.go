@@ -113,10 +113,9 @@ func runMount(o mountOptions, store, mnt string) error {
 	so := chunkstore.DefaultOptions()
 	so.Codec = codec
 	cc := content.DefaultConfig()
-	cc.XenPages = o.xenPages
 	cc.WriterMemory = o.writerMemory << 20
 	m, err := fs.MountStore(absStore, absMnt, fs.MountConfig{
-		ReadOnly: o.readOnly, AllowOther: o.allowOther, Debug: o.debug, Store: so, Content: cc,
+		ReadOnly: o.readOnly, AllowOther: o.allowOther, Debug: o.debug, Store: so, Content: cc, NoXenPages: !o.xenPages,
 		Config: fs.Config{Logger: logger, ListLatest: o.listLatest, MountFlags: o.vfs, SyncClose: !o.writeBehind},
 	})
 	if err != nil {

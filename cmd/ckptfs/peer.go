@@ -245,7 +245,9 @@ func openLocal(spec string, timeout time.Duration) (*side, error) {
 	if err != nil {
 		return nil, err
 	}
-	data := content.New(cs, cs, x, content.DefaultConfig())
+	cfg := content.DefaultConfig()
+	cfg.Pages = fs.XenPages(x, true)
+	data := content.New(cs, cs, x, cfg)
 	return &side{Peer: &transfer.Local{Chunks: cs, Index: x, Data: data, As: selfCaller()}, what: dir, close: func() error {
 		data.Close()
 		return cs.Close()

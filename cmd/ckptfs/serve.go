@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/fs/transfer"
 )
@@ -42,7 +43,9 @@ func runServeCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	data := content.New(cs, cs, x, content.DefaultConfig())
+	cfg := content.DefaultConfig()
+	cfg.Pages = fs.XenPages(x, true)
+	data := content.New(cs, cs, x, cfg)
 	err = transfer.Serve(stdio, &transfer.Local{Chunks: cs, Index: x, Data: data, As: selfCaller()})
 	data.Close()
 	if cerr := cs.Close(); err == nil {

@@ -7,8 +7,6 @@ import (
 	"bytes"
 
 	"github.com/restic/chunker"
-
-	"github.com/ckptfs/ckptfs/xen"
 )
 
 // Pol is the Rabin polynomial of the chunker. Chunk boundaries depend on it,
@@ -65,17 +63,17 @@ func (c *Cutter) Cut(data []byte) int {
 
 // next returns the length of the chunk that starts at file offset off with
 // data (the uncut bytes from there), or 0 if its end is not certain yet.
-// pages are the known starts of 4096-byte page payloads of an xl save
-// stream, ascending: a page is a chunk of its own, the bytes between pages
+// pages are the known starts of PageSize page payloads (the page hook's),
+// ascending: a page is a chunk of its own, the bytes between pages
 // are cut by content. final says data ends the stream.
 func (c *Cutter) next(off int64, data []byte, pages []int64, final bool) int {
-	for len(pages) > 0 && pages[0]+xen.PageSize <= off {
+	for len(pages) > 0 && pages[0]+PageSize <= off {
 		pages = pages[1:]
 	}
 	if len(pages) > 0 {
 		s := pages[0]
 		if s <= off { // inside a page payload
-			n := s + xen.PageSize - off
+			n := s + PageSize - off
 			if n <= int64(len(data)) {
 				return int(n)
 			}

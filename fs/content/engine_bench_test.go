@@ -16,7 +16,9 @@ import (
 )
 
 // benchStore returns an engine on a new on-disk store, closed when tb ends.
-func benchStore(tb testing.TB, o chunkstore.Options, cfg Config) (*Store, *index.Index) {
+// pages stores xl save images page by page (else by content, their guest
+// recorded).
+func benchStore(tb testing.TB, o chunkstore.Options, cfg Config, pages bool) (*Store, *index.Index) {
 	tb.Helper()
 	cs, err := chunkstore.Open(filepath.Join(tb.TempDir(), "s"), o)
 	if err != nil {
@@ -26,6 +28,7 @@ func benchStore(tb testing.TB, o chunkstore.Options, cfg Config) (*Store, *index
 	if err != nil {
 		tb.Fatal(err)
 	}
+	cfg.Pages = xenPages(x, pages)
 	s := New(cs, cs, x, cfg)
 	tb.Cleanup(func() { s.Close(); cs.Close() })
 	return s, x
@@ -77,7 +80,7 @@ func BenchmarkEngineWrite(b *testing.B) {
 		b.Run(map[bool]string{false: "inline", true: "vsep"}[vsep], func(b *testing.B) {
 			o := chunkstore.DefaultOptions()
 			o.ValueSeparation = vsep
-			s, x := benchStore(b, o, DefaultConfig())
+			s, x := benchStore(b, o, DefaultConfig(), true)
 			b.SetBytes(int64(len(data)))
 			for i := 0; i < b.N; i++ {
 				data[0] = byte(i) // a new file, not a duplicate
@@ -89,7 +92,7 @@ func BenchmarkEngineWrite(b *testing.B) {
 
 // BenchmarkEngineRead reads 256 MiB back through ReadCommitted, without FUSE.
 func BenchmarkEngineRead(b *testing.B) {
-	s, x := benchStore(b, chunkstore.DefaultOptions(), DefaultConfig())
+	s, x := benchStore(b, chunkstore.DefaultOptions(), DefaultConfig(), true)
 	in := putFile(b, s, x, "f", memimage.Random(256<<20, 1))
 	b.SetBytes(in.Size)
 	b.ResetTimer()
@@ -111,12 +114,6 @@ func xenBenchImage(mode string, g xentest.Guest) []byte {
 	return img
 }
 
-func xenBenchConfig(mode string) Config {
-	cfg := DefaultConfig()
-	cfg.XenPages = mode == "page"
-	return cfg
-}
-
 // BenchmarkEngineXen writes generation 0 (all pages new) and generation 1
 // (1% dirty, after generation 0) of a 128 MiB generated PV image.
 func BenchmarkEngineXen(b *testing.B) {
@@ -130,7 +127,7 @@ func BenchmarkEngineXen(b *testing.B) {
 				b.SetBytes(int64(len(img)))
 				for i := 0; i < b.N; i++ {
 					b.StopTimer()
-					s, x := benchStore(b, chunkstore.DefaultOptions(), xenBenchConfig(mode))
+					s, x := benchStore(b, chunkstore.DefaultOptions(), DefaultConfig(), mode == "page")
 					if gen > 0 {
 						putFile(b, s, x, "base", img0)
 					}
@@ -147,7 +144,7 @@ func BenchmarkEngineXen(b *testing.B) {
 func BenchmarkEngineXenRead(b *testing.B) {
 	for _, mode := range xenBenchModes {
 		b.Run(mode, func(b *testing.B) {
-			s, x := benchStore(b, chunkstore.DefaultOptions(), xenBenchConfig(mode))
+			s, x := benchStore(b, chunkstore.DefaultOptions(), DefaultConfig(), mode == "page")
 			in := putFile(b, s, x, "f", xenBenchImage(mode, xentest.Guest{Name: "g", UUID: "u", Pages: 32768, VCPUs: 1, Seed: 3}))
 			b.SetBytes(in.Size)
 			b.ResetTimer()
@@ -168,7 +165,7 @@ func BenchmarkEngineXenWriteAmp(b *testing.B) {
 		pages = int64(v)
 	}
 	for i := 0; i < b.N; i++ {
-		s, x := benchStore(b, chunkstore.DefaultOptions(), DefaultConfig())
+		s, x := benchStore(b, chunkstore.DefaultOptions(), DefaultConfig(), true)
 		var stored int64
 		for gen := 0; gen < 3; gen++ {
 			img := xentest.Guest{Name: "g", UUID: "u", Pages: pages, VCPUs: 1, Seed: 7, Gen: gen, Dirty: 0.05}.Bytes()
@@ -217,7 +214,7 @@ func BenchmarkPageIngest(b *testing.B) {
 				b.SetBytes(int64(len(img)))
 				for i := 0; i < b.N; i++ {
 					b.StopTimer()
-					s, x := benchStore(b, chunkstore.DefaultOptions(), DefaultConfig())
+					s, x := benchStore(b, chunkstore.DefaultOptions(), DefaultConfig(), true)
 					putFile(b, s, x, "gen0", img0)
 					b.StartTimer()
 					putFile(b, s, x, "gen1", img)
@@ -247,7 +244,7 @@ func BenchmarkKnownFilter(b *testing.B) {
 			b.SetBytes(int64(len(img)))
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
-				s, x := benchStore(b, o, DefaultConfig())
+				s, x := benchStore(b, o, DefaultConfig(), true)
 				putFile(b, s, x, "other", other)
 				b.StartTimer()
 				putFile(b, s, x, fmt.Sprint("img", i), img)

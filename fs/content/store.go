@@ -34,11 +34,6 @@ type Extents interface {
 	Extents(ino, ver uint64, off int64, n int) ([]index.Extent, error)
 	Stage(b *pebble.Batch, ino, copyFrom uint64, limit int64) (uint64, error)
 	Commit(ino, ver uint64, size, mtime int64) (index.Inode, error)
-	SetXen(ino uint64, info index.XenInfo) error
-	BeginGen(ino uint64, uuid string) (index.Gen, error)
-	EndGen(g index.Gen, live bool) error
-	NewPageReader(lin uint64) *index.PageReader
-	NewPageWriter(g index.Gen) *index.PageWriter
 	ResolveRun(run *index.PageRun, from, to int64) ([]index.PageRef, error)
 }
 
@@ -60,9 +55,10 @@ type Config struct {
 	CacheChunks int
 	// ReadAhead is how many bytes past a sequential read are prefetched.
 	ReadAhead int64
-	// XenPages stores xl save images page by page (every page payload a
-	// chunk of its own) instead of by plain CDC. On by default.
-	XenPages bool
+	// Pages makes the page hook of a file written from offset 0 (nil:
+	// every file is cut by content only). xen/lineage.Pages stores xl
+	// save images page by page, every page payload a chunk of its own.
+	Pages func(ino uint64) Pages
 	// WriterMemory bounds the memory of all open writers together: each
 	// streaming writer holds WriterMemoryBound of it; a writer that finds
 	// none left writes through (flushes every write) until some frees.
@@ -77,7 +73,7 @@ const DefaultWriterMemory = 512 << 20
 
 // DefaultConfig is what ckptfs mounts with.
 func DefaultConfig() Config {
-	return Config{Params: DefaultParams, Window: 8 << 20, BatchBytes: 4 << 20, CacheChunks: 512, ReadAhead: 8 << 20, XenPages: true}
+	return Config{Params: DefaultParams, Window: 8 << 20, BatchBytes: 4 << 20, CacheChunks: 512, ReadAhead: 8 << 20}
 }
 
 // WriterMemoryBound is the most memory one open file's write state holds:

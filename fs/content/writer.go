@@ -12,7 +12,6 @@ import (
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/index"
-	"github.com/ckptfs/ckptfs/xen"
 )
 
 // Writer is the write state of one file while it has writers. It is not safe
@@ -50,7 +49,7 @@ type Writer struct {
 	s   *Store
 	ino uint64
 
-	image bool // a Commit recorded a whole xl save image (CommittedImage)
+	image bool // a Commit recorded a whole memory image (CommittedImage)
 
 	ver           uint64 // version being written
 	staged        bool   // ver is a staged version, not the committed one
@@ -74,100 +73,51 @@ type Writer struct {
 	spare             []byte          // the array buf gets at the next applyAsync
 	newBytes          int64           // chunk bytes this writer added to the store
 	pinned            []chunkstore.ID // chunks the pending batch references
-	img               image
-	xen               *xenStream
+	pages             Pages           // the page hook, once the file streams from offset 0 (nil: none)
 	err               error
 	granted           bool // holds WriterMemoryBound of the store's writer memory
 }
 
-// xenStream follows an xl save image as it streams in from offset 0, so
-// that every page payload becomes a chunk of its own.
-type xenStream struct {
-	sc    *xen.Scanner
-	pages []int64  // starts of page payloads not yet wholly cut, ascending
-	pfns  []uint64 // their pfns
-	guest index.XenInfo
-}
-
-// image is the lineage generation an xl save image being written is. It
-// outlives the scanner (a rewrite stops page mode, but the pages stored so
-// far stay in the generation).
-type image struct {
-	gen       index.Gen // Gen 0: none yet
-	err       bool      // BeginGen failed: pages are stored as plain extents
-	base      *index.PageReader
-	pw        *index.PageWriter // gen's page map
-	run       index.Extent      // page run being collected (Len 0: none)
-	committed bool              // a Commit happened after the generation began
-	entries   int64             // page-map entries written (the changed pages)
-	// seen holds the pfns the page map already has an entry or run slot
-	// for in this image. A pfn sent again in the same file (an xl remus
-	// stream or live-migration precopy rounds written as one file) is
-	// stored as a plain extent: the map holds one page per pfn per
-	// generation, and the earlier copy must keep reading as written.
-	seen xen.PFNSet
-}
-
-func newXenStream(pages bool) *xenStream {
-	x := &xenStream{}
-	h := xen.Handler{Config: func(j []byte) {
-		if cfg, err := xen.ParseConfig(j); err == nil {
-			x.guest.UUID, x.guest.Name = cfg.UUID, cfg.Name
-		}
-	}}
-	if pages {
-		h.Page = func(pg xen.Page) {
-			x.pages = append(x.pages, pg.Off)
-			x.pfns = append(x.pfns, pg.PFN)
-		}
-	}
-	x.sc = xen.NewScanner(h)
-	return x
-}
-
-// trim drops the pages that end at or before off.
-func (x *xenStream) trim(off int64) {
-	i := 0
-	for i < len(x.pages) && x.pages[i]+xen.PageSize <= off {
-		i++
-	}
-	x.pages, x.pfns = x.pages[i:], x.pfns[i:]
-}
-
-// pfnAt returns the pfn of the page payload starting at off.
-func (x *xenStream) pfnAt(off int64) (uint64, bool) {
-	i := sort.Search(len(x.pages), func(i int) bool { return x.pages[i] >= off })
-	if i < len(x.pages) && x.pages[i] == off {
-		return x.pfns[i], true
-	}
-	return 0, false
-}
-
-// pageStarts returns the known page starts (nil outside an xl stream, or
-// when page mode is off).
+// pageStarts returns the known page starts (nil when no page hook
+// follows the stream).
 func (w *Writer) pageStarts() []int64 {
-	if w.xen == nil || !w.s.cfg.XenPages {
+	if w.pages == nil {
 		return nil
 	}
-	w.xen.trim(w.cutOff)
-	return w.xen.pages
+	return w.pages.Starts(w.cutOff)
 }
 
-// feed passes streamed bytes to the xl save scanner, if one follows.
+// feed passes streamed bytes to the page hook, if one follows.
 func (w *Writer) feed(p []byte) {
-	if w.xen != nil {
-		w.xen.sc.Write(p)
+	if w.pages != nil {
+		w.pages.Write(p)
 	}
+}
+
+// stopPages stops the page hook's following of the stream (a rewrite, or
+// a gap it never saw): later pages are stored as plain extents.
+func (w *Writer) stopPages() {
+	if w.pages != nil {
+		w.pages.Stop()
+	}
+}
+
+// flushPages adds the page hook's pending page run to the batch.
+func (w *Writer) flushPages() error {
+	if w.pages == nil {
+		return nil
+	}
+	return w.pages.Flush(w.b, w.ver)
 }
 
 // job cuts and prepares chunks of a region of the stream in the background.
 type job struct {
-	off      int64
-	data     []byte
-	pages    []int64           // page starts in or past data, ascending
-	pfns     []uint64          // their pfns
-	gen      index.Gen         // the image's generation, if pages go into one
-	base     *index.PageReader // its base's page map (nil: none)
+	off   int64
+	data  []byte
+	pages []int64 // page starts in or past data, ascending
+	// base looks up the i-th page's page in the base image (nil: no
+	// base to compare with).
+	base     func(i int) (index.PageRef, bool, error)
 	done     chan struct{}
 	res      []cutResult
 	consumed int
@@ -179,7 +129,7 @@ type cutResult struct {
 	n      int
 	id     chunkstore.ID
 	zero   bool
-	base   pageCmp // a page compared with its pfn's page in the base generation
+	base   pageCmp // a page compared with the base image's page (the page hook's lookup)
 	tag    chunkstore.Tag
 	tagged bool   // tag is the page's (a 4 KiB chunk, a store with a tag key)
 	byTag  bool   // the tag proved it the base's page (it was not hashed)
@@ -187,8 +137,8 @@ type cutResult struct {
 	value  []byte // encoded chunk, nil for a duplicate
 }
 
-// pageCmp is what comparing a page with the same pfn's page in the base
-// generation found.
+// pageCmp is what comparing a page with the base image's page in its
+// place (Pages.Base) found.
 type pageCmp uint8
 
 const (
@@ -334,17 +284,21 @@ func (w *Writer) writeAt(p []byte, off int64, now int64) error {
 			return w.fail(err)
 		}
 	}
-	if off == 0 && w.size == 0 && w.stagedEnd == 0 && w.xen == nil {
-		// A new file streaming from its first byte: perhaps an xl save
-		// image. The scanner gives up at once on anything else.
-		w.xen = newXenStream(w.s.cfg.XenPages)
+	if off == 0 && w.size == 0 && w.stagedEnd == 0 && w.s.cfg.Pages != nil && (w.pages == nil || !w.pages.Following()) {
+		// A new file streaming from its first byte: perhaps a memory
+		// image the page hook knows. It gives up at once on anything
+		// else.
+		if w.pages == nil {
+			w.pages = w.s.cfg.Pages(w.ino)
+		}
+		w.pages.Follow()
 	}
 	switch {
 	case off >= w.cutOff && off <= streamEnd && !w.overlapsAhead(off, end):
 		// The stream's next bytes, or a rewrite of bytes not cut yet.
 		n := copy(w.buf[off-w.streamOff:], p)
 		if n > 0 {
-			w.xen = nil // rewritten: the scanner's view no longer holds
+			w.stopPages() // rewritten: the hook's view no longer holds
 		}
 		w.feed(p[n:])
 		w.grow(len(p) - n)
@@ -357,7 +311,7 @@ func (w *Writer) writeAt(p []byte, off int64, now int64) error {
 		if err := w.flushAll(); err != nil {
 			return w.fail(err)
 		}
-		w.xen = nil
+		w.stopPages()
 		w.streamOff, w.cutOff = off, off
 		w.buf = append(w.buf[:0], p...)
 	}
@@ -385,12 +339,8 @@ func (w *Writer) startJob() {
 		return
 	}
 	j := &job{off: w.cutOff, data: uncut[:len(uncut):len(uncut)], done: make(chan struct{})}
-	if ps := w.pageStarts(); len(ps) > 0 {
-		j.pages = append([]int64(nil), ps...)
-		j.pfns = append([]uint64(nil), w.xen.pfns...)
-		if w.beginImage() {
-			j.gen, j.base = w.img.gen, w.img.base
-		}
+	if w.pages != nil {
+		j.pages, j.base = w.pages.Base(w.cutOff)
 	}
 	w.job = j
 	go w.process(j)
@@ -402,8 +352,9 @@ func (w *Writer) startJob() {
 // the rest runs on every core, in three steps:
 //
 //  1. each chunk is checked for zeros and hashed (BLAKE3), in parallel;
-//  2. each page is compared with its pfn's page in the base generation, in
-//     order, by id: one forward pass of the page map's iterator;
+//  2. each page is compared with the base image's page in its place (the
+//     page hook's lookup, in order: for xen/lineage one forward pass of
+//     the base generation's page map);
 //  3. every chunk that is neither zero nor the base's page is checked
 //     against the store (dedup, which pins it) and compressed if new, in
 //     parallel; a chunk repeated within the job is prepared once.
@@ -433,7 +384,7 @@ func (w *Writer) process(j *job) {
 		r := &j.res[i]
 		if c := chunk(r); chunkstore.IsZero(c) {
 			r.zero = true
-		} else if r.n == xen.PageSize && key != nil {
+		} else if r.n == PageSize && key != nil {
 			r.tag, r.tagged = chunkstore.PageTag(key, c), true
 		}
 	})
@@ -482,7 +433,7 @@ func (j *job) compareBases(byTag bool) error {
 	p := 0
 	for i := range j.res {
 		r := &j.res[i]
-		if r.n != xen.PageSize || r.base != cmpUnknown {
+		if r.n != PageSize || r.base != cmpUnknown {
 			continue
 		}
 		for p < len(j.pages) && j.pages[p] < r.off {
@@ -491,7 +442,7 @@ func (j *job) compareBases(byTag bool) error {
 		if p == len(j.pages) || j.pages[p] != r.off {
 			continue
 		}
-		old, found, err := j.base.Lookup(j.pfns[p], j.gen.Base, j.gen.BaseFloor)
+		old, found, err := j.base(p)
 		if err != nil {
 			return err
 		}
@@ -517,19 +468,6 @@ func (j *job) compareBases(byTag bool) error {
 		}
 	}
 	return nil
-}
-
-// compareBase compares page pfn (id, or all zero) of generation g with the
-// same pfn's page in g's base, which base (nil: none) reads.
-func compareBase(base *index.PageReader, g index.Gen, pfn uint64, id chunkstore.ID, zero bool) (pageCmp, error) {
-	if base == nil {
-		return cmpChanged, nil
-	}
-	old, found, err := base.Lookup(pfn, g.Base, g.BaseFloor)
-	if err != nil || !found || !old.Holds(id, zero) {
-		return cmpChanged, err
-	}
-	return cmpSame, nil
 }
 
 // parallel calls fn(0..n-1) on up to GOMAXPROCS goroutines (this one
@@ -605,14 +543,19 @@ func (w *Writer) collect() error {
 	return nil
 }
 
-// record maps file bytes [off, off+n) to chunk id (or zero): a page of an
-// xl save image goes into the page run, anything else is an extent.
+// record maps file bytes [off, off+n) to chunk id (or zero): a page the
+// page hook records is its own, anything else is an extent.
 func (w *Writer) record(off int64, n int, ref index.PageRef, overlay bool, base pageCmp) error {
 	end := off + int64(n)
 	id, zero := ref.ID, ref.Zero
-	if !overlay && n == xen.PageSize {
-		if ok, err := w.recordPage(off, ref, base); ok || err != nil {
+	if !overlay && n == PageSize && w.pages != nil {
+		ok, err := w.pages.Record(w.b, w.ver, off, ref, base != cmpUnknown, base == cmpSame)
+		if err != nil {
 			return err
+		}
+		if ok {
+			w.stagedEnd = max(w.stagedEnd, end)
+			return nil
 		}
 	}
 	switch {
@@ -626,90 +569,6 @@ func (w *Writer) record(off int64, n int, ref index.PageRef, overlay bool, base 
 	if overlay {
 		return w.s.ext.Overlay(w.b.Batch, w.ino, w.ver, e)
 	}
-	return w.s.ext.AddExtent(w.b.Batch, w.ino, w.ver, e)
-}
-
-// recordPage records the page payload at off in the image's generation: an
-// entry if it differs from the base generation (base says, or it looks),
-// a slot of the page run in any case. It returns false if off is not a page
-// of a known guest.
-func (w *Writer) recordPage(off int64, ref index.PageRef, base pageCmp) (bool, error) {
-	id, zero := ref.ID, ref.Zero
-	if !w.beginImage() {
-		return false, nil
-	}
-	m := &w.img
-	pfn, ok := w.xen.pfnAt(off)
-	if !ok || !m.seen.Add(pfn) {
-		return false, nil
-	}
-	if base == cmpUnknown {
-		var err error
-		if base, err = compareBase(m.base, m.gen, pfn, id, zero); err != nil {
-			return true, err
-		}
-	}
-	switch {
-	case base == cmpChanged:
-		m.pw.Put(w.b, pfn, ref)
-		m.entries++
-	case m.gen.Full():
-		// Unchanged, but a full generation names every page: the base's
-		// entry, copied (the base's chain stays while this generation is
-		// in flight: index.ReclaimGen is blocked).
-		old, found, err := m.base.Lookup(pfn, m.gen.Base, m.gen.BaseFloor)
-		if err != nil {
-			return true, err
-		}
-		if !found {
-			return true, fmt.Errorf("%w: pfn %#x compared equal to a page its base does not have", index.ErrCorrupt, pfn)
-		}
-		m.pw.Put(w.b, pfn, old)
-	}
-	r := &m.run
-	if r.Len > 0 && (r.End() != off || r.Run.Pages() >= index.MaxRunPages) {
-		if err := w.flushRun(); err != nil {
-			return true, err
-		}
-	}
-	if r.Len == 0 {
-		*r = index.Extent{Off: off, Run: &index.PageRun{Lin: m.gen.Lin, Gen: m.gen.Gen, Floor: m.gen.Floor}}
-	}
-	r.Len += xen.PageSize
-	r.Run.Add(pfn)
-	w.stagedEnd = max(w.stagedEnd, r.End())
-	return true, nil
-}
-
-// beginImage starts the image's generation at its first page, and reports
-// whether pages go into one: an xl save image of a known guest in page
-// mode whose generation could begin.
-func (w *Writer) beginImage() bool {
-	x, m := w.xen, &w.img
-	if x == nil || !w.s.cfg.XenPages || x.guest.UUID == "" || m.err {
-		return false
-	}
-	if m.gen.Gen == 0 {
-		g, err := w.s.ext.BeginGen(w.ino, x.guest.UUID)
-		if err != nil {
-			m.err = true
-			return false
-		}
-		m.gen, m.pw = g, w.s.ext.NewPageWriter(g)
-		if g.Base != 0 {
-			m.base = w.s.ext.NewPageReader(g.Lin)
-		}
-	}
-	return true
-}
-
-// flushRun adds the page run being collected to the batch.
-func (w *Writer) flushRun() error {
-	if w.img.run.Len == 0 {
-		return nil
-	}
-	e := w.img.run
-	w.img.run = index.Extent{}
 	return w.s.ext.AddExtent(w.b.Batch, w.ino, w.ver, e)
 }
 
@@ -793,7 +652,7 @@ func (w *Writer) emit(off int64, data []byte) error {
 		}
 	}
 	ref := index.PageRef{ID: id, Zero: zero}
-	if key := w.s.chunks.TagKey(); key != nil && !zero && len(data) == xen.PageSize {
+	if key := w.s.chunks.TagKey(); key != nil && !zero && len(data) == PageSize {
 		ref.Tag, ref.Tagged = chunkstore.PageTag(key, data), true
 	}
 	return w.record(off, len(data), ref, overlay, cmpUnknown)
@@ -808,7 +667,7 @@ func (w *Writer) applyBatch() error {
 	if w.b == nil {
 		return nil
 	}
-	if err := w.flushRun(); err != nil {
+	if err := w.flushPages(); err != nil {
 		return err
 	}
 	if w.b.Empty() {
@@ -859,7 +718,7 @@ func (w *Writer) applyAsync() error {
 	if err := w.settle(); err != nil {
 		return err
 	}
-	if err := w.flushRun(); err != nil {
+	if err := w.flushPages(); err != nil {
 		return err
 	}
 	if w.b.Empty() {
@@ -936,7 +795,7 @@ func (w *Writer) flushAll() error {
 		return err
 	}
 	if len(w.ahead) > 0 {
-		w.xen = nil // the stream continues past a gap the scanner never saw
+		w.stopPages() // the stream continues past a gap the hook never saw
 	}
 	for len(w.ahead) > 0 {
 		a := w.ahead[0]
@@ -975,7 +834,7 @@ func (w *Writer) Truncate(size int64, now int64) error {
 	if err := w.prepare(size, size); err != nil {
 		return w.fail(err)
 	}
-	w.xen = nil
+	w.stopPages()
 	if err := w.flushAll(); err != nil {
 		return w.fail(err)
 	}
@@ -1022,7 +881,8 @@ func (w *Writer) ReadAt(c *Cursor, dst []byte, off int64) (int, error) {
 }
 
 // CommittedImage reports whether the last Commit that had something to
-// commit made the file's content a whole xl save image, and forgets it.
+// commit made the file's content a whole memory image (the page hook's
+// Committed), and forgets it.
 func (w *Writer) CommittedImage() bool {
 	img := w.image
 	w.image = false
@@ -1045,17 +905,15 @@ func (w *Writer) Commit() (index.Inode, error) {
 	if err != nil {
 		return in, w.fail(err)
 	}
-	if w.img.gen.Gen != 0 {
-		w.img.committed = true
-	}
-	if x := w.xen; x != nil && x.sc.Done() && x.guest.UUID != "" && x.sc.Offset() == w.size {
-		// A whole xl save image: record its guest, for lineage stats.
-		x.guest.NewBytes, x.guest.Pages = w.newBytes, w.img.entries
-		if err := w.s.ext.SetXen(w.ino, x.guest); err != nil {
+	if w.pages != nil {
+		image, err := w.pages.Committed(w.size, w.newBytes)
+		if err != nil {
 			return in, w.fail(err)
 		}
-		w.s.stats.Images.Add(1)
-		w.image = true
+		if image {
+			w.s.stats.Images.Add(1)
+			w.image = true
+		}
 	}
 	w.staged, w.committedSize, w.dirty = false, w.size, false
 	w.streamOff, w.cutOff = w.size, w.size
@@ -1082,13 +940,8 @@ func (w *Writer) Close() {
 		}
 		b.Close()
 	}
-	if m := &w.img; m.gen.Gen != 0 {
-		if m.base != nil {
-			m.base.Close()
-		}
-		// A generation whose content was never committed is named by no
-		// file's committed extents: gc may take it.
-		_ = w.s.ext.EndGen(m.gen, m.committed)
-		*m = image{}
+	if w.pages != nil {
+		w.pages.Close()
+		w.pages = nil
 	}
 }

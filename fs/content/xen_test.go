@@ -38,7 +38,7 @@ func defaultStore(t *testing.T) (*Store, *index.Index) {
 func pageModeStore(t *testing.T) (*Store, *index.Index, *chunkstore.Store) {
 	x, cs := index.TestIndex(t)
 	cfg := DefaultConfig()
-	cfg.XenPages = true
+	cfg.Pages = xenPages(x, true)
 	s := New(cs, cs, x, cfg)
 	t.Cleanup(s.Close)
 	return s, x, cs
@@ -357,7 +357,7 @@ func FuzzXenPages(f *testing.F) {
 // and windows, so that streams cross their boundaries often.
 func newPageModel(t testing.TB) *model {
 	x, cs := index.TestIndex(t)
-	cfg := Config{Params: Params{Min: 1024, Max: 8192, AvgBits: 11}, Window: 64 << 10, BatchBytes: 32 << 10, CacheChunks: 16, ReadAhead: 64 << 10, XenPages: true}
+	cfg := Config{Params: Params{Min: 1024, Max: 8192, AvgBits: 11}, Window: 64 << 10, BatchBytes: 32 << 10, CacheChunks: 16, ReadAhead: 64 << 10, Pages: xenPages(x, true)}
 	s := New(cs, cs, x, cfg)
 	t.Cleanup(s.Close)
 	in, err := x.Create(index.RootIno, "f", index.Inode{Mode: syscall.S_IFREG | 0o644})

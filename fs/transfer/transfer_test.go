@@ -16,13 +16,16 @@ import (
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/index"
 	"github.com/ckptfs/ckptfs/index/manifest"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
 
 // newLocal is an in-memory store with the default engine (page mode on).
 func newLocal(t testing.TB) *Local {
 	x, cs := index.TestIndex(t)
-	data := content.New(cs, cs, x, content.DefaultConfig())
+	cfg := content.DefaultConfig()
+	cfg.Pages = func(ino uint64) content.Pages { return lineage.NewImage(x, ino, true) }
+	data := content.New(cs, cs, x, cfg)
 	t.Cleanup(data.Close)
 	return &Local{Chunks: cs, Index: x, Data: data}
 }

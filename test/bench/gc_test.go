@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
@@ -40,7 +41,7 @@ func BenchmarkGCDeleteOne(b *testing.B) {
 			b.Fatal(err)
 		}
 		cfg := content.DefaultConfig()
-		cfg.XenPages = true
+		cfg.Pages = fs.XenPages(x, true)
 		s := content.New(cs, cs, x, cfg)
 		defer s.Close()
 		var first index.Inode

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/index"
 )
@@ -37,7 +38,9 @@ func TestTruncatedTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	x.SetDurable(cs.CommitDurable)
-	data := content.New(cs, cs, x, content.DefaultConfig())
+	cfg := content.DefaultConfig()
+	cfg.Pages = fs.XenPages(x, true)
+	data := content.New(cs, cs, x, cfg)
 	dir, err := x.Create(index.RootIno, "d", index.Inode{Mode: syscall.S_IFDIR | 0o755, Nlink: 2})
 	if err != nil {
 		t.Fatal(err)

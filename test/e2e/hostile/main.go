@@ -33,6 +33,7 @@ import (
 	"github.com/klauspost/compress/s2"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/fs/transfer"
 	"github.com/ckptfs/ckptfs/index"
@@ -95,7 +96,9 @@ func open(dir string) (*transfer.Local, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	data := content.New(cs, cs, x, content.DefaultConfig())
+	cfg := content.DefaultConfig()
+	cfg.Pages = fs.XenPages(x, true)
+	data := content.New(cs, cs, x, cfg)
 	return &transfer.Local{Chunks: cs, Index: x, Data: data}, func() { data.Close(); cs.Close() }, nil
 }
 
