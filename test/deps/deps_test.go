@@ -14,7 +14,9 @@ var forbidden = map[string][]string{
 	"xen":            {"chunkstore", "index", "fs", "gc", "cmd"},
 	"chunkstore":     {"index", "fs", "gc", "xen", "cmd"},
 	"index":          {"fs", "gc", "xen", "cmd"},
-	"fs/content":     {"fs", "gc", "cmd"},
+	"fs/content":     {"fs", "gc", "cmd", "xen"}, // the engine knows no pfn: page mode is a hook
+	"xen/lineage":    {"fs", "gc", "cmd"},
+	"xen/receive":    {"fs/transfer", "fs/bucket", "gc", "cmd"},
 	"gc":             {"fs", "cmd"},
 	"fs":             {"gc", "cmd"},
 	"index/manifest": {"fs", "gc", "xen", "cmd"},
