@@ -136,3 +136,61 @@ func growTo(b []byte, n int) []byte {
 // EncodedLen is the size of data's chunk value under codec c: what storing
 // it as a new chunk costs.
 func EncodedLen(c Codec, data []byte) int { return len(encodeValue(nil, c, data)) }
+
+// DecodedLen is the plain length of encoded value v (ErrCorrupt if its
+// header is malformed).
+func DecodedLen(v []byte) (int, error) {
+	if len(v) < 2 {
+		return 0, fmt.Errorf("%w: %w", ErrCorrupt, errBadValue)
+	}
+	n, k := binary.Uvarint(v[1:])
+	if k <= 0 || n > MaxChunkSize {
+		return 0, fmt.Errorf("%w: %w", ErrCorrupt, errBadValue)
+	}
+	return int(n), nil
+}
+
+// DecodeInto decodes value v (as GetManyEncoded hands it) into dst, which
+// holds exactly DecodedLen(v) bytes: the plain bytes are written once,
+// where they are wanted. A value that does not decode to that length is
+// ErrCorrupt, and dst's bytes are then undefined.
+func DecodeInto(dst, v []byte) error {
+	n, err := DecodedLen(v)
+	if err != nil {
+		return err
+	}
+	if len(dst) != n {
+		return fmt.Errorf("decoding into %d bytes a value of %d", len(dst), n)
+	}
+	_, k := binary.Uvarint(v[1:])
+	payload := v[1+k:]
+	var out []byte
+	switch Codec(v[0]) {
+	case CodecRaw:
+		if len(payload) != n {
+			return fmt.Errorf("%w: %w: raw length %d, header says %d", ErrCorrupt, errBadValue, len(payload), n)
+		}
+		copy(dst, payload)
+		return nil
+	case CodecS2:
+		m, derr := s2.DecodedLen(payload)
+		if derr != nil || m != n {
+			return fmt.Errorf("%w: %w: s2 length %d (%v), header says %d", ErrCorrupt, errBadValue, m, derr, n)
+		}
+		out, err = s2.Decode(dst, payload)
+	case CodecZstd:
+		out, err = zdec.DecodeAll(payload, dst[:0:n])
+	default:
+		return fmt.Errorf("%w: %w: unknown codec %d", ErrCorrupt, errBadValue, v[0])
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w: %v", ErrCorrupt, errBadValue, err)
+	}
+	if len(out) != n {
+		return fmt.Errorf("%w: %w: length %d, header says %d", ErrCorrupt, errBadValue, len(out), n)
+	}
+	if n > 0 && &out[0] != &dst[0] { // the decoder did not write in place
+		copy(dst, out)
+	}
+	return nil
+}

@@ -265,25 +265,42 @@ func TestGetMany(t *testing.T) {
 	var bogus ID
 	bogus[0] = 1
 	want := append(append([]ID{}, ids...), bogus)
-	got := make([]error, len(want))
-	seen := 0
-	s.GetMany(want, nil, func(i int, data []byte, err error) {
-		seen++
-		if err == nil && Sum(data) != want[i] {
-			err = fmt.Errorf("chunk %d: wrong data", i)
+	// GetManyEncoded hands out values that DecodeInto makes the same
+	// chunks of.
+	for _, encoded := range []bool{false, true} {
+		got := make([]error, len(want))
+		seen := 0
+		fn := func(i int, data []byte, err error) {
+			seen++
+			if err == nil && encoded {
+				v := data
+				n, lerr := DecodedLen(v)
+				data = make([]byte, n)
+				if err = lerr; err == nil {
+					err = DecodeInto(data, v)
+				}
+			}
+			if err == nil && Sum(data) != want[i] {
+				err = fmt.Errorf("chunk %d: wrong data", i)
+			}
+			got[i] = err
 		}
-		got[i] = err
-	})
-	if seen != len(want) {
-		t.Fatalf("%d callbacks for %d chunks", seen, len(want))
-	}
-	for i, err := range got[:len(ids)] {
-		if err != nil {
-			t.Fatal(i, err)
+		if encoded {
+			s.GetManyEncoded(want, nil, fn)
+		} else {
+			s.GetMany(want, nil, fn)
 		}
-	}
-	if !errors.Is(got[len(ids)], ErrNotFound) || !strings.Contains(got[len(ids)].Error(), bogus.String()) {
-		t.Fatalf("missing chunk: %v", got[len(ids)])
+		if seen != len(want) {
+			t.Fatalf("encoded %v: %d callbacks for %d chunks", encoded, seen, len(want))
+		}
+		for i, err := range got[:len(ids)] {
+			if err != nil {
+				t.Fatal(encoded, i, err)
+			}
+		}
+		if !errors.Is(got[len(ids)], ErrNotFound) || !strings.Contains(got[len(ids)].Error(), bogus.String()) {
+			t.Fatalf("encoded %v: missing chunk: %v", encoded, got[len(ids)])
+		}
 	}
 }
 

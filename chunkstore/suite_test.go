@@ -204,3 +204,38 @@ func FuzzDecodeValue(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeInto: DecodeInto agrees with decodeValue on every input: where
+// one decodes, the other writes the same bytes in place; where one fails,
+// so does the other, with ErrCorrupt.
+func FuzzDecodeInto(f *testing.F) {
+	f.Add(encodeValue(nil, CodecS2, bytes.Repeat([]byte("ab"), 2048)))
+	f.Add(encodeValue(nil, CodecZstd, bytes.Repeat([]byte("ab"), 1000)))
+	f.Add(encodeValue(nil, CodecRaw, []byte("hello")))
+	f.Add([]byte{byte(CodecS2), 5, 0})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		want, werr := decodeValue(nil, v)
+		n, lerr := DecodedLen(v)
+		if lerr != nil {
+			if werr == nil {
+				t.Fatalf("DecodedLen: %v, decodeValue decoded %d bytes", lerr, len(want))
+			}
+			if !errors.Is(lerr, ErrCorrupt) {
+				t.Fatalf("DecodedLen error %v is not ErrCorrupt", lerr)
+			}
+			return
+		}
+		dst := bytes.Repeat([]byte{0xee}, n)
+		err := DecodeInto(dst, v)
+		switch {
+		case werr == nil && err != nil:
+			t.Fatalf("DecodeInto: %v, decodeValue decoded", err)
+		case werr != nil && err == nil:
+			t.Fatalf("DecodeInto decoded, decodeValue: %v", werr)
+		case err != nil && !errors.Is(err, ErrCorrupt):
+			t.Fatalf("DecodeInto error %v is not ErrCorrupt", err)
+		case err == nil && !bytes.Equal(dst, want):
+			t.Fatal("DecodeInto wrote other bytes than decodeValue")
+		}
+	})
+}

@@ -20,7 +20,7 @@ type Chunks interface {
 	Prepare(dst []byte, id chunkstore.ID, data []byte) ([]byte, error)
 	SetPrepared(b *chunkstore.Batch, id chunkstore.ID, value []byte) error
 	Get(dst []byte, id chunkstore.ID) ([]byte, error)
-	GetMany(ids []chunkstore.ID, hints []chunkstore.Hint, fn func(i int, data []byte, err error))
+	GetManyEncoded(ids []chunkstore.ID, hints []chunkstore.Hint, fn func(i int, value []byte, err error))
 	Unpin(ids ...chunkstore.ID)
 	TagKey() []byte
 }
@@ -97,12 +97,14 @@ type prefetchJobs struct {
 // prefetchJob is the most chunks one read-ahead job reads.
 const prefetchJob = 256
 
-// smallChunk is the largest chunk the page cache (of decoded chunks) holds;
-// pages are 4 KiB, CDC chunks 32 KiB and more.
+// smallChunk is the largest chunk the page cache holds (encoded: a read
+// decodes it into its reply); pages are 4 KiB, CDC chunks 32 KiB and
+// more, cached decoded.
 const smallChunk = 4096
 
-// cachePages is how many small chunks the decoded-chunk cache holds: a
-// read-ahead window of pages and then some (32 MiB).
+// cachePages is how many small chunks the page cache holds, encoded: a
+// read-ahead window of pages and then some (32 MiB of pages, less as
+// they are stored compressed).
 const cachePages = 8192
 
 // Store reads and writes file content.
@@ -112,7 +114,7 @@ type Store struct {
 	ext       Extents
 	cfg       Config
 	cache     *lru.Cache[chunkstore.ID, []byte] // CDC chunks
-	pages     *lru.Cache[chunkstore.ID, []byte] // chunks up to smallChunk bytes
+	pages     *lru.Cache[chunkstore.ID, []byte] // chunks up to smallChunk bytes, encoded
 	flight    singleflight.Group
 	prefetch  chan prefetchJobs
 	pmu       sync.Mutex
@@ -186,9 +188,9 @@ func (s *Store) prefetcher() {
 	for job := range s.prefetch {
 		ids := job.ids
 		// Errors surface when the reader gets there.
-		s.chunks.GetMany(ids, job.hints, func(i int, data []byte, err error) {
+		s.chunks.GetManyEncoded(ids, job.hints, func(i int, v []byte, err error) {
 			if err == nil {
-				s.cacheAdd(ids[i], data)
+				s.cacheValue(ids[i], v)
 			}
 		})
 		s.pmu.Lock()
@@ -202,58 +204,108 @@ func (s *Store) prefetcher() {
 	}
 }
 
-func (s *Store) cacheGet(id chunkstore.ID) ([]byte, bool) {
-	if b, ok := s.pages.Get(id); ok {
-		return b, true
+// cachedChunk is a chunk as the caches hold it: a small one (a page) still
+// encoded, decoded by the read that copies it out (into the reply, with
+// no buffer of its own in between); a larger one (CDC) plain.
+type cachedChunk struct {
+	v     []byte // encoded value (small chunks)
+	plain []byte // plain bytes (larger chunks)
+}
+
+func (s *Store) cacheGet(id chunkstore.ID) (cachedChunk, bool) {
+	if v, ok := s.pages.Get(id); ok {
+		return cachedChunk{v: v}, true
 	}
-	return s.cache.Get(id)
+	b, ok := s.cache.Get(id)
+	return cachedChunk{plain: b}, ok
 }
 
 func (s *Store) cached(id chunkstore.ID) bool { return s.pages.Contains(id) || s.cache.Contains(id) }
 
-func (s *Store) cacheAdd(id chunkstore.ID, b []byte) {
-	if len(b) <= smallChunk {
-		s.pages.Add(id, b)
-	} else {
-		s.cache.Add(id, b)
+// cacheValue caches chunk id from its encoded value v: a small chunk as
+// it is, a larger one decoded.
+func (s *Store) cacheValue(id chunkstore.ID, v []byte) (cachedChunk, error) {
+	n, err := chunkstore.DecodedLen(v)
+	if err != nil {
+		return cachedChunk{}, fmt.Errorf("chunk %s: %w", id, err)
 	}
+	if n <= smallChunk {
+		s.pages.Add(id, v)
+		return cachedChunk{v: v}, nil
+	}
+	b := make([]byte, n)
+	if err := chunkstore.DecodeInto(b, v); err != nil {
+		return cachedChunk{}, fmt.Errorf("chunk %s: %w", id, err)
+	}
+	s.cache.Add(id, b)
+	return cachedChunk{plain: b}, nil
 }
 
-// chunk returns the decoded chunk, from the cache, a prefetcher already
-// reading it, or the store.
-func (s *Store) chunk(id chunkstore.ID, hint chunkstore.Hint) ([]byte, error) {
-	if b, ok := s.cacheGet(id); ok {
+// chunk returns the chunk, from the cache, a prefetcher already reading
+// it, or the store.
+func (s *Store) chunk(id chunkstore.ID, hint chunkstore.Hint) (cachedChunk, error) {
+	if c, ok := s.cacheGet(id); ok {
 		s.stats.CacheHits.Add(1)
-		return b, nil
+		return c, nil
 	}
 	s.pmu.Lock()
 	ch := s.pending[id]
 	s.pmu.Unlock()
 	if ch != nil {
 		<-ch
-		if b, ok := s.cacheGet(id); ok {
+		if c, ok := s.cacheGet(id); ok {
 			s.stats.CacheHits.Add(1)
-			return b, nil
+			return c, nil
 		}
 	}
 	v, err, _ := s.flight.Do(string(id[:]), func() (any, error) {
-		if b, ok := s.cacheGet(id); ok {
-			return b, nil
+		if c, ok := s.cacheGet(id); ok {
+			return c, nil
 		}
 		s.stats.CacheMisses.Add(1)
-		var b []byte
+		var v []byte
 		var err error
-		s.chunks.GetMany([]chunkstore.ID{id}, []chunkstore.Hint{hint}, func(_ int, data []byte, e error) { b, err = data, e })
+		s.chunks.GetManyEncoded([]chunkstore.ID{id}, []chunkstore.Hint{hint}, func(_ int, data []byte, e error) { v, err = data, e })
 		if err != nil {
 			return nil, err
 		}
-		s.cacheAdd(id, b)
-		return b, nil
+		return s.cacheValue(id, v)
 	})
 	if err != nil {
-		return nil, err
+		return cachedChunk{}, err
 	}
-	return v.([]byte), nil
+	return v.(cachedChunk), nil
+}
+
+// copyChunk writes the chunk's bytes [from, from+len(dst)) into dst. A
+// whole small chunk is decoded straight into dst; part of one is decoded
+// into scratch (smallChunk bytes) first.
+func copyChunk(dst []byte, c cachedChunk, from int64, scratch []byte) error {
+	if c.v == nil {
+		copy(dst, c.plain[from:])
+		return nil
+	}
+	n, err := chunkstore.DecodedLen(c.v)
+	if err != nil {
+		return err
+	}
+	if from == 0 && len(dst) == n {
+		return chunkstore.DecodeInto(dst, c.v)
+	}
+	if err := chunkstore.DecodeInto(scratch[:n], c.v); err != nil {
+		return err
+	}
+	copy(dst, scratch[from:n])
+	return nil
+}
+
+// size is the chunk's plain length.
+func (c cachedChunk) size() int64 {
+	if c.v == nil {
+		return int64(len(c.plain))
+	}
+	n, _ := chunkstore.DecodedLen(c.v) // checked when it was cached
+	return int64(n)
 }
 
 // Cursor remembers, for one open handle, a window of a version's extents and
@@ -408,6 +460,7 @@ func (s *Store) expandRuns(ext []index.Extent, off, to int64) ([]index.Extent, i
 // readExtents fills dst with version ver's bytes at off (holes read as
 // zero). gen changes whenever the version's extents may have changed.
 func (s *Store) readExtents(c *Cursor, ino, ver, gen uint64, dst []byte, off int64) error {
+	var scratch [smallChunk]byte // a page read in part
 	pos, end := off, off+int64(len(dst))
 	for pos < end {
 		if !c.valid(ino, ver, gen, pos) {
@@ -429,17 +482,20 @@ func (s *Store) readExtents(c *Cursor, ino, ver, gen uint64, dst []byte, off int
 			pos += n
 			continue
 		}
-		data, err := s.chunk(e.ID, e.Hint)
+		c, err := s.chunk(e.ID, e.Hint)
 		if err != nil {
 			return fmt.Errorf("offset %d: %w", pos, err)
 		}
 		co := e.ChunkOff + (pos - e.Off)
-		if e.ChunkOff+e.Len > int64(len(data)) {
+		if size := c.size(); e.ChunkOff+e.Len > size {
 			return fmt.Errorf("offset %d: chunk %s: %w: extent wants %d bytes, chunk has %d",
-				pos, e.ID, chunkstore.ErrCorrupt, e.ChunkOff+e.Len, len(data))
+				pos, e.ID, chunkstore.ErrCorrupt, e.ChunkOff+e.Len, size)
 		}
-		n := copy(dst[pos-off:], data[co:e.ChunkOff+e.Len])
-		pos += int64(n)
+		n := min(e.ChunkOff+e.Len-co, end-pos)
+		if err := copyChunk(dst[pos-off:][:n], c, co, scratch[:]); err != nil {
+			return fmt.Errorf("offset %d: chunk %s: %w", pos, e.ID, err)
+		}
+		pos += n
 	}
 	// Sequential, or nearly: the kernel's own read-ahead sends requests a
 	// little out of order.
