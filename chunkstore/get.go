@@ -157,8 +157,8 @@ func (s *Store) getMany(ids []ID, hints []Hint, encoded bool, fn func(i int, dat
 		return cmp.Compare(a.l.off, b.l.off)
 	})
 	// Runs of records close together in one segment: one read each. The
-	// next run's read-ahead is started before this one is read and
-	// decoded, so the disk works while the CPU decodes.
+	// read-ahead of the runs after it is started before this one is read
+	// and decoded, so the disk works while the CPU decodes.
 	const gap, span = 64 << 10, 8 << 20
 	type run struct {
 		locs     []loc
@@ -186,9 +186,16 @@ func (s *Store) getMany(ids []ID, hints []Hint, encoded bool, fn func(i int, dat
 			readBufs.Put(pooled)
 		}
 	}()
+	// The disk gets the next runs at once (up to prefetchRuns of them),
+	// not one after the other: a restore of a long lineage's newest image
+	// reads each span's pages from many generations' segments.
+	const prefetchRuns = 64
+	for k := 1; k < len(runs) && k <= prefetchRuns; k++ {
+		s.seg.prefetch(runs[k].locs[0].l.seg, runs[k].from, runs[k].to-runs[k].from)
+	}
 	for k, rn := range runs {
-		if k+1 < len(runs) {
-			next := runs[k+1]
+		if k+prefetchRuns < len(runs) {
+			next := runs[k+prefetchRuns]
 			s.seg.prefetch(next.locs[0].l.seg, next.from, next.to-next.from)
 		}
 		into := buf

@@ -130,5 +130,8 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
+	h.mu.Lock()
+	h.n.fsys.data.CloseCursor(&h.cur) // its spans read ahead
+	h.mu.Unlock()
 	return h.n.release(h)
 }

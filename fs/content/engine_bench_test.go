@@ -65,6 +65,7 @@ func readAll(tb testing.TB, s *Store, in index.Inode) {
 	}
 	buf := make([]byte, 128<<10)
 	var c Cursor
+	defer s.CloseCursor(&c)
 	for off := int64(0); off < in.Size; off += int64(len(buf)) {
 		if _, err := s.ReadCommitted(&c, in.Ino, in.Ver, 1, in.Size, buf, off); err != nil {
 			tb.Fatal(err)

@@ -125,6 +125,7 @@ type Store struct {
 	gen       atomic.Uint64
 	admit     func(n int) error // see SetAdmit
 	writerMem *semaphore.Weighted
+	spanMem   *semaphore.Weighted // span buffers (span.go)
 }
 
 // admitter is a chunk store with a disk-full guard (chunkstore.Store).
@@ -152,6 +153,8 @@ type Stats struct {
 	// WritersStreaming counts writers holding a memory grant now;
 	// WritesDirect the writes done without one (written through).
 	WritersStreaming, WritesDirect atomic.Int64
+	// SpanReads counts reads served from spans read ahead (span.go).
+	SpanReads atomic.Int64
 }
 
 // Counters returns the engine's counters.
@@ -165,7 +168,7 @@ func New(db Batcher, chunks Chunks, ext Extents, cfg Config) *Store {
 		cfg.WriterMemory = DefaultWriterMemory
 	}
 	s := &Store{db: db, chunks: chunks, ext: ext, cfg: cfg, cache: c, pages: p, prefetch: make(chan prefetchJobs, 64), pending: map[chunkstore.ID]chan struct{}{},
-		writerMem: semaphore.NewWeighted(cfg.WriterMemory)}
+		writerMem: semaphore.NewWeighted(cfg.WriterMemory), spanMem: semaphore.NewWeighted(spanMemory)}
 	if a, ok := chunks.(admitter); ok {
 		// Every writer of this store, whichever command opened it,
 		// passes the store's disk-full guard.
@@ -319,6 +322,7 @@ type Cursor struct {
 	lastEnd  int64
 	ahead    int64 // prefetch issued up to here
 	next     *nextWindow
+	sp       *spans // a sequential reader's spans read ahead (ReadCommitted)
 }
 
 // nextWindow is the window after a cursor's, resolved in the background
@@ -352,6 +356,11 @@ func (c *Cursor) find(off int64) int {
 }
 
 func (s *Store) load(c *Cursor, ino, ver, gen uint64, off int64) error {
+	return s.loadPages(c, ino, ver, gen, off, cursorPages)
+}
+
+// loadPages is load resolving at most pages pages of page runs.
+func (s *Store) loadPages(c *Cursor, ino, ver, gen uint64, off int64, pages int64) error {
 	ext, err := s.ext.Extents(ino, ver, off, cursorExtents)
 	if err != nil {
 		return err
@@ -360,11 +369,11 @@ func (s *Store) load(c *Cursor, ino, ver, gen uint64, off int64) error {
 	if len(ext) == cursorExtents {
 		to = ext[len(ext)-1].End()
 	}
-	ext, to, err = s.expandRuns(ext, off, to)
+	ext, to, err = s.expandRuns(ext, off, to, pages)
 	if err != nil {
 		return err
 	}
-	*c = Cursor{ino: ino, ver: ver, gen: gen, from: off, to: to, ext: ext, lastEnd: c.lastEnd, ahead: c.ahead}
+	*c = Cursor{ino: ino, ver: ver, gen: gen, from: off, to: to, ext: ext, lastEnd: c.lastEnd, ahead: c.ahead, sp: c.sp}
 	return nil
 }
 
@@ -374,9 +383,9 @@ func (s *Store) advance(c *Cursor, ino, ver, gen uint64, off int64) error {
 	if nw := c.next; nw != nil && nw.off == off {
 		<-nw.done
 		if nw.err == nil && nw.c.valid(ino, ver, gen, off) {
-			lastEnd, ahead := c.lastEnd, max(c.ahead, nw.c.ahead)
+			lastEnd, ahead, sp := c.lastEnd, max(c.ahead, nw.c.ahead), c.sp
 			*c = nw.c
-			c.lastEnd, c.ahead = lastEnd, ahead
+			c.lastEnd, c.ahead, c.sp = lastEnd, ahead, sp
 			return nil
 		}
 	}
@@ -407,7 +416,7 @@ const cursorPages = 4096
 // expandRuns replaces page runs in ext (a window of extents from off up to
 // to) by one extent per non-zero page, resolving at most cursorPages pages;
 // the window then ends where resolving stopped.
-func (s *Store) expandRuns(ext []index.Extent, off, to int64) ([]index.Extent, int64, error) {
+func (s *Store) expandRuns(ext []index.Extent, off, to int64, pages int64) ([]index.Extent, int64, error) {
 	runs := false
 	for _, e := range ext {
 		runs = runs || e.Run != nil
@@ -416,7 +425,7 @@ func (s *Store) expandRuns(ext []index.Extent, off, to int64) ([]index.Extent, i
 		return ext, to, nil
 	}
 	out := make([]index.Extent, 0, len(ext))
-	budget := int64(cursorPages)
+	budget := pages
 	for i, e := range ext {
 		if e.Run == nil {
 			out = append(out, e)
@@ -574,7 +583,18 @@ func (s *Store) ReadCommitted(c *Cursor, ino, ver, gen uint64, size int64, dst [
 		return 0, nil
 	}
 	dst = dst[:min(int64(len(dst)), size-off)]
-	return len(dst), s.readExtents(c, ino, ver, gen, dst, off)
+	if s.readSpans(c, ino, ver, gen, size, dst, off) {
+		return len(dst), nil
+	}
+	seq := off == c.lastEnd && off > 0
+	if err := s.readExtents(c, ino, ver, gen, dst, off); err != nil {
+		return 0, err
+	}
+	if seq && s.cfg.ReadAhead > 0 {
+		// A sequential reader: what follows is read ahead in spans.
+		s.startSpans(c, ino, ver, gen, size, off+int64(len(dst)))
+	}
+	return len(dst), nil
 }
 
 // CacheForTest exposes the decoded-chunk LRU to tests that damage chunks.
