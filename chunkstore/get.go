@@ -102,8 +102,8 @@ func (s *Store) GetMany(ids []ID, hints []Hint, fn func(i int, data []byte, err 
 // GetManyEncoded is GetMany handing fn each chunk's encoded value instead
 // of its plain bytes, checked as GetMany checks them: DecodeInto decodes
 // it where the bytes are wanted (a read reply), with no buffer of its own
-// in between. Values are fn's to keep; values of one read share its
-// buffer.
+// in between. A value is valid only until fn returns (it lies in a read
+// buffer that is reused): fn copies what it keeps.
 func (s *Store) GetManyEncoded(ids []ID, hints []Hint, fn func(i int, value []byte, err error)) {
 	s.getMany(ids, hints, true, fn)
 }
@@ -176,8 +176,8 @@ func (s *Store) getMany(ids []ID, hints []Hint, encoded bool, fn func(i int, dat
 	}
 	// The read buffer (up to span bytes) comes from a pool: a fresh one
 	// per call was zeroed before every read (15% of a cold restore's CPU).
-	// Decoded chunks never alias it. Encoded values do: each run then
-	// reads into a buffer of its own, which the values keep.
+	// Decoded chunks never alias it; encoded values do, for the length of
+	// fn's call.
 	pooled := readBufs.Get().(*[]byte)
 	buf := *pooled
 	defer func() {
@@ -198,12 +198,8 @@ func (s *Store) getMany(ids []ID, hints []Hint, encoded bool, fn func(i int, dat
 			next := runs[k+prefetchRuns]
 			s.seg.prefetch(next.locs[0].l.seg, next.from, next.to-next.from)
 		}
-		into := buf
-		if encoded {
-			into = nil
-		}
-		got, err := s.seg.read(into, locator{seg: rn.locs[0].l.seg, off: rn.from, n: int(rn.to - rn.from)})
-		if !encoded {
+		got, err := s.seg.read(buf, locator{seg: rn.locs[0].l.seg, off: rn.from, n: int(rn.to - rn.from)})
+		if err == nil {
 			buf = got
 		}
 		for _, r := range rn.locs {

@@ -1,6 +1,7 @@
 package content
 
 import (
+	"bytes"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -193,7 +194,7 @@ func (s *Store) prefetcher() {
 		// Errors surface when the reader gets there.
 		s.chunks.GetManyEncoded(ids, job.hints, func(i int, v []byte, err error) {
 			if err == nil {
-				s.cacheValue(ids[i], v)
+				s.cacheValue(ids[i], bytes.Clone(v)) // the value is the call's
 			}
 		})
 		s.pmu.Lock()
@@ -225,8 +226,8 @@ func (s *Store) cacheGet(id chunkstore.ID) (cachedChunk, bool) {
 
 func (s *Store) cached(id chunkstore.ID) bool { return s.pages.Contains(id) || s.cache.Contains(id) }
 
-// cacheValue caches chunk id from its encoded value v: a small chunk as
-// it is, a larger one decoded.
+// cacheValue caches chunk id from its encoded value v (which it keeps): a
+// small chunk as it is, a larger one decoded.
 func (s *Store) cacheValue(id chunkstore.ID, v []byte) (cachedChunk, error) {
 	n, err := chunkstore.DecodedLen(v)
 	if err != nil {
@@ -268,7 +269,7 @@ func (s *Store) chunk(id chunkstore.ID, hint chunkstore.Hint) (cachedChunk, erro
 		s.stats.CacheMisses.Add(1)
 		var v []byte
 		var err error
-		s.chunks.GetManyEncoded([]chunkstore.ID{id}, []chunkstore.Hint{hint}, func(_ int, data []byte, e error) { v, err = data, e })
+		s.chunks.GetManyEncoded([]chunkstore.ID{id}, []chunkstore.Hint{hint}, func(_ int, data []byte, e error) { v, err = bytes.Clone(data), e }) // the value is the call's
 		if err != nil {
 			return nil, err
 		}
