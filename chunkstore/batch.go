@@ -16,6 +16,9 @@ import (
 // written. A synced commit syncs the segments first.
 type Batch struct {
 	*pebble.Batch
+	// Owner is the writer whose chunks the batch stores (PutID): a new
+	// one per batch unless the caller sets its own (see Store.Prepare).
+	Owner  Owner
 	s      *Store
 	buf    []byte
 	pooled *[]byte // buf's pool entry
@@ -35,8 +38,8 @@ func (b *Batch) OnCommit(fn func(b *pebble.Batch, hint func(ID) Hint) error) {
 
 // hint is where chunk id's record is, if the store knows it offhand.
 func (s *Store) hint(id ID) Hint {
-	if l, ok := s.recent.Peek(id); ok && l.seg != 0 {
-		return Hint{l}
+	if e, ok := s.recent.Peek(id); ok && e.l.seg != 0 {
+		return Hint{e.l}
 	}
 	return Hint{}
 }
@@ -44,11 +47,15 @@ func (s *Store) hint(id ID) Hint {
 type pendingRecord struct {
 	id     ID
 	off, n int
+	// prepared: a new chunk from Prepare, dropped at commit if another
+	// batch stored it meanwhile (not a rewrite by Compact, which moves a
+	// stored chunk on purpose).
+	prepared bool
 }
 
 // NewBatch returns an empty batch of the store.
 func (s *Store) NewBatch(opts ...pebble.BatchOption) *Batch {
-	return &Batch{Batch: s.db.NewBatch(opts...), s: s}
+	return &Batch{Batch: s.db.NewBatch(opts...), s: s, Owner: s.NewOwner()}
 }
 
 // recordBufs recycles batches' record buffers: a writer's batch fills
@@ -71,6 +78,12 @@ func (b *Batch) addRecord(id ID, value []byte) {
 	b.recs = append(b.recs, pendingRecord{id: id, off: off, n: len(b.buf) - off})
 }
 
+// addPrepared is addRecord for a value from Prepare.
+func (b *Batch) addPrepared(id ID, value []byte) {
+	b.addRecord(id, value)
+	b.recs[len(b.recs)-1].prepared = true
+}
+
 // Len is the batch's size in bytes, chunk records included.
 func (b *Batch) Len() int { return b.Batch.Len() + len(b.buf) }
 
@@ -84,24 +97,33 @@ func (b *Batch) Empty() bool {
 // returns.
 func (b *Batch) Commit(o *pebble.WriteOptions) error {
 	var stored []ID
+	var locs map[ID]locator
+	b.dropStored()
 	if len(b.recs) > 0 {
 		seg, base, err := b.s.seg.append(b.buf)
 		if err != nil {
 			return err
 		}
 		stored = make([]ID, 0, len(b.recs))
+		locs = make(map[ID]locator, len(b.recs))
 		for _, r := range b.recs {
 			l := locator{seg: seg, off: base + int64(r.off), n: r.n}
 			if err := b.Batch.Set(locKey(r.id), encodeLocator(l), nil); err != nil {
 				return err
 			}
-			b.s.recent.Add(r.id, l)
+			locs[r.id] = l
 			stored = append(stored, r.id)
 		}
 		b.buf, b.recs = b.buf[:0], b.recs[:0]
 	}
+	hint := func(id ID) Hint {
+		if l, ok := locs[id]; ok {
+			return Hint{l}
+		}
+		return b.s.hint(id)
+	}
 	for _, fn := range b.onCommit {
-		if err := fn(b.Batch, b.s.hint); err != nil {
+		if err := fn(b.Batch, hint); err != nil {
 			return err
 		}
 	}
@@ -113,6 +135,10 @@ func (b *Batch) Commit(o *pebble.WriteOptions) error {
 	}
 	if err := b.Batch.Commit(o); err != nil {
 		return err
+	}
+	// Committed: other owners may reference these chunks now.
+	for id, l := range locs {
+		b.s.recent.Add(id, recentEntry{l: l, stored: true})
 	}
 	// Committed: the filter of stored chunks may say so now (never
 	// before: a filter built meanwhile scans what is committed).
@@ -128,4 +154,21 @@ func (b *Batch) Close() error {
 	}
 	b.buf, b.pooled, b.recs, b.onCommit = nil, nil, nil, nil
 	return b.Batch.Close()
+}
+
+// dropStored drops the records of chunks another batch has committed
+// since they were prepared (two owners preparing one chunk: see
+// Store.Prepare): the first commit stores it, the other's record would be
+// dead space nobody accounts for.
+func (b *Batch) dropStored() {
+	keep, at := b.recs[:0], 0
+	for _, r := range b.recs {
+		if e, ok := b.s.recent.Peek(r.id); ok && e.stored && r.prepared {
+			continue
+		}
+		copy(b.buf[at:], b.buf[r.off:r.off+r.n]) // at <= r.off: moves records down
+		r.off, at = at, at+r.n
+		keep = append(keep, r)
+	}
+	b.buf, b.recs = b.buf[:at], keep
 }

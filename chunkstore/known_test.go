@@ -102,10 +102,10 @@ func TestKnownFilter(t *testing.T) {
 	// Prepare: a stored chunk is a duplicate (nil), a new one is encoded.
 	b := s.NewBatch()
 	defer b.Close()
-	if v, err := s.Prepare(nil, before[3], knownChunk(3)); err != nil || v != nil {
+	if v, err := s.Prepare(s.NewOwner(), nil, before[3], knownChunk(3)); err != nil || v != nil {
 		t.Fatalf("Prepare of a stored chunk: %d bytes, %v", len(v), err)
 	}
-	if v, err := s.Prepare(nil, Sum(knownChunk(90000)), knownChunk(90000)); err != nil || v == nil {
+	if v, err := s.Prepare(s.NewOwner(), nil, Sum(knownChunk(90000)), knownChunk(90000)); err != nil || v == nil {
 		t.Fatalf("Prepare of a new chunk: %v", err)
 	}
 }

@@ -185,7 +185,7 @@ func Open(dir string, o Options) (*Store, error) {
 		closeDB(db)
 		return nil, fmt.Errorf("%s: segments: %w", dir, err)
 	}
-	recent, _ := lru.New[ID, locator](1 << 16)
+	recent, _ := lru.New[ID, recentEntry](1 << 16)
 	sp.unflush = func() int64 { return int64(db.Metrics().MemTable.Size) }
 	s := &Store{db: db, codec: o.Codec, recent: recent, pins: map[ID]int{}, dur: dur, readOnly: o.ReadOnly, damage: dmg, space: sp, seg: seg, degraded: degraded}
 	if ver, err := StoredFormat(db); err != nil || ver < 3 {

@@ -1,6 +1,7 @@
 package chunkstore
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -359,4 +360,72 @@ func FuzzDecodeRecord(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPrepareOtherOwner: a chunk one writer prepared for a batch it has
+// not committed is prepared again for another writer (whose batch may
+// commit first, and the first writer's never: a crash, a failed
+// writer), but not for the same writer, whose batches commit in order;
+// once committed it is a duplicate for everyone.
+func TestPrepareOtherOwner(t *testing.T) {
+	s := TestStore(t)
+	data := bytes.Repeat([]byte("other owner "), 300)
+	id := Sum(data)
+	a, b := s.NewOwner(), s.NewOwner()
+	va, err := s.Prepare(a, nil, id, data)
+	if err != nil || va == nil {
+		t.Fatalf("first Prepare: %v, %v; want a value", va, err)
+	}
+	if v, err := s.Prepare(a, nil, id, data); err != nil || v != nil {
+		t.Fatalf("same owner again: %d bytes, %v; want a duplicate", len(v), err)
+	}
+	vb, err := s.Prepare(b, nil, id, data)
+	if err != nil || vb == nil {
+		t.Fatalf("another owner while a's batch is pending: %v; want a value of its own", err)
+	}
+	// b's batch commits, a's never does (a crash, a failed writer). Had
+	// a's committed after b's, it would drop its record (no dead copy).
+	ab := s.NewBatch()
+	ab.Owner = a
+	other := bytes.Repeat([]byte("kept "), 500)
+	vo, _ := s.Prepare(a, nil, Sum(other), other)
+	if err := s.SetPrepared(ab, id, va); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPrepared(ab, Sum(other), vo); err != nil {
+		t.Fatal(err)
+	}
+	defer ab.Close()
+	bb := s.NewBatch()
+	bb.Owner = b
+	if err := s.SetPrepared(bb, id, vb); err != nil {
+		t.Fatal(err)
+	}
+	if err := bb.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	bb.Close()
+	s.Unpin(id, id, id)
+	if got, err := s.Get(nil, id); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the chunk b committed: %v", err)
+	}
+	if v, err := s.Prepare(s.NewOwner(), nil, id, data); err != nil || v != nil {
+		t.Fatalf("after the commit: %d bytes, %v; want a duplicate", len(v), err)
+	}
+	s.Unpin(id)
+	// a's batch commits late: its copy of the chunk is dropped, the other
+	// chunk kept, and b's record stays the one the store names.
+	before := s.seg.size
+	if err := ab.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	s.Unpin(Sum(other))
+	if grew, want := s.seg.size-before, int64(len(appendRecord(nil, Sum(other), vo))); grew != want {
+		t.Fatalf("a's commit appended %d bytes, want %d (the other chunk only)", grew, want)
+	}
+	for _, c := range [][]byte{data, other} {
+		if got, err := s.Get(nil, Sum(c)); err != nil || !bytes.Equal(got, c) {
+			t.Fatalf("after a's commit: %v", err)
+		}
+	}
 }

@@ -60,11 +60,12 @@ var (
 type Store struct {
 	db    *pebble.DB
 	codec Codec
-	// recent remembers chunks put in batches that may not be applied yet, so
-	// a chunk that repeats within a stream is encoded only once, and where
-	// recently written or looked-up chunks are (for the hints of Batch.OnCommit).
-	// a chunk that repeats within a stream is encoded only once.
-	recent *lru.Cache[ID, locator]
+	// recent remembers chunks put in batches that may not be applied yet
+	// (and by whom), so that a chunk that repeats within a stream is
+	// encoded only once, and where recently written or looked-up chunks
+	// are (for the hints of Batch.OnCommit).
+	recent *lru.Cache[ID, recentEntry]
+	owners atomic.Uint64 // the last Owner handed out
 	// known answers "not stored" for new chunks without a Pebble Get.
 	known known
 
@@ -162,47 +163,72 @@ func (s *Store) Put(b *Batch, data []byte) (ID, int, error) {
 
 // PutID is Put for a caller that already computed id = Sum(data).
 func (s *Store) PutID(b *Batch, id ID, data []byte) (int, error) {
-	v, err := s.Prepare(nil, id, data)
+	v, err := s.Prepare(b.Owner, nil, id, data)
 	if err != nil || v == nil {
 		return 0, err
 	}
 	return len(v), s.SetPrepared(b, id, v)
 }
 
+// Owner names a writer of chunks: the batches of one owner are committed
+// in the order their chunks were prepared, so a chunk an owner prepared
+// (and has not committed yet) may be referenced by its later batches.
+type Owner uint64
+
+// NewOwner returns an Owner never returned before.
+func (s *Store) NewOwner() Owner { return Owner(s.owners.Add(1)) }
+
+// recentEntry is what recent knows of a chunk: where its record is, or
+// that owner prepared it for a batch not committed yet.
+type recentEntry struct {
+	l      locator
+	stored bool  // committed (l is zero for an inline chunk)
+	owner  Owner // when not stored: who will store it
+}
+
 // Prepare is the part of PutID that needs no batch, so that it can run
 // concurrently with other work: it returns the encoded value of data
-// (appended to dst) or nil if the chunk is stored already or was prepared
-// before. The caller passes a non-nil value to SetPrepared.
+// (appended to dst) or nil if the chunk is stored already or owner
+// prepared it before. The caller passes a non-nil value to SetPrepared.
+//
+// A chunk another owner prepared and has not committed is prepared again:
+// that owner's batch may commit after this one's, or never (a crash, a
+// failed writer), and a committed file must not name a chunk the store
+// does not have. The second record is dead space once both commit.
 //
 // Prepare (and so Put and PutID) pins id: Sweep will not delete the chunk
 // until the caller calls Unpin, which it does once the batch that records
 // its reference to the chunk is applied (or dropped).
-func (s *Store) Prepare(dst []byte, id ID, data []byte) ([]byte, error) {
+func (s *Store) Prepare(owner Owner, dst []byte, id ID, data []byte) ([]byte, error) {
 	if len(data) > MaxChunkSize {
 		return nil, fmt.Errorf("chunk of %d bytes exceeds the maximum %d", len(data), MaxChunkSize)
 	}
 	s.Pin(id)
-	if s.recent.Contains(id) {
-		return nil, nil
+	if e, ok := s.recent.Get(id); ok {
+		if e.stored || e.owner == owner {
+			return nil, nil
+		}
+		return encodeValue(dst, s.codec, data), nil // another owner's, not committed
 	}
 	if !s.known.mayHold(id) {
-		s.recent.Add(id, locator{}) // not known yet, as where would say
+		s.recent.Add(id, recentEntry{owner: owner})
 		return encodeValue(dst, s.codec, data), nil
 	}
 	l, _, ok, err := s.where(id)
 	if err != nil {
 		return nil, err
 	}
-	s.recent.Add(id, l) // the zero locator if absent (or inline): not known yet
 	if ok {
+		s.recent.Add(id, recentEntry{l: l, stored: true})
 		return nil, nil
 	}
+	s.recent.Add(id, recentEntry{owner: owner})
 	return encodeValue(dst, s.codec, data), nil
 }
 
 // SetPrepared adds a value from Prepare to batch b.
 func (s *Store) SetPrepared(b *Batch, id ID, value []byte) error {
-	b.addRecord(id, value)
+	b.addPrepared(id, value)
 	return nil
 }
 

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
 )
@@ -16,10 +18,10 @@ type fsckOptions struct{ json, repair bool }
 
 func runFsckCmd(args []string) error {
 	var o fsckOptions
-	fs := newFlags("fsck")
-	fs.BoolVar(&o.json, "json", false, "print JSON")
-	fs.BoolVar(&o.repair, "repair", false, "then delete the chunks nothing references")
-	pos, err := parse(fs, args, 1)
+	f := newFlags("fsck")
+	f.BoolVar(&o.json, "json", false, "print JSON")
+	f.BoolVar(&o.repair, "repair", false, "then delete the chunks nothing references")
+	pos, err := parse(f, args, 1)
 	if err != nil {
 		return err
 	}
@@ -45,11 +47,22 @@ func runFsck(w io.Writer, o fsckOptions, store string) error {
 	if err != nil {
 		return err
 	}
+	// Files a killed daemon closed but did not store: not damage (the
+	// next writable mount stores them), but fsck checked the store
+	// without them.
+	spooled := fs.SpooledFiles(store)
 	if o.json {
-		if err := json.NewEncoder(w).Encode(r); err != nil {
+		out := struct {
+			gc.FsckReport
+			Spooled int `json:"spooled_files"`
+		}{r, spooled}
+		if err := json.NewEncoder(w).Encode(out); err != nil {
 			return err
 		}
 	} else {
+		if spooled > 0 {
+			fmt.Fprintf(w, "spooled: %d closed files not stored yet (in %s; a writable mount stores them, and this check did not see them)\n", spooled, filepath.Join(store, fs.SpoolDir))
+		}
 		fmt.Fprintf(w, "checked %d files, %d extents, %d chunks (%s re-hashed)\n", r.Files, r.Extents, r.Chunks, bytesStr(r.ChunkBytes))
 		fmt.Fprintf(w, "unreferenced chunks: %d\n", r.Unreferenced)
 		for _, p := range r.Problems {

@@ -18,7 +18,8 @@ import (
 // Chunks is what content needs of the chunk store.
 type Chunks interface {
 	PutID(b *chunkstore.Batch, id chunkstore.ID, data []byte) (int, error)
-	Prepare(dst []byte, id chunkstore.ID, data []byte) ([]byte, error)
+	Prepare(owner chunkstore.Owner, dst []byte, id chunkstore.ID, data []byte) ([]byte, error)
+	NewOwner() chunkstore.Owner
 	SetPrepared(b *chunkstore.Batch, id chunkstore.ID, value []byte) error
 	Get(dst []byte, id chunkstore.ID) ([]byte, error)
 	GetManyEncoded(ids []chunkstore.ID, hints []chunkstore.Hint, fn func(i int, value []byte, err error))

@@ -67,13 +67,14 @@ type Writer struct {
 	stagedEnd         int64 // no extent of ver ends past this
 	b                 *chunkstore.Batch
 	cut               *Cutter
-	gen               uint64          // bumped whenever ver's extents change
-	job               *job            // in flight, over buf[cutOff-streamOff:][:len(job.data)]
-	committing        *committing     // the batch before b, being committed
-	spare             []byte          // the array buf gets at the next applyAsync
-	newBytes          int64           // chunk bytes this writer added to the store
-	pinned            []chunkstore.ID // chunks the pending batch references
-	pages             Pages           // the page hook, once the file streams from offset 0 (nil: none)
+	gen               uint64           // bumped whenever ver's extents change
+	job               *job             // in flight, over buf[cutOff-streamOff:][:len(job.data)]
+	committing        *committing      // the batch before b, being committed
+	spare             []byte           // the array buf gets at the next applyAsync
+	newBytes          int64            // chunk bytes this writer added to the store
+	pinned            []chunkstore.ID  // chunks the pending batch references
+	pages             Pages            // the page hook, once the file streams from offset 0 (nil: none)
+	owner             chunkstore.Owner // of the chunks it prepares: its batches commit in order
 	err               error
 	granted           bool // holds WriterMemoryBound of the store's writer memory
 }
@@ -156,10 +157,19 @@ type piece struct {
 // in.Ver with in.Size bytes.
 func (s *Store) NewWriter(in index.Inode) *Writer {
 	return &Writer{s: s, ino: in.Ino, ver: in.Ver, committedSize: in.Size, size: in.Size, mtime: in.Mtime,
-		streamOff: in.Size, cutOff: in.Size, stagedEnd: in.Size, cut: NewCutter(s.cfg.Params), gen: s.NewGen()}
+		streamOff: in.Size, cutOff: in.Size, stagedEnd: in.Size, cut: NewCutter(s.cfg.Params), gen: s.NewGen(), owner: s.chunks.NewOwner()}
 }
 
 func (w *Writer) touch() { w.gen = w.s.NewGen() }
+
+// newBatch returns a batch of the writer's: its chunks are the writer's
+// (chunkstore.Owner), so later batches may reference them before they
+// are committed.
+func (w *Writer) newBatch() *chunkstore.Batch {
+	b := w.s.db.NewBatch()
+	b.Owner = w.owner
+	return b
+}
 
 // Size is the file's current size, mtime its modification time.
 func (w *Writer) Size() int64  { return w.size }
@@ -179,7 +189,7 @@ func (w *Writer) Dirty() bool { return w.dirty }
 func (w *Writer) prepare(from, keep int64) error {
 	w.dirty = true
 	if w.b == nil {
-		w.b = w.s.db.NewBatch()
+		w.b = w.newBatch()
 	}
 	if w.staged {
 		return nil
@@ -190,7 +200,7 @@ func (w *Writer) prepare(from, keep int64) error {
 		if err := w.flushAll(); err != nil {
 			return err
 		}
-		b := w.s.db.NewBatch()
+		b := w.newBatch()
 		keep = min(keep, w.size)
 		ver, err := w.s.ext.Stage(b.Batch, w.ino, w.ver, keep)
 		if err == nil {
@@ -417,7 +427,7 @@ func (w *Writer) process(j *job) {
 	errs := make([]error, len(todo))
 	parallel(len(todo), func(k int) {
 		r := &j.res[todo[k]]
-		r.value, errs[k] = w.s.chunks.Prepare(nil, r.id, chunk(r))
+		r.value, errs[k] = w.s.chunks.Prepare(w.owner, nil, r.id, chunk(r))
 		r.pinned = errs[k] == nil
 	})
 	j.err = errors.Join(errs...)
@@ -675,7 +685,7 @@ func (w *Writer) applyBatch() error {
 	}
 	err := w.b.Commit(pebble.NoSync)
 	w.b.Close()
-	w.b = w.s.db.NewBatch()
+	w.b = w.newBatch()
 	w.unpin()
 	return err
 }
@@ -732,7 +742,7 @@ func (w *Writer) applyAsync() error {
 	w.grow(len(tail))
 	w.buf = append(w.buf, tail...)
 	w.spare, w.streamOff = nil, w.cutOff
-	w.b, w.pinned, w.committing = w.s.db.NewBatch(), nil, c
+	w.b, w.pinned, w.committing = w.newBatch(), nil, c
 	go func() {
 		defer close(c.done)
 		c.err = c.b.Commit(pebble.NoSync)
@@ -934,7 +944,7 @@ func (w *Writer) Close() {
 	if w.err != nil && !w.staged && w.dirty {
 		// A failed writer (a full disk) may have applied appends past the
 		// committed size: drop them now, so their chunks go to gc.
-		b := w.s.db.NewBatch()
+		b := w.newBatch()
 		if w.s.ext.TruncateExtents(b.Batch, w.ino, w.ver, w.committedSize) == nil {
 			_ = b.Commit(pebble.NoSync) // best effort: the next writer drops them too
 		}

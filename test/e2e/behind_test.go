@@ -72,6 +72,9 @@ func TestWriteBehindKill9AfterClose(t *testing.T) {
 	if out, code := run(t, "stats", store); code != 0 || !strings.Contains(out, fmt.Sprintf("spooled      %d closed files not stored yet", len(spooled))) {
 		t.Errorf("stats of the killed daemon's store: exit %d, no word of its %d spooled files:\n%s", code, len(spooled), out)
 	}
+	if out, code := run(t, "fsck", store); code != 0 || !strings.Contains(out, fmt.Sprintf("spooled: %d closed files not stored yet", len(spooled))) {
+		t.Errorf("fsck of the killed daemon's store: exit %d, no word of its %d spooled files:\n%s", code, len(spooled), out)
+	}
 
 	d2 := mount(t, store, filepath.Join(tmp, "mnt2"))
 	for name, b := range want {
@@ -97,8 +100,8 @@ func TestWriteBehindKill9AfterClose(t *testing.T) {
 	if !strings.Contains(logs, ".xl was being written when the daemon stopped") {
 		t.Errorf("the unclosed file's spool was not reported dropped:\n%s", logs)
 	}
-	if out, code := run(t, "fsck", store); code != 0 {
-		t.Fatalf("fsck after recovery: exit %d\n%s", code, out)
+	if out, code := run(t, "fsck", store); code != 0 || strings.Contains(out, "spooled:") {
+		t.Fatalf("fsck after recovery: exit %d (or spooled files named)\n%s", code, out)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(store, "spool")); len(ents) != 0 {
 		t.Errorf("spool directory not empty after a clean unmount: %d entries", len(ents))

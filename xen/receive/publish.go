@@ -16,7 +16,7 @@ import (
 type Chunks interface {
 	NewBatch(opts ...pebble.BatchOption) *chunkstore.Batch
 	PutID(b *chunkstore.Batch, id chunkstore.ID, data []byte) (int, error)
-	Prepare(dst []byte, id chunkstore.ID, data []byte) ([]byte, error)
+	Prepare(owner chunkstore.Owner, dst []byte, id chunkstore.ID, data []byte) ([]byte, error)
 	SetPrepared(b *chunkstore.Batch, id chunkstore.ID, value []byte) error
 	Unpin(ids ...chunkstore.ID)
 	TagKey() []byte
@@ -156,7 +156,7 @@ func (p *Publisher) Page(pfn uint64, data []byte) error {
 		return nil // as it was: nothing to store
 	}
 	if !ref.Zero {
-		v, err := p.c.Prepare(p.vbuf[:0], ref.ID, data) // pins until the batch is applied
+		v, err := p.c.Prepare(p.b.Owner, p.vbuf[:0], ref.ID, data) // pins until the batch is applied
 		if err == nil && v != nil {
 			p.added += int64(len(v))
 			err = p.c.SetPrepared(p.b, ref.ID, v) // copies v
