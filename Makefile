@@ -107,6 +107,7 @@ fuzz:
 	$(call fuzz1,FuzzDecodeXen,./index,80000x)
 	$(call fuzz1,FuzzDecodePage,./index,80000x)
 	$(call fuzz1,FuzzDecodeValue,./chunkstore,60000x)
+	$(call fuzz1,FuzzDecodeInto,./chunkstore,60000x)
 	$(call fuzz1,FuzzDecodeMarker,./chunkstore,80000x)
 	$(call fuzz1,FuzzDecodeRecord,./chunkstore,80000x)
 	$(call fuzz1,FuzzScanner,./xen,300000x)
