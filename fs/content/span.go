@@ -93,7 +93,9 @@ func (s *Store) scheduleSpans(sp *spans, pos int64) {
 		x := &span{off: sp.next, n: int(min(spanSize, sp.size-sp.next)), buf: spanBufs.Get().(*[]byte), done: make(chan struct{})}
 		sp.list = append(sp.list, x)
 		sp.next += int64(x.n)
+		s.bg.Add(1) // Close waits for it: it reads the store
 		go func(ino, ver, gen uint64) {
+			defer s.bg.Done()
 			defer close(x.done)
 			x.err = s.fillSpan(x, ino, ver, gen)
 		}(sp.ino, sp.ver, sp.gen)

@@ -121,7 +121,8 @@ type Store struct {
 	prefetch  chan prefetchJobs
 	pmu       sync.Mutex
 	pending   map[chunkstore.ID]chan struct{} // being read by a prefetcher
-	wg        sync.WaitGroup
+	wg        sync.WaitGroup                  // prefetchers
+	bg        sync.WaitGroup                  // span fillers and next-window resolvers
 	stats     Stats
 	closeOnce sync.Once
 	gen       atomic.Uint64
@@ -185,7 +186,11 @@ func New(db Batcher, chunks Chunks, ext Extents, cfg Config) *Store {
 
 // Close stops the prefetchers.
 func (s *Store) Close() {
-	s.closeOnce.Do(func() { close(s.prefetch); s.wg.Wait() })
+	s.closeOnce.Do(func() {
+		s.bg.Wait() // spans and next windows: they read the store and queue prefetches
+		close(s.prefetch)
+		s.wg.Wait()
+	})
 }
 
 func (s *Store) prefetcher() {
@@ -402,7 +407,9 @@ func (s *Store) resolveNext(c *Cursor) {
 	nw := &nextWindow{off: c.to, done: make(chan struct{})}
 	c.next = nw
 	ino, ver, gen := c.ino, c.ver, c.gen
+	s.bg.Add(1)
 	go func() {
+		defer s.bg.Done()
 		defer close(nw.done)
 		nw.err = s.load(&nw.c, ino, ver, gen, nw.off)
 		if nw.err == nil {
