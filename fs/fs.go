@@ -41,6 +41,7 @@ type Namespace interface {
 	Link(parent uint64, name string, ino uint64, now int64) (index.Inode, error)
 	Exchange(p1 uint64, n1 string, p2 uint64, n2 string, now int64) error
 	Sync() error
+	SyncPending() error
 }
 
 // NameMax is the longest name, in bytes, a directory entry may have

@@ -80,7 +80,8 @@ func TestWriteBehindKill9AfterClose(t *testing.T) {
 	for name, b := range want {
 		got, err := os.ReadFile(filepath.Join(d2.mnt, "web", name))
 		if err != nil || !bytes.Equal(got, b) {
-			t.Fatalf("%s after kill -9 and recovery: %v (%d bytes, want %d)", name, err, len(got), len(b))
+			d2.stop(t)
+			t.Fatalf("%s after kill -9 and recovery: %v (%d bytes, want %d); spooled %v; the recovering mount's log:\n%s", name, err, len(got), len(b), spooled, d2.stderr.String())
 		}
 	}
 	if got, err := os.Readlink(filepath.Join(d2.mnt, "web", "latest")); err != nil || !strings.HasSuffix(got, "-gen2.xl") {
