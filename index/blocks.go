@@ -332,18 +332,6 @@ func (x *Index) NewPageReader(lin uint64) *PageReader {
 	return r
 }
 
-// pooledReader is NewPageReader from the index's pool: a reader's block
-// table is 1024 entries, and a cold restore resolves runs by the thousand.
-// Put it back (closed) when done.
-func (x *Index) pooledReader(lin uint64) *PageReader {
-	r, _ := x.readers.Get().(*PageReader)
-	if r == nil || r.legacy != nil || x.legacyPages {
-		return x.NewPageReader(lin)
-	}
-	r.lin, r.loads, r.ok = lin, 0, false
-	return r
-}
-
 // Close releases the reader's snapshot; the next Lookup takes a new one
 // (and sees everything committed before it).
 func (r *PageReader) Close() {
@@ -709,8 +697,7 @@ func (x *Index) PageReferenced(ids []chunkstore.ID) (map[chunkstore.ID]bool, err
 
 // ResolveRun returns the pages [from, to) of run.
 func (x *Index) ResolveRun(run *PageRun, from, to int64) ([]PageRef, error) {
-	r := x.pooledReader(run.Lin)
-	defer x.readers.Put(r)
+	r := x.NewPageReader(run.Lin)
 	defer r.Close()
 	pfns := run.Pfns(nil, from, to)
 	out := make([]PageRef, len(pfns))

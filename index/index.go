@@ -59,8 +59,6 @@ type Index struct {
 
 	durable func(*pebble.Batch) error // see SetDurable
 	pending atomic.Bool               // a commit since the last Sync
-
-	readers sync.Pool // of *PageReader, for ResolveRun
 }
 
 var noSync = pebble.NoSync

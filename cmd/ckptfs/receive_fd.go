@@ -149,7 +149,7 @@ func serveReceive(w http.ResponseWriter, r *http.Request, d *daemonGC, data *con
 		_, err := d.run(gcRequest{Policy: req.Policy, Lineage: &lineage{uuid, dir}, NoCompact: true}, nil)
 		return err
 	}
-	err = receive.Run(stream, cs, x, receive.Options{Dir: req.Dir, Buffer: req.Buffer, Nice: req.Nice, Config: receive.DefaultConfig(), OnPublish: published, Logf: logf})
+	err = receive.Run(stream, cs, x, receive.Options{Dir: req.Dir, Buffer: req.Buffer, Nice: req.Nice, Config: receive.DefaultConfig(), OnPublish: published, Logf: logf, Bytes: bytesStr})
 	logf("error: %v", err)
 }
 

@@ -109,7 +109,7 @@ func receiveOffline(r io.Reader, w io.Writer, o receiveOptions) error {
 	}
 	err = receive.Run(r, cs, x, receive.Options{
 		Dir: o.into, Buffer: o.bufferMiB << 20, Nice: o.nice, Config: receive.DefaultConfig(), OnPublish: expire,
-		Logf: func(f string, a ...any) { fmt.Fprintf(w, "ckptfs: "+f+"\n", a...) },
+		Logf: func(f string, a ...any) { fmt.Fprintf(w, "ckptfs: "+f+"\n", a...) }, Bytes: bytesStr,
 	})
 	return fail(exitError, "xen receive: %v", err)
 }

@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/index"
 )
 
 // A sequential reader of committed content (xl restore, cp, rsync) is
@@ -156,41 +157,32 @@ func (s *Store) fillSpan(x *span, ino, ver, gen uint64) error {
 	pieces := map[chunkstore.ID][]spanPiece{}
 	var ids []chunkstore.ID
 	var hints []chunkstore.Hint
-	pos, end := x.off, x.off+int64(x.n)
-	for pos < end {
-		if !cur.valid(ino, ver, gen, pos) {
-			if err := s.loadPages(&cur, ino, ver, gen, pos, spanPages); err != nil {
-				return err
+	err := s.walk(&cur, ino, ver, gen, x.off, x.off+int64(x.n), func(pos int64) error { return s.loadPages(&cur, ino, ver, gen, pos, spanPages) },
+		func(pos, n int64, e *index.Extent) error {
+			at := int(pos - x.off)
+			if e == nil {
+				clear(buf[at : at+int(n)])
+				return nil
 			}
-		}
-		i := cur.find(pos)
-		if i == len(cur.ext) { // a hole to the window's end
-			n := min(end, cur.to) - pos
-			clear(buf[pos-x.off : pos-x.off+n])
-			pos += n
-			continue
-		}
-		e := cur.ext[i]
-		if e.Off > pos {
-			n := min(end, e.Off) - pos
-			clear(buf[pos-x.off : pos-x.off+n])
-			pos += n
-			continue
-		}
-		co := e.ChunkOff + (pos - e.Off)
-		n := min(e.ChunkOff+e.Len-co, end-pos)
-		ps, seen := pieces[e.ID]
-		if !seen {
-			ids, hints = append(ids, e.ID), append(hints, e.Hint)
-		}
-		pieces[e.ID] = append(ps, spanPiece{at: int(pos - x.off), n: int(n), co: co})
-		pos += n
+			ps, seen := pieces[e.ID]
+			if !seen {
+				ids, hints = append(ids, e.ID), append(hints, e.Hint)
+			}
+			pieces[e.ID] = append(ps, spanPiece{at: at, n: int(n), co: e.ChunkOff + (pos - e.Off)})
+			return nil
+		})
+	if err != nil {
+		return err
 	}
 	var ferr error
 	var scratch []byte
 	s.chunks.GetManyEncoded(ids, hints, func(i int, v []byte, err error) {
+		var n int
 		if err == nil {
-			err = decodePieces(buf, v, pieces[ids[i]], &scratch)
+			n, err = chunkstore.DecodedLen(v)
+		}
+		if err == nil {
+			err = decodePieces(buf, v, n, pieces[ids[i]], &scratch)
 		}
 		if err != nil && ferr == nil {
 			ferr = err
@@ -199,13 +191,10 @@ func (s *Store) fillSpan(x *span, ino, ver, gen uint64) error {
 	return ferr
 }
 
-// decodePieces decodes value v into each of its pieces of buf: straight
-// into place where a piece is the whole chunk, else through scratch.
-func decodePieces(buf, v []byte, ps []spanPiece, scratch *[]byte) error {
-	n, err := chunkstore.DecodedLen(v)
-	if err != nil {
-		return err
-	}
+// decodePieces decodes value v (of n plain bytes) into each of its pieces
+// of buf: straight into place where a piece is the whole chunk, else
+// through scratch.
+func decodePieces(buf, v []byte, n int, ps []spanPiece, scratch *[]byte) error {
 	var plain []byte // the chunk decoded once, if a piece needs part of it
 	for k, p := range ps {
 		if p.co+int64(p.n) > int64(n) {

@@ -220,14 +220,16 @@ func (s *Store) prefetcher() {
 type cachedChunk struct {
 	v     []byte // encoded value (small chunks)
 	plain []byte // plain bytes (larger chunks)
+	n     int    // plain length
 }
 
 func (s *Store) cacheGet(id chunkstore.ID) (cachedChunk, bool) {
 	if v, ok := s.pages.Get(id); ok {
-		return cachedChunk{v: v}, true
+		n, _ := chunkstore.DecodedLen(v) // checked when it was cached
+		return cachedChunk{v: v, n: n}, true
 	}
 	b, ok := s.cache.Get(id)
-	return cachedChunk{plain: b}, ok
+	return cachedChunk{plain: b, n: len(b)}, ok
 }
 
 func (s *Store) cached(id chunkstore.ID) bool { return s.pages.Contains(id) || s.cache.Contains(id) }
@@ -241,14 +243,14 @@ func (s *Store) cacheValue(id chunkstore.ID, v []byte) (cachedChunk, error) {
 	}
 	if n <= smallChunk {
 		s.pages.Add(id, v)
-		return cachedChunk{v: v}, nil
+		return cachedChunk{v: v, n: n}, nil
 	}
 	b := make([]byte, n)
 	if err := chunkstore.DecodeInto(b, v); err != nil {
 		return cachedChunk{}, fmt.Errorf("chunk %s: %w", id, err)
 	}
 	s.cache.Add(id, b)
-	return cachedChunk{plain: b}, nil
+	return cachedChunk{plain: b, n: n}, nil
 }
 
 // chunk returns the chunk, from the cache, a prefetcher already reading
@@ -287,35 +289,14 @@ func (s *Store) chunk(id chunkstore.ID, hint chunkstore.Hint) (cachedChunk, erro
 	return v.(cachedChunk), nil
 }
 
-// copyChunk writes the chunk's bytes [from, from+len(dst)) into dst. A
-// whole small chunk is decoded straight into dst; part of one is decoded
-// into scratch (smallChunk bytes) first.
-func copyChunk(dst []byte, c cachedChunk, from int64, scratch []byte) error {
+// copyTo writes the chunk's bytes [from, from+len(dst)) into dst (an
+// encoded page is decoded as a span decodes its pieces).
+func (c cachedChunk) copyTo(dst []byte, from int64, scratch *[]byte) error {
 	if c.v == nil {
 		copy(dst, c.plain[from:])
 		return nil
 	}
-	n, err := chunkstore.DecodedLen(c.v)
-	if err != nil {
-		return err
-	}
-	if from == 0 && len(dst) == n {
-		return chunkstore.DecodeInto(dst, c.v)
-	}
-	if err := chunkstore.DecodeInto(scratch[:n], c.v); err != nil {
-		return err
-	}
-	copy(dst, scratch[from:n])
-	return nil
-}
-
-// size is the chunk's plain length.
-func (c cachedChunk) size() int64 {
-	if c.v == nil {
-		return int64(len(c.plain))
-	}
-	n, _ := chunkstore.DecodedLen(c.v) // checked when it was cached
-	return int64(n)
+	return decodePieces(dst, c.v, c.n, []spanPiece{{n: len(dst), co: from}}, scratch)
 }
 
 // Cursor remembers, for one open handle, a window of a version's extents and
@@ -478,42 +459,30 @@ func (s *Store) expandRuns(ext []index.Extent, off, to int64, pages int64) ([]in
 // readExtents fills dst with version ver's bytes at off (holes read as
 // zero). gen changes whenever the version's extents may have changed.
 func (s *Store) readExtents(c *Cursor, ino, ver, gen uint64, dst []byte, off int64) error {
-	var scratch [smallChunk]byte // a page read in part
-	pos, end := off, off+int64(len(dst))
-	for pos < end {
-		if !c.valid(ino, ver, gen, pos) {
-			if err := s.advance(c, ino, ver, gen, pos); err != nil {
+	var scratch []byte // a page read in part
+	end := off + int64(len(dst))
+	err := s.walk(c, ino, ver, gen, off, end, func(pos int64) error { return s.advance(c, ino, ver, gen, pos) },
+		func(pos, n int64, e *index.Extent) error {
+			d := dst[pos-off:][:n]
+			if e == nil {
+				clear(d)
+				return nil
+			}
+			ch, err := s.chunk(e.ID, e.Hint)
+			if err != nil {
 				return fmt.Errorf("offset %d: %w", pos, err)
 			}
-		}
-		i := c.find(pos)
-		if i == len(c.ext) { // no extent in the window: hole to the window's end
-			n := min(end, c.to) - pos
-			clear(dst[pos-off : pos-off+n])
-			pos += n
-			continue
-		}
-		e := c.ext[i]
-		if e.Off > pos {
-			n := min(end, e.Off) - pos
-			clear(dst[pos-off : pos-off+n])
-			pos += n
-			continue
-		}
-		c, err := s.chunk(e.ID, e.Hint)
-		if err != nil {
-			return fmt.Errorf("offset %d: %w", pos, err)
-		}
-		co := e.ChunkOff + (pos - e.Off)
-		if size := c.size(); e.ChunkOff+e.Len > size {
-			return fmt.Errorf("offset %d: chunk %s: %w: extent wants %d bytes, chunk has %d",
-				pos, e.ID, chunkstore.ErrCorrupt, e.ChunkOff+e.Len, size)
-		}
-		n := min(e.ChunkOff+e.Len-co, end-pos)
-		if err := copyChunk(dst[pos-off:][:n], c, co, scratch[:]); err != nil {
-			return fmt.Errorf("offset %d: chunk %s: %w", pos, e.ID, err)
-		}
-		pos += n
+			if e.ChunkOff+e.Len > int64(ch.n) {
+				return fmt.Errorf("offset %d: chunk %s: %w: extent wants %d bytes, chunk has %d",
+					pos, e.ID, chunkstore.ErrCorrupt, e.ChunkOff+e.Len, ch.n)
+			}
+			if err := ch.copyTo(d, e.ChunkOff+(pos-e.Off), &scratch); err != nil {
+				return fmt.Errorf("offset %d: chunk %s: %w", pos, e.ID, err)
+			}
+			return nil
+		})
+	if err != nil {
+		return err
 	}
 	// Sequential, or nearly: the kernel's own read-ahead sends requests a
 	// little out of order.
@@ -521,6 +490,33 @@ func (s *Store) readExtents(c *Cursor, ino, ver, gen uint64, dst []byte, off int
 		s.readAhead(c, max(end, c.lastEnd))
 	}
 	c.lastEnd = end
+	return nil
+}
+
+// walk visits bytes [off, end) of version ver through cursor c, calling
+// load to move c to the window at pos when it does not hold pos: fn gets
+// each piece [pos, pos+n) with its extent, or nil for a hole.
+func (s *Store) walk(c *Cursor, ino, ver, gen uint64, off, end int64, load func(pos int64) error, fn func(pos, n int64, e *index.Extent) error) error {
+	for pos := off; pos < end; {
+		if !c.valid(ino, ver, gen, pos) {
+			if err := load(pos); err != nil {
+				return fmt.Errorf("offset %d: %w", pos, err)
+			}
+		}
+		var e *index.Extent
+		n := min(end, c.to) - pos // no extent left in the window: a hole to its end
+		if i := c.find(pos); i < len(c.ext) {
+			if x := &c.ext[i]; x.Off > pos {
+				n = min(end, x.Off) - pos
+			} else {
+				e, n = x, min(end, x.End())-pos
+			}
+		}
+		if err := fn(pos, n, e); err != nil {
+			return err
+		}
+		pos += n
+	}
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/index"
 	"github.com/ckptfs/ckptfs/xen"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 )
 
 // Chunks is what a publisher needs of the chunk store (chunkstore.Store).
@@ -25,20 +26,16 @@ type Chunks interface {
 }
 
 // Index is what a publisher needs of the namespace and the lineages
-// (index.Index).
+// (index.Index): what an image being written needs, and files to publish
+// it as.
 type Index interface {
+	lineage.Index
 	Create(dir uint64, name string, in index.Inode) (index.Inode, error)
 	Rename(srcDir uint64, srcName string, dstDir uint64, dstName string, replace bool, now int64) (index.Inode, error)
 	Unlink(dir uint64, name string, now int64) (index.Inode, error)
 	Purge(ino uint64) error
 	Sync() error
-	AddExtent(b *pebble.Batch, ino, ver uint64, e index.Extent) error
 	CommitUnsynced(ino, ver uint64, size, mtime int64) (index.Inode, error)
-	SetXen(ino uint64, info index.XenInfo) error
-	BeginGen(ino uint64, uuid string) (index.Gen, error)
-	EndGen(g index.Gen, live bool) error
-	NewPageReader(lin uint64) *index.PageReader
-	NewPageWriter(g index.Gen) *index.PageWriter
 }
 
 // Config sizes a publisher.

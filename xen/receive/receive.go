@@ -11,8 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dustin/go-humanize"
-
 	"github.com/ckptfs/ckptfs/index"
 	"github.com/ckptfs/ckptfs/xen"
 )
@@ -45,8 +43,10 @@ type Options struct {
 	// OnPublish is called after each generation is published (to expire
 	// by policy, to tell a mount of the new latest).
 	OnPublish func(uuid string, dir uint64) error
-	// Logf takes progress lines.
-	Logf func(format string, args ...any)
+	// Logf takes progress lines; Bytes writes a size in them (default:
+	// "N bytes").
+	Logf  func(format string, args ...any)
+	Bytes func(n int64) string
 }
 
 // Run follows the xl remus stream in src (after the banner was sent) and
@@ -55,9 +55,12 @@ type Options struct {
 // mid-checkpoint is the normal end of an xl remus stream), and every
 // generation published before stays.
 func Run(src io.Reader, c Chunks, x Namespace, o Options) error {
-	logf := o.Logf
+	logf, bytesStr := o.Logf, o.Bytes
 	if logf == nil {
 		logf = func(string, ...any) {}
+	}
+	if bytesStr == nil {
+		bytesStr = func(n int64) string { return fmt.Sprintf("%d bytes", n) }
 	}
 	dirIno, err := mkdirAll(x, o.Dir)
 	if err != nil {
@@ -174,9 +177,4 @@ func mkdirAll(x Namespace, path string) (uint64, error) {
 		ino = in.Ino
 	}
 	return ino, nil
-}
-
-// bytesStr is n for a log line: in binary units, and exactly.
-func bytesStr(n int64) string {
-	return fmt.Sprintf("%s (%d bytes)", humanize.IBytes(uint64(max(n, 0))), n)
 }
