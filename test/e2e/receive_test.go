@@ -190,3 +190,22 @@ func TestXenReceiveCommandKilled(t *testing.T) {
 	}
 	d.stop(t)
 }
+
+// TestXenReceiveNoGuest: a remus stream whose config names no guest UUID
+// (a broken or hostile sender) is refused by the real command with a
+// clear error and exit 1, no panic, and nothing is published.
+func TestXenReceiveNoGuest(t *testing.T) {
+	g := xentest.Guest{Name: "anon", Pages: 256, VCPUs: 1, Seed: 3, Dirty: 0.1}
+	var b bytes.Buffer
+	if err := g.WriteRemus(&b, 2); err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(t.TempDir(), "store")
+	_, stderr, code := receive(t, b.Bytes(), "--store", store, "--into", "g")
+	if code != 1 || !strings.Contains(stderr, "no guest UUID in the stream's config") || strings.Contains(stderr, "goroutine ") {
+		t.Fatalf("exit %d, want 1 with a clear error:\n%s", code, stderr)
+	}
+	if out, code := run(t, "stats", store); code != 0 || !strings.Contains(out, "files        0\n") {
+		t.Fatalf("stats after the refused stream: exit %d, want no file published:\n%s", code, out)
+	}
+}
