@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/index"
@@ -126,15 +127,21 @@ func BenchmarkEngineXen(b *testing.B) {
 				g.Gen = gen
 				img := xenBenchImage(mode, g)
 				b.SetBytes(int64(len(img)))
+				b.ResetTimer() // not the images' making
+				var busy cpuMeter
 				for i := 0; i < b.N; i++ {
 					b.StopTimer()
 					s, x := benchStore(b, chunkstore.DefaultOptions(), DefaultConfig(), mode == "page")
 					if gen > 0 {
 						putFile(b, s, x, "base", img0)
 					}
+					runtime.GC()
 					b.StartTimer()
+					busy.start()
 					putFile(b, s, x, "img", img)
+					busy.stop()
 				}
+				busy.report(b, int64(len(img))*int64(b.N))
 			})
 		}
 	}
@@ -252,5 +259,32 @@ func BenchmarkKnownFilter(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(pages), "ns/page")
 		})
+	}
+}
+
+// cpuMeter adds up the process's CPU time and the wall time between start
+// and stop, and reports cores busy and core-seconds per GiB.
+type cpuMeter struct {
+	cpu, wall time.Duration
+	c0        time.Duration
+	t0        time.Time
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func (m *cpuMeter) start() { m.c0, m.t0 = processCPU(), time.Now() }
+func (m *cpuMeter) stop() {
+	m.cpu += processCPU() - m.c0
+	m.wall += time.Since(m.t0)
+}
+
+func (m *cpuMeter) report(b *testing.B, bytes int64) {
+	if m.wall > 0 && bytes > 0 {
+		b.ReportMetric(m.cpu.Seconds()/m.wall.Seconds(), "cores")
+		b.ReportMetric(m.cpu.Seconds()/(float64(bytes)/(1<<30)), "core-s/GiB")
 	}
 }

@@ -30,10 +30,13 @@ type Pages interface {
 	// Write passes the stream's next bytes.
 	Write(p []byte)
 	// Starts returns the starts of the known page payloads that end
-	// after off, ascending.
+	// after off, ascending; the engine asks about nothing before off
+	// again.
 	Starts(off int64) []int64
-	// Base returns a copy of Starts(off) and, if the hook compares
-	// pages with a base image, the base's page for the i-th of them.
+	// Base returns a copy of the starts Starts(off) would return (and
+	// forgets nothing) and, if the hook compares pages with a base
+	// image, the base's page for the i-th of them. Background jobs call
+	// lookup, several at once and while the engine calls Record.
 	Base(off int64) (starts []int64, lookup func(i int) (index.PageRef, bool, error))
 	// Record records the page at off of file version ver: false if off
 	// is not a page the hook records (the engine makes it an extent).

@@ -35,11 +35,14 @@ import (
 //
 // Overlap: the kernel sends a file's next WRITE only after the reply to the
 // previous one. So a streaming write appends its bytes to buf, hands the
-// uncut bytes to a background job (cut; then hash, compare with the base
-// generation, dedup check and compress, on every core: see process) and
-// returns; the next call collects the job's results before anything else
-// touches the writer's state. At most one job is in flight; it only reads
-// buf, and buf is only appended to while it runs.
+// uncut bytes to background jobs of at most jobBytes each (cut; then hash,
+// compare with the base generation, dedup check and compress, on every
+// core: see process) and returns; later calls collect the jobs' results in
+// order. Up to jobDepth jobs are in flight, so one job's serial steps and
+// the collecting of another overlap a third's parallel ones: a pipeline.
+// Jobs only read buf; while any runs, buf is only appended to (or, at
+// applyAsync, its uncut tail copied to a new array: the jobs keep reading
+// the old one, which becomes spare only once they are collected).
 //
 // Crash safety: while a write touches bytes below the committed size, the
 // writer works on a staged copy of the extent list (index.Stage), which
@@ -68,7 +71,7 @@ type Writer struct {
 	b                 *chunkstore.Batch
 	cut               *Cutter
 	gen               uint64           // bumped whenever ver's extents change
-	job               *job             // in flight, over buf[cutOff-streamOff:][:len(job.data)]
+	jobs              []*job           // in flight, in stream order, the first from cutOff
 	committing        *committing      // the batch before b, being committed
 	spare             []byte           // the array buf gets at the next applyAsync
 	newBytes          int64            // chunk bytes this writer added to the store
@@ -118,12 +121,26 @@ type job struct {
 	pages []int64 // page starts in or past data, ascending
 	// base looks up the i-th page's page in the base image (nil: no
 	// base to compare with).
-	base     func(i int) (index.PageRef, bool, error)
+	base func(i int) (index.PageRef, bool, error)
+	// prev is the job before it while that one may still be preparing:
+	// a chunk repeated in both is prepared (becomes new) in the first,
+	// whose batch commits no later.
+	prev     *job
+	cut      chan struct{} // closed once res and consumed are final
+	prepared chan struct{} // closed once the job is done with Prepare
 	done     chan struct{}
 	res      []cutResult
 	consumed int
 	err      error
 }
+
+// jobDepth is how many jobs a writer has in flight, jobBytes the most
+// bytes one job takes: a 4 MiB write of xl save becomes a pipeline of
+// four jobs instead of one job the next write waits for.
+const (
+	jobDepth = 3
+	jobBytes = 1 << 20
+)
 
 type cutResult struct {
 	off    int64
@@ -326,34 +343,64 @@ func (w *Writer) writeAt(p []byte, off int64, now int64) error {
 		w.buf = append(w.buf[:0], p...)
 	}
 	w.size = max(w.size, end)
-	if err := w.collect(); err != nil {
+	if err := w.collectDone(); err != nil {
 		return w.fail(err)
 	}
-	if w.cutOff >= w.stagedEnd && w.cutOff-w.streamOff >= int64(w.s.cfg.BatchBytes) {
-		if err := w.applyAsync(); err != nil {
+	if w.cutOff < w.stagedEnd {
+		if err := w.collect(); err != nil {
 			return w.fail(err)
 		}
+		return w.fail(w.cutReady())
 	}
-	if w.cutOff >= w.stagedEnd {
-		w.startJob()
-		return nil
+	for {
+		if w.cutOff-w.streamOff >= int64(w.s.cfg.BatchBytes) {
+			if err := w.applyAsync(); err != nil {
+				return w.fail(err)
+			}
+		}
+		if err := w.startJobs(); err != nil {
+			return w.fail(err)
+		}
+		// startJobs may have collected: a batch may be full again.
+		if w.cutOff-w.streamOff < int64(w.s.cfg.BatchBytes) {
+			return nil
+		}
 	}
-	return w.fail(w.cutReady())
 }
 
-// startJob hands the uncut bytes to a background job if there is a whole
-// chunk's worth. Only for appends past every staged extent: no overlay.
-func (w *Writer) startJob() {
-	uncut := w.buf[w.cutOff-w.streamOff:]
-	if uint(len(uncut)) < w.s.cfg.Params.Max {
-		return
+// startJobs hands the uncut bytes nobody has taken yet to background
+// jobs, jobBytes at a time, while there is a whole chunk's worth; with
+// jobDepth in flight it collects the first. Only for appends past every
+// staged extent: no overlay.
+func (w *Writer) startJobs() error {
+	for {
+		from, seen := w.cutOff, w.cutOff
+		var prev *job
+		if n := len(w.jobs); n > 0 {
+			prev = w.jobs[n-1]
+			<-prev.cut
+			from, seen = prev.off+int64(prev.consumed), prev.off+int64(len(prev.data))
+		}
+		end := w.streamOff + int64(len(w.buf))
+		if end <= seen || end-from < int64(w.s.cfg.Params.Max) {
+			return nil // nothing new, or less than a chunk
+		}
+		if len(w.jobs) >= jobDepth {
+			if err := w.collectOne(); err != nil {
+				return err
+			}
+			continue
+		}
+		data := w.buf[from-w.streamOff:]
+		data = data[:min(len(data), jobBytes):min(len(data), jobBytes)]
+		j := &job{off: from, data: data, prev: prev,
+			cut: make(chan struct{}), prepared: make(chan struct{}), done: make(chan struct{})}
+		if w.pages != nil {
+			j.pages, j.base = w.pages.Base(from)
+		}
+		w.jobs = append(w.jobs, j)
+		go w.process(j)
 	}
-	j := &job{off: w.cutOff, data: uncut[:len(uncut):len(uncut)], done: make(chan struct{})}
-	if w.pages != nil {
-		j.pages, j.base = w.pages.Base(w.cutOff)
-	}
-	w.job = j
-	go w.process(j)
 }
 
 // process runs in the background: it reads only j.data, the base
@@ -379,6 +426,12 @@ func (w *Writer) startJob() {
 // writer (index.ReclaimGen, "blocked").
 func (w *Writer) process(j *job) {
 	defer close(j.done)
+	prepared := false
+	defer func() {
+		if !prepared {
+			close(j.prepared)
+		}
+	}()
 	for {
 		rest := j.data[j.consumed:]
 		n := w.cut.next(j.off+int64(j.consumed), rest, j.pages, false)
@@ -388,6 +441,7 @@ func (w *Writer) process(j *job) {
 		j.res = append(j.res, cutResult{off: j.off + int64(j.consumed), n: n})
 		j.consumed += n
 	}
+	close(j.cut) // the next job may start where this one stops
 	chunk := func(r *cutResult) []byte { return j.data[r.off-j.off:][:r.n] }
 	key := w.s.chunks.TagKey()
 	parallel(len(j.res), func(i int) {
@@ -424,12 +478,18 @@ func (w *Writer) process(j *job) {
 			todo = append(todo, i)
 		}
 	}
+	if j.prev != nil {
+		<-j.prev.prepared
+		j.prev = nil
+	}
 	errs := make([]error, len(todo))
 	parallel(len(todo), func(k int) {
 		r := &j.res[todo[k]]
 		r.value, errs[k] = w.s.chunks.Prepare(w.owner, nil, r.id, chunk(r))
 		r.pinned = errs[k] == nil
 	})
+	close(j.prepared)
+	prepared = true
 	j.err = errors.Join(errs...)
 }
 
@@ -510,14 +570,41 @@ func parallel(n int, fn func(i int)) {
 // parallelMin is the least work items worth a goroutine of their own.
 const parallelMin = 16
 
-// collect waits for the job in flight and records its chunks and extents.
+// collect waits for every job in flight and records their results, in
+// order; it returns the first error.
 func (w *Writer) collect() error {
-	j := w.job
-	if j == nil {
-		return nil
+	var err error
+	for len(w.jobs) > 0 {
+		if e := w.collectOne(); err == nil {
+			err = e
+		}
 	}
+	return err
+}
+
+// collectDone records the results of the jobs already done, in order,
+// without waiting.
+func (w *Writer) collectDone() error {
+	for len(w.jobs) > 0 {
+		select {
+		case <-w.jobs[0].done:
+		default:
+			return nil
+		}
+		if err := w.collectOne(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// collectOne waits for the first job in flight and records its chunks
+// and extents.
+func (w *Writer) collectOne() error {
+	j := w.jobs[0]
 	<-j.done
-	w.job = nil
+	w.jobs[0] = nil
+	w.jobs = w.jobs[1:]
 	for _, r := range j.res {
 		if r.pinned {
 			w.pinned = append(w.pinned, r.id)
@@ -525,6 +612,9 @@ func (w *Writer) collect() error {
 	}
 	if j.err != nil {
 		return j.err
+	}
+	if j.off != w.cutOff {
+		return fmt.Errorf("content: job at %d collected at %d", j.off, w.cutOff)
 	}
 	st := &w.s.stats
 	for _, r := range j.res {
@@ -550,6 +640,7 @@ func (w *Writer) collect() error {
 		}
 	}
 	w.cutOff += int64(j.consumed)
+	w.pageStarts() // drops the starts of pages wholly cut
 	return nil
 }
 
@@ -719,11 +810,14 @@ type committing struct {
 	pinned []chunkstore.ID
 	off    int64
 	data   []byte
+	// seen is where the jobs in flight at the hand-over read up to: they
+	// read data's array past k, so it is reused only once cutOff is there.
+	seen int64
 }
 
 // applyAsync hands the batch and its cut bytes to a background commit,
-// after the one before it is done. Only where no job is in flight (buf
-// changes arrays).
+// after the one before it is done. buf changes arrays: jobs in flight go
+// on reading the old one.
 func (w *Writer) applyAsync() error {
 	if err := w.settle(); err != nil {
 		return err
@@ -736,7 +830,10 @@ func (w *Writer) applyAsync() error {
 		return nil
 	}
 	k := w.cutOff - w.streamOff
-	c := &committing{done: make(chan struct{}), b: w.b, pinned: w.pinned, off: w.streamOff, data: w.buf[:k]}
+	c := &committing{done: make(chan struct{}), b: w.b, pinned: w.pinned, off: w.streamOff, data: w.buf[:k], seen: w.cutOff}
+	if n := len(w.jobs); n > 0 {
+		c.seen = w.jobs[n-1].off + int64(len(w.jobs[n-1].data))
+	}
 	tail := w.buf[k:]
 	w.buf = w.spare[:0]
 	w.grow(len(tail))
@@ -762,7 +859,9 @@ func (w *Writer) settle() error {
 	w.committing = nil
 	c.b.Close()
 	w.s.chunks.Unpin(c.pinned...)
-	w.spare = c.data[:0]
+	if w.cutOff >= c.seen {
+		w.spare = c.data[:0] // no job reads the array any more
+	}
 	w.touch()
 	return c.err
 }

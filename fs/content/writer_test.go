@@ -312,3 +312,33 @@ func TestWriterMemoryShared(t *testing.T) {
 	}
 	b.check("after the grant")
 }
+
+// TestWriterPipeline: a stream whose chunks repeat every 256 KiB, written
+// in xl save's 4 MiB writes, so that several jobs in flight prepare the
+// same chunks at once: every byte reads back after every write (a batch
+// never references a chunk that a later batch stores), and each repeated
+// chunk is stored once.
+func TestWriterPipeline(t *testing.T) {
+	x, cs := index.TestIndex(t)
+	s := New(cs, cs, x, DefaultConfig())
+	t.Cleanup(s.Close)
+	in, err := x.Create(index.RootIno, "f", index.Inode{Mode: syscall.S_IFREG | 0o644})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &model{t: t, s: s, x: x, ino: in.Ino, w: s.NewWriter(in)}
+	defer m.w.Close()
+	block := memimage.Random(256<<10, 9)
+	data := bytes.Repeat(block, 96) // 24 MiB
+	for off := 0; off < len(data); off += 4 << 20 {
+		m.write(int64(off), data[off:off+4<<20])
+		m.check(fmt.Sprint("after the write at ", off))
+	}
+	m.commit()
+	if got := s.Counters().StoredBytes.Load(); got > 3*int64(len(block)) {
+		t.Errorf("stored %d bytes of a stream repeating %d bytes: repeated chunks stored again", got, len(block))
+	}
+	if s.Counters().ChunksDup.Load() == 0 {
+		t.Error("no chunk was found a duplicate")
+	}
+}

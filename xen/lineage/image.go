@@ -3,6 +3,7 @@ package lineage
 import (
 	"fmt"
 	"sort"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -44,9 +45,10 @@ type Image struct {
 	pfns   []uint64 // their pfns
 	guest  index.XenInfo
 
-	gen       index.Gen // Gen 0: none yet
-	failed    bool      // BeginGen failed: pages are stored as plain extents
-	base      *index.PageReader
+	gen       index.Gen         // Gen 0: none yet
+	failed    bool              // BeginGen failed: pages are stored as plain extents
+	base      *index.PageReader // taken with baseMu: jobs look up pages in it
+	baseMu    sync.Mutex
 	pw        *index.PageWriter // gen's page map
 	run       index.Extent      // page run being collected (Len 0: none)
 	committed bool              // a commit happened after the generation began
@@ -98,7 +100,9 @@ func (m *Image) Write(p []byte) {
 	}
 }
 
-// Starts returns the known page starts of pages that end after off.
+// Starts returns the known page starts of pages that end after off, and
+// forgets the ones before: the engine asks about no page ending at or
+// before off again.
 func (m *Image) Starts(off int64) []int64 {
 	i := 0
 	for i < len(m.starts) && m.starts[i]+xen.PageSize <= off {
@@ -139,21 +143,26 @@ func (m *Image) begin() bool {
 }
 
 // Base returns the page starts the engine's background job cuts by (a
-// copy of Starts(off)) and, when pages are recorded and the generation has
-// a base, lookup: the base generation's page for the i-th of them (found
-// false: the base has none). The job may call lookup until the engine
-// calls Record again.
+// copy of the known starts of pages that end after off) and, when pages
+// are recorded and the generation has a base, lookup: the base
+// generation's page for the i-th of them (found false: the base has
+// none). Jobs may call lookup from any goroutine, also while the engine
+// records: the base's reader is taken in turn (baseMu).
 func (m *Image) Base(off int64) (starts []int64, lookup func(i int) (index.PageRef, bool, error)) {
-	cur := m.Starts(off)
-	if len(cur) == 0 {
+	i := sort.Search(len(m.starts), func(i int) bool { return m.starts[i]+xen.PageSize > off })
+	if i == len(m.starts) {
 		return nil, nil
 	}
-	starts = append([]int64(nil), cur...)
+	starts = append([]int64(nil), m.starts[i:]...)
 	if !m.begin() || m.base == nil {
 		return starts, nil
 	}
-	pfns, r, g := append([]uint64(nil), m.pfns...), m.base, m.gen
-	return starts, func(i int) (index.PageRef, bool, error) { return r.Lookup(pfns[i], g.Base, g.BaseFloor) }
+	pfns, r, g := append([]uint64(nil), m.pfns[i:]...), m.base, m.gen
+	return starts, func(i int) (index.PageRef, bool, error) {
+		m.baseMu.Lock()
+		defer m.baseMu.Unlock()
+		return r.Lookup(pfns[i], g.Base, g.BaseFloor)
+	}
 }
 
 // Record records the page payload at off of file version ver in the
@@ -170,7 +179,9 @@ func (m *Image) Record(b *chunkstore.Batch, ver uint64, off int64, ref index.Pag
 		return false, nil
 	}
 	if !compared && m.base != nil {
+		m.baseMu.Lock()
 		old, found, err := m.base.Lookup(pfn, m.gen.Base, m.gen.BaseFloor)
+		m.baseMu.Unlock()
 		if err != nil {
 			return true, err
 		}
