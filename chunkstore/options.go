@@ -35,7 +35,23 @@ type Options struct {
 }
 
 // DefaultOptions are the options ckptfs mounts with. See the README for the
-// measurements behind them.
+// measurements behind them. Start from them and change what you need:
+// Codec and ValueSeparation have no "unset" value (CodecRaw and false are
+// choices), so only the sizes are filled in by EnsureDefaults.
 func DefaultOptions() Options {
 	return Options{Codec: CodecS2, ValueSeparation: true, CacheBytes: 32 << 20, MemTableBytes: 32 << 20}
+}
+
+// EnsureDefaults returns o with each zero size (CacheBytes,
+// MemTableBytes) set to DefaultOptions', as Pebble's Options.EnsureDefaults
+// does: setting one field never drops the others' defaults.
+func (o Options) EnsureDefaults() Options {
+	d := DefaultOptions()
+	if o.CacheBytes <= 0 {
+		o.CacheBytes = d.CacheBytes
+	}
+	if o.MemTableBytes <= 0 {
+		o.MemTableBytes = d.MemTableBytes
+	}
+	return o
 }

@@ -6,7 +6,6 @@ import (
 	"log"
 	"os"
 	"path/filepath"
-	"reflect"
 	"sync"
 	"syscall"
 	"time"
@@ -67,50 +66,29 @@ func (m *Mounted) syncLoop(l *log.Logger) {
 // MountConfig configures MountStore.
 type MountConfig struct {
 	ReadOnly, AllowOther, Debug bool
-	Store                       chunkstore.Options
-	Content                     content.Config // its Pages defaults to XenPages
+	// Store are the chunk store's options (nil: chunkstore.DefaultOptions).
+	Store *chunkstore.Options
+	// Content sizes the engine: zero fields take the defaults, a nil
+	// Pages XenPages (see OpenOptions).
+	Content content.Config
 	// NoXenPages stores xl save images by content only (debugging).
 	NoXenPages bool
 	Config     Config
 }
 
-// MountStore opens the store in storeDir and mounts it on mnt (created if
-// missing). Zero fields of mc take the defaults.
+// MountStore opens the store in storeDir (Open) and mounts it on mnt
+// (created if missing).
 func MountStore(storeDir, mnt string, mc MountConfig) (*Mounted, error) {
-	if mc.Store == (chunkstore.Options{}) {
-		mc.Store = chunkstore.DefaultOptions()
-	}
-	if reflect.ValueOf(mc.Content).IsZero() {
-		mc.Content = content.DefaultConfig()
-	}
-	mc.Store.ReadOnly = mc.ReadOnly
-	cs, err := chunkstore.Open(storeDir, mc.Store)
+	st, err := Open(storeDir, OpenOptions{ReadOnly: mc.ReadOnly, Chunks: mc.Store, Content: mc.Content, NoXenPages: mc.NoXenPages})
 	if err != nil {
 		return nil, err
 	}
-	var x *index.Index
-	if mc.ReadOnly {
-		x, err = index.OpenReadOnly(cs.DB())
-	} else {
-		x, err = index.Open(cs.DB(), now(), uint32(os.Getuid()), uint32(os.Getgid()))
-	}
-	if err != nil {
-		cs.Close()
-		return nil, err
-	}
-	if !mc.ReadOnly {
-		x.SetDurable(cs.CommitDurable)
-	}
-	x.SetDamaged(cs.DamagedRanges)
+	cs, x, data := st.Chunks, st.Index, st.Data
 	if cs.Degraded() {
 		for f, what := range cs.DamagedFiles() {
 			log.Printf("store %s is damaged: %s: %s; serving read-only what the other tables hold", storeDir, f, chunkstore.OneLine(what))
 		}
 	}
-	if mc.Content.Pages == nil {
-		mc.Content.Pages = XenPages(x, !mc.NoXenPages)
-	}
-	data := content.New(cs, cs, x, mc.Content)
 	mc.Config.ReadOnly = mc.ReadOnly
 	mc.Config.StoreDir = storeDir
 	f := New(x, data, mc.Config)

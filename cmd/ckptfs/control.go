@@ -400,10 +400,10 @@ func withStore(store, path string, v any, p gc.Progress, fn func(*chunkstore.Sto
 	if !errors.Is(err, errNoDaemon) {
 		return err
 	}
-	cs, x, err := openOffline(store)
+	st, err := openOffline(store)
 	if err != nil {
 		return err
 	}
-	defer cs.Close()
-	return fn(cs, x)
+	defer st.Close()
+	return fn(st.Chunks, st.Index)
 }

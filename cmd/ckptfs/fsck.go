@@ -94,11 +94,11 @@ func runFsck(w io.Writer, o fsckOptions, store string) error {
 		var res gc.Result
 		err := askDaemon(store, "/fsck-repair", &res, nil)
 		if errors.Is(err, errNoDaemon) {
-			var cs *chunkstore.Store
-			var x *index.Index
-			if cs, x, err = openStore(store, func(o *chunkstore.Options) { o.AllowLost = true }); err != nil {
+			var st *fs.Store
+			if st, err = openStore(store, fs.OpenOptions{AllowLost: true}); err != nil {
 				return err
 			}
+			cs, x := st.Chunks, st.Index
 			if lost := cs.Lost(); lost != nil {
 				if err = cs.AcceptLoss(); err == nil {
 					fmt.Fprintf(w, "repair: accepted the store as it is now (%d durable commits; the log had lost %d)\n", lost.DB, lost.Marker-lost.DB)
@@ -107,7 +107,7 @@ func runFsck(w io.Writer, o fsckOptions, store string) error {
 			if err == nil {
 				res, err = gc.Repair(cs, x)
 			}
-			cs.Close()
+			st.Close()
 		}
 		if err != nil {
 			return fmt.Errorf("fsck --repair: %w", err)

@@ -179,11 +179,12 @@ func printGC(w io.Writer, rep gcReport) {
 
 // offlineGC runs gc on an unmounted store.
 func offlineGC(store string, req gcRequest, rep *gcReport, p gc.Progress) error {
-	cs, x, err := openWritable(store)
+	st, err := openWritable(store)
 	if err != nil {
 		return err
 	}
-	defer cs.Close()
+	defer st.Close()
+	cs, x := st.Chunks, st.Index
 	rep.DryRun = req.DryRun
 	if rep.Expired, err = gc.Plan(x, req.Policy); err != nil {
 		return err
@@ -196,34 +197,6 @@ func offlineGC(store string, req gcRequest, rep *gcReport, p gc.Progress) error 
 	res, err := gc.CollectWith(cs, x, gc.Options{CompactKeys: true, RewriteAll: req.RewriteAll}, p)
 	rep.Result = &res
 	return err
-}
-
-// openWritable opens an unmounted store read-write (running index recovery).
-func openWritable(dir string) (*chunkstore.Store, *index.Index, error) {
-	return openStore(dir, func(*chunkstore.Options) {})
-}
-
-// openStore is openWritable with options set by set: for fsck --repair
-// (AllowLost: also a store that lost durable writes), for xen receive
-// (less memory).
-func openStore(dir string, set func(*chunkstore.Options)) (*chunkstore.Store, *index.Index, error) {
-	if _, err := os.Stat(dir); err != nil {
-		return nil, nil, fail(exitStore, "%s: %v", dir, errors.Unwrap(err))
-	}
-	o := chunkstore.DefaultOptions()
-	set(&o)
-	cs, err := openChunks(dir, o)
-	if err != nil {
-		return nil, nil, storeErr(err)
-	}
-	x, err := index.Open(cs.DB(), time.Now().UnixNano(), uint32(os.Getuid()), uint32(os.Getgid()))
-	if err != nil {
-		cs.Close()
-		return nil, nil, storeErr(err)
-	}
-	x.SetDurable(cs.CommitDurable)
-	x.SetDamaged(cs.DamagedRanges)
-	return cs, x, nil
 }
 
 // daemonGC runs gc requests inside the mount daemon, one at a time. Files

@@ -115,7 +115,7 @@ func runMount(o mountOptions, store, mnt string) error {
 	cc := content.DefaultConfig()
 	cc.WriterMemory = o.writerMemory << 20
 	m, err := fs.MountStore(absStore, absMnt, fs.MountConfig{
-		ReadOnly: o.readOnly, AllowOther: o.allowOther, Debug: o.debug, Store: so, Content: cc, NoXenPages: !o.xenPages,
+		ReadOnly: o.readOnly, AllowOther: o.allowOther, Debug: o.debug, Store: &so, Content: cc, NoXenPages: !o.xenPages,
 		Config: fs.Config{Logger: logger, ListLatest: o.listLatest, MountFlags: o.vfs, SyncClose: !o.writeBehind},
 	})
 	if err != nil {

@@ -19,10 +19,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/fs/bucket"
-	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/fs/transfer"
 )
 
@@ -241,16 +239,13 @@ func openLocal(spec string, timeout time.Duration) (*side, error) {
 	} else if !errors.Is(err, errNoDaemon) {
 		return nil, err
 	}
-	cs, x, err := openStore(dir, func(*chunkstore.Options) {})
+	st, err := openStore(dir, fs.OpenOptions{})
 	if err != nil {
 		return nil, err
 	}
-	cfg := content.DefaultConfig()
-	cfg.Pages = fs.XenPages(x, true)
-	data := content.New(cs, cs, x, cfg)
+	cs, x, data := st.Chunks, st.Index, st.Data
 	return &side{Peer: &transfer.Local{Chunks: cs, Index: x, Data: data, As: selfCaller()}, what: dir, close: func() error {
-		data.Close()
-		return cs.Close()
+		return st.Close()
 	}}, nil
 }
 

@@ -5,9 +5,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/fs"
-	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/fs/transfer"
 )
 
@@ -39,16 +37,13 @@ func runServeCmd(args []string) error {
 	} else if !errors.Is(err, errNoDaemon) {
 		return err
 	}
-	cs, x, err := openStore(dir, func(*chunkstore.Options) {})
+	st, err := openStore(dir, fs.OpenOptions{})
 	if err != nil {
 		return err
 	}
-	cfg := content.DefaultConfig()
-	cfg.Pages = fs.XenPages(x, true)
-	data := content.New(cs, cs, x, cfg)
+	cs, x, data := st.Chunks, st.Index, st.Data
 	err = transfer.Serve(stdio, &transfer.Local{Chunks: cs, Index: x, Data: data, As: selfCaller()})
-	data.Close()
-	if cerr := cs.Close(); err == nil {
+	if cerr := st.Close(); err == nil {
 		err = cerr
 	}
 	return err

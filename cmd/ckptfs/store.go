@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/index"
 )
 
@@ -26,23 +27,27 @@ func storeErr(err error) error {
 }
 
 // openOffline opens an unmounted store read-only, for stats and fsck.
-func openOffline(dir string) (*chunkstore.Store, *index.Index, error) {
+func openOffline(dir string) (*fs.Store, error) {
+	return openStore(dir, fs.OpenOptions{ReadOnly: true})
+}
+
+// openWritable opens an unmounted store read-write (running index recovery).
+func openWritable(dir string) (*fs.Store, error) {
+	return openStore(dir, fs.OpenOptions{})
+}
+
+// openStore opens the existing store in dir (fs.Open), waiting up to
+// releaseWait while another process holds it, with its errors' exit codes.
+func openStore(dir string, o fs.OpenOptions) (*fs.Store, error) {
 	if _, err := os.Stat(dir); err != nil {
-		return nil, nil, fail(exitStore, "%s: %v", dir, errors.Unwrap(err))
+		return nil, fail(exitStore, "%s: %v", dir, errors.Unwrap(err))
 	}
-	o := chunkstore.DefaultOptions()
-	o.ReadOnly = true
-	cs, err := openChunks(dir, o)
+	o.Wait = releaseWait
+	st, err := fs.Open(dir, o)
 	if err != nil {
-		return nil, nil, storeErr(err)
+		return nil, storeErr(err)
 	}
-	x, err := index.OpenReadOnly(cs.DB())
-	if err != nil {
-		cs.Close()
-		return nil, nil, storeErr(err)
-	}
-	x.SetDamaged(cs.DamagedRanges)
-	return cs, x, nil
+	return st, nil
 }
 
 // releaseWait is how long a command waits for a store that another
@@ -50,16 +55,3 @@ func openOffline(dir string) (*chunkstore.Store, *index.Index, error) {
 // a fraction of a second, and a command run right after umount(8) should
 // not fail for it.
 const releaseWait = 3 * time.Second
-
-// openChunks opens the chunk store in dir, waiting up to releaseWait while
-// another process holds it.
-func openChunks(dir string, o chunkstore.Options) (*chunkstore.Store, error) {
-	deadline := time.Now().Add(releaseWait)
-	for {
-		cs, err := chunkstore.Open(dir, o)
-		if !errors.Is(err, chunkstore.ErrLocked) || time.Now().After(deadline) {
-			return cs, err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}

@@ -77,17 +77,18 @@ func receiveOffline(r io.Reader, w io.Writer, o receiveOptions) error {
 	if err := os.MkdirAll(o.store, 0o700); err != nil { // a new store, as mount makes one
 		return fail(exitStore, "xen receive: %v", err)
 	}
-	cs, x, err := openStore(o.store, func(so *chunkstore.Options) {
-		// One stream's process: Pebble's memtables and block cache at a
-		// quarter of the daemon's (the pages go to segments; the keys
-		// of a checkpoint are few), and the Go heap kept near its live
-		// size, so that the receiver stays well under 128 MiB.
-		so.MemTableBytes, so.CacheBytes = 8<<20, 8<<20
-	})
+	// One stream's process: Pebble's memtables and block cache at a
+	// quarter of the daemon's (the pages go to segments; the keys of a
+	// checkpoint are few), and the Go heap kept near its live size, so
+	// that the receiver stays well under 128 MiB.
+	so := chunkstore.DefaultOptions()
+	so.MemTableBytes, so.CacheBytes = 8<<20, 8<<20
+	st, err := openStore(o.store, fs.OpenOptions{Chunks: &so})
 	if err != nil {
 		return err
 	}
-	defer cs.Close()
+	defer st.Close()
+	cs, x := st.Chunks, st.Index
 	// The Go heap is the read-ahead buffer plus about 50 MiB live
 	// (parser, batch, locator LRU): a soft limit keeps the collector's
 	// headroom over that small.

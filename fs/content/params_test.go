@@ -3,6 +3,7 @@ package content
 import (
 	"fmt"
 	"os"
+	"reflect"
 	"testing"
 	"time"
 
@@ -115,6 +116,31 @@ func TestChunkParams(t *testing.T) {
 			float64(chunks)*float64(1<<30)/float64(len(d1)), float64(len(d0))/el.Seconds()/1e6, rndSpeed)
 		if p == DefaultParams && float64(newBytes) > 14*dirty {
 			t.Errorf("default params: generation 1 stores %.1fx its dirty bytes, want < 14x", float64(newBytes)/dirty)
+		}
+	}
+}
+
+// TestConfigEnsureDefaults: each zero field takes DefaultConfig's, each
+// set one stays.
+func TestConfigEnsureDefaults(t *testing.T) {
+	d := DefaultConfig()
+	for _, tc := range []struct {
+		name string
+		in   Config
+		want func(c *Config)
+	}{
+		{"zero", Config{}, func(c *Config) {}},
+		{"window", Config{Window: 1 << 20}, func(c *Config) { c.Window = 1 << 20 }},
+		{"params", Config{Params: Params{Min: 4096, Max: 65536, AvgBits: 13}}, func(c *Config) { c.Params = Params{Min: 4096, Max: 65536, AvgBits: 13} }},
+		{"batch and cache", Config{BatchBytes: 1 << 20, CacheChunks: 7}, func(c *Config) { c.BatchBytes, c.CacheChunks = 1<<20, 7 }},
+		{"memory", Config{WriterMemory: 64 << 20, ReadAhead: 1 << 20}, func(c *Config) { c.WriterMemory, c.ReadAhead = 64<<20, 1<<20 }},
+	} {
+		want := d
+		tc.want(&want)
+		got := tc.in.EnsureDefaults()
+		got.Pages, want.Pages = nil, nil
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: %+v, want %+v", tc.name, got, want)
 		}
 	}
 }

@@ -75,7 +75,33 @@ const DefaultWriterMemory = 512 << 20
 
 // DefaultConfig is what ckptfs mounts with.
 func DefaultConfig() Config {
-	return Config{Params: DefaultParams, Window: 8 << 20, BatchBytes: 4 << 20, CacheChunks: 512, ReadAhead: 8 << 20}
+	return Config{Params: DefaultParams, Window: 8 << 20, BatchBytes: 4 << 20, CacheChunks: 512, ReadAhead: 8 << 20, WriterMemory: DefaultWriterMemory}
+}
+
+// EnsureDefaults returns c with each zero field set to DefaultConfig's
+// (Pages stays as it is: nil is a choice), so that setting one field
+// never drops the others' defaults.
+func (c Config) EnsureDefaults() Config {
+	d := DefaultConfig()
+	if c.Params == (Params{}) {
+		c.Params = d.Params
+	}
+	if c.Window <= 0 {
+		c.Window = d.Window
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = d.BatchBytes
+	}
+	if c.CacheChunks <= 0 {
+		c.CacheChunks = d.CacheChunks
+	}
+	if c.ReadAhead <= 0 {
+		c.ReadAhead = d.ReadAhead
+	}
+	if c.WriterMemory <= 0 {
+		c.WriterMemory = d.WriterMemory
+	}
+	return c
 }
 
 // WriterMemoryBound is the most memory one open file's write state holds:
@@ -183,6 +209,9 @@ func New(db Batcher, chunks Chunks, ext Extents, cfg Config) *Store {
 	}
 	return s
 }
+
+// Config is the engine's configuration, defaults filled in.
+func (s *Store) Config() Config { return s.cfg }
 
 // Close stops the prefetchers.
 func (s *Store) Close() {

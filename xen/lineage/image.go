@@ -165,6 +165,13 @@ func (m *Image) Base(off int64) (starts []int64, lookup func(i int) (index.PageR
 	}
 }
 
+// lookupBase returns the base generation's page of pfn.
+func (m *Image) lookupBase(pfn uint64) (index.PageRef, bool, error) {
+	m.baseMu.Lock()
+	defer m.baseMu.Unlock()
+	return m.base.Lookup(pfn, m.gen.Base, m.gen.BaseFloor)
+}
+
 // Record records the page payload at off of file version ver in the
 // image's generation: an entry if it differs from the base generation
 // (same says, if compared; else it looks), a slot of the page run in any
@@ -179,9 +186,7 @@ func (m *Image) Record(b *chunkstore.Batch, ver uint64, off int64, ref index.Pag
 		return false, nil
 	}
 	if !compared && m.base != nil {
-		m.baseMu.Lock()
-		old, found, err := m.base.Lookup(pfn, m.gen.Base, m.gen.BaseFloor)
-		m.baseMu.Unlock()
+		old, found, err := m.lookupBase(pfn)
 		if err != nil {
 			return true, err
 		}
@@ -197,7 +202,7 @@ func (m *Image) Record(b *chunkstore.Batch, ver uint64, off int64, ref index.Pag
 		// Unchanged, but a full generation names every page: the base's
 		// entry, copied (the base's chain stays while this generation is
 		// in flight: index.ReclaimGen is blocked).
-		old, found, err := m.base.Lookup(pfn, m.gen.Base, m.gen.BaseFloor)
+		old, found, err := m.lookupBase(pfn)
 		if err != nil {
 			return true, err
 		}
