@@ -90,8 +90,14 @@ func TestXenSeries(t *testing.T) {
 	}
 }
 
-// TestXenFallback: streams the parser rejects partway are stored through
-// generic CDC from there on, and always read back exactly.
+// TestXenFallback: page mode follows a stream only while it is an xl save
+// image it understands, and stores the rest by content. Every file reads
+// back byte-exact, and its bytes are stored as page runs exactly where
+// page mode held: all pages of a whole (or page-corrupted: the payload is
+// opaque) image, the pages before the cut of a truncated one, the pages
+// before an unknown record, none of random data after a header or of a
+// file that is not an image, and only the first image's pages of two
+// images in one file (the second's pfns are repeats).
 func TestXenFallback(t *testing.T) {
 	g := xentest.Guest{Name: "g", UUID: "u", Pages: 3000, VCPUs: 1, Seed: 9}
 	img := g.Bytes()
@@ -105,18 +111,65 @@ func TestXenFallback(t *testing.T) {
 	}}).Write(img)
 	badRec := append([]byte(nil), img...)
 	badRec[mid] = 0x77 // an unknown record type in the middle
+	truncated := img[:len(img)*2/3+13]
+	all := int64(g.Pages) * PageSize
 	s, x := defaultStore(t)
-	for name, data := range map[string][]byte{
-		"whole":               img,
-		"truncated":           img[:len(img)*2/3+13],
-		"corrupt page":        corrupt,
-		"bad record":          badRec,
-		"random after header": append(append([]byte(nil), img[:100]...), chunkstoreRandom(2<<20)...),
-		"two images":          append(append([]byte(nil), img...), img...),
-		"not xen":             chunkstoreRandom(3 << 20),
+	for _, tc := range []struct {
+		name     string
+		data     []byte
+		min, max int64 // bytes stored as page runs
+	}{
+		{"whole", img, all, all},
+		{"truncated", truncated, pagesBefore(img, int64(len(truncated))) - 1024*PageSize, pagesBefore(img, int64(len(truncated)))},
+		{"corrupt page", corrupt, all, all},
+		{"bad record", badRec, pagesBefore(img, mid) - 1024*PageSize, pagesBefore(img, mid)},
+		{"random after header", append(append([]byte(nil), img[:100]...), chunkstoreRandom(2<<20)...), 0, 0},
+		{"two images", append(append([]byte(nil), img...), img...), all, all},
+		{"not xen", chunkstoreRandom(3 << 20), 0, 0},
 	} {
-		writeFile(t, s, x, name, data)
+		writeFile(t, s, x, tc.name, tc.data)
+		paged, plain := storedAs(t, x, tc.name)
+		if paged < tc.min || paged > tc.max {
+			t.Errorf("%s: %d bytes stored as page runs, want %d to %d", tc.name, paged, tc.min, tc.max)
+		}
+		if paged+plain > int64(len(tc.data)) {
+			t.Errorf("%s: extents cover %d bytes of %d", tc.name, paged+plain, len(tc.data))
+		}
 	}
+}
+
+// pagesBefore returns the bytes of the page payloads of img that end by off.
+func pagesBefore(img []byte, off int64) int64 {
+	var n int64
+	xen.NewScanner(xen.Handler{Page: func(p xen.Page) {
+		if p.Off+PageSize <= off {
+			n += PageSize
+		}
+	}}).Write(img)
+	return n
+}
+
+// storedAs returns how many bytes of file name are stored as page runs
+// (page mode) and as plain extents (by content; holes are neither).
+func storedAs(t *testing.T, x *index.Index, name string) (paged, plain int64) {
+	t.Helper()
+	in, err := x.Lookup(index.RootIno, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = x.WalkExtents(in.Ino, in.Ver, func(e index.Extent) error {
+		switch {
+		case e.Run != nil:
+			paged += e.Len
+		case e.ID != (chunkstore.ID{}):
+			plain += e.Len
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return paged, plain
 }
 
 func chunkstoreRandom(n int) []byte {
@@ -309,12 +362,40 @@ func xlLikeStream(kind byte, seed uint64) []byte {
 
 // TestXenRepeatedPFNs: a file in which pfns repeat (an xl remus stream, or
 // live-migration precopy rounds, written as one file) reads back exactly in
-// page mode; only the first copy of a pfn goes into the page map.
+// page mode; only the first copy of a pfn goes into the page map: the
+// bytes stored as page runs are at most one page per distinct pfn, and
+// every repeat is stored as a plain extent.
 func TestXenRepeatedPFNs(t *testing.T) {
 	s, x := defaultStore(t)
+	repeats := 0
 	for kind := byte(0); kind < 32; kind++ {
 		data := xlLikeStream(kind, 7+uint64(kind))
-		writeFile(t, s, x, fmt.Sprint("kind", kind), data)
+		name := fmt.Sprint("kind", kind)
+		writeFile(t, s, x, name, data)
+		pfns := map[uint64]bool{}
+		r := 0 // repeats that are not all zeros (a hole is neither)
+		xen.NewScanner(xen.Handler{Page: func(p xen.Page) {
+			if pfns[p.PFN] && !chunkstore.IsZero(data[p.Off:p.Off+PageSize]) {
+				r++
+			}
+			pfns[p.PFN] = true
+		}}).Write(data)
+		paged, plain := storedAs(t, x, name)
+		if paged > int64(len(pfns))*PageSize {
+			t.Errorf("%s: %d bytes as page runs, more than its %d distinct pfns' pages", name, paged, len(pfns))
+		}
+		if paged == 0 {
+			t.Errorf("%s: no page stored as a page run", name)
+		}
+		if r > 0 {
+			repeats++
+			if plain < int64(r)*PageSize {
+				t.Errorf("%s: %d repeated pages, but only %d bytes stored as plain extents", name, r, plain)
+			}
+		}
+	}
+	if repeats == 0 {
+		t.Error("no stream repeated a pfn: the test tests nothing")
 	}
 }
 

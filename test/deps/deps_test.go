@@ -23,6 +23,33 @@ var forbidden = map[string][]string{
 	"fs/transfer":    {"gc", "cmd"},
 	"fs/bucket":      {"cmd"},
 	"fs/metrics":     {"chunkstore", "index", "fs", "gc", "xen", "cmd"},
+	"fs/bucketfs":    {"gc", "xen", "cmd"},
+	"xen/xentest":    {"chunkstore", "index", "fs", "gc", "cmd"},
+	// Test helpers import nothing of the product.
+	"test/memimage":       {"chunkstore", "index", "fs", "gc", "xen", "cmd"},
+	"test/servers":        {"chunkstore", "index", "fs", "gc", "xen", "cmd"},
+	"test/sysstat":        {"chunkstore", "index", "fs", "gc", "xen", "cmd"},
+	"test/xen/pausemeter": {"chunkstore", "index", "fs", "gc", "xen", "cmd"},
+}
+
+// free lists the packages that may import any of ours: the binary and the
+// tests that drive it.
+var free = map[string]bool{"cmd/ckptfs": true, "test/bench": true, "test/deps": true, "test/e2e": true, "test/e2e/hostile": true}
+
+// TestEveryPackageDeclared: every package of the module either states what
+// it must not import (forbidden) or is one of the free ones, so a new
+// package cannot slip past TestImportDirection.
+func TestEveryPackageDeclared(t *testing.T) {
+	out, err := exec.Command("go", "list", mod+"...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		rel := strings.TrimPrefix(p, mod)
+		if _, ok := forbidden[rel]; !ok && !free[rel] {
+			t.Errorf("package %s declares no import direction: add it to forbidden (or to free)", rel)
+		}
+	}
 }
 
 func TestImportDirection(t *testing.T) {
