@@ -49,16 +49,16 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 // writer, whose state then has the latest bytes.
 func (h *handle) readCommitted(dest []byte, off int64) (int, bool, error) {
 	n := h.n
-	in, gen, ok, err := n.committedInode()
+	in, epoch, ok, err := n.committedInode()
 	if !ok || err != nil {
 		return 0, ok, err
 	}
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	if n.w != nil || n.gen != gen {
+	if n.w != nil || n.epoch != epoch {
 		return 0, false, nil // changed meanwhile: the caller retries
 	}
-	k, err := n.fsys.data.ReadCommitted(&h.cur, in.Ino, in.Ver, gen, in.Size, dest, off)
+	k, err := n.fsys.data.ReadCommitted(&h.cur, in.Ino, in.Ver, epoch, in.Size, dest, off)
 	return k, true, err
 }
 

@@ -28,7 +28,7 @@ type Node struct {
 	writers int             // writable handles
 	opens   int             // all handles
 	orphan  bool            // unlinked while open: purge at last release
-	gen     uint64          // changes when committed content changes
+	epoch   uint64          // changes when committed content changes (a cache epoch)
 	// committed caches the inode's committed version and size for readers;
 	// valid while committedOK, which commits and truncates clear.
 	committed   index.Inode
@@ -362,29 +362,29 @@ func (n *Node) releaseNow(h *handle) syscall.Errno {
 	return errno
 }
 
-// committedInode returns the committed inode and its generation, from the
+// committedInode returns the committed inode and its cache epoch, from the
 // node's cache when valid; ok is false while the file has a writer.
 func (n *Node) committedInode() (index.Inode, uint64, bool, error) {
 	n.mu.RLock()
-	in, gen, valid, writing := n.committed, n.gen, n.committedOK, n.w != nil
+	in, epoch, valid, writing := n.committed, n.epoch, n.committedOK, n.w != nil
 	n.mu.RUnlock()
 	if writing {
-		return in, gen, false, nil
+		return in, epoch, false, nil
 	}
 	if valid {
-		return in, gen, true, nil
+		return in, epoch, true, nil
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.w != nil {
-		return in, gen, false, nil
+		return in, epoch, false, nil
 	}
 	in, err := n.fsys.ns.Get(n.ino())
 	if err != nil {
-		return in, n.gen, true, err
+		return in, n.epoch, true, err
 	}
 	n.committed, n.committedOK = in, true
-	return in, n.gen, true, nil
+	return in, n.epoch, true, nil
 }
 
 // commitLocked makes the writer's content durable and committed.
@@ -395,7 +395,7 @@ func (n *Node) commitLocked(op string) syscall.Errno {
 	if _, err := n.w.Commit(); err != nil {
 		return n.fsys.toErrno(op, n, err)
 	}
-	n.gen = n.fsys.data.NewGen()
+	n.epoch = n.fsys.data.NewEpoch()
 	n.committedOK = false
 	return 0
 }

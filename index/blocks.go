@@ -108,7 +108,7 @@ func decodeBlock(k, v []byte, es []blockEntry) ([]blockEntry, error) {
 	if len(k) != blockKeyLen || k[0] != prefixBlock {
 		return bad("key")
 	}
-	blk := binary.BigEndian.Uint64(k[9:])
+	blk := field(k, 1)
 	if blk > (1<<64-1)>>BlockShift {
 		return bad("block number")
 	}
@@ -384,7 +384,7 @@ func (r *PageReader) load(blk, gen, floor uint64) error {
 	p := blockPrefix(r.lin, blk)
 	it := r.it
 	for ok := it.SeekGE(blockKey(r.lin, blk, gen)); ok && bytes.HasPrefix(it.Key(), p); ok = it.Next() {
-		if ^binary.BigEndian.Uint64(it.Key()[17:]) < floor {
+		if ^field(it.Key(), 2) < floor {
 			break
 		}
 		v, err := it.ValueAndErr()
@@ -416,7 +416,7 @@ func (x *Index) genBlocks(lin, gen uint64) ([]uint64, error) {
 		if len(k) != blockKeyLen {
 			return fmt.Errorf("%w: block key %x", ErrCorrupt, k)
 		}
-		blks = append(blks, binary.BigEndian.Uint64(k[17:]))
+		blks = append(blks, field(k, 2))
 		return nil
 	})
 	return blks, err
@@ -428,7 +428,7 @@ func shadowed(it *pebble.Iterator, lin, blk, gen, upto uint64, es []blockEntry) 
 	var set [BlockPages / 64]uint64
 	p := blockPrefix(lin, blk)
 	for ok := it.SeekGE(blockKey(lin, blk, upto)); ok && bytes.HasPrefix(it.Key(), p); ok = it.Next() {
-		if ^binary.BigEndian.Uint64(it.Key()[17:]) <= gen {
+		if ^field(it.Key(), 2) <= gen {
 			break
 		}
 		v, err := it.ValueAndErr()
@@ -658,7 +658,7 @@ func (x *Index) WalkPageRefs(fn func(id chunkstore.ID, lin, gen, pfn uint64) err
 		if es, err = decodeBlock(k, v, es[:0]); err != nil {
 			return err
 		}
-		lin, gen := binary.BigEndian.Uint64(k[1:]), ^binary.BigEndian.Uint64(k[17:])
+		lin, gen := field(k, 0), ^field(k, 2)
 		for _, e := range es {
 			if !e.ref.Zero {
 				if err := fn(e.ref.ID, lin, gen, e.pfn); err != nil {

@@ -38,6 +38,11 @@
 //	                 candidates a page entry still names
 //	staged, orphan   a version not committed yet; an inode with no name,
 //	                 purged when closed
+//	epoch            not a generation: the content engine's counter
+//	                 (fs/content Store.NewEpoch) that a reader's cached
+//	                 extents carry; a changed version gets a new one
+//	key field        a big-endian uint64 after a key's prefix byte:
+//	                 keyLen(n) is a key of n fields, field(k, i) reads one
 //
 // # Keys and values, format version 4
 //

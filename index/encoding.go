@@ -243,10 +243,10 @@ func encodeExtentValue(e Extent) []byte {
 // DecodeExtent decodes an extent from its key and value.
 func DecodeExtent(key, val []byte) (Extent, error) {
 	var e Extent
-	if len(key) != 1+8+8+8 || key[0] != prefixExtent {
+	if len(key) != keyLen(3) || key[0] != prefixExtent {
 		return e, fmt.Errorf("%w: extent key %x", ErrCorrupt, key)
 	}
-	e.Off = int64(binary.BigEndian.Uint64(key[17:]))
+	e.Off = int64(field(key, 2))
 	if len(val) > 0 && val[0] == 0 {
 		return decodeRun(key, e, val[1:])
 	}
@@ -329,3 +329,15 @@ func AddSizes(a, b int64) int64 {
 	}
 	return math.MaxInt64
 }
+
+// Most keys are a one-byte prefix followed by big-endian uint64 fields
+// (the table in doc.go): keyLen(n) is the length of such a key with n
+// fields, field(k, i) its field i, counted from 0. They replace the bare
+// 9, 17 and 25 the key code used to spell.
+func keyLen(n int) int { return 1 + 8*n }
+
+func field(k []byte, i int) uint64 { return binary.BigEndian.Uint64(k[1+8*i:]) }
+
+// holderLen is the length of a reference key's holder: its kind byte and
+// three uint64 fields ('e' ino ver off, or 'p' lin pfn gen).
+const holderLen = 1 + 3*8

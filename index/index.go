@@ -151,10 +151,10 @@ func (x *Index) upgrade() error {
 func (x *Index) recover(now int64) error {
 	b := x.db.NewBatch()
 	err := x.scan([]byte{prefixStaging}, func(k, _ []byte) error {
-		if len(k) != 17 {
+		if len(k) != keyLen(2) {
 			return fmt.Errorf("%w: staging key %x", ErrCorrupt, k)
 		}
-		ino, ver := binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(k[9:])
+		ino, ver := field(k, 0), field(k, 1)
 		if err := x.dropExtents(b, extentPrefix(ino, ver)); err != nil {
 			return err
 		}
@@ -164,10 +164,10 @@ func (x *Index) recover(now int64) error {
 		return err
 	}
 	err = x.scan([]byte{prefixOrphan}, func(k, _ []byte) error {
-		if len(k) != 9 {
+		if len(k) != keyLen(1) {
 			return fmt.Errorf("%w: orphan key %x", ErrCorrupt, k)
 		}
-		return x.purge(b, binary.BigEndian.Uint64(k[1:]))
+		return x.purge(b, field(k, 0))
 	})
 	if err != nil {
 		return err
@@ -783,10 +783,10 @@ func (x *Index) Update(ino uint64, fn func(*Inode) error) (Inode, error) {
 // WalkInodes calls fn for every inode in inode-number order.
 func (x *Index) WalkInodes(fn func(Inode) error) error {
 	return x.scan([]byte{prefixInode}, func(k, v []byte) error {
-		if len(k) != 9 {
+		if len(k) != keyLen(1) {
 			return fmt.Errorf("%w: inode key %x", ErrCorrupt, k)
 		}
-		in, err := decodeInode(binary.BigEndian.Uint64(k[1:]), v)
+		in, err := decodeInode(field(k, 0), v)
 		if err != nil {
 			return err
 		}
@@ -800,20 +800,20 @@ func (x *Index) WalkDirents(fn func(parent uint64, d Dirent) error) error {
 		if len(k) < 10 {
 			return fmt.Errorf("%w: dirent key %x", ErrCorrupt, k)
 		}
-		d, err := decodeDirent(string(k[9:]), v)
+		d, err := decodeDirent(string(k[keyLen(1):]), v)
 		if err != nil {
 			return err
 		}
-		return fn(binary.BigEndian.Uint64(k[1:]), d)
+		return fn(field(k, 0), d)
 	})
 }
 
 // StagedVersions calls fn for every staged (uncommitted) version.
 func (x *Index) StagedVersions(fn func(ino, ver uint64) error) error {
 	return x.scan([]byte{prefixStaging}, func(k, _ []byte) error {
-		if len(k) != 17 {
+		if len(k) != keyLen(2) {
 			return fmt.Errorf("%w: staging key %x", ErrCorrupt, k)
 		}
-		return fn(binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(k[9:]))
+		return fn(field(k, 0), field(k, 1))
 	})
 }

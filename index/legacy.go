@@ -86,7 +86,7 @@ func (r *legacyPageReader) Lookup(pfn, gen, floor uint64) (ref PageRef, found bo
 		return ref, false, r.it.Error()
 	}
 	k := r.it.Key()
-	if len(k) != 25 || binary.BigEndian.Uint64(k[9:]) != pfn || ^binary.BigEndian.Uint64(k[17:]) < floor {
+	if len(k) != keyLen(3) || field(k, 1) != pfn || ^field(k, 2) < floor {
 		return ref, false, nil
 	}
 	v, err := r.it.ValueAndErr()
@@ -137,10 +137,10 @@ func (x *Index) upgradePages() error {
 	started := false
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
-		if len(k) != 25 {
+		if len(k) != keyLen(3) {
 			return fmt.Errorf("%w: page key %x", ErrCorrupt, k)
 		}
-		lin, pfn, gen := binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(k[9:]), ^binary.BigEndian.Uint64(k[17:])
+		lin, pfn, gen := field(k, 0), field(k, 1), ^field(k, 2)
 		g := group{lin, pfn >> BlockShift}
 		if started && g != cur {
 			if err := flush(); err != nil {
@@ -177,7 +177,7 @@ func (x *Index) upgradePages() error {
 	b.DeleteRange([]byte{prefixPage}, []byte{prefixPage + 1}, nil)
 	b.DeleteRange([]byte{prefixPageByGen}, []byte{prefixPageByGen + 1}, nil)
 	err = x.scan([]byte{prefixRef}, func(k, _ []byte) error {
-		if len(k) == 1+chunkstore.IDSize+25 && k[1+chunkstore.IDSize] == holderPage {
+		if len(k) == 1+chunkstore.IDSize+holderLen && k[1+chunkstore.IDSize] == holderPage {
 			b.Delete(k, nil)
 			return x.commitIfFull(&b)
 		}

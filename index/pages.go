@@ -67,10 +67,10 @@ func encodeGenRecord(r GenRecord) []byte {
 }
 
 func decodeGenRecord(k, v []byte) (GenRecord, error) {
-	if len(k) != 17 || len(v) < 3 || v[0] < GenInFlight || v[0] > GenDead {
+	if len(k) != keyLen(2) || len(v) < 3 || v[0] < GenInFlight || v[0] > GenDead {
 		return GenRecord{}, fmt.Errorf("%w: generation record %x", ErrCorrupt, k)
 	}
-	r := GenRecord{Lin: binary.BigEndian.Uint64(k[1:]), Gen: binary.BigEndian.Uint64(k[9:]), State: v[0]}
+	r := GenRecord{Lin: field(k, 0), Gen: field(k, 1), State: v[0]}
 	f, n := binary.Uvarint(v[1:])
 	ino, n2 := binary.Uvarint(v[1+max(n, 0):])
 	if n <= 0 || n2 <= 0 || 1+n+n2 > len(v) || f > r.Gen {
@@ -325,9 +325,9 @@ func (x *Index) scanFrom(p, start []byte, fn func(k, v []byte) (bool, error)) er
 // ImageGens calls fn for each generation whose pages ino's image holds.
 func (x *Index) ImageGens(ino uint64, fn func(lin, gen uint64) error) error {
 	return x.scan(inoGenPrefix(ino), func(k, _ []byte) error {
-		if len(k) != 25 {
+		if len(k) != keyLen(3) {
 			return fmt.Errorf("%w: generation key %x", ErrCorrupt, k)
 		}
-		return fn(binary.BigEndian.Uint64(k[9:]), binary.BigEndian.Uint64(k[17:]))
+		return fn(field(k, 1), field(k, 2))
 	})
 }

@@ -16,7 +16,7 @@ const (
 )
 
 func refPrefix(id chunkstore.ID) []byte {
-	k := make([]byte, 1+chunkstore.IDSize, 1+chunkstore.IDSize+25)
+	k := make([]byte, 1+chunkstore.IDSize, 1+chunkstore.IDSize+holderLen)
 	k[0] = prefixRef
 	copy(k[1:], id[:])
 	return k
@@ -80,7 +80,7 @@ func (x *Index) chunkExtents(p []byte, fn func(ino, ver uint64, e Extent) error)
 		if err != nil || e.Run != nil {
 			return err
 		}
-		return fn(binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(k[9:]), e)
+		return fn(field(k, 0), field(k, 1), e)
 	})
 }
 
@@ -110,7 +110,7 @@ func (x *Index) Referenced(id chunkstore.ID) (bool, error) {
 // per holder).
 func (x *Index) WalkRefs(fn func(id chunkstore.ID) error) error {
 	return x.scan([]byte{prefixRef}, func(k, _ []byte) error {
-		if len(k) != 1+chunkstore.IDSize+25 {
+		if len(k) != 1+chunkstore.IDSize+holderLen {
 			return fmt.Errorf("%w: reference key %x", ErrCorrupt, k)
 		}
 		return fn(chunkstore.ID(k[1 : 1+chunkstore.IDSize]))

@@ -88,13 +88,13 @@ func (x *Index) GetXen(ino uint64) (XenInfo, error) {
 // WalkXen calls fn for every file recorded as an xl save image.
 func (x *Index) WalkXen(fn func(ino uint64, info XenInfo) error) error {
 	return x.scan([]byte{prefixXen}, func(k, v []byte) error {
-		if len(k) != 9 {
+		if len(k) != keyLen(1) {
 			return fmt.Errorf("%w: xen key %x", ErrCorrupt, k)
 		}
 		info, err := decodeXen(v)
 		if err != nil {
 			return err
 		}
-		return fn(binary.BigEndian.Uint64(k[1:]), info)
+		return fn(field(k, 0), info)
 	})
 }

@@ -42,10 +42,10 @@ type span struct {
 
 // spans are one reader's spans: contiguous, in file order, ahead of it.
 type spans struct {
-	ino, ver, gen uint64
-	size          int64
-	list          []*span
-	next          int64 // where the next span starts
+	ino, ver, epoch uint64
+	size            int64
+	list            []*span
+	next            int64 // where the next span starts
 }
 
 // release gives x's buffer back once its filler is done (if it is not yet,
@@ -77,12 +77,12 @@ func (s *Store) dropSpans(c *Cursor) {
 
 // startSpans starts reading ahead in spans from off, for a reader that
 // reads in sequence.
-func (s *Store) startSpans(c *Cursor, ino, ver, gen uint64, size, off int64) {
+func (s *Store) startSpans(c *Cursor, ino, ver, epoch uint64, size, off int64) {
 	s.dropSpans(c)
 	if off >= size {
 		return
 	}
-	c.sp = &spans{ino: ino, ver: ver, gen: gen, size: size, next: off}
+	c.sp = &spans{ino: ino, ver: ver, epoch: epoch, size: size, next: off}
 	s.scheduleSpans(c.sp, off)
 }
 
@@ -95,23 +95,23 @@ func (s *Store) scheduleSpans(sp *spans, pos int64) {
 		sp.list = append(sp.list, x)
 		sp.next += int64(x.n)
 		s.bg.Add(1) // Close waits for it: it reads the store
-		go func(ino, ver, gen uint64) {
+		go func(ino, ver, epoch uint64) {
 			defer s.bg.Done()
 			defer close(x.done)
-			x.err = s.fillSpan(x, ino, ver, gen)
-		}(sp.ino, sp.ver, sp.gen)
+			x.err = s.fillSpan(x, ino, ver, epoch)
+		}(sp.ino, sp.ver, sp.epoch)
 	}
 }
 
 // readSpans serves the read of dst at off from c's spans, if they hold
 // it; false sends the reader through its cursor (and drops spans that no
 // longer fit).
-func (s *Store) readSpans(c *Cursor, ino, ver, gen uint64, size int64, dst []byte, off int64) bool {
+func (s *Store) readSpans(c *Cursor, ino, ver, epoch uint64, size int64, dst []byte, off int64) bool {
 	sp := c.sp
 	if sp == nil {
 		return false
 	}
-	if sp.ino != ino || sp.ver != ver || sp.gen != gen || sp.size != size {
+	if sp.ino != ino || sp.ver != ver || sp.epoch != epoch || sp.size != size {
 		s.dropSpans(c)
 		return false
 	}
@@ -151,13 +151,13 @@ type spanPiece struct {
 }
 
 // fillSpan reads and decodes x's bytes of version ver.
-func (s *Store) fillSpan(x *span, ino, ver, gen uint64) error {
+func (s *Store) fillSpan(x *span, ino, ver, epoch uint64) error {
 	buf := (*x.buf)[:x.n]
 	var cur Cursor
 	pieces := map[chunkstore.ID][]spanPiece{}
 	var ids []chunkstore.ID
 	var hints []chunkstore.Hint
-	err := s.walk(&cur, ino, ver, gen, x.off, x.off+int64(x.n), func(pos int64) error { return s.loadPages(&cur, ino, ver, gen, pos, spanPages) },
+	err := s.walk(&cur, ino, ver, epoch, x.off, x.off+int64(x.n), func(pos int64) error { return s.loadPages(&cur, ino, ver, epoch, pos, spanPages) },
 		func(pos, n int64, e *index.Extent) error {
 			at := int(pos - x.off)
 			if e == nil {

@@ -26,9 +26,9 @@ func TestSpans(t *testing.T) {
 			defer s.CloseCursor(&c)
 			got := make([]byte, 0, len(data))
 			buf := make([]byte, rs)
-			gen := s.NewGen()
+			epoch := s.NewEpoch()
 			for off := 0; off < len(data); {
-				n, err := s.ReadCommitted(&c, in.Ino, in.Ver, gen, in.Size, buf, int64(off))
+				n, err := s.ReadCommitted(&c, in.Ino, in.Ver, epoch, in.Size, buf, int64(off))
 				if err != nil || n == 0 {
 					t.Fatalf("read at %d: %d, %v", off, n, err)
 				}
@@ -48,9 +48,9 @@ func TestSpans(t *testing.T) {
 	// A new version under the spans, and a seek back.
 	var c Cursor
 	buf := make([]byte, 1<<20)
-	gen := s.NewGen()
+	epoch := s.NewEpoch()
 	for off := int64(0); off < 3<<20; off += 1 << 20 {
-		if _, err := s.ReadCommitted(&c, in.Ino, in.Ver, gen, in.Size, buf, off); err != nil {
+		if _, err := s.ReadCommitted(&c, in.Ino, in.Ver, epoch, in.Size, buf, off); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -74,9 +74,9 @@ func TestSpans(t *testing.T) {
 	if in2.Ver == in.Ver && in2.Size == in.Size {
 		t.Logf("rewritten in place (version %d)", in2.Ver)
 	}
-	gen2 := s.NewGen()
+	epoch2 := s.NewEpoch()
 	for _, off := range []int64{3 << 20, 4 << 20, 1 << 20, 2 << 20} {
-		n, err := s.ReadCommitted(&c, in2.Ino, in2.Ver, gen2, in2.Size, buf, off)
+		n, err := s.ReadCommitted(&c, in2.Ino, in2.Ver, epoch2, in2.Size, buf, off)
 		if err != nil || !bytes.Equal(buf[:n], data2[off:off+int64(n)]) {
 			t.Fatalf("new version at %d: %v, or other bytes", off, err)
 		}

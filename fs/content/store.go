@@ -151,7 +151,7 @@ type Store struct {
 	bg        sync.WaitGroup                  // span fillers and next-window resolvers
 	stats     Stats
 	closeOnce sync.Once
-	gen       atomic.Uint64
+	epoch     atomic.Uint64
 	admit     func(n int) error // see SetAdmit
 	writerMem *semaphore.Weighted
 	spanMem   *semaphore.Weighted // span buffers (span.go)
@@ -167,9 +167,9 @@ type admitter interface{ Admit(n int) error }
 // and the file keeps its committed content.
 func (s *Store) SetAdmit(admit func(n int) error) { s.admit = admit }
 
-// NewGen returns a number never returned before. Readers pass one with a
+// NewEpoch returns a number never returned before. Readers pass one with a
 // version; a cursor's cached extents are reused only for the same pair.
-func (s *Store) NewGen() uint64 { return s.gen.Add(1) }
+func (s *Store) NewEpoch() uint64 { return s.epoch.Add(1) }
 
 // Stats counts what the engine did since it started.
 type Stats struct {
@@ -333,7 +333,7 @@ func (c cachedChunk) copyTo(dst []byte, from int64, scratch *[]byte) error {
 // search in memory and trigger read-ahead.
 type Cursor struct {
 	ino, ver uint64
-	gen      uint64
+	epoch    uint64
 	from, to int64 // the window describes file bytes [from, to)
 	ext      []index.Extent
 	lastEnd  int64
@@ -354,8 +354,8 @@ type nextWindow struct {
 
 const cursorExtents = 512
 
-func (c *Cursor) valid(ino, ver, gen uint64, off int64) bool {
-	return c.ext != nil && c.ino == ino && c.ver == ver && c.gen == gen && off >= c.from && off < c.to
+func (c *Cursor) valid(ino, ver, epoch uint64, off int64) bool {
+	return c.ext != nil && c.ino == ino && c.ver == ver && c.epoch == epoch && off >= c.from && off < c.to
 }
 
 // find returns the index in c.ext of the first extent ending after off.
@@ -372,12 +372,12 @@ func (c *Cursor) find(off int64) int {
 	return lo
 }
 
-func (s *Store) load(c *Cursor, ino, ver, gen uint64, off int64) error {
-	return s.loadPages(c, ino, ver, gen, off, cursorPages)
+func (s *Store) load(c *Cursor, ino, ver, epoch uint64, off int64) error {
+	return s.loadPages(c, ino, ver, epoch, off, cursorPages)
 }
 
 // loadPages is load resolving at most pages pages of page runs.
-func (s *Store) loadPages(c *Cursor, ino, ver, gen uint64, off int64, pages int64) error {
+func (s *Store) loadPages(c *Cursor, ino, ver, epoch uint64, off int64, pages int64) error {
 	ext, err := s.ext.Extents(ino, ver, off, cursorExtents)
 	if err != nil {
 		return err
@@ -390,23 +390,23 @@ func (s *Store) loadPages(c *Cursor, ino, ver, gen uint64, off int64, pages int6
 	if err != nil {
 		return err
 	}
-	*c = Cursor{ino: ino, ver: ver, gen: gen, from: off, to: to, ext: ext, lastEnd: c.lastEnd, ahead: c.ahead, sp: c.sp}
+	*c = Cursor{ino: ino, ver: ver, epoch: epoch, from: off, to: to, ext: ext, lastEnd: c.lastEnd, ahead: c.ahead, sp: c.sp}
 	return nil
 }
 
 // advance moves c to the window at off: the one resolved in the background
 // if it is that one, else a fresh load.
-func (s *Store) advance(c *Cursor, ino, ver, gen uint64, off int64) error {
+func (s *Store) advance(c *Cursor, ino, ver, epoch uint64, off int64) error {
 	if nw := c.next; nw != nil && nw.off == off {
 		<-nw.done
-		if nw.err == nil && nw.c.valid(ino, ver, gen, off) {
+		if nw.err == nil && nw.c.valid(ino, ver, epoch, off) {
 			lastEnd, ahead, sp := c.lastEnd, max(c.ahead, nw.c.ahead), c.sp
 			*c = nw.c
 			c.lastEnd, c.ahead, c.sp = lastEnd, ahead, sp
 			return nil
 		}
 	}
-	return s.load(c, ino, ver, gen, off)
+	return s.load(c, ino, ver, epoch, off)
 }
 
 // resolveNext starts resolving the window after c's, once.
@@ -416,12 +416,12 @@ func (s *Store) resolveNext(c *Cursor) {
 	}
 	nw := &nextWindow{off: c.to, done: make(chan struct{})}
 	c.next = nw
-	ino, ver, gen := c.ino, c.ver, c.gen
+	ino, ver, epoch := c.ino, c.ver, c.epoch
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
 		defer close(nw.done)
-		nw.err = s.load(&nw.c, ino, ver, gen, nw.off)
+		nw.err = s.load(&nw.c, ino, ver, epoch, nw.off)
 		if nw.err == nil {
 			nw.c.ahead = nw.off
 			s.readAhead(&nw.c, nw.off)
@@ -486,11 +486,11 @@ func (s *Store) expandRuns(ext []index.Extent, off, to int64, pages int64) ([]in
 }
 
 // readExtents fills dst with version ver's bytes at off (holes read as
-// zero). gen changes whenever the version's extents may have changed.
-func (s *Store) readExtents(c *Cursor, ino, ver, gen uint64, dst []byte, off int64) error {
+// zero). epoch changes whenever the version's extents may have changed.
+func (s *Store) readExtents(c *Cursor, ino, ver, epoch uint64, dst []byte, off int64) error {
 	var scratch []byte // a page read in part
 	end := off + int64(len(dst))
-	err := s.walk(c, ino, ver, gen, off, end, func(pos int64) error { return s.advance(c, ino, ver, gen, pos) },
+	err := s.walk(c, ino, ver, epoch, off, end, func(pos int64) error { return s.advance(c, ino, ver, epoch, pos) },
 		func(pos, n int64, e *index.Extent) error {
 			d := dst[pos-off:][:n]
 			if e == nil {
@@ -525,9 +525,9 @@ func (s *Store) readExtents(c *Cursor, ino, ver, gen uint64, dst []byte, off int
 // walk visits bytes [off, end) of version ver through cursor c, calling
 // load to move c to the window at pos when it does not hold pos: fn gets
 // each piece [pos, pos+n) with its extent, or nil for a hole.
-func (s *Store) walk(c *Cursor, ino, ver, gen uint64, off, end int64, load func(pos int64) error, fn func(pos, n int64, e *index.Extent) error) error {
+func (s *Store) walk(c *Cursor, ino, ver, epoch uint64, off, end int64, load func(pos int64) error, fn func(pos, n int64, e *index.Extent) error) error {
 	for pos := off; pos < end; {
-		if !c.valid(ino, ver, gen, pos) {
+		if !c.valid(ino, ver, epoch, pos) {
 			if err := load(pos); err != nil {
 				return fmt.Errorf("offset %d: %w", pos, err)
 			}
@@ -612,21 +612,21 @@ func (s *Store) readAhead(c *Cursor, end int64) {
 }
 
 // ReadCommitted reads committed content (version ver, size bytes) at off.
-func (s *Store) ReadCommitted(c *Cursor, ino, ver, gen uint64, size int64, dst []byte, off int64) (int, error) {
+func (s *Store) ReadCommitted(c *Cursor, ino, ver, epoch uint64, size int64, dst []byte, off int64) (int, error) {
 	if off >= size {
 		return 0, nil
 	}
 	dst = dst[:min(int64(len(dst)), size-off)]
-	if s.readSpans(c, ino, ver, gen, size, dst, off) {
+	if s.readSpans(c, ino, ver, epoch, size, dst, off) {
 		return len(dst), nil
 	}
 	seq := off == c.lastEnd && off > 0
-	if err := s.readExtents(c, ino, ver, gen, dst, off); err != nil {
+	if err := s.readExtents(c, ino, ver, epoch, dst, off); err != nil {
 		return 0, err
 	}
 	if seq && s.cfg.ReadAhead > 0 {
 		// A sequential reader: what follows is read ahead in spans.
-		s.startSpans(c, ino, ver, gen, size, off+int64(len(dst)))
+		s.startSpans(c, ino, ver, epoch, size, off+int64(len(dst)))
 	}
 	return len(dst), nil
 }

@@ -70,7 +70,7 @@ type Writer struct {
 	stagedEnd         int64 // no extent of ver ends past this
 	b                 *chunkstore.Batch
 	cut               *Cutter
-	gen               uint64           // bumped whenever ver's extents change
+	epoch             uint64           // bumped whenever ver's extents change
 	jobs              []*job           // in flight, in stream order, the first from cutOff
 	committing        *committing      // the batch before b, being committed
 	spare             []byte           // the array buf gets at the next applyAsync
@@ -174,10 +174,10 @@ type piece struct {
 // in.Ver with in.Size bytes.
 func (s *Store) NewWriter(in index.Inode) *Writer {
 	return &Writer{s: s, ino: in.Ino, ver: in.Ver, committedSize: in.Size, size: in.Size, mtime: in.Mtime,
-		streamOff: in.Size, cutOff: in.Size, stagedEnd: in.Size, cut: NewCutter(s.cfg.Params), gen: s.NewGen(), owner: s.chunks.NewOwner()}
+		streamOff: in.Size, cutOff: in.Size, stagedEnd: in.Size, cut: NewCutter(s.cfg.Params), epoch: s.NewEpoch(), owner: s.chunks.NewOwner()}
 }
 
-func (w *Writer) touch() { w.gen = w.s.NewGen() }
+func (w *Writer) touch() { w.epoch = w.s.NewEpoch() }
 
 // newBatch returns a batch of the writer's: its chunks are the writer's
 // (chunkstore.Owner), so later batches may reference them before they
@@ -970,7 +970,7 @@ func (w *Writer) ReadAt(c *Cursor, dst []byte, off int64) (int, error) {
 	}
 	dst = dst[:min(int64(len(dst)), w.size-off)]
 	end := off + int64(len(dst))
-	if err := w.s.readExtents(c, w.ino, w.ver, w.gen, dst, off); err != nil {
+	if err := w.s.readExtents(c, w.ino, w.ver, w.epoch, dst, off); err != nil {
 		return 0, err
 	}
 	overlay := func(p int64, data []byte) {

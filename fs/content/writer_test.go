@@ -99,7 +99,7 @@ func (m *model) commit() {
 	}
 	got := make([]byte, in.Size)
 	var c Cursor
-	n, err := m.s.ReadCommitted(&c, in.Ino, in.Ver, m.s.NewGen(), in.Size, got, 0)
+	n, err := m.s.ReadCommitted(&c, in.Ino, in.Ver, m.s.NewEpoch(), in.Size, got, 0)
 	if err != nil || !bytes.Equal(got[:n], m.want) {
 		m.t.Fatalf("committed read differs (%v) first at %d", err, firstDiff(got[:n], m.want))
 	}
@@ -226,7 +226,7 @@ func TestCommittedSurvivesUncommittedRewrite(t *testing.T) {
 	}
 	got := make([]byte, in.Size)
 	var c Cursor
-	if _, err := m.s.ReadCommitted(&c, in.Ino, in.Ver, m.s.NewGen(), in.Size, got, 0); err != nil || !bytes.Equal(got, rnd) {
+	if _, err := m.s.ReadCommitted(&c, in.Ino, in.Ver, m.s.NewEpoch(), in.Size, got, 0); err != nil || !bytes.Equal(got, rnd) {
 		t.Fatalf("committed content changed before commit: %v", err)
 	}
 	m.commit()

@@ -22,7 +22,7 @@ func writeFile(t *testing.T, s *Store, x *index.Index, name string, data []byte)
 	in := putFile(t, s, x, name, data)
 	got := make([]byte, len(data))
 	var c Cursor
-	n, err := s.ReadCommitted(&c, in.Ino, in.Ver, s.NewGen(), in.Size, got, 0)
+	n, err := s.ReadCommitted(&c, in.Ino, in.Ver, s.NewEpoch(), in.Size, got, 0)
 	if err != nil || n != len(data) || !bytes.Equal(got, data) {
 		t.Fatalf("%s: read back %d bytes (%v), first difference at %d", name, n, err, firstDiff(got[:n], data))
 	}
@@ -258,7 +258,7 @@ func TestXenDeltaGC(t *testing.T) {
 		want := guest(gen).Bytes()
 		got := make([]byte, len(want))
 		var c Cursor
-		if n, err := s.ReadCommitted(&c, in.Ino, in.Ver, s.NewGen(), in.Size, got, 0); err != nil || n != len(want) || !bytes.Equal(got, want) {
+		if n, err := s.ReadCommitted(&c, in.Ino, in.Ver, s.NewEpoch(), in.Size, got, 0); err != nil || n != len(want) || !bytes.Equal(got, want) {
 			t.Fatalf("gen %d after gc: %v, first difference at %d", gen, err, firstDiff(got, want))
 		}
 	}
@@ -324,7 +324,7 @@ func TestGCWhileWriting(t *testing.T) {
 			want := guest(uuid, g).Bytes()
 			got := make([]byte, len(want))
 			var c Cursor
-			if _, err := s.ReadCommitted(&c, in.Ino, in.Ver, s.NewGen(), in.Size, got, 0); err != nil || !bytes.Equal(got, want) {
+			if _, err := s.ReadCommitted(&c, in.Ino, in.Ver, s.NewEpoch(), in.Size, got, 0); err != nil || !bytes.Equal(got, want) {
 				t.Fatalf("%s while gc runs: %v, first difference at %d", name, err, firstDiff(got, want))
 			}
 		}

@@ -64,7 +64,7 @@ func read(t *testing.T, l *Local, p string) []byte {
 	}
 	out := make([]byte, in.Size)
 	var c content.Cursor
-	if _, err := l.Data.ReadCommitted(&c, in.Ino, in.Ver, l.Data.NewGen(), in.Size, out, 0); err != nil {
+	if _, err := l.Data.ReadCommitted(&c, in.Ino, in.Ver, l.Data.NewEpoch(), in.Size, out, 0); err != nil {
 		t.Fatal(err)
 	}
 	return out

@@ -72,7 +72,7 @@ func TestPublishRemus(t *testing.T) {
 					}
 					got := make([]byte, len(want))
 					var cur content.Cursor
-					if k, err := s.ReadCommitted(&cur, in.Ino, in.Ver, s.NewGen(), in.Size, got, 0); err != nil || k != len(want) || !bytes.Equal(got, want) {
+					if k, err := s.ReadCommitted(&cur, in.Ino, in.Ver, s.NewEpoch(), in.Size, got, 0); err != nil || k != len(want) || !bytes.Equal(got, want) {
 						t.Fatalf("checkpoint %d: %v, %d of %d bytes, first difference at %d", i, err, k, len(want), firstDiff(got[:k], want))
 					}
 				}
@@ -261,7 +261,7 @@ func collectedToPublished(t *testing.T, s *content.Store, x *index.Index, cs *ch
 	want := g.Bytes()
 	got := make([]byte, len(want))
 	var cur content.Cursor
-	if k, err := s.ReadCommitted(&cur, in.Ino, in.Ver, s.NewGen(), in.Size, got, 0); err != nil || !bytes.Equal(got[:k], want) {
+	if k, err := s.ReadCommitted(&cur, in.Ino, in.Ver, s.NewEpoch(), in.Size, got, 0); err != nil || !bytes.Equal(got[:k], want) {
 		t.Fatalf("checkpoint 0 after gc: %v, first difference at %d", err, firstDiff(got[:k], want))
 	}
 }
