@@ -20,7 +20,7 @@ type Victim struct {
 	// expiring the file removes them all.
 	Links    []Link `json:"-"`
 	Path     string `json:"path"`  // from the store's root, without a leading slash
-	Group    string `json:"group"` // what it was judged with; see Plan
+	Group    string `json:"group"` // what it was judged with; see expired
 	UID      uint32 `json:"uid"`
 	UUID     string `json:"uuid,omitempty"`       // the guest, for an xl save image
 	Guest    string `json:"guest_name,omitempty"` // its name, from the image's config
@@ -35,8 +35,8 @@ type Link struct {
 	Name   string
 }
 
-// Plan applies p to every group of files in the store and returns the
-// files no rule keeps, by group, oldest first.
+// expired applies p to every group of files in the store and returns the
+// files no rule keeps, by group, oldest first (NewPlan's decision).
 //
 // A group is a guest lineage: the xl save images of one guest (domain UUID
 // in the image's config) that one owner keeps in one directory. Grouping by
@@ -45,7 +45,7 @@ type Link struct {
 // kept elsewhere. Files that are not xl save images are never expired,
 // unless p.AllFiles asks for it; then each owner's regular files of each
 // directory are a group.
-func Plan(x *index.Index, p Policy) ([]Victim, error) {
+func expired(x *index.Index, p Policy) ([]Victim, error) {
 	if p.Empty() {
 		return nil, nil
 	}
@@ -73,7 +73,7 @@ type Generation struct {
 
 // List returns every group's files, newest first within a group, with what
 // p says of each (an empty policy keeps all: "no policy"). Groups are as
-// Plan makes them: xl save images by guest lineage, and other regular
+// NewPlan makes them: xl save images by guest lineage, and other regular
 // files by owner and directory if p.AllFiles.
 func List(x *index.Index, p Policy) ([]Generation, error) {
 	gs, err := groups(x, p.AllFiles)

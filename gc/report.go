@@ -30,7 +30,7 @@ type Stats struct {
 }
 
 // Lineage is the checkpoints of one guest (one domain UUID) that one owner
-// keeps in one directory: what gc's policies judge together (see Plan).
+// keeps in one directory: what gc's policies judge together (see NewPlan).
 // Another user's images with the same guest UUID are a lineage of their
 // own, so they never stand in for this one's (in stats, in metrics).
 type Lineage struct {

@@ -27,17 +27,12 @@ type gcRequest struct {
 	DryRun bool      `json:"dry_run"`
 	// Lineage limits gc to the images of one guest in one directory (the
 	// receiver expires its own lineage after each checkpoint).
-	Lineage *lineage `json:"lineage,omitempty"`
+	Lineage *gc.Scope `json:"lineage,omitempty"`
 	// NoCompact skips the compaction (and the wait for blob rewrites): the
 	// receiver expires after every checkpoint and must not stall on it.
 	NoCompact bool `json:"no_compact,omitempty"`
 	// RewriteAll rewrites every segment with dead bytes (gc --compact).
 	RewriteAll bool `json:"rewrite_all,omitempty"`
-}
-
-type lineage struct {
-	UUID string `json:"uuid"`
-	Dir  uint64 `json:"dir"`
 }
 
 // gcReport is what gc did (or, with --dry-run, would do).
@@ -185,18 +180,26 @@ func offlineGC(store string, req gcRequest, rep *gcReport, p gc.Progress) error 
 	}
 	defer st.Close()
 	cs, x := st.Chunks, st.Index
-	rep.DryRun = req.DryRun
-	if rep.Expired, err = gc.Plan(x, req.Policy); err != nil {
-		return err
-	}
-	if req.DryRun {
-		rep.WouldFree, err = gc.Freed(cs, x, rep.Expired)
-		return err
-	}
-	rep.Failed = gc.Remove(rep.Expired, progressRemover(gc.OfflineRemover(x, time.Now().UnixNano()), len(rep.Expired), p))
-	res, err := gc.CollectWith(cs, x, gc.Options{CompactKeys: true, RewriteAll: req.RewriteAll}, p)
-	rep.Result = &res
+	*rep, err = planAndRun(cs, x, req, gc.OfflineRemover(x, time.Now().UnixNano()), p)
 	return err
+}
+
+// planAndRun is one gc request: its plan (gc.NewPlan), then what it would
+// free (a dry run) or its execution with rm.
+func planAndRun(cs *chunkstore.Store, x *index.Index, req gcRequest, rm gc.Remover, p gc.Progress) (gcReport, error) {
+	rep := gcReport{DryRun: req.DryRun}
+	plan, err := gc.NewPlan(x, req.Policy, req.Lineage)
+	if err != nil {
+		return rep, err
+	}
+	rep.Expired = plan.Expired
+	if req.DryRun {
+		rep.WouldFree, err = plan.WouldFree(cs, x)
+		return rep, err
+	}
+	done, err := plan.Execute(cs, x, rm, gc.Options{CompactKeys: !req.NoCompact, RewriteAll: req.RewriteAll}, p)
+	rep.Failed, rep.Result = done.Failed, &done.Result
+	return rep, err
 }
 
 // daemonGC runs gc requests inside the mount daemon, one at a time. Files
@@ -245,24 +248,13 @@ func (d *daemonGC) auto(policy gc.Policy, images func() int64, interval time.Dur
 func (d *daemonGC) run(req gcRequest, p gc.Progress) (gcReport, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	rep := gcReport{DryRun: req.DryRun}
-	var err error
-	if rep.Expired, err = gc.Plan(d.x, req.Policy); err != nil {
+	rep, err := planAndRun(d.cs, d.x, req, d.fsys.Remove, p)
+	if req.DryRun || rep.Result == nil {
 		return rep, err
 	}
-	if l := req.Lineage; l != nil {
-		rep.Expired = gc.InLineage(rep.Expired, l.UUID, l.Dir)
-	}
-	if req.DryRun {
-		rep.WouldFree, err = gc.Freed(d.cs, d.x, rep.Expired)
-		return rep, err
-	}
-	rep.Failed = gc.Remove(rep.Expired, progressRemover(d.fsys.Remove, len(rep.Expired), p))
-	res, err := gc.CollectWith(d.cs, d.x, gc.Options{CompactKeys: !req.NoCompact, RewriteAll: req.RewriteAll}, p)
-	rep.Result = &res
 	d.runs++
 	d.expired += int64(len(rep.Expired) - len(rep.Failed))
-	d.freed += res.StoredFreed
+	d.freed += rep.Result.StoredFreed
 	d.last = time.Now()
 	if err == nil {
 		err = d.x.Sync() // what gc reports removed stays removed
@@ -274,17 +266,4 @@ func (d *daemonGC) repair() (gc.Result, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return gc.Repair(d.cs, d.x)
-}
-
-// progressRemover is rm telling p of the files removed, of n.
-func progressRemover(rm gc.Remover, n int, p gc.Progress) gc.Remover {
-	if p == nil {
-		return rm
-	}
-	done := int64(0)
-	return func(parent uint64, name string, ino uint64) error {
-		p("expiring files", done, int64(n))
-		done++
-		return rm(parent, name, ino)
-	}
 }

@@ -146,7 +146,7 @@ func serveReceive(w http.ResponseWriter, r *http.Request, d *daemonGC, data *con
 		if req.Policy.Empty() {
 			return nil
 		}
-		_, err := d.run(gcRequest{Policy: req.Policy, Lineage: &lineage{uuid, dir}, NoCompact: true}, nil)
+		_, err := d.run(gcRequest{Policy: req.Policy, Lineage: &gc.Scope{UUID: uuid, Dir: dir}, NoCompact: true}, nil)
 		return err
 	}
 	err = receive.Run(stream, cs, x, receive.Options{Dir: req.Dir, Buffer: req.Buffer, Nice: req.Nice, Config: receive.DefaultConfig(), OnPublish: published, Logf: logf, Bytes: bytesStr})

@@ -98,14 +98,14 @@ func receiveOffline(r io.Reader, w io.Writer, o receiveOptions) error {
 		if o.policy.Empty() {
 			return nil
 		}
-		vs, err := gc.Plan(x, o.policy)
+		plan, err := gc.NewPlan(x, o.policy, &gc.Scope{UUID: uuid, Dir: dir})
 		if err != nil {
 			return err
 		}
-		if failed := gc.Remove(gc.InLineage(vs, uuid, dir), gc.OfflineRemover(x, time.Now().UnixNano())); len(failed) > 0 {
-			return fmt.Errorf("expiring: %s", strings.Join(failed, "; "))
+		rep, err := plan.Execute(cs, x, gc.OfflineRemover(x, time.Now().UnixNano()), gc.Options{}, nil)
+		if err == nil && len(rep.Failed) > 0 {
+			err = fmt.Errorf("expiring: %s", strings.Join(rep.Failed, "; "))
 		}
-		_, err = gc.Collect(cs, x, false)
 		return err
 	}
 	err = receive.Run(r, cs, x, receive.Options{
