@@ -30,6 +30,9 @@ PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DOCDIR  ?= $(PREFIX)/share/doc/ckptfs
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 
 .PHONY: all build run deps test test-race fuzz bench lint clean e2e-xen e2e-remus install uninstall
 
@@ -45,9 +48,15 @@ install: build
 	  install -D -m 0644 $(BIN).$$u $(DESTDIR)$(UNITDIR)/$$u && rm $(BIN).$$u || exit 1; \
 	done
 	install -D -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	for d in docs/*.md docs/*.png; do install -D -m 0644 $$d $(DESTDIR)$(DOCDIR)/$$d || exit 1; done
+	$(BIN) completion bash > $(BIN).bash && install -D -m 0644 $(BIN).bash $(DESTDIR)$(BASHCOMPDIR)/ckptfs && rm $(BIN).bash
+	$(BIN) completion zsh > $(BIN).zsh && install -D -m 0644 $(BIN).zsh $(DESTDIR)$(ZSHCOMPDIR)/_ckptfs && rm $(BIN).zsh
+	$(BIN) completion fish > $(BIN).fish && install -D -m 0644 $(BIN).fish $(DESTDIR)$(FISHCOMPDIR)/ckptfs.fish && rm $(BIN).fish
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/ckptfs $(DESTDIR)$(UNITDIR)/ckptfs.service $(DESTDIR)$(UNITDIR)/ckpt.mount $(DESTDIR)$(DOCDIR)/README.md
+	rm -rf $(DESTDIR)$(DOCDIR)/docs
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/ckptfs $(DESTDIR)$(ZSHCOMPDIR)/_ckptfs $(DESTDIR)$(FISHCOMPDIR)/ckptfs.fish
 
 # Build, then mount $(STORE) at $(MNT) in the foreground; Ctrl-C unmounts.
 run: build

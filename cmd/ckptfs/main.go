@@ -65,6 +65,7 @@ func init() {
 		{"serve", "STORE", "speak the transfer protocol on stdin/stdout (what push/pull run over ssh)", runServeCmd},
 		{"bucket", "ls|gc ...", "an S3 bucket that hosts share: list every host's files, expire and reclaim", runBucketCmd},
 		{"version", "[--json]", "the version, commit and Go of this binary, and the store format it writes", runVersionCmd},
+		{"completion", "bash|zsh|fish", "print a shell completion script (make install installs them)", runCompletionCmd},
 	}
 }
 
@@ -111,6 +112,10 @@ func newFlags(cmd string) *pflag.FlagSet {
 
 // parse parses args and checks the number of positional arguments.
 func parse(fs *pflag.FlagSet, args []string, want int) ([]string, error) {
+	if flagsOnly { // completion collects the flags: stop here
+		flagsSeen = fs
+		return nil, errFlagsOnly
+	}
 	for _, c := range commands {
 		if c.name == fs.Name() {
 			fs.Usage = func() {

@@ -32,7 +32,9 @@ func TestMountFstab(t *testing.T) {
 	if out, err := exec.Command("make", "-C", "../..", "install", "BIN="+bin, "DESTDIR="+stage, "PREFIX=/usr/local").CombinedOutput(); err != nil {
 		t.Fatalf("make install: %v\n%s", err, out)
 	}
-	for _, f := range []string{"usr/local/bin/ckptfs", "usr/local/lib/systemd/system/ckptfs.service", "usr/local/lib/systemd/system/ckpt.mount", "usr/local/share/doc/ckptfs/README.md"} {
+	for _, f := range []string{"usr/local/bin/ckptfs", "usr/local/lib/systemd/system/ckptfs.service", "usr/local/lib/systemd/system/ckpt.mount", "usr/local/share/doc/ckptfs/README.md",
+		"usr/local/share/doc/ckptfs/docs/operations.md", "usr/local/share/doc/ckptfs/docs/bench-xen.png", // the README's links
+		"usr/local/share/bash-completion/completions/ckptfs", "usr/local/share/zsh/site-functions/_ckptfs", "usr/local/share/fish/vendor_completions.d/ckptfs.fish"} {
 		st, err := os.Stat(filepath.Join(stage, f))
 		if err != nil {
 			t.Fatalf("make install DESTDIR: %v", err)
