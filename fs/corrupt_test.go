@@ -6,6 +6,8 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -69,5 +71,35 @@ func TestCorruptChunkIsEIO(t *testing.T) {
 	// Bytes in other chunks still read.
 	if _, err := f.ReadAt(buf, 0); err != nil || !bytes.Equal(buf, data[:4096]) {
 		t.Fatalf("intact chunk: %v", err)
+	}
+	// The metrics count it as a read's error, and a corrupt chunk.
+	st := m.FS.Counters()
+	if by := st.ErrorsByOp(); by["read"] == 0 || by["write"] != 0 || st.Corrupt.Load() == 0 {
+		t.Errorf("errors by op %v, corrupt %d: want the read counted", by, st.Corrupt.Load())
+	}
+}
+
+// TestErrorOpsListed: every op the filesystem names when it answers EIO
+// (toErrno's first argument, directly or through commitLocked and the
+// latest link's current; its first word counts) has its own count in
+// ErrorOps, so none hides in "other".
+func TestErrorOpsListed(t *testing.T) {
+	files, _ := filepath.Glob("*.go")
+	re := regexp.MustCompile(`(?:toErrno|commitLocked|current)\("([^" ]+)[^"]*"`)
+	seen := 0
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range re.FindAllSubmatch(src, -1) {
+			seen++
+			if !slices.Contains(ErrorOps[:], string(m[1])) {
+				t.Errorf("%s: toErrno(%q) is not in ErrorOps", f, m[1])
+			}
+		}
+	}
+	if seen < 10 {
+		t.Errorf("found only %d toErrno calls: the pattern no longer matches", seen)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -85,6 +86,38 @@ type Stats struct {
 	ReadBytes atomic.Int64 // bytes returned by reads of files
 	Errors    atomic.Int64 // requests answered with EIO
 	Corrupt   atomic.Int64 // of those, chunks that failed their check
+	errsByOp  [len(ErrorOps)]atomic.Int64
+}
+
+// ErrorOps are the operations whose EIO answers Stats counts one by one
+// (ErrorsByOp; the metric ckptfs_errors_total's op label): the FUSE
+// requests, and the work behind them (write-behind, purge of an unlinked
+// file, the latest link). An op not listed counts as "other".
+var ErrorOps = [...]string{"close", "create", "fsync", "getattr", "latest", "link", "lookup", "open", "purge", "read", "readdir",
+	"readlink", "release", "rename", "rmdir", "setattr", "truncate", "unlink", "write", "write-behind", "other"}
+
+// countError counts an EIO answer of op; an op's first word names it
+// ("lookup latest" is a lookup).
+func (s *Stats) countError(op string) {
+	s.Errors.Add(1)
+	op, _, _ = strings.Cut(op, " ")
+	i := len(ErrorOps) - 1
+	for k, o := range ErrorOps {
+		if o == op {
+			i = k
+			break
+		}
+	}
+	s.errsByOp[i].Add(1)
+}
+
+// ErrorsByOp returns the EIO answers so far of every op of ErrorOps.
+func (s *Stats) ErrorsByOp() map[string]int64 {
+	m := make(map[string]int64, len(ErrorOps))
+	for i, op := range ErrorOps {
+		m[op] = s.errsByOp[i].Load()
+	}
+	return m
 }
 
 // Counters returns the filesystem's counters.
@@ -273,7 +306,7 @@ func (f *FS) toErrno(op string, n *Node, err error) syscall.Errno {
 		return errno
 	}
 	f.limit.Print(f.log, fmt.Sprintf("ERROR %s %s: %s", op, path, chunkstore.OneLine(err.Error())))
-	f.stats.Errors.Add(1)
+	f.stats.countError(op)
 	if errors.Is(err, chunkstore.ErrCorrupt) {
 		f.stats.Corrupt.Add(1)
 	}

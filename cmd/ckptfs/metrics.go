@@ -71,7 +71,7 @@ func (m *mountMetrics) Counters() metrics.Counters {
 		WrittenBytes: c.BytesWritten.Load(), ReadBytes: f.ReadBytes.Load(),
 		NewChunks: c.ChunksNew.Load(), DupChunks: c.ChunksDup.Load(), ZeroChunks: c.ChunksZero.Load(),
 		StoredWrittenBytes: c.StoredBytes.Load(), Images: c.Images.Load(),
-		Errors: f.Errors.Load(), Corrupt: f.Corrupt.Load(),
+		Errors: f.ErrorsByOp(), Corrupt: f.Corrupt.Load(),
 		GCRuns: runs, GCExpired: expired, GCFreedBytes: freed, GCLast: last,
 	}
 }

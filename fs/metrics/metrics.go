@@ -13,7 +13,7 @@
 //	| ckptfs_chunks_written_total          | counter | kind               | chunks written: new (stored), dup (already there), zero (all-zero, not stored) |
 //	| ckptfs_stored_written_bytes_total    | counter |                    | encoded (compressed) bytes of the new chunks                                   |
 //	| ckptfs_images_total                  | counter |                    | whole xl save images committed                                                 |
-//	| ckptfs_errors_total                  | counter |                    | requests failed with EIO (each is logged)                                      |
+//	| ckptfs_errors_total                  | counter | op                 | requests failed with EIO (each is logged), by operation (read, write, fsync...) |
 //	| ckptfs_corrupt_chunks_total          | counter |                    | chunk reads that failed their BLAKE3 check                                     |
 //	| ckptfs_gc_runs_total                 | counter |                    | gc runs (by policy, ckptfs gc, or xen receive's expiry)                        |
 //	| ckptfs_gc_expired_files_total        | counter |                    | files gc expired                                                               |
@@ -43,7 +43,9 @@
 package metrics
 
 import (
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -58,7 +60,8 @@ type Counters struct {
 	WrittenBytes, ReadBytes          int64
 	NewChunks, DupChunks, ZeroChunks int64
 	StoredWrittenBytes, Images       int64
-	Errors, Corrupt                  int64
+	Errors                           map[string]int64 // EIO answers by operation
+	Corrupt                          int64
 	GCRuns, GCExpired, GCFreedBytes  int64
 	GCLast                           time.Time // zero: no run yet
 	// Write-behind, now (gauges): files spooled whose storing has not
@@ -121,7 +124,7 @@ var (
 	dChunks      = desc("chunks_written_total", "Chunks written: new (stored), dup (already stored), zero (all-zero, not stored).", "kind")
 	dStoredW     = desc("stored_written_bytes_total", "Encoded bytes of the new chunks written.")
 	dImages      = desc("images_total", "Whole xl save images committed.")
-	dErrors      = desc("errors_total", "Requests failed with EIO.")
+	dErrors      = desc("errors_total", "Requests failed with EIO, by operation.", "op")
 	dCorrupt     = desc("corrupt_chunks_total", "Chunk reads that failed their BLAKE3 check.")
 	dGCRuns      = desc("gc_runs_total", "gc runs.")
 	dGCExpired   = desc("gc_expired_files_total", "Files gc expired.")
@@ -170,7 +173,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(dChunks, k.ZeroChunks, "zero")
 	cnt(dStoredW, k.StoredWrittenBytes)
 	cnt(dImages, k.Images)
-	cnt(dErrors, k.Errors)
+	for _, op := range slices.Sorted(maps.Keys(k.Errors)) {
+		cnt(dErrors, k.Errors[op], op)
+	}
 	cnt(dCorrupt, k.Corrupt)
 	cnt(dGCRuns, k.GCRuns)
 	cnt(dGCExpired, k.GCExpired)

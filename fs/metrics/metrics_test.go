@@ -75,7 +75,7 @@ func TestMetrics(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	src := &fake{
 		c: Counters{WrittenBytes: 100, ReadBytes: 50, NewChunks: 3, DupChunks: 4, ZeroChunks: 5, StoredWrittenBytes: 40,
-			Images: 2, Errors: 1, Corrupt: 1, GCRuns: 6, GCExpired: 7, GCFreedBytes: 8, GCLast: now.Add(-time.Minute)},
+			Images: 2, Errors: map[string]int64{"read": 1, "write": 0}, Corrupt: 1, GCRuns: 6, GCExpired: 7, GCFreedBytes: 8, GCLast: now.Add(-time.Minute)},
 		t: Totals{LogicalBytes: 1000, StoredBytes: 250, Chunks: 9, DiskBytes: 300, Files: 4,
 			Guests: []Guest{{Name: "web1", UUID: "u1", Generations: 3, LogicalBytes: 900, NewBytes: 120, Newest: now.Add(-10 * time.Second), Oldest: now.Add(-time.Hour)}}},
 	}
@@ -92,7 +92,8 @@ func TestMetrics(t *testing.T) {
 		{"ckptfs_chunks_written_total", []string{"kind", "zero"}, 5},
 		{"ckptfs_stored_written_bytes_total", nil, 40},
 		{"ckptfs_images_total", nil, 2},
-		{"ckptfs_errors_total", nil, 1},
+		{"ckptfs_errors_total", []string{"op", "read"}, 1},
+		{"ckptfs_errors_total", []string{"op", "write"}, 0},
 		{"ckptfs_corrupt_chunks_total", nil, 1},
 		{"ckptfs_gc_runs_total", nil, 6},
 		{"ckptfs_gc_expired_files_total", nil, 7},
