@@ -481,6 +481,9 @@ func (b *behind) do(op behindOp) bool {
 				failed = errno
 			}
 			img = n.w.CommittedImage()
+			if img {
+				f.stats.observeImage(now() - n.wStart)
+			}
 			n.mu.Unlock()
 		}
 		if failed != nil {

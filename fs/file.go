@@ -116,6 +116,9 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 	h.n.mu.Lock()
 	errno := h.n.commitLocked("close")
 	img := h.n.w != nil && h.n.w.CommittedImage()
+	if img {
+		h.n.fsys.stats.observeImage(now() - h.n.wStart)
+	}
 	h.n.mu.Unlock()
 	if img {
 		// Before close(2) returns, so that xl restore DIR/latest right

@@ -87,6 +87,37 @@ type Stats struct {
 	Errors    atomic.Int64 // requests answered with EIO
 	Corrupt   atomic.Int64 // of those, chunks that failed their check
 	errsByOp  [len(ErrorOps)]atomic.Int64
+	// Image ingest times (observeImage): per bucket of ImageBuckets, the
+	// last past them all, and their sum.
+	imgCounts [len(ImageBuckets) + 1]atomic.Int64
+	imgNanos  atomic.Int64
+}
+
+// ImageBuckets are the upper bounds, in seconds, of the image ingest
+// histogram (ckptfs_image_ingest_seconds): how long an xl save image took
+// from its open for writing (or O_TRUNC) to its commit, write-behind
+// included: the time until restore, push and latest may take it.
+var ImageBuckets = [...]float64{0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600}
+
+func (s *Stats) observeImage(nanos int64) {
+	sec := float64(nanos) / 1e9
+	i := 0
+	for i < len(ImageBuckets) && sec > ImageBuckets[i] {
+		i++
+	}
+	s.imgCounts[i].Add(1)
+	s.imgNanos.Add(nanos)
+}
+
+// ImageIngest returns the image ingest histogram: counts per bucket of
+// ImageBuckets (not cumulative; one more, past the last bound) and the
+// sum of the times in seconds.
+func (s *Stats) ImageIngest() (counts []uint64, sum float64) {
+	counts = make([]uint64, len(s.imgCounts))
+	for i := range s.imgCounts {
+		counts[i] = uint64(s.imgCounts[i].Load())
+	}
+	return counts, float64(s.imgNanos.Load()) / 1e9
 }
 
 // ErrorOps are the operations whose EIO answers Stats counts one by one

@@ -25,6 +25,7 @@ type Node struct {
 	// replaces a version under a reader.
 	mu      sync.RWMutex
 	w       *content.Writer // non-nil while the file has writable handles
+	wStart  int64           // when w was opened (or truncated): an image's ingest starts
 	writers int             // writable handles
 	opens   int             // all handles
 	orphan  bool            // unlinked while open: purge at last release
@@ -310,8 +311,10 @@ func (n *Node) open(flags uint32) (*handle, syscall.Errno) {
 		n.writers++
 		if n.w == nil {
 			n.w = n.fsys.data.NewWriter(in)
+			n.wStart = now()
 		}
 		if flags&syscall.O_TRUNC != 0 {
+			n.wStart = now() // xl save: the image starts here
 			if err := n.w.Truncate(0, now()); err != nil {
 				return nil, n.fsys.toErrno("open", n, err)
 			}
@@ -346,6 +349,7 @@ func (n *Node) releaseNow(h *handle) syscall.Errno {
 			}
 			n.wbFailed = false
 			if n.w.CommittedImage() {
+				n.fsys.stats.observeImage(now() - n.wStart)
 				_, p := n.Parent()
 				n.fsys.latestArrived(p)
 			}

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/fs/metrics"
 	"github.com/ckptfs/ckptfs/gc"
@@ -66,7 +67,9 @@ func (m *mountMetrics) Counters() metrics.Counters {
 	runs, expired, freed, last := m.d.runs, m.d.expired, m.d.freed, m.d.last
 	m.d.mu.Unlock()
 	spoolFiles, spoolBytes := m.d.fsys.Backlog()
+	counts, sum := f.ImageIngest()
 	return metrics.Counters{
+		ImageIngest: metrics.Histogram{Bounds: fs.ImageBuckets[:], Counts: counts, Sum: sum},
 		SpoolFiles: int64(spoolFiles), SpoolBytes: spoolBytes,
 		WrittenBytes: c.BytesWritten.Load(), ReadBytes: f.ReadBytes.Load(),
 		NewChunks: c.ChunksNew.Load(), DupChunks: c.ChunksDup.Load(), ZeroChunks: c.ChunksZero.Load(),

@@ -14,6 +14,7 @@
 //	| ckptfs_stored_written_bytes_total    | counter |                    | encoded (compressed) bytes of the new chunks                                   |
 //	| ckptfs_images_total                  | counter |                    | whole xl save images committed                                                 |
 //	| ckptfs_errors_total                  | counter | op                 | requests failed with EIO (each is logged), by operation (read, write, fsync...) |
+//	| ckptfs_image_ingest_seconds          | histogram |                  | xl save images' time from open for writing to commit (write-behind included)   |
 //	| ckptfs_corrupt_chunks_total          | counter |                    | chunk reads that failed their BLAKE3 check                                     |
 //	| ckptfs_gc_runs_total                 | counter |                    | gc runs (by policy, ckptfs gc, or xen receive's expiry)                        |
 //	| ckptfs_gc_expired_files_total        | counter |                    | files gc expired                                                               |
@@ -67,6 +68,17 @@ type Counters struct {
 	// Write-behind, now (gauges): files spooled whose storing has not
 	// ended, and the spooled bytes not yet fed to the store.
 	SpoolFiles, SpoolBytes int64
+	// ImageIngest is the histogram of xl save images' ingest times, open
+	// to commit (fs.ImageBuckets).
+	ImageIngest Histogram
+}
+
+// Histogram is a histogram's state: Counts per upper bound of Bounds (not
+// cumulative), one more past the last, and the sum of the observations.
+type Histogram struct {
+	Bounds []float64
+	Counts []uint64
+	Sum    float64
 }
 
 // Guest is one guest's lineage: its images that one owner (UID) keeps in
@@ -125,6 +137,7 @@ var (
 	dStoredW     = desc("stored_written_bytes_total", "Encoded bytes of the new chunks written.")
 	dImages      = desc("images_total", "Whole xl save images committed.")
 	dErrors      = desc("errors_total", "Requests failed with EIO, by operation.", "op")
+	dIngest      = desc("image_ingest_seconds", "Time from an xl save image's open for writing to its commit (write-behind included).")
 	dCorrupt     = desc("corrupt_chunks_total", "Chunk reads that failed their BLAKE3 check.")
 	dGCRuns      = desc("gc_runs_total", "gc runs.")
 	dGCExpired   = desc("gc_expired_files_total", "Files gc expired.")
@@ -148,7 +161,7 @@ var (
 	dScrapeError = desc("scrape_error", "1 if the totals could not be computed at this scrape.")
 )
 
-var all = []*prometheus.Desc{dWritten, dRead, dChunks, dStoredW, dImages, dErrors, dCorrupt,
+var all = []*prometheus.Desc{dWritten, dRead, dChunks, dStoredW, dImages, dErrors, dIngest, dCorrupt,
 	dGCRuns, dGCExpired, dGCFreed, dGCLast, dSpoolFiles, dSpoolBytes, dLogical, dStored, dChunkCount, dDisk, dFiles,
 	dGens, dGuestBytes, dGuestNew, dNewest, dOldest, dFree, dSize, dTotalsAt, dScrapeError}
 
@@ -177,6 +190,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		cnt(dErrors, k.Errors[op], op)
 	}
 	cnt(dCorrupt, k.Corrupt)
+	if h := k.ImageIngest; len(h.Counts) == len(h.Bounds)+1 {
+		cum, total := map[float64]uint64{}, uint64(0)
+		for i, b := range h.Bounds {
+			total += h.Counts[i]
+			cum[b] = total
+		}
+		total += h.Counts[len(h.Bounds)]
+		ch <- prometheus.MustNewConstHistogram(dIngest, total, h.Sum, cum)
+	}
 	cnt(dGCRuns, k.GCRuns)
 	cnt(dGCExpired, k.GCExpired)
 	cnt(dGCFreed, k.GCFreedBytes)

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -75,7 +76,8 @@ func TestMetrics(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	src := &fake{
 		c: Counters{WrittenBytes: 100, ReadBytes: 50, NewChunks: 3, DupChunks: 4, ZeroChunks: 5, StoredWrittenBytes: 40,
-			Images: 2, Errors: map[string]int64{"read": 1, "write": 0}, Corrupt: 1, GCRuns: 6, GCExpired: 7, GCFreedBytes: 8, GCLast: now.Add(-time.Minute)},
+			Images: 2, Errors: map[string]int64{"read": 1, "write": 0}, Corrupt: 1,
+			ImageIngest: Histogram{Bounds: []float64{1, 10}, Counts: []uint64{2, 1, 1}, Sum: 33.5}, GCRuns: 6, GCExpired: 7, GCFreedBytes: 8, GCLast: now.Add(-time.Minute)},
 		t: Totals{LogicalBytes: 1000, StoredBytes: 250, Chunks: 9, DiskBytes: 300, Files: 4,
 			Guests: []Guest{{Name: "web1", UUID: "u1", Generations: 3, LogicalBytes: 900, NewBytes: 120, Newest: now.Add(-10 * time.Second), Oldest: now.Add(-time.Hour)}}},
 	}
@@ -120,6 +122,19 @@ func TestMetrics(t *testing.T) {
 	}
 	if _, ok := fams["go_goroutines"]; !ok {
 		t.Error("no Go runtime metrics")
+	}
+	// The ingest histogram: cumulative buckets, every observation counted.
+	if f := fams["ckptfs_image_ingest_seconds"]; f == nil || len(f.Metric) != 1 || f.Metric[0].Histogram == nil {
+		t.Errorf("no ckptfs_image_ingest_seconds histogram: %v", f)
+	} else {
+		h := f.Metric[0].Histogram
+		var got []string
+		for _, b := range h.Bucket {
+			got = append(got, fmt.Sprintf("le=%g:%d", b.GetUpperBound(), b.GetCumulativeCount()))
+		}
+		if h.GetSampleCount() != 4 || h.GetSampleSum() != 33.5 || strings.Join(got, " ") != "le=1:2 le=10:3 le=+Inf:4" {
+			t.Errorf("ingest histogram: count %d, sum %g, buckets %v; want 4, 33.5, [le=1:2 le=10:3 le=+Inf:4]", h.GetSampleCount(), h.GetSampleSum(), got)
+		}
 	}
 }
 

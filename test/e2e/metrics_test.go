@@ -63,8 +63,11 @@ next:
 				continue next
 			}
 		}
-		if m.Counter != nil {
+		switch {
+		case m.Counter != nil:
 			return m.Counter.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount()) // observations
 		}
 		return m.Gauge.GetValue()
 	}
@@ -117,6 +120,7 @@ func TestMetrics(t *testing.T) {
 		{"ckptfs_written_bytes_total", nil, func(v float64) bool { return v == float64(written) }, "the bytes written"},
 		{"ckptfs_read_bytes_total", nil, func(v float64) bool { return v >= float64(len(b)) }, "at least the image read"},
 		{"ckptfs_images_total", nil, func(v float64) bool { return v == 3 }, "3"},
+		{"ckptfs_image_ingest_seconds", nil, func(v float64) bool { return v == 3 }, "3 images observed"},
 		{"ckptfs_chunks_written_total", []string{"kind", "new"}, func(v float64) bool { return v > 1000 }, "> 1000 pages"},
 		{"ckptfs_gc_runs_total", nil, func(v float64) bool { return v == 1 }, "1"},
 		{"ckptfs_gc_expired_files_total", nil, func(v float64) bool { return v == 2 }, "2"},
