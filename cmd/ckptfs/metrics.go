@@ -70,7 +70,7 @@ func (m *mountMetrics) Counters() metrics.Counters {
 	counts, sum := f.ImageIngest()
 	return metrics.Counters{
 		ImageIngest: metrics.Histogram{Bounds: fs.ImageBuckets[:], Counts: counts, Sum: sum},
-		SpoolFiles: int64(spoolFiles), SpoolBytes: spoolBytes,
+		SpoolFiles:  int64(spoolFiles), SpoolBytes: spoolBytes,
 		WrittenBytes: c.BytesWritten.Load(), ReadBytes: f.ReadBytes.Load(),
 		NewChunks: c.ChunksNew.Load(), DupChunks: c.ChunksDup.Load(), ZeroChunks: c.ChunksZero.Load(),
 		StoredWrittenBytes: c.StoredBytes.Load(), Images: c.Images.Load(),
