@@ -25,6 +25,7 @@ type progress struct {
 	bytes bool // the counts are bytes
 	phase string
 	bar   *progressbar.ProgressBar
+	width int // the bar's, in columns
 	total int64
 }
 
@@ -57,10 +58,12 @@ func (p *progress) update(phase string, done, total int64) {
 		if total < 0 {
 			max = -1 // a spinner
 		}
+		desc := fmt.Sprintf("%s: %s", p.cmd, phase)
+		p.width = barWidth(termColumns(p.w), desc)
 		opts := []progressbar.Option{
 			progressbar.OptionSetWriter(p.w),
-			progressbar.OptionSetDescription(fmt.Sprintf("ckptfs %s: %s", p.cmd, phase)),
-			progressbar.OptionSetWidth(24),
+			progressbar.OptionSetDescription(desc),
+			progressbar.OptionSetWidth(p.width),
 			progressbar.OptionThrottle(200 * time.Millisecond),
 			progressbar.OptionShowCount(),
 			progressbar.OptionSetPredictTime(total >= 0),
@@ -93,7 +96,18 @@ func (p *progress) note(s string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.bar != nil {
-		p.bar.Describe(fmt.Sprintf("ckptfs %s: %s (%s)", p.cmd, p.phase, s))
+		desc := fmt.Sprintf("%s: %s", p.cmd, p.phase)
+		// The line's typical rest ("100% |", the counts, the rate and the
+		// times) is about 40 columns: a longer note is cut to fit.
+		room := termColumns(p.w) - len([]rune(desc)) - p.width - 40 - 3
+		if r := []rune(s); len(r) > room {
+			if room < 6 {
+				p.bar.Describe(desc)
+				return
+			}
+			s = string(r[:room-1]) + "…"
+		}
+		p.bar.Describe(fmt.Sprintf("%s (%s)", desc, s))
 	}
 }
 
@@ -169,4 +183,25 @@ func (p *progress) followOffset(phase string, f *os.File, size int64) (stop func
 		<-finished
 		p.finish()
 	}
+}
+
+// barRest is what a bar's line holds besides its description and the bar:
+// "100% |", "| ", the counts and rate ("(123.4/512.0 GiB, 680 MiB/s)") and
+// the times (" [12m3s:1h2m]").
+const barRest = 52
+
+// barWidth is the bar's width that keeps its line within cols columns
+// (24 at most, 5 at least).
+func barWidth(cols int, desc string) int {
+	return max(5, min(24, cols-len([]rune(desc))-barRest))
+}
+
+// termColumns is the width of the terminal w is, 80 if it says none.
+func termColumns(w io.Writer) int {
+	if f, ok := w.(*os.File); ok {
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 0 {
+			return int(ws.Col)
+		}
+	}
+	return 80
 }

@@ -4,9 +4,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
@@ -33,7 +35,11 @@ func onTerminal(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// TestProgress: long commands show a bar with rate and ETA on a terminal,
+// ansi matches terminal control sequences (a bar's cursor moves).
+var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
+
+// TestProgress: long commands show a bar with rate and ETA on a terminal
+// (each bar's line within 80 columns),
 // and nothing of it when their output is not one; through a mounted
 // store's daemon (fsck, gc) as well as on their own (push). stats shows a
 // file being written, and stats --watch follows it until it is closed.
@@ -57,11 +63,16 @@ func TestProgress(t *testing.T) {
 		phases []string
 		rate   bool
 	}{
-		{[]string{"fsck", store}, []string{"ckptfs fsck: verifying chunks"}, true},
-		{[]string{"gc", "--keep-last", "2", store}, []string{"ckptfs gc: expiring files", "ckptfs gc: reclaiming generations"}, false},
-		{[]string{"push", d.mnt, filepath.Join(tmp, "copy")}, []string{"ckptfs push: copying files"}, true},
+		{[]string{"fsck", store}, []string{"fsck: verifying chunks"}, true},
+		{[]string{"gc", "--keep-last", "2", store}, []string{"gc: expiring files", "gc: reclaiming generations"}, false},
+		{[]string{"push", d.mnt, filepath.Join(tmp, "copy")}, []string{"push: copying files"}, true},
 	} {
 		out := onTerminal(t, c.args...)
+		for _, l := range strings.FieldsFunc(ansi.ReplaceAllString(out, ""), func(r rune) bool { return r == '\r' || r == '\n' }) {
+			if n := utf8.RuneCountInString(strings.TrimRight(l, " ")); n > 80 && strings.Contains(l, "%") {
+				t.Errorf("%v on a terminal: a bar line of %d columns (80 at most): %q", c.args, n, l)
+			}
+		}
 		for _, ph := range c.phases {
 			if !bar(out, ph) {
 				t.Errorf("%v on a terminal: no %q bar\n%q", c.args, ph, out)
@@ -92,7 +103,7 @@ func TestProgress(t *testing.T) {
 		f.Close()
 	}()
 	out := onTerminal(t, "stats", "--watch", "100ms", store)
-	if !strings.Contains(out, "ckptfs stats: being written (1 files: /web/c3)") || !strings.Contains(out, "iB/s") {
+	if !strings.Contains(out, "stats: being written (1 files") || !strings.Contains(out, "iB/s") {
 		t.Errorf("stats --watch on a terminal:\n%q", out)
 	}
 	if out, code := run(t, "stats", "--watch", "100ms", store); code != 0 || !strings.Contains(out, "nothing is being written") {
