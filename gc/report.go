@@ -170,7 +170,8 @@ type Problem struct {
 // FsckReport is what Fsck found.
 type FsckReport struct {
 	Chunks       int64     `json:"chunks"`
-	ChunkBytes   int64     `json:"chunk_bytes"` // plain bytes re-hashed
+	ChunkBytes   int64     `json:"chunk_bytes"`       // plain bytes re-hashed
+	StoredBytes  int64     `json:"stored_bytes_read"` // their stored (encoded) bytes read: what the progress counts
 	Files        int64     `json:"files"`
 	Extents      int64     `json:"extents"`
 	Unreferenced int64     `json:"unreferenced_chunks"`
@@ -306,6 +307,7 @@ func FsckProgress(cs *chunkstore.Store, x *index.Index, p Progress) (*FsckReport
 		return nil
 	})
 	p.report("verifying chunks", done, max(total, done))
+	r.StoredBytes = done
 	if err != nil {
 		r.add(Problem{Kind: "index", Detail: "verifying chunks stopped: " + chunkstore.OneLine(err.Error())})
 	}

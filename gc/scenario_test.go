@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/datadriven"
 
+	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/index"
 	"github.com/ckptfs/ckptfs/xen/lineage"
@@ -41,6 +42,7 @@ func TestScenarios(t *testing.T) {
 
 type scenario struct {
 	x    *index.Index
+	cs   *chunkstore.Store
 	eng  *content.Store
 	want map[string][]byte // what each file was written with
 	run  func(t *testing.T, td *datadriven.TestData) string
@@ -57,7 +59,7 @@ func newScenario(t *testing.T) *scenario {
 	cfg.Pages = func(ino uint64) content.Pages { return lineage.NewImage(x, ino, true) }
 	eng := content.New(cs, cs, x, cfg)
 	t.Cleanup(eng.Close)
-	sc := &scenario{x: x, eng: eng, want: map[string][]byte{}}
+	sc := &scenario{x: x, cs: cs, eng: eng, want: map[string][]byte{}}
 	day0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	sc.run = func(t *testing.T, td *datadriven.TestData) string {
 		switch td.Cmd {
@@ -210,4 +212,10 @@ func newScenario(t *testing.T) *scenario {
 		return ""
 	}
 	return sc
+}
+
+// putLine runs a scenario's put command ("NAME guest=N gen=G day=D").
+func putLine(t *testing.T, sc *scenario, line string) {
+	t.Helper()
+	datadriven.RunTestFromString(t, "put "+line+"\n----\n\n", sc.run)
 }

@@ -63,7 +63,7 @@ func runFsck(w io.Writer, o fsckOptions, store string) error {
 		if spooled > 0 {
 			fmt.Fprintf(w, "spooled: %d closed files not stored yet (in %s; a writable mount stores them, and this check did not see them)\n", spooled, filepath.Join(store, fs.SpoolDir))
 		}
-		fmt.Fprintf(w, "checked %d files, %d extents, %d chunks (%s re-hashed)\n", r.Files, r.Extents, r.Chunks, bytesStr(r.ChunkBytes))
+		fmt.Fprintf(w, "checked %d files, %d extents, %d chunks (%s stored read, %s re-hashed)\n", r.Files, r.Extents, r.Chunks, bytesStr(r.StoredBytes), bytesStr(r.ChunkBytes))
 		fmt.Fprintf(w, "unreferenced chunks: %d\n", r.Unreferenced)
 		for _, p := range r.Problems {
 			where := ""
