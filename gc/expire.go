@@ -133,6 +133,9 @@ func groups(x *index.Index, allFiles bool) ([][]Victim, error) {
 		if isImage {
 			v.UUID, v.Guest, v.NewBytes = info.UUID, info.Name, info.NewBytes
 			v.Group = fmt.Sprintf("guest %s, uid %d, %s", info.UUID, in.UID, dir)
+			if info.Name != "" {
+				v.Group = fmt.Sprintf("guest %s (%s), uid %d, %s", info.Name, info.UUID, in.UID, dir)
+			}
 		} else {
 			v.Group = fmt.Sprintf("files of uid %d, %s", in.UID, dir)
 		}

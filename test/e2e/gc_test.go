@@ -180,8 +180,9 @@ func TestGCThroughMount(t *testing.T) {
 	}
 
 	out, code = run(t, "gc", "--keep-last", "3", "--dry-run", store)
-	if code != 0 || strings.Count(out, "would expire web/") != 4 || !strings.Contains(out, "would free") {
-		t.Fatalf("gc --dry-run: exit %d\n%s", code, out)
+	if code != 0 || strings.Count(out, "would expire web/") != 4 || !strings.Contains(out, "would free") ||
+		!strings.Contains(out, "(guest web (6c9d3a1e-0000-4000-8000-00000000gc01), uid ") {
+		t.Fatalf("gc --dry-run (each image with its guest's name): exit %d\n%s", code, out)
 	}
 	checkGens(t, dir, kept)
 	var dry, real struct {
