@@ -108,3 +108,38 @@ exit 0
 		t.Errorf("after umount: %q %v", b, err)
 	}
 }
+
+// TestMountProgramPath: a binary outside mount.fuse3's PATH mounts through
+// FUSE's PROGRAM#SOURCE form (mount -t fuse 'BIN#STORE' DIR), as
+// docs/operations.md says: it serves, shows as fuse.ckptfs, and unmounts.
+func TestMountProgramPath(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (mount(8))")
+	}
+	if _, err := exec.LookPath("mount.fuse3"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("mount.fuse3 is required in CI (make deps installs fuse3)")
+		}
+		t.Skip("no mount.fuse3")
+	}
+	tmp := t.TempDir()
+	store, mnt := filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt")
+	os.MkdirAll(mnt, 0o755)
+	if out, err := exec.Command("mount", "-t", "fuse", bin+"#"+store, mnt, "-o", "keep-last=2").CombinedOutput(); err != nil {
+		t.Fatalf("mount -t fuse BIN#STORE: %v\n%s", err, out)
+	}
+	defer exec.Command("umount", mnt).Run()
+	mounts, _ := os.ReadFile("/proc/mounts")
+	if !strings.Contains(string(mounts), store+" "+mnt+" fuse.ckptfs ") {
+		t.Errorf("/proc/mounts does not show %s on %s as fuse.ckptfs:\n%s", store, mnt, mounts)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "f"), []byte("through PROGRAM#SOURCE\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(mnt, "f")); err != nil || string(got) != "through PROGRAM#SOURCE\n" {
+		t.Errorf("read back %q (%v)", got, err)
+	}
+	if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("umount: %v\n%s", err, out)
+	}
+}
