@@ -182,9 +182,22 @@ func TestStatsLineages(t *testing.T) {
 	}
 	out.Reset()
 	runStats(&out, statsOptions{}, dir)
-	if !strings.Contains(out.String(), "web (uuid-web): 3 generations") || !strings.Contains(out.String(), "one per 2.00 s (0.500 checkpoints/s)") ||
+	if !strings.Contains(out.String(), "web (uuid-web), uid 0, /: 3 generations") || !strings.Contains(out.String(), "one per 2.00 s, newest ") ||
+		!strings.Contains(out.String(), "new bytes per generation: "+shortBytes(web.NewBytes[0])+" ") ||
 		!strings.Contains(out.String(), fmt.Sprintf("changed pages per generation: %d %d %d", web.Pages[0], web.Pages[1], web.Pages[2])) {
 		t.Fatalf("text stats:\n%s", out.String())
+	}
+}
+
+// TestEveryStr: checkpoint intervals in a person's units.
+func TestEveryStr(t *testing.T) {
+	for _, c := range []struct {
+		secs float64
+		want string
+	}{{0.44, "0.44 s"}, {2, "2.00 s"}, {90, "1.5 min"}, {3600, "1 h"}, {5400, "1.5 h"}, {86400, "1 d"}, {7 * 86400, "7 d"}} {
+		if got := everyStr(c.secs); got != c.want {
+			t.Errorf("everyStr(%g) = %q, want %q", c.secs, got, c.want)
+		}
 	}
 }
 

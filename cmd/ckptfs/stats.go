@@ -80,15 +80,18 @@ func runStats(w io.Writer, o statsOptions, store string) error {
 		fmt.Fprintf(w, "spooled      %d closed files not stored yet (in %s; a writable mount stores them)\n", s.Spooled, filepath.Join(store, fs.SpoolDir))
 	}
 	if len(s.Lineages) > 0 {
-		fmt.Fprintln(w, "lineages (xl save images by guest UUID):")
+		fmt.Fprintln(w, "lineages (one owner's xl save images of one guest in one directory, as gc judges them):")
 	}
 	for _, l := range s.Lineages {
-		fmt.Fprintf(w, "  %s (%s): %d generations, %s logical", l.Name, l.UUID, l.Generations, bytesStr(l.LogicalBytes))
+		fmt.Fprintf(w, "  %s (%s), uid %d, %s: %d generations, %s logical", l.Name, l.UUID, l.UID, l.Dir, l.Generations, bytesStr(l.LogicalBytes))
 		if l.Interval > 0 {
-			fmt.Fprintf(w, ", one per %.2f s (%.3f checkpoints/s)", l.Interval, l.PerSecond)
+			fmt.Fprintf(w, ", one per %s", everyStr(l.Interval))
+		}
+		if l.Newest > 0 {
+			fmt.Fprintf(w, ", newest %s", time.Unix(0, l.Newest).UTC().Format(time.RFC3339))
 		}
 		fmt.Fprintln(w)
-		fmt.Fprintf(w, "    new bytes per generation:%s\n", intsStr(l.NewBytes))
+		fmt.Fprintf(w, "    new bytes per generation:%s\n", bytesList(l.NewBytes))
 		if slices.ContainsFunc(l.Pages, func(n int64) bool { return n > 0 }) {
 			fmt.Fprintf(w, "    changed pages per generation:%s\n", intsStr(l.Pages))
 		}
@@ -185,4 +188,30 @@ func bytesStr(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.2f %ciB (%d bytes)", float64(n)/float64(div), "KMGTPE"[exp], n)
+}
+
+// everyStr says an interval of secs seconds in a person's units: "2.0 s",
+// "15 min", "1.5 h", "1 d".
+func everyStr(secs float64) string {
+	trim := func(v float64, unit string) string {
+		return strings.TrimSuffix(fmt.Sprintf("%.1f", v), ".0") + " " + unit
+	}
+	switch {
+	case secs < 60:
+		return fmt.Sprintf("%.2f s", secs)
+	case secs < 3600:
+		return trim(secs/60, "min")
+	case secs < 86400:
+		return trim(secs/3600, "h")
+	}
+	return trim(secs/86400, "d")
+}
+
+// bytesList is sizes in binary units, each after a space.
+func bytesList(ns []int64) string {
+	var b strings.Builder
+	for _, n := range ns {
+		b.WriteString(" " + shortBytes(n))
+	}
+	return b.String()
 }
