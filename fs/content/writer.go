@@ -826,7 +826,19 @@ func (w *Writer) applyAsync() error {
 		return err
 	}
 	if w.b.Empty() {
-		w.dropCut(w.cutOff)
+		// Nothing to commit (the cut bytes were holes): they just leave
+		// buf.
+		if len(w.jobs) == 0 {
+			w.dropCut(w.cutOff)
+			return nil
+		}
+		// Jobs read this array: the uncut tail moves to another (as
+		// below), and this one is left to them, not reused.
+		tail := w.buf[w.cutOff-w.streamOff:]
+		w.buf = w.spare[:0]
+		w.grow(len(tail))
+		w.buf = append(w.buf, tail...)
+		w.spare, w.streamOff = nil, w.cutOff
 		return nil
 	}
 	k := w.cutOff - w.streamOff

@@ -342,3 +342,26 @@ func TestWriterPipeline(t *testing.T) {
 		t.Error("no chunk was found a duplicate")
 	}
 }
+
+// TestWriterPipelineZeros: runs of zeros (holes: a batch of them has no
+// record) streamed while jobs are in flight read back exactly. The
+// writer must not move its buffer's bytes under running jobs when such a
+// batch is handed over (FuzzIngest found it).
+func TestWriterPipelineZeros(t *testing.T) {
+	m := newModel(t)
+	defer m.w.Close()
+	data := memimage.Random(4<<20, 12)
+	off := int64(0)
+	for i := 0; i < 8; i++ {
+		// A write of zeros then data: a job of holes done while the
+		// next job (data) still runs.
+		p := append(make([]byte, 1<<20), data[(i%4)<<20:][:1<<20]...)
+		if i%2 == 1 {
+			p = data[(i%4)<<20:][:300000]
+		}
+		m.write(off, p)
+		off += int64(len(p))
+		m.check(fmt.Sprint("after write ", i))
+	}
+	m.commit()
+}
