@@ -146,6 +146,7 @@ func CollectWith(cs *chunkstore.Store, x *index.Index, o Options, p Progress) (R
 	// taken after BeginMark) says which candidates a page still names;
 	// chunks pinned meanwhile stay too (chunkstore.Store.BeginMark).
 	var after *chunkstore.ID
+	total := int64(-1) // known once a mark batch holds them all
 	for {
 		ids, err := x.Candidates(after, markBatch)
 		if err != nil {
@@ -154,8 +155,11 @@ func CollectWith(cs *chunkstore.Store, x *index.Index, o Options, p Progress) (R
 		if len(ids) == 0 {
 			break
 		}
+		if after == nil && len(ids) < markBatch {
+			total = int64(len(ids))
+		}
 		after = &ids[len(ids)-1]
-		p.report("sweeping candidate chunks", int64(r.Candidates), -1)
+		p.report("sweeping candidate chunks", int64(r.Candidates), total)
 		cs.BeginMark()
 		live, err := x.PageReferenced(ids)
 		if err != nil {
@@ -185,6 +189,7 @@ func CollectWith(cs *chunkstore.Store, x *index.Index, o Options, p Progress) (R
 			}
 			r.ChunksDeleted += n
 			r.StoredFreed += freed
+			p.report("sweeping candidate chunks", int64(r.Candidates), total)
 		}
 		cs.EndMark()
 	}

@@ -39,6 +39,7 @@ func onTerminal(t *testing.T, args ...string) string {
 var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 
 // TestProgress: long commands show a bar with rate and ETA on a terminal
+// (gc's sweep with its total, known when one mark batch holds it)
 // (each bar's line within 80 columns),
 // and nothing of it when their output is not one; through a mounted
 // store's daemon (fsck, gc) as well as on their own (push). stats shows a
@@ -64,7 +65,7 @@ func TestProgress(t *testing.T) {
 		rate   bool
 	}{
 		{[]string{"fsck", store}, []string{"fsck: verifying chunks"}, true},
-		{[]string{"gc", "--keep-last", "2", store}, []string{"gc: expiring files", "gc: reclaiming generations"}, false},
+		{[]string{"gc", "--keep-last", "2", store}, []string{"gc: expiring files", "gc: reclaiming generations", "gc: sweeping candidate chunks 100%"}, false},
 		{[]string{"push", d.mnt, filepath.Join(tmp, "copy")}, []string{"push: copying files"}, true},
 	} {
 		out := onTerminal(t, c.args...)
