@@ -122,12 +122,11 @@ type job struct {
 	// base looks up the i-th page's page in the base image (nil: no
 	// base to compare with).
 	base func(i int) (index.PageRef, bool, error)
-	// prev is the job before it while that one may still be preparing:
-	// a chunk repeated in both is prepared (becomes new) in the first,
-	// whose batch commits no later.
+	// prev is the job before it while that one may still run: it
+	// prepares only once prev is done, so a chunk repeated in both is
+	// prepared (becomes new) in the first, whose batch commits no later.
 	prev     *job
 	cut      chan struct{} // closed once res and consumed are final
-	prepared chan struct{} // closed once the job is done with Prepare
 	done     chan struct{}
 	res      []cutResult
 	consumed int
@@ -394,7 +393,7 @@ func (w *Writer) startJobs() error {
 		data := w.buf[from-w.streamOff:]
 		data = data[:min(len(data), jobBytes):min(len(data), jobBytes)]
 		j := &job{off: from, data: data, prev: prev,
-			cut: make(chan struct{}), prepared: make(chan struct{}), done: make(chan struct{})}
+			cut: make(chan struct{}), done: make(chan struct{})}
 		if w.pages != nil {
 			j.pages, j.base = w.pages.Base(from)
 		}
@@ -426,12 +425,6 @@ func (w *Writer) startJobs() error {
 // writer (index.ReclaimGen, "blocked").
 func (w *Writer) process(j *job) {
 	defer close(j.done)
-	prepared := false
-	defer func() {
-		if !prepared {
-			close(j.prepared)
-		}
-	}()
 	for {
 		rest := j.data[j.consumed:]
 		n := w.cut.next(j.off+int64(j.consumed), rest, j.pages, false)
@@ -479,7 +472,7 @@ func (w *Writer) process(j *job) {
 		}
 	}
 	if j.prev != nil {
-		<-j.prev.prepared
+		<-j.prev.done
 		j.prev = nil
 	}
 	errs := make([]error, len(todo))
@@ -488,8 +481,6 @@ func (w *Writer) process(j *job) {
 		r.value, errs[k] = w.s.chunks.Prepare(w.owner, nil, r.id, chunk(r))
 		r.pinned = errs[k] == nil
 	})
-	close(j.prepared)
-	prepared = true
 	j.err = errors.Join(errs...)
 }
 
@@ -825,32 +816,25 @@ func (w *Writer) applyAsync() error {
 	if err := w.flushPages(); err != nil {
 		return err
 	}
+	// The uncut tail moves to the spare array; jobs in flight go on
+	// reading old, past k.
+	old, off, k, seen := w.buf, w.streamOff, w.cutOff-w.streamOff, w.cutOff
+	if n := len(w.jobs); n > 0 {
+		seen = w.jobs[n-1].off + int64(len(w.jobs[n-1].data))
+	}
+	w.buf = w.spare[:0]
+	w.grow(len(old) - int(k))
+	w.buf = append(w.buf, old[k:]...)
+	w.spare, w.streamOff = nil, w.cutOff
 	if w.b.Empty() {
-		// Nothing to commit (the cut bytes were holes): they just leave
-		// buf.
-		if len(w.jobs) == 0 {
-			w.dropCut(w.cutOff)
-			return nil
+		// Nothing to commit (the cut bytes were holes): old is spare
+		// at once if no job reads it.
+		if seen == w.cutOff {
+			w.spare = old[:0]
 		}
-		// Jobs read this array: the uncut tail moves to another (as
-		// below), and this one is left to them, not reused.
-		tail := w.buf[w.cutOff-w.streamOff:]
-		w.buf = w.spare[:0]
-		w.grow(len(tail))
-		w.buf = append(w.buf, tail...)
-		w.spare, w.streamOff = nil, w.cutOff
 		return nil
 	}
-	k := w.cutOff - w.streamOff
-	c := &committing{done: make(chan struct{}), b: w.b, pinned: w.pinned, off: w.streamOff, data: w.buf[:k], seen: w.cutOff}
-	if n := len(w.jobs); n > 0 {
-		c.seen = w.jobs[n-1].off + int64(len(w.jobs[n-1].data))
-	}
-	tail := w.buf[k:]
-	w.buf = w.spare[:0]
-	w.grow(len(tail))
-	w.buf = append(w.buf, tail...)
-	w.spare, w.streamOff = nil, w.cutOff
+	c := &committing{done: make(chan struct{}), b: w.b, pinned: w.pinned, off: off, data: old[:k], seen: seen}
 	w.b, w.pinned, w.committing = w.newBatch(), nil, c
 	go func() {
 		defer close(c.done)

@@ -157,12 +157,8 @@ func (m *Image) Base(off int64) (starts []int64, lookup func(i int) (index.PageR
 	if !m.begin() || m.base == nil {
 		return starts, nil
 	}
-	pfns, r, g := append([]uint64(nil), m.pfns[i:]...), m.base, m.gen
-	return starts, func(i int) (index.PageRef, bool, error) {
-		m.baseMu.Lock()
-		defer m.baseMu.Unlock()
-		return r.Lookup(pfns[i], g.Base, g.BaseFloor)
-	}
+	pfns := append([]uint64(nil), m.pfns[i:]...)
+	return starts, func(i int) (index.PageRef, bool, error) { return m.lookupBase(pfns[i]) }
 }
 
 // lookupBase returns the base generation's page of pfn.
