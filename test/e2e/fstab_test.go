@@ -128,7 +128,11 @@ func TestMountProgramPath(t *testing.T) {
 	if out, err := exec.Command("mount", "-t", "fuse", bin+"#"+store, mnt, "-o", "keep-last=2").CombinedOutput(); err != nil {
 		t.Fatalf("mount -t fuse BIN#STORE: %v\n%s", err, out)
 	}
-	defer exec.Command("umount", mnt).Run()
+	daemonArgs := store + " " + mnt // mount.fuse3 runs BIN STORE MNT -o ...
+	defer func() {
+		exec.Command("umount", mnt).Run()
+		waitNoProcess(t, daemonArgs) // before TempDir's cleanup removes the store under it
+	}()
 	mounts, _ := os.ReadFile("/proc/mounts")
 	if !strings.Contains(string(mounts), store+" "+mnt+" fuse.ckptfs ") {
 		t.Errorf("/proc/mounts does not show %s on %s as fuse.ckptfs:\n%s", store, mnt, mounts)
@@ -141,5 +145,12 @@ func TestMountProgramPath(t *testing.T) {
 	}
 	if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
 		t.Fatalf("umount: %v\n%s", err, out)
+	}
+	// The daemon closes the store after umount returns; once it is gone
+	// the store opens again with the file in it.
+	waitNoProcess(t, daemonArgs)
+	d := mount(t, store, filepath.Join(tmp, "again"))
+	if b, err := os.ReadFile(filepath.Join(d.mnt, "f")); err != nil || string(b) != "through PROGRAM#SOURCE\n" {
+		t.Errorf("after umount: %q %v", b, err)
 	}
 }

@@ -356,14 +356,22 @@ func dirBytes(dir string) int64 {
 // waitGone waits until no `ckptfs serve` holds store (its store lock).
 func waitGone(t *testing.T, store string) {
 	t.Helper()
+	waitNoProcess(t, "ckptfs serve .*"+store)
+}
+
+// waitNoProcess waits up to 30 s until no process's command line matches
+// the pgrep pattern: a daemon that mount(8) started and umount stopped
+// still closes its store after the unmount returns.
+func waitNoProcess(t *testing.T, pattern string) {
+	t.Helper()
 	for range 300 {
-		out, _ := exec.Command("pgrep", "-f", "ckptfs serve .*"+store).Output()
+		out, _ := exec.Command("pgrep", "-f", pattern).Output()
 		if len(out) == 0 {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("ckptfs serve %s still runs", store)
+	t.Fatalf("a process matching %q still runs", pattern)
 }
 
 // startReady starts a foreground mount command and waits for its ready
