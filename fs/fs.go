@@ -202,13 +202,22 @@ func (f *FS) fsName() string {
 // Root returns the root node, to pass to go-fuse's fs.Mount.
 func (f *FS) Root() gofs.InodeEmbedder {
 	n := &Node{fsys: f}
-	f.remember(index.RootIno, n)
+	f.remember(index.RootIno, n, true)
 	return n
 }
 
-func (f *FS) remember(ino uint64, n *Node) {
-	if p, ok := f.nodes.Load(ino); ok && p.(weak.Pointer[Node]).Value() == n {
-		return
+// remember records n as the Node of ino, when it is the one go-fuse keeps:
+// an operation's receiver is (live). The Node a lookup just made may not be:
+// go-fuse drops it for one it already holds under the same inode number
+// (two lookups at once, or a hard link), so it only fills a gap until an
+// operation on the node records the one kept. gc's and a prune's removals
+// notify the kernel through it; a dropped Node has no children and no
+// kernel node id, and the kernel would go on showing a removed file.
+func (f *FS) remember(ino uint64, n *Node, live bool) {
+	if p, ok := f.nodes.Load(ino); ok {
+		if cur := p.(weak.Pointer[Node]).Value(); cur == n || (!live && cur != nil) {
+			return
+		}
 	}
 	f.nodes.Store(ino, weak.Make(n))
 }

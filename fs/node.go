@@ -90,6 +90,7 @@ func (n *Node) liveAttr(in *index.Inode) {
 }
 
 func (n *Node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.fsys.remember(n.ino(), n, true)
 	in, err := n.attr()
 	if err != nil {
 		return n.fsys.toErrno("getattr", n, err)
@@ -101,7 +102,7 @@ func (n *Node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOu
 func (n *Node) child(ctx context.Context, in index.Inode, out *fuse.EntryOut) *gofs.Inode {
 	ch := n.NewInode(ctx, &Node{fsys: n.fsys}, gofs.StableAttr{Mode: in.Mode & syscall.S_IFMT, Ino: in.Ino})
 	if cn, ok := ch.Operations().(*Node); ok {
-		n.fsys.remember(in.Ino, cn)
+		n.fsys.remember(in.Ino, cn, false)
 		cn.mu.RLock()
 		if in.Mode&syscall.S_IFMT == syscall.S_IFREG {
 			// As in attr: in was read before this lock; a commit since
@@ -124,6 +125,7 @@ func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 	if index.IsStaging(name) {
 		return nil, syscall.ENOENT // a generation still being built
 	}
+	n.fsys.remember(n.ino(), n, true)
 	in, err := n.fsys.ns.Lookup(n.ino(), name)
 	if errors.Is(err, index.ErrNotFound) && name == LatestName {
 		return n.lookupLatest(ctx, out)
@@ -140,6 +142,7 @@ func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 }
 
 func (n *Node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	n.fsys.remember(n.ino(), n, true)
 	ents, err := n.fsys.ns.ReadDir(n.ino())
 	var dmg *index.DamagedError
 	if errors.As(err, &dmg) {
@@ -179,6 +182,7 @@ func (n *Node) create(ctx context.Context, name string, mode uint32, target stri
 }
 
 func (n *Node) createDev(ctx context.Context, name string, mode uint32, target string, rdev uint32, out *fuse.EntryOut) (*gofs.Inode, index.Inode, syscall.Errno) {
+	n.fsys.remember(n.ino(), n, true)
 	if n.fsys.readOnly {
 		return nil, index.Inode{}, syscall.EROFS
 	}
@@ -287,6 +291,7 @@ func (n *Node) Create(ctx context.Context, name string, flags uint32, mode uint3
 }
 
 func (n *Node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	n.fsys.remember(n.ino(), n, true)
 	h, errno := n.open(flags)
 	return h, 0, errno
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -170,7 +171,7 @@ func TestMetrics(t *testing.T) {
 		os.Chtimes(filepath.Join(dir, "c2"), old, old)
 		shared := filepath.Join(d.mnt, "shared")
 		os.Mkdir(shared, 0o1777)
-		os.Chmod(shared, 0o1777)
+		syscall.Chmod(shared, 0o1777)
 		os.Chmod(d.mnt, 0o755)
 		img := xentest.Guest{Name: "web1", UUID: "3e7a0000-0000-4000-8000-000000000001", Pages: 2048, VCPUs: 1, Seed: 5, Gen: 7, Dirty: 0.1}.Bytes()
 		// (written by root and given away: the mount has no allow_other)
