@@ -94,7 +94,7 @@ func serveControl(store string, cs *chunkstore.Store, x *index.Index, d *daemonG
 	mux.HandleFunc("/transfer", func(w http.ResponseWriter, r *http.Request) {
 		d.fsys.WaitCommitted() // files closed behind their writers count
 		cred, _ := r.Context().Value(peerKey{}).(syscall.Ucred)
-		serveTransfer(w, &transfer.Local{Chunks: cs, Index: x, Data: data, As: peerCaller(cred)})
+		serveTransfer(w, &transfer.Local{Chunks: cs, Index: x, Data: data, As: peerCaller(cred), Unlink: d.fsys.Remove})
 	})
 	mux.HandleFunc("/receive", func(w http.ResponseWriter, r *http.Request) {
 		serveReceive(w, r, d, data, cs, x)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -20,13 +21,14 @@ type copyFlags struct {
 	remoteFlags
 	guests, paths []string
 	fromHost      string
-	json          bool
+	json, prune   bool
 }
 
 func addCopyFlags(f *pflag.FlagSet, c *copyFlags) {
 	f.StringSliceVar(&c.guests, "guest", nil, "copy only the images of this guest (`name or UUID`; repeatable)")
 	f.StringSliceVar(&c.paths, "path", nil, "copy only this file or the files under this directory (`path` in the store; repeatable)")
 	f.BoolVar(&c.json, "json", false, "print the report as JSON")
+	f.BoolVar(&c.prune, "prune", false, "then remove the selected files DEST has and SRC no longer has (what SRC's retention expired), once every file was copied; DEST's gc then frees their space")
 	addRemoteFlags(f, &c.remoteFlags)
 }
 
@@ -83,7 +85,7 @@ func runCopy(name string, args []string) error {
 	}
 	defer dst.Close()
 	start := time.Now()
-	o := transfer.Options{Select: c.selected}
+	o := transfer.Options{Select: c.selected, Prune: c.prune}
 	pr := newProgress(name, true)
 	var mu sync.Mutex
 	var last transfer.Progress
@@ -126,6 +128,9 @@ func runCopy(name string, args []string) error {
 	if err == nil {
 		err = cerr
 	}
+	if errors.Is(err, transfer.ErrPruneEverything) {
+		return err // refused before anything was copied: no report
+	}
 	if c.json {
 		sent, recv := wireBytes(src, dst)
 		json.NewEncoder(os.Stdout).Encode(struct {
@@ -141,15 +146,39 @@ func runCopy(name string, args []string) error {
 		}
 		fmt.Printf("%s %s -> %s: %d files copied (%d as deltas), %d already there; %s of files, %d chunks (%s) the destination lacked%s\n",
 			name, src.what, dst.what, rep.Files, rep.Deltas, rep.Skipped, human(rep.Bytes), rep.Chunks, human(rep.ChunkBytes), w)
+		if c.prune {
+			fmt.Printf("%s --prune: %d files removed at %s (%s of files; the gc there frees what only they used)\n", name, len(rep.Removed), dst.what, human(rep.RemovedBytes))
+			for _, p := range rep.Removed {
+				fmt.Printf("  removed %s\n", p)
+			}
+		}
 		for _, msg := range rep.Failed {
-			fmt.Fprintf(os.Stderr, "ckptfs %s: not copied: %s\n", name, msg)
+			if !strings.HasPrefix(msg, "not removed: ") {
+				msg = "not copied: " + msg
+			}
+			fmt.Fprintf(os.Stderr, "ckptfs %s: %s\n", name, msg)
+		}
+		if rep.PruneSkipped != "" {
+			fmt.Fprintf(os.Stderr, "ckptfs %s: --prune: %s\n", name, rep.PruneSkipped)
 		}
 	}
 	if err != nil {
 		return err
 	}
-	if len(rep.Failed) > 0 {
-		return fail(exitError, "%s: %d files not copied", name, len(rep.Failed))
+	if n := len(rep.Failed); n > 0 {
+		removing := 0
+		for _, msg := range rep.Failed {
+			if strings.HasPrefix(msg, "not removed: ") {
+				removing++
+			}
+		}
+		switch {
+		case removing == 0:
+			return fail(exitError, "%s: %d files not copied", name, n)
+		case removing == n:
+			return fail(exitError, "%s: %d files not removed", name, n)
+		}
+		return fail(exitError, "%s: %d files not copied, %d not removed", name, n-removing, removing)
 	}
 	return nil
 }

@@ -677,6 +677,32 @@ func (b *Bucket) Apply(m, base *manifest.Manifest, missing []chunkstore.ID, next
 	return b.putFile(m)
 }
 
+// Remove removes the host's file f.Path if its header still says the
+// version f names; the bucket's gc then frees the chunks only it used.
+func (b *Bucket) Remove(f transfer.File) error {
+	if err := transfer.CheckPath(f.Path); err != nil {
+		return err
+	}
+	full := b.o.Host + "/" + f.Path
+	h, err := b.header(full)
+	if isNotFound(err) {
+		return fmt.Errorf("%s: %w", f.Path, transfer.ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	if h.Size != f.Size || h.Mtime != f.Mtime {
+		return fmt.Errorf("%s: %w (%d bytes, listed as %d)", f.Path, transfer.ErrChanged, h.Size, f.Size)
+	}
+	if err := b.remove("files/" + full); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	delete(b.headers, full)
+	b.mu.Unlock()
+	return nil
+}
+
 func (b *Bucket) putFile(m *manifest.Manifest) error {
 	full := b.o.Host + "/" + m.Path
 	f := transfer.File{Path: m.Path, Size: m.Size, Mtime: m.Mtime, Mode: m.Mode, UUID: m.UUID, Name: m.Name}

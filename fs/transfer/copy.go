@@ -15,6 +15,14 @@ import (
 type Options struct {
 	// Select picks the files to copy (nil: all).
 	Select func(File) bool
+	// Prune removes, once every selected file was copied, the files at
+	// the destination that Select picks and the source no longer has
+	// (what its retention expired), as rclone sync and Proxmox Backup
+	// Server's "remove vanished" do. Nothing is removed when a file
+	// failed to copy, nor when the source has no selected file at all
+	// (ErrPruneEverything): a mistyped source or selection must not
+	// empty the destination.
+	Prune bool
 	// Progress, if set, is called after each file, and while a file's
 	// chunks travel (Bytes then counts the file's part by the share of
 	// its missing chunks sent).
@@ -43,16 +51,28 @@ type Report struct {
 	// Deltas is how many files were sent as a delta on a file the
 	// destination held.
 	Deltas int `json:"deltas"`
-	// Failed lists the files not copied, with why.
+	// Failed lists the files not copied (or, with Prune, not removed),
+	// with why.
 	Failed []string `json:"failed,omitempty"`
+	// Removed lists the files Prune removed at the destination, and
+	// RemovedBytes is their logical size.
+	Removed      []string `json:"removed"`
+	RemovedBytes int64    `json:"removed_bytes"`
+	// PruneSkipped says why Prune removed nothing, when it did not run.
+	PruneSkipped string `json:"prune_skipped,omitempty"`
 }
+
+// ErrPruneEverything is Copy's error, before anything is copied, when
+// Prune would remove every selected file at the destination because the
+// source has none.
+var ErrPruneEverything = errors.New("the source has no selected file: --prune would remove every selected file at the destination")
 
 // Copy copies the selected files of src that dst does not hold. Files of a
 // guest go oldest first, each delta-encoded against the newest one of the
 // same guest that both sides hold. A file that fails is reported and the
 // rest go on, unless the failure broke a stream (then Copy stops).
 func Copy(src, dst Peer, o Options) (Report, error) {
-	var rep Report
+	rep := Report{Removed: []string{}}
 	have, err := src.List()
 	if err != nil {
 		return rep, err
@@ -65,12 +85,31 @@ func Copy(src, dst Peer, o Options) (Report, error) {
 	for _, f := range there {
 		at[f.Path] = f
 	}
+	picked := func(f File) bool { return o.Select == nil || o.Select(f) }
 	var todo []File
 	var total int64
 	for _, f := range have {
-		if o.Select == nil || o.Select(f) {
+		if picked(f) {
 			todo = append(todo, f)
 			total = index.AddSizes(total, f.Size)
+		}
+	}
+	// vanished are the selected files at the destination that the source
+	// does not have (by path: a different file of the same name is a
+	// failure of the copy, not something to remove).
+	var vanished []File
+	if o.Prune {
+		here := make(map[string]bool, len(have))
+		for _, f := range have {
+			here[f.Path] = true
+		}
+		for _, f := range there {
+			if !here[f.Path] && picked(f) {
+				vanished = append(vanished, f)
+			}
+		}
+		if len(todo) == 0 && len(vanished) > 0 {
+			return rep, fmt.Errorf("%w (%d of them); check the source and the selection", ErrPruneEverything, len(vanished))
 		}
 	}
 	sort.Slice(todo, func(i, j int) bool {
@@ -139,7 +178,43 @@ func Copy(src, dst Peer, o Options) (Report, error) {
 			o.Progress(p)
 		}
 	}
+	if o.Prune {
+		prune(dst, vanished, &rep)
+	}
 	return rep, nil
+}
+
+// prune removes the vanished files at dst, oldest first, unless a copy
+// failed.
+func prune(dst Peer, vanished []File, rep *Report) {
+	if len(rep.Failed) > 0 {
+		if len(vanished) > 0 {
+			rep.PruneSkipped = fmt.Sprintf("%d files not copied, so none of the %d the source no longer has was removed", len(rep.Failed), len(vanished))
+		}
+		return
+	}
+	sort.Slice(vanished, func(i, j int) bool {
+		if vanished[i].Mtime != vanished[j].Mtime {
+			return vanished[i].Mtime < vanished[j].Mtime
+		}
+		return vanished[i].Path < vanished[j].Path
+	})
+	for _, f := range vanished {
+		err := dst.Remove(f)
+		switch {
+		case err == nil:
+			rep.Removed = append(rep.Removed, f.Path)
+			rep.RemovedBytes = index.AddSizes(rep.RemovedBytes, f.Size)
+		case errors.Is(err, ErrNotFound):
+			// gone already: nothing to do
+		default:
+			rep.Failed = append(rep.Failed, "not removed: "+chunkstore.OneLine(err.Error()))
+			var se *StreamError
+			if errors.As(err, &se) {
+				return
+			}
+		}
+	}
 }
 
 // ErrMismatch is the error for a manifest that does not answer the

@@ -28,6 +28,12 @@ type Local struct {
 	// and only in directories they may write to; directories it needs
 	// are made theirs, in directories they may write to.
 	As *Caller
+	// Unlink takes a name away for Remove, only if it still names ino:
+	// the mount daemon's (fs.FS.Remove), which keeps the kernel's caches
+	// right and a file open through the mount readable until closed. Nil
+	// for a store no daemon serves: the name is unlinked, and the file
+	// purged when it was its last.
+	Unlink func(parent uint64, name string, ino uint64) error
 }
 
 // Caller is a user on whose behalf a transfer writes.
@@ -237,6 +243,65 @@ func CheckPath(p string) error {
 		}
 	}
 	return nil
+}
+
+// Remove removes the regular file f.Path if it is still the version f
+// names, on the caller's behalf: as the kernel allows an unlink, the
+// caller may write to its directory and, in a sticky directory, owns the
+// file or the directory. Only the directory's owner may remove an entry
+// named latest.
+func (l *Local) Remove(f File) error {
+	if err := CheckPath(f.Path); err != nil {
+		return err
+	}
+	dir, name := path.Split(f.Path)
+	pin, err := l.Index.Get(index.RootIno)
+	if dir != "" {
+		pin, err = l.lookup(strings.TrimSuffix(dir, "/"))
+	}
+	if err != nil {
+		return err
+	}
+	if pin.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return fmt.Errorf("%s: %w", f.Path, ErrNotFound)
+	}
+	in, err := l.Index.Lookup(pin.Ino, name)
+	if errors.Is(err, index.ErrNotFound) {
+		return fmt.Errorf("%s: %w", f.Path, ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	if in.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return fmt.Errorf("%s: not a regular file (left alone)", f.Path)
+	}
+	if now := (File{Path: f.Path, Size: in.Size, Mtime: in.Mtime}); !now.Same(f) {
+		return fmt.Errorf("%s: %w (%d bytes, listed as %d)", f.Path, ErrChanged, in.Size, f.Size)
+	}
+	c := l.As
+	if !c.may(pin, 3) || (c != nil && pin.Mode&syscall.S_ISVTX != 0 && c.UID != in.UID && c.UID != pin.UID) {
+		return fmt.Errorf("%s: %w: uid %d may not remove it", f.Path, ErrDenied, c.UID)
+	}
+	if name == latestName && c != nil && c.UID != pin.UID {
+		return fmt.Errorf("%s: %w: only the directory's owner may remove an entry named %s", f.Path, ErrDenied, latestName)
+	}
+	unlink := l.Unlink
+	if unlink == nil {
+		unlink = func(parent uint64, name string, ino uint64) error {
+			gone, err := l.Index.UnlinkIno(parent, name, ino, time.Now().UnixNano())
+			if err == nil && gone.Nlink == 0 {
+				err = l.Index.Purge(ino)
+			}
+			return err
+		}
+	}
+	if err := unlink(pin.Ino, name, in.Ino); err != nil {
+		if errors.Is(err, index.ErrNotFound) || errors.Is(err, index.ErrChanged) {
+			return fmt.Errorf("%s: %w", f.Path, ErrChanged) // renamed or replaced meanwhile
+		}
+		return fmt.Errorf("%s: %w", f.Path, err)
+	}
+	return l.Index.Sync() // what a prune reports removed stays removed
 }
 
 // writeBlock is how many bytes Apply hands the writer at once (what xl

@@ -13,7 +13,10 @@
 // its content is committed, and files the destination had stay readable
 // throughout. An interrupted transfer leaves the chunks the destination
 // committed (until its gc takes them, they are not sent again) and the
-// files it finished; running it again sends the rest.
+// files it finished; running it again sends the rest. With Options.Prune,
+// a copy also removes the destination's files that the source expired,
+// each only if it is still the version listed, and only after every file
+// was copied.
 package transfer
 
 import (
@@ -61,8 +64,16 @@ type Peer interface {
 	// may be delta-encoded against; missing are the chunks m uses that the
 	// peer lacks, which next returns in that order.
 	Apply(m, base *manifest.Manifest, missing []chunkstore.ID, next func() (Chunk, error)) error
+	// Remove removes the file f names if it is still that version of
+	// the file (File.Same): a file changed since the listing is left
+	// alone (ErrChanged), one gone already is ErrNotFound.
+	Remove(f File) error
 	Close() error
 }
+
+// ErrChanged is Remove's error when the file at the path is no longer the
+// version the listing named.
+var ErrChanged = errors.New("the file changed since it was listed")
 
 // ErrBaseMismatch is Apply's error when the base file's manifest at the
 // destination is not the one the delta was encoded against: the sender

@@ -29,6 +29,7 @@ import (
 //	'H' ids                                   'h' the ids missing
 //	'A' uv(len) base path | uv(n) | n ids |   'a' (applied)
 //	    manifest; then n x 'c' data
+//	'D' JSON File                             'd' (removed)
 //	'Q'                                       (the server ends)
 //
 // Any reply may instead be 'E' message, 'B' (base mismatch) or 'N' (not
@@ -250,6 +251,15 @@ func serveOne(c *conn, p Peer, tag byte, b []byte) error {
 		return c.send('r')
 	case 'A':
 		return serveApply(c, p, b)
+	case 'D':
+		var f File
+		if err := json.Unmarshal(b, &f); err != nil {
+			return replyErr(c, fmt.Errorf("bad remove request: %w", err))
+		}
+		if err := p.Remove(f); err != nil {
+			return replyErr(c, err)
+		}
+		return c.send('d')
 	}
 	return replyErr(c, fmt.Errorf("unknown request %q", tag))
 }
@@ -546,6 +556,14 @@ func (r *Remote) Apply(m, base *manifest.Manifest, missing []chunkstore.ID, next
 		return r.streamErr(err)
 	}
 	_, err := r.reply('a')
+	return err
+}
+
+// Remove asks the other side to remove f. A server older than the request
+// answers that it does not know it.
+func (r *Remote) Remove(f File) error {
+	j, _ := json.Marshal(f)
+	_, err := r.call('D', 'd', j)
 	return err
 }
 

@@ -41,7 +41,7 @@ const daemonBound = 1 << 30
 func TestHugeSparseFile(t *testing.T) {
 	tmp := worldDir(t, "ckptfs-sparse")
 	d := mount(t, filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt"), "--allow-other")
-	os.Chmod(d.mnt, 0o1777)
+	syscall.Chmod(d.mnt, 0o1777)
 	huge := filepath.Join(d.mnt, "huge")
 	if out, err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "truncate", "-s", "9223372036854775807", huge).CombinedOutput(); err != nil {
 		t.Fatalf("truncate as nobody: %v %s", err, out)
@@ -244,6 +244,9 @@ func TestTransferAttacksOnDaemon(t *testing.T) {
 // user, through `ckptfs serve` (relayed to the daemon), cannot make a
 // root-owned or setuid file, nor write into root's directories, nor take
 // a root directory's latest; what the user may write arrives as theirs.
+// Nor can the user remove (push --prune's request) root's files, in root's
+// directory or in a sticky one, nor what is not a file; their own file
+// goes.
 func TestTransferForgery(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to switch users")
@@ -256,7 +259,7 @@ func TestTransferForgery(t *testing.T) {
 	rootDir, shared, theirs := filepath.Join(d.mnt, "web1"), filepath.Join(d.mnt, "shared"), filepath.Join(d.mnt, "theirs")
 	os.Mkdir(rootDir, 0o755)
 	os.Mkdir(shared, 0o1777)
-	os.Chmod(shared, 0o1777)
+	syscall.Chmod(shared, 0o1777) // (os.Chmod takes the sticky bit as os.ModeSticky only)
 	os.Mkdir(theirs, 0o755)
 	os.Chown(theirs, 65534, 65534)
 	synth(t, filepath.Join(shared, "c0"), 3, 0, "0.1")
@@ -288,6 +291,27 @@ func TestTransferForgery(t *testing.T) {
 			t.Fatalf("%s arrived as uid %d mode %v, want uid 65534 and no setuid", p, sys.Uid, st.Mode())
 		}
 	}
+	synth(t, filepath.Join(rootDir, "c0"), 3, 0, "0.1")
+	remove := func(path string) string {
+		out, _ := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", hostileBin, "apply", bin, store, "remove", path).CombinedOutput()
+		return string(out)
+	}
+	for p, want := range map[string]string{"web1/c0": "permission denied", "shared/c0": "permission denied", "shared/latest": "", "shared": "not a regular file"} {
+		out := remove(p)
+		if !strings.Contains(out, "reply E") && !strings.Contains(out, "reply N") || !strings.Contains(out, want) {
+			t.Errorf("removing %s as uid 65534: %s", p, out)
+		}
+		if _, err := os.Lstat(filepath.Join(d.mnt, p)); err != nil {
+			t.Errorf("%s is gone after uid 65534 asked to remove it: %v", p, err)
+		}
+	}
+	if out := remove("shared/mine"); !strings.Contains(out, "reply d") {
+		t.Errorf("removing their own shared/mine as uid 65534: %s", out)
+	}
+	if _, err := os.Lstat(filepath.Join(shared, "mine")); err == nil {
+		ls, _ := exec.Command("ls", "-la", shared).CombinedOutput()
+		t.Errorf("shared/mine is still there (a stale kernel entry) after its owner removed it:\n%s", ls)
+	}
 }
 
 // TestOpenWritersBounded: a user holds 64 files open for writing, each
@@ -298,7 +322,7 @@ func TestTransferForgery(t *testing.T) {
 func TestOpenWritersBounded(t *testing.T) {
 	tmp := worldDir(t, "ckptfs-writers")
 	d := mount(t, filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt"), "--allow-other", "--writer-memory", "128")
-	os.Chmod(d.mnt, 0o1777)
+	syscall.Chmod(d.mnt, 0o1777)
 	const files = 64
 	// One process as uid 65534 opens them all, writes 3 MiB into each
 	// (interleaved), then holds them open until told.

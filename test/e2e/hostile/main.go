@@ -316,6 +316,27 @@ func apply(bin, store, attack string, rest []string) error {
 		head = binary.AppendUvarint(head, 1)
 		c.send('A', append(append(head, id[:]...), m.Encode(nil)...))
 		c.send('c', data)
+	case "remove":
+		// Remove rest[0] as listed (its size and mtime from the
+		// server's own listing, or made up when it lists none).
+		c.send('L', nil)
+		c.w.Flush()
+		tag, b, err := c.recvAll()
+		if err != nil || tag != 'l' {
+			return fmt.Errorf("listing: %c %v", tag, err)
+		}
+		var files []transfer.File
+		if err := json.Unmarshal(b, &files); err != nil {
+			return err
+		}
+		f := transfer.File{Path: rest[0], Size: 1}
+		for _, g := range files {
+			if g.Path == rest[0] {
+				f = g
+			}
+		}
+		j, _ := json.Marshal(f)
+		c.send('D', j)
 	default:
 		return fmt.Errorf("unknown attack %q", attack)
 	}
