@@ -476,13 +476,68 @@ func (x *Index) lineageBlocks(lin uint64) (*pebble.Iterator, error) {
 	return x.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 }
 
-// ReclaimGen processes dead generation gen of lineage lin: each of its
-// page entries that a later live generation of the same delta chain still
-// sees moves to that generation's block; the others are deleted and their
-// chunks become gc candidates. Then the record goes. Each block moves in
-// one batch, so it is crash-safe and can be redone; it returns false
-// without doing anything if the next generation that is not dead is still
-// being written. The caller serializes ReclaimGen calls.
+// reclaimDecision is the one decision both the reclaim of a dead
+// generation and a gc dry run take: for each block of generation rec
+// (dead, with the generations in dead dead too), which of its page
+// entries the heir (the next live generation of the same delta chain, 0
+// for none) still sees and so moves to it, and which go. visit gets each
+// block the generation lists (es nil where it holds no block), with the
+// heir. It reports blocked (and visits nothing) when the heir is still
+// being written.
+func (x *Index) reclaimDecision(rec GenRecord, dead map[uint64]bool, visit func(blk, heir uint64, es, move, drop []blockEntry) error) (blocked bool, err error) {
+	heir, err := x.heir(rec, dead)
+	if errors.Is(err, errBlocked) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	lin, gen := rec.Lin, rec.Gen
+	blks, err := x.genBlocks(lin, gen)
+	if err != nil {
+		return false, err
+	}
+	it, err := x.lineageBlocks(lin)
+	if err != nil {
+		return false, err
+	}
+	defer it.Close()
+	var es, move, drop []blockEntry
+	for _, blk := range blks {
+		var found bool
+		if es, found, err = x.getBlock(lin, blk, gen, es[:0]); err != nil {
+			return false, err
+		}
+		move, drop = move[:0], drop[:0]
+		if found {
+			err = x.reclaimPlan(it, lin, blk, gen, heir, es,
+				func(e blockEntry) error { move = append(move, e); return nil },
+				func(e blockEntry) error { drop = append(drop, e); return nil })
+			if err != nil {
+				return false, err
+			}
+		}
+		held := es // nil: the generation has no block here (only its by-generation key)
+		if !found {
+			held = nil
+		} else if held == nil {
+			held = []blockEntry{}
+		}
+		if err := visit(blk, heir, held, move, drop); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// ReclaimGen processes dead generation gen of lineage lin as
+// reclaimDecision decides: each of its page entries that a later live
+// generation of the same delta chain still sees moves to that
+// generation's block; the others are deleted and their chunks become gc
+// candidates. Then the record goes. Each block moves in one batch, so it
+// is crash-safe and can be redone; it returns false without doing
+// anything if the next generation that is not dead is still being
+// written. The caller serializes ReclaimGen calls.
 func (x *Index) ReclaimGen(lin, gen uint64) (done bool, entries int, err error) {
 	if x.legacyPages {
 		return false, 0, errLegacy
@@ -494,67 +549,44 @@ func (x *Index) ReclaimGen(lin, gen uint64) (done bool, entries int, err error) 
 	if err != nil || rec.State != GenDead {
 		return false, 0, err
 	}
-	heir, err := x.heir(rec, nil)
-	if errors.Is(err, errBlocked) {
-		return false, 0, nil
-	}
-	if err != nil {
-		return false, 0, err
-	}
-	blks, err := x.genBlocks(lin, gen)
-	if err != nil {
-		return false, 0, err
-	}
-	it, err := x.lineageBlocks(lin)
-	if err != nil {
-		return false, 0, err
-	}
-	defer it.Close()
 	b := x.db.NewBatch()
 	defer func() { b.Close() }()
-	var es, moving, hs []blockEntry
+	var hs []blockEntry
 	var buf []byte
-	for _, blk := range blks {
-		var found bool
-		if es, found, err = x.getBlock(lin, blk, gen, es[:0]); err != nil {
-			return false, entries, err
+	blocked, err := x.reclaimDecision(rec, nil, func(blk, heir uint64, es, move, drop []blockEntry) error {
+		for _, e := range drop {
+			if !e.ref.Zero {
+				if err := b.Set(candidateKey(e.ref.ID), nil, nil); err != nil {
+					return err
+				}
+			}
 		}
-		if found {
-			moving = moving[:0]
-			err = x.reclaimPlan(it, lin, blk, gen, heir, es,
-				func(e blockEntry) error { moving = append(moving, e); return nil },
-				func(e blockEntry) error {
-					if e.ref.Zero {
-						return nil
-					}
-					return b.Set(candidateKey(e.ref.ID), nil, nil)
-				})
+		if len(move) > 0 {
+			var hfound bool
+			var err error
+			if hs, hfound, err = x.getBlock(lin, blk, heir, hs[:0]); err != nil {
+				return err
+			}
+			if !hfound {
+				b.Set(blockByGenKey(lin, heir, blk), nil, nil)
+			}
+			// heir has no entry for a moving pfn: nothing is replaced.
+			merged, err := mergeEntries(move, hs, func(_, _ blockEntry) error { return nil })
 			if err != nil {
-				return false, entries, err
+				return err
 			}
-			if len(moving) > 0 {
-				var hfound bool
-				if hs, hfound, err = x.getBlock(lin, blk, heir, hs[:0]); err != nil {
-					return false, entries, err
-				}
-				if !hfound {
-					b.Set(blockByGenKey(lin, heir, blk), nil, nil)
-				}
-				// heir has no entry for a moving pfn: nothing is replaced.
-				merged, err := mergeEntries(moving, hs, func(_, _ blockEntry) error { return nil })
-				if err != nil {
-					return false, entries, err
-				}
-				buf = appendBlock(buf[:0], blk, merged)
-				b.Set(blockKey(lin, blk, heir), buf, nil)
-			}
+			buf = appendBlock(buf[:0], blk, merged)
+			b.Set(blockKey(lin, blk, heir), buf, nil)
+		}
+		if es != nil {
 			b.Delete(blockKey(lin, blk, gen), nil)
 			entries += len(es)
 		}
 		b.Delete(blockByGenKey(lin, gen, blk), nil)
-		if err := x.commitIfFull(&b); err != nil {
-			return false, entries, err
-		}
+		return x.commitIfFull(&b)
+	})
+	if blocked || err != nil {
+		return false, entries, err
 	}
 	b.Delete(genKey(lin, gen), nil)
 	return true, entries, x.commit(b)
@@ -574,9 +606,10 @@ func PageRefKey(lin, gen, pfn uint64) []byte {
 
 // DropPlan calls fn for each chunk reference of generation gen's page
 // entries that reclaiming it would drop, were the generations in dead (of
-// the same lineage) and gen itself dead: what a gc dry run needs. A
-// generation whose successor is being written drops nothing yet. The
-// reference is named by PageRefKey.
+// the same lineage) and gen itself dead: what a gc dry run needs, by the
+// very decision ReclaimGen takes (reclaimDecision). A generation whose
+// successor is being written drops nothing yet. The reference is named by
+// PageRefKey.
 func (x *Index) DropPlan(lin, gen uint64, dead map[uint64]bool, fn func(id chunkstore.ID, ref []byte) error) error {
 	if x.legacyPages {
 		return errLegacy
@@ -588,42 +621,17 @@ func (x *Index) DropPlan(lin, gen uint64, dead map[uint64]bool, fn func(id chunk
 	if err != nil {
 		return err
 	}
-	heir, err := x.heir(rec, dead)
-	if errors.Is(err, errBlocked) {
+	_, err = x.reclaimDecision(rec, dead, func(_, _ uint64, _, _, drop []blockEntry) error {
+		for _, e := range drop {
+			if !e.ref.Zero {
+				if err := fn(e.ref.ID, PageRefKey(lin, gen, e.pfn)); err != nil {
+					return err
+				}
+			}
+		}
 		return nil
-	}
-	if err != nil {
-		return err
-	}
-	blks, err := x.genBlocks(lin, gen)
-	if err != nil {
-		return err
-	}
-	it, err := x.lineageBlocks(lin)
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	var es []blockEntry
-	for _, blk := range blks {
-		var found bool
-		if es, found, err = x.getBlock(lin, blk, gen, es[:0]); err != nil || !found {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		err = x.reclaimPlan(it, lin, blk, gen, heir, es, func(blockEntry) error { return nil }, func(e blockEntry) error {
-			if e.ref.Zero {
-				return nil
-			}
-			return fn(e.ref.ID, PageRefKey(lin, gen, e.pfn))
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	})
+	return err
 }
 
 // GenEntries returns how many page entries generation gen of lin holds.

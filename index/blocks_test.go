@@ -53,8 +53,9 @@ func pageID(pfn uint64, v int) chunkstore.ID {
 // generation reads as written, that a chain never grows past FullEvery
 // (a full generation starts a new one), then deletes most generations and
 // checks that reclaiming them moves what the survivors still see, drops
-// the rest as gc candidates, and that the mark (PageReferenced) names
-// exactly the chunks a surviving generation sees.
+// the rest as gc candidates (exactly the chunks the dry run, DropPlan,
+// said would go), and that the mark (PageReferenced) names exactly the
+// chunks a surviving generation sees.
 func TestPageMapLineage(t *testing.T) {
 	x, cs := TestIndex(t)
 	const pages, gens = 3000, 40 // pages cross three blocks, one partial
@@ -137,7 +138,28 @@ func TestPageMapLineage(t *testing.T) {
 			t.Fatalf("generation %d: a delta chain of %d generations (FullEvery %d)", i, depth, FullEvery)
 		}
 	}
-	// Keep every seventh generation and the last; delete the rest.
+	// Keep every seventh generation and the last; delete the rest. First
+	// the dry run's answer (DropPlan, the doomed generations still live,
+	// named dead), before anything is deleted.
+	before, err := x.Candidates(nil, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := map[uint64]bool{}
+	for i, w := range all {
+		if !(i%7 == 0 || i == len(all)-1) {
+			dead[w.g.Gen] = true
+		}
+	}
+	planned := map[chunkstore.ID]bool{}
+	for gen := range dead {
+		if err := x.DropPlan(all[0].g.Lin, gen, dead, func(id chunkstore.ID, _ []byte) error {
+			planned[id] = true
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var kept []written
 	for i, w := range all {
 		if i%7 == 0 || i == len(all)-1 {
@@ -151,7 +173,7 @@ func TestPageMapLineage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	err := x.WalkGens(func(r GenRecord) error {
+	err = x.WalkGens(func(r GenRecord) error {
 		if r.State == GenDead {
 			if done, _, err := x.ReclaimGen(r.Lin, r.Gen); err != nil || !done {
 				return fmt.Errorf("reclaim %d: done %v: %v", r.Gen, done, err)
@@ -191,6 +213,22 @@ func TestPageMapLineage(t *testing.T) {
 	}
 	isCand := map[chunkstore.ID]bool{}
 	for _, id := range cands {
+		isCand[id] = true
+	}
+	// The reclaim made candidates of exactly what the dry run said it
+	// would drop.
+	for _, id := range before {
+		delete(isCand, id)
+	}
+	if len(planned) == 0 || len(planned) != len(isCand) {
+		t.Fatalf("the dry run planned to drop %d chunks, the reclaim made %d candidates", len(planned), len(isCand))
+	}
+	for id := range planned {
+		if !isCand[id] {
+			t.Fatalf("chunk %s: planned to drop, no candidate after the reclaim", id)
+		}
+	}
+	for _, id := range before {
 		isCand[id] = true
 	}
 	for _, id := range ids {
