@@ -2,16 +2,13 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 
-	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/gc"
-	"github.com/ckptfs/ckptfs/index"
 )
 
 type fsckOptions struct{ json, repair bool }
@@ -36,16 +33,14 @@ func runFsck(w io.Writer, o fsckOptions, store string) error {
 	var r gc.FsckReport
 	pr := newProgress("fsck", true)
 	p := pr.gc()
-	err := withStore(store, "/fsck", &r, p, func(cs *chunkstore.Store, x *index.Index) error {
-		rep, err := gc.FsckProgress(cs, x, p)
-		if rep != nil {
-			r = *rep
-		}
-		return err
-	})
-	pr.finish()
+	st, err := openControl(store)
 	if err != nil {
 		return err
+	}
+	r, err = st.Fsck(p)
+	pr.finish()
+	if err != nil {
+		return ctlErr(err)
 	}
 	// Files a killed daemon closed but did not store: not damage (the
 	// next writable mount stores them), but fsck checked the store
@@ -91,26 +86,12 @@ func runFsck(w io.Writer, o fsckOptions, store string) error {
 				return fail(exitProblems, "fsck --repair: refused: the index could not be read whole (%s), so chunks it may still name would look unreferenced", p.Detail)
 			}
 		}
-		var res gc.Result
-		err := askDaemon(store, "/fsck-repair", &res, nil)
-		if errors.Is(err, errNoDaemon) {
-			var st *fs.Store
-			if st, err = openStore(store, fs.OpenOptions{AllowLost: true}); err != nil {
-				return err
-			}
-			cs, x := st.Chunks, st.Index
-			if lost := cs.Lost(); lost != nil {
-				if err = cs.AcceptLoss(); err == nil {
-					fmt.Fprintf(w, "repair: accepted the store as it is now (%d durable commits; the log had lost %d)\n", lost.DB, lost.Marker-lost.DB)
-				}
-			}
-			if err == nil {
-				res, err = gc.Repair(cs, x)
-			}
-			st.Close()
+		res, err := st.Repair()
+		if a := res.Accepted; a != nil && !o.json {
+			fmt.Fprintf(w, "repair: accepted the store as it is now (%d durable commits; the log had lost %d)\n", a.Durable, a.Lost)
 		}
 		if err != nil {
-			return fmt.Errorf("fsck --repair: %w", err)
+			return ctlErr(fmt.Errorf("fsck --repair: %w", err))
 		}
 		if o.json {
 			json.NewEncoder(w).Encode(res)

@@ -5,46 +5,26 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ckptfs/ckptfs/fs/daemon"
 
 	"github.com/spf13/pflag"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
-	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
 )
 
-// gcRequest is what gc does; the daemon receives it as JSON.
-type gcRequest struct {
-	Policy gc.Policy `json:"policy"`
-	DryRun bool      `json:"dry_run"`
-	// Lineage limits gc to the images of one guest in one directory (the
-	// receiver expires its own lineage after each checkpoint).
-	Lineage *gc.Scope `json:"lineage,omitempty"`
-	// NoCompact skips the compaction (and the wait for blob rewrites): the
-	// receiver expires after every checkpoint and must not stall on it.
-	NoCompact bool `json:"no_compact,omitempty"`
-	// RewriteAll rewrites every segment with dead bytes (gc --compact).
-	RewriteAll bool `json:"rewrite_all,omitempty"`
-}
-
-// gcReport is what gc did (or, with --dry-run, would do).
-type gcReport struct {
-	DryRun  bool        `json:"dry_run"`
-	Expired []gc.Victim `json:"expired"`
-	Failed  []string    `json:"failed,omitempty"` // files that could not be removed
-	// WouldFree is, for a dry run, the stored bytes removing the expired
-	// files and collecting would free.
-	WouldFree int64      `json:"would_free,omitempty"`
-	Result    *gc.Result `json:"result,omitempty"`
-}
+// gcRequest and gcReport are a gc run's request and report.
+type (
+	gcRequest = daemon.GCRequest
+	gcReport  = daemon.GCReport
+)
 
 // durationValue parses Go durations plus whole days and weeks ("7d", "2w").
 type durationValue struct{ d *time.Duration }
@@ -108,15 +88,14 @@ func runGCCmd(args []string) error {
 }
 
 func runGC(w io.Writer, store string, req gcRequest, asJSON bool) error {
-	var rep gcReport
-	q, _ := json.Marshal(req)
-	pr := newProgress("gc", false)
-	p := pr.gc()
-	err := askDaemon(store, "/gc?req="+url.QueryEscape(string(q)), &rep, p)
-	if errors.Is(err, errNoDaemon) {
-		err = offlineGC(store, req, &rep, p)
+	st, err := openControl(store)
+	if err != nil {
+		return err
 	}
+	pr := newProgress("gc", false)
+	rep, err := st.GC(req, pr.gc())
 	pr.finish()
+	err = ctlErr(err)
 	if err != nil && (errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device")) {
 		return fail(exitError, "gc: the store's disk is full, and gc writes before it frees (%s): remove some files (rm needs no room), or make room on the disk, then run gc again", chunkstore.OneLine(err.Error()))
 	}
@@ -170,100 +149,4 @@ func printGC(w io.Writer, rep gcReport) {
 				bytesStr(r.DeadWaiting), r.DeadWaitingSegments, why, bytesStr(r.WaitingCopy))
 		}
 	}
-}
-
-// offlineGC runs gc on an unmounted store.
-func offlineGC(store string, req gcRequest, rep *gcReport, p gc.Progress) error {
-	st, err := openWritable(store)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	cs, x := st.Chunks, st.Index
-	*rep, err = planAndRun(cs, x, req, gc.OfflineRemover(x, time.Now().UnixNano()), p)
-	return err
-}
-
-// planAndRun is one gc request: its plan (gc.NewPlan), then what it would
-// free (a dry run) or its execution with rm.
-func planAndRun(cs *chunkstore.Store, x *index.Index, req gcRequest, rm gc.Remover, p gc.Progress) (gcReport, error) {
-	rep := gcReport{DryRun: req.DryRun}
-	plan, err := gc.NewPlan(x, req.Policy, req.Lineage)
-	if err != nil {
-		return rep, err
-	}
-	rep.Expired = plan.Expired
-	if req.DryRun {
-		rep.WouldFree, err = plan.WouldFree(cs, x)
-		return rep, err
-	}
-	done, err := plan.Execute(cs, x, rm, gc.Options{CompactKeys: !req.NoCompact, RewriteAll: req.RewriteAll}, p)
-	rep.Failed, rep.Result = done.Failed, &done.Result
-	return rep, err
-}
-
-// daemonGC runs gc requests inside the mount daemon, one at a time. Files
-// are removed through the mounted filesystem's own namespace (by directory
-// inode and entry, never by a path the kernel resolves), which keeps the
-// kernel's caches right and open files readable until closed.
-type daemonGC struct {
-	mu   sync.Mutex
-	fsys *fs.FS
-	cs   *chunkstore.Store
-	x    *index.Index
-
-	// What the runs did, for the metrics; guarded by mu.
-	runs, expired, freed int64
-	last                 time.Time
-}
-
-// auto runs policy after each completed checkpoint: images counts the whole
-// xl save images committed so far; it is polled every interval.
-func (d *daemonGC) auto(policy gc.Policy, images func() int64, interval time.Duration, logf func(string, ...any), stop <-chan struct{}) {
-	last := images()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		if n := images(); n != last {
-			last = n
-			rep, err := d.run(gcRequest{Policy: policy}, nil)
-			if err != nil {
-				logf("gc: %v", err)
-				continue
-			}
-			if len(rep.Expired) > 0 || len(rep.Failed) > 0 {
-				var b strings.Builder
-				printGC(&b, rep)
-				logf("gc after checkpoint:\n%s", b.String())
-			}
-		}
-	}
-}
-
-func (d *daemonGC) run(req gcRequest, p gc.Progress) (gcReport, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	rep, err := planAndRun(d.cs, d.x, req, d.fsys.Remove, p)
-	if req.DryRun || rep.Result == nil {
-		return rep, err
-	}
-	d.runs++
-	d.expired += int64(len(rep.Expired) - len(rep.Failed))
-	d.freed += rep.Result.StoredFreed
-	d.last = time.Now()
-	if err == nil {
-		err = d.x.Sync() // what gc reports removed stays removed
-	}
-	return rep, err
-}
-
-func (d *daemonGC) repair() (gc.Result, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return gc.Repair(d.cs, d.x)
 }

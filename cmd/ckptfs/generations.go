@@ -4,14 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/gc"
-	"github.com/ckptfs/ckptfs/index"
 )
 
 func runGenerationsCmd(args []string) error {
@@ -39,14 +36,13 @@ func runGenerationsCmd(args []string) error {
 // first, with what the policy given would do to each and why: restic's
 // snapshots and forget --dry-run in one.
 func runGenerations(w io.Writer, store string, p gc.Policy, asJSON bool) error {
-	var gens []gc.Generation
-	q, _ := json.Marshal(p)
-	err := withStore(store, "/generations?policy="+url.QueryEscape(string(q)), &gens, nil, func(_ *chunkstore.Store, x *index.Index) (err error) {
-		gens, err = gc.List(x, p)
-		return err
-	})
+	st, err := openControl(store)
 	if err != nil {
 		return err
+	}
+	gens, err := st.Generations(p)
+	if err != nil {
+		return ctlErr(err)
 	}
 	if gens == nil {
 		gens = []gc.Generation{}

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ckptfs/ckptfs/fs/daemon"
+
 	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/fs/metrics"
@@ -18,7 +20,7 @@ import (
 
 // mountMetrics is the mount daemon as a metrics.Source.
 type mountMetrics struct {
-	d     *daemonGC
+	d     *daemon.Daemon
 	store string
 	data  *content.Store
 }
@@ -62,11 +64,9 @@ func serveMetrics(ln net.Listener, src metrics.Source) (stop func()) {
 }
 
 func (m *mountMetrics) Counters() metrics.Counters {
-	c, f := m.data.Counters(), m.d.fsys.Counters()
-	m.d.mu.Lock()
-	runs, expired, freed, last := m.d.runs, m.d.expired, m.d.freed, m.d.last
-	m.d.mu.Unlock()
-	spoolFiles, spoolBytes := m.d.fsys.Backlog()
+	c, f := m.data.Counters(), m.d.FS.Counters()
+	runs, expired, freed, last := m.d.GCCounters()
+	spoolFiles, spoolBytes := m.d.FS.Backlog()
 	counts, sum := f.ImageIngest()
 	return metrics.Counters{
 		ImageIngest: metrics.Histogram{Bounds: fs.ImageBuckets[:], Counts: counts, Sum: sum},
@@ -80,7 +80,7 @@ func (m *mountMetrics) Counters() metrics.Counters {
 }
 
 func (m *mountMetrics) Totals() (metrics.Totals, error) {
-	s, err := gc.ComputeStats(m.d.cs, m.d.x)
+	s, err := gc.ComputeStats(m.d.Chunks, m.d.Index)
 	if err != nil {
 		return metrics.Totals{}, err
 	}

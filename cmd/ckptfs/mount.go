@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -13,7 +14,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/ckptfs/ckptfs/fs/daemon"
+	"github.com/ckptfs/ckptfs/fs/transfer"
+
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/pflag"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
@@ -134,8 +138,18 @@ func runMount(o mountOptions, store, mnt string) error {
 		logger.Printf("WARNING %v; serving what is intact, read-only", lost)
 	}
 	chunkstore.FatalHook = func(string) { fs.Abort(absMnt) }
-	d := &daemonGC{fsys: m.FS, cs: m.Store, x: m.Index}
-	ctl, err := serveControl(absStore, m.Store, m.Index, d, m.Data)
+	d := &daemon.Daemon{Dir: absStore, Chunks: m.Store, Index: m.Index, FS: m.FS}
+	ctl, err := daemon.Listen(d, map[string]http.HandlerFunc{
+		"/transfer": func(w http.ResponseWriter, r *http.Request) {
+			d.FS.WaitCommitted() // files closed behind their writers count
+			cred, _ := daemon.PeerCred(r)
+			serveTransfer(w, &transfer.Local{Chunks: m.Store, Index: m.Index, Data: m.Data, As: peerCaller(cred), Unlink: d.FS.Remove})
+		},
+		"/receive": func(w http.ResponseWriter, r *http.Request) { serveReceive(w, r, d, m.Data, m.Store, m.Index) },
+	})
+	if errors.Is(err, daemon.ErrServed) {
+		err = fail(exitLocked, "%v", err)
+	}
 	if err != nil && o.readOnly && (errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EACCES)) {
 		// A store on read-only media: no control socket. Commands open
 		// the store read-only themselves (readers share it).
@@ -156,7 +170,11 @@ func runMount(o mountOptions, store, mnt string) error {
 	if !o.policy.Empty() {
 		stop := make(chan struct{})
 		defer close(stop)
-		go d.auto(o.policy, m.Data.Counters().Images.Load, 2*time.Second, logger.Printf, stop)
+		go d.AutoGC(o.policy, m.Data.Counters().Images.Load, 2*time.Second, logger.Printf, func(rep daemon.GCReport) string {
+			var b strings.Builder
+			printGC(&b, rep)
+			return b.String()
+		}, stop)
 	}
 
 	sigs := make(chan os.Signal, 1)
@@ -187,9 +205,9 @@ func runMount(o mountOptions, store, mnt string) error {
 		fmt.Println(ready)
 	}
 	// Under systemd (Type=notify) the unit is up now; elsewhere a no-op.
-	daemon.SdNotify(false, daemon.SdNotifyReady)
+	sddaemon.SdNotify(false, sddaemon.SdNotifyReady)
 	m.Server.Wait()
-	daemon.SdNotify(false, daemon.SdNotifyStopping)
+	sddaemon.SdNotify(false, sddaemon.SdNotifyStopping)
 	// Files closed behind their writers are stored first, while the
 	// control socket still answers: a command that waits for them (stats
 	// right after umount) gets its answer.

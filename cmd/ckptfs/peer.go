@@ -12,10 +12,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ckptfs/ckptfs/fs/daemon"
 
 	"github.com/spf13/pflag"
 
@@ -212,16 +213,7 @@ func (p *pipeRW) SetReadDeadline(t time.Time) error {
 }
 
 // storeDir resolves a mountpoint of a ckptfs store to the store.
-func storeDir(spec string) (string, error) {
-	abs, err := filepath.Abs(spec)
-	if err != nil {
-		return "", err
-	}
-	if e, ok, err := fs.MountAt(abs); err == nil && ok && strings.HasPrefix(e.FSType, "fuse.ckptfs") && e.Source != "" {
-		return e.Source, nil
-	}
-	return abs, nil
-}
+func storeDir(spec string) (string, error) { return daemon.StoreDir(spec) }
 
 // openLocal opens a store: through its daemon if mounted, else here.
 func openLocal(spec string, timeout time.Duration) (*side, error) {
@@ -254,7 +246,7 @@ func dialTransfer(store string) (net.Conn, error) {
 	p := socketPath(store)
 	if _, err := os.Stat(p); err != nil {
 		if errors.Is(err, os.ErrPermission) {
-			return nil, denied(store)
+			return nil, &exitErr{exitDenied, daemon.Denied(store)}
 		}
 		return nil, errNoDaemon
 	}

@@ -21,6 +21,8 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/ckptfs/ckptfs/fs/daemon"
+
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/gc"
@@ -82,7 +84,7 @@ func hijack(w http.ResponseWriter, extra string) (net.Conn, *bufio.ReadWriter, b
 func daemonHandshake(store, path string) (*net.UnixConn, *bufio.Reader, *http.Response, error) {
 	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: socketPath(store), Net: "unix"})
 	if errors.Is(err, os.ErrPermission) {
-		return nil, nil, nil, denied(store)
+		return nil, nil, nil, &exitErr{exitDenied, daemon.Denied(store)}
 	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("daemon of %s: %w (%v)", store, errNoDaemon, err)
@@ -98,9 +100,9 @@ func daemonHandshake(store, path string) (*net.UnixConn, *bufio.Reader, *http.Re
 		conn.Close()
 		return nil, nil, nil, fmt.Errorf("daemon of %s: %w", store, err)
 	}
-	if err := daemonStatus(store, resp); err != nil {
+	if err := daemon.Refused(store, resp); err != nil {
 		conn.Close()
-		return nil, nil, nil, err
+		return nil, nil, nil, ctlErr(err)
 	}
 	return conn, br, resp, nil
 }
@@ -108,7 +110,7 @@ func daemonHandshake(store, path string) (*net.UnixConn, *bufio.Reader, *http.Re
 // serveReceive is the daemon's side: it takes the stream's descriptor
 // and runs receive on it, writing progress lines (and a last "error: "
 // line) back until the stream ends.
-func serveReceive(w http.ResponseWriter, r *http.Request, d *daemonGC, data *content.Store, cs *chunkstore.Store, x *index.Index) {
+func serveReceive(w http.ResponseWriter, r *http.Request, d *daemon.Daemon, data *content.Store, cs *chunkstore.Store, x *index.Index) {
 	var req receiveRequest
 	if err := json.Unmarshal([]byte(r.URL.Query().Get("req")), &req); err != nil {
 		http.Error(w, "bad receive request: "+err.Error(), http.StatusBadRequest)
@@ -142,11 +144,11 @@ func serveReceive(w http.ResponseWriter, r *http.Request, d *daemonGC, data *con
 	logf := func(f string, a ...any) { fmt.Fprintf(conn, f+"\n", a...) }
 	published := func(uuid string, dir uint64) error {
 		data.Counters().Images.Add(1)
-		d.fsys.LatestChanged(dir)
+		d.FS.LatestChanged(dir)
 		if req.Policy.Empty() {
 			return nil
 		}
-		_, err := d.run(gcRequest{Policy: req.Policy, Lineage: &gc.Scope{UUID: uuid, Dir: dir}, NoCompact: true}, nil)
+		_, err := d.GC(daemon.GCRequest{Policy: req.Policy, Lineage: &gc.Scope{UUID: uuid, Dir: dir}, NoCompact: true}, nil)
 		return err
 	}
 	err = receive.Run(stream, cs, x, receive.Options{Dir: req.Dir, Buffer: req.Buffer, Nice: req.Nice, Config: receive.DefaultConfig(), OnPublish: published, Logf: logf, Bytes: bytesStr})

@@ -11,7 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/fs/daemon"
+
 	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
@@ -52,15 +53,15 @@ type storeStats struct {
 
 func runStats(w io.Writer, o statsOptions, store string) error {
 	var s storeStats
-	err := withStore(store, "/stats", &s.Stats, nil, func(cs *chunkstore.Store, x *index.Index) (err error) {
-		s.Stats, err = gc.ComputeStats(cs, x)
-		return err
-	})
+	st, err := openControl(store)
 	if err != nil {
 		return err
 	}
-	if err := askDaemon(store, "/writing", &s.Writing, nil); err != nil && !errors.Is(err, errNoDaemon) {
-		return err
+	if s.Stats, err = st.Stats(); err != nil {
+		return ctlErr(err)
+	}
+	if s.Writing, err = st.Writing(); err != nil {
+		return ctlErr(err)
 	}
 	if s.Writing == nil {
 		s.Writing = []fs.Writing{}
@@ -115,18 +116,24 @@ func expectedStr(f fs.Writing) string {
 // watchWrites follows the files being written into a mounted store until
 // none is left.
 func watchWrites(w io.Writer, o statsOptions, store string) error {
+	ctl, err := daemon.Dial(store)
+	if errors.Is(err, daemon.ErrNoDaemon) {
+		return fail(exitUsage, "stats --watch: %s is not mounted: nothing can be being written", store)
+	}
+	if err != nil {
+		return ctlErr(err)
+	}
 	pr := newProgress("stats", true)
 	defer pr.finish()
 	var last int64
 	lastAt := time.Now()
 	for first := true; ; first = false {
-		var ws []fs.Writing
-		err := askDaemon(store, "/writing", &ws, nil)
-		if errors.Is(err, errNoDaemon) {
-			return fail(exitUsage, "stats --watch: %s is not mounted: nothing can be being written", store)
+		ws, err := ctl.Writing()
+		if errors.Is(err, daemon.ErrNoDaemon) {
+			ws, err = nil, nil // unmounted meanwhile: nothing is written any more
 		}
 		if err != nil {
-			return err
+			return ctlErr(err)
 		}
 		if len(ws) == 0 {
 			if first {

@@ -26,16 +26,6 @@ func storeErr(err error) error {
 	return err
 }
 
-// openOffline opens an unmounted store read-only, for stats and fsck.
-func openOffline(dir string) (*fs.Store, error) {
-	return openStore(dir, fs.OpenOptions{ReadOnly: true})
-}
-
-// openWritable opens an unmounted store read-write (running index recovery).
-func openWritable(dir string) (*fs.Store, error) {
-	return openStore(dir, fs.OpenOptions{})
-}
-
 // openStore opens the existing store in dir (fs.Open), waiting up to
 // releaseWait while another process holds it, with its errors' exit codes.
 func openStore(dir string, o fs.OpenOptions) (*fs.Store, error) {

@@ -22,6 +22,7 @@ var forbidden = map[string][]string{
 	"index/manifest": {"fs", "gc", "xen", "cmd"},
 	"fs/transfer":    {"gc", "cmd"},
 	"fs/bucket":      {"cmd"},
+	"fs/daemon":      {"fs/transfer", "fs/bucket", "xen/receive", "cmd"}, // the control socket knows stores, not peers
 	"fs/metrics":     {"chunkstore", "index", "fs", "gc", "xen", "cmd"},
 	"fs/bucketfs":    {"gc", "xen", "cmd"},
 	"xen/xentest":    {"chunkstore", "index", "fs", "gc", "cmd"},
