@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/ckptfs/ckptfs/fs/bucket"
+	"github.com/ckptfs/ckptfs/chunkstore/bucket"
 	"github.com/ckptfs/ckptfs/gc"
 )
 

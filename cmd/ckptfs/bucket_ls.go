@@ -7,7 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/ckptfs/ckptfs/fs/bucket"
+	"github.com/ckptfs/ckptfs/chunkstore/bucket"
 	"github.com/ckptfs/ckptfs/fs/transfer"
 )
 

@@ -20,8 +20,8 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/ckptfs/ckptfs/chunkstore/bucket"
 	"github.com/ckptfs/ckptfs/fs"
-	"github.com/ckptfs/ckptfs/fs/bucket"
 	"github.com/ckptfs/ckptfs/fs/transfer"
 )
 

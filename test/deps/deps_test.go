@@ -11,21 +11,21 @@ const mod = "github.com/ckptfs/ckptfs/"
 
 // forbidden lists, per package, the packages of ours it must not import.
 var forbidden = map[string][]string{
-	"xen":            {"chunkstore", "index", "fs", "gc", "cmd"},
-	"chunkstore":     {"index", "fs", "gc", "xen", "cmd"},
-	"index":          {"fs", "gc", "xen", "cmd"},
-	"fs/content":     {"fs", "gc", "cmd", "xen"}, // the engine knows no pfn: page mode is a hook
-	"xen/lineage":    {"fs", "gc", "cmd"},
-	"xen/receive":    {"fs/transfer", "fs/bucket", "gc", "cmd"},
-	"gc":             {"fs", "cmd"},
-	"fs":             {"gc", "cmd"},
-	"index/manifest": {"fs", "gc", "xen", "cmd"},
-	"fs/transfer":    {"gc", "cmd"},
-	"fs/bucket":      {"cmd"},
-	"fs/daemon":      {"fs/transfer", "fs/bucket", "xen/receive", "cmd"}, // the control socket knows stores, not peers
-	"fs/metrics":     {"chunkstore", "index", "fs", "gc", "xen", "cmd"},
-	"fs/bucketfs":    {"gc", "xen", "cmd"},
-	"xen/xentest":    {"chunkstore", "index", "fs", "gc", "cmd"},
+	"xen":               {"chunkstore", "index", "fs", "gc", "cmd"},
+	"chunkstore":        {"index", "fs", "gc", "xen", "cmd"},
+	"index":             {"fs", "gc", "xen", "cmd"},
+	"fs/content":        {"fs", "gc", "cmd", "xen"}, // the engine knows no pfn: page mode is a hook
+	"xen/lineage":       {"fs", "gc", "cmd"},
+	"xen/receive":       {"fs/transfer", "chunkstore/bucket", "gc", "cmd"},
+	"gc":                {"fs", "cmd"},
+	"fs":                {"gc", "cmd"},
+	"index/manifest":    {"fs", "gc", "xen", "cmd"},
+	"fs/transfer":       {"gc", "cmd"},
+	"chunkstore/bucket": {"cmd", "fs/daemon", "fs/bucketfs", "xen"},
+	"fs/daemon":         {"fs/transfer", "chunkstore/bucket", "xen/receive", "cmd"}, // the control socket knows stores, not peers
+	"fs/metrics":        {"chunkstore", "index", "fs", "gc", "xen", "cmd"},
+	"fs/bucketfs":       {"gc", "xen", "cmd"},
+	"xen/xentest":       {"chunkstore", "index", "fs", "gc", "cmd"},
 	// Test helpers import nothing of the product.
 	"test/memimage":       {"chunkstore", "index", "fs", "gc", "xen", "cmd"},
 	"test/servers":        {"chunkstore", "index", "fs", "gc", "xen", "cmd"},

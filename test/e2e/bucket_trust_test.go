@@ -12,7 +12,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
-	"github.com/ckptfs/ckptfs/fs/bucket"
+	"github.com/ckptfs/ckptfs/chunkstore/bucket"
 )
 
 // TestBucketTampered: an object of the bucket overwritten by someone

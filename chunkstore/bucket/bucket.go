@@ -44,14 +44,12 @@
 package bucket
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"sort"
 	"strings"
@@ -66,8 +64,6 @@ import (
 	"github.com/ckptfs/ckptfs/fs/transfer"
 	"github.com/ckptfs/ckptfs/index/manifest"
 	"github.com/klauspost/compress/s2"
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -91,8 +87,7 @@ type Options struct {
 
 // Bucket is a bucket opened for one host.
 type Bucket struct {
-	mc       *minio.Client
-	name     string
+	objs     Objects
 	prefix   string
 	o        Options
 	ctx      context.Context
@@ -127,7 +122,7 @@ func (b *Bucket) storeNow() (time.Time, error) {
 		if b.skewErr = b.put(rel, nil); b.skewErr != nil {
 			return
 		}
-		st, err := b.mc.StatObject(b.ctx, b.name, b.key(rel), minio.StatObjectOptions{})
+		mod, err := b.objs.Modified(b.ctx, b.key(rel))
 		if err != nil {
 			b.skewErr = b.wrap(rel, err)
 			return
@@ -135,7 +130,7 @@ func (b *Bucket) storeNow() (time.Time, error) {
 		after := clock()
 		// LastModified has whole seconds: the store's now lies in
 		// [LastModified, LastModified+1s); take the middle.
-		b.skew = st.LastModified.Add(500 * time.Millisecond).Sub(before.Add(after.Sub(before) / 2))
+		b.skew = mod.Truncate(time.Second).Add(500 * time.Millisecond).Sub(before.Add(after.Sub(before) / 2))
 	})
 	return clock().Add(b.skew), b.skewErr
 }
@@ -173,8 +168,9 @@ func ParseURL(s string) (bucket, prefix string, err error) {
 	return u.Host, strings.Trim(u.Path, "/"), nil
 }
 
-// Open opens the bucket of url (s3://bucket/prefix), creating the bucket
-// and its config object if they do not exist, and checks the key.
+// Open opens the bucket of url (s3://bucket/prefix) at o.Endpoint,
+// creating the bucket and its config object if they do not exist, and
+// checks the key.
 func Open(rawURL string, o Options) (*Bucket, error) {
 	name, prefix, err := ParseURL(rawURL)
 	if err != nil {
@@ -186,28 +182,26 @@ func Open(rawURL string, o Options) (*Bucket, error) {
 	if o.Endpoint == "" {
 		return nil, errors.New("an s3:// URL needs --endpoint HOST:PORT")
 	}
+	objs, err := NewS3Objects(context.Background(), o.Endpoint, o.Secure, o.AccessKey, o.SecretKey, name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", rawURL, err)
+	}
+	return OpenObjects(objs, prefix, rawURL, o)
+}
+
+// OpenObjects opens the bucket kept in objs under prefix (what names it
+// in errors), writing its config object if there is none, and checks the
+// key.
+func OpenObjects(objs Objects, prefix, what string, o Options) (*Bucket, error) {
+	if o.Keys == nil {
+		return nil, errors.New("a bucket needs --key-file: what leaves the host is encrypted")
+	}
 	if o.Grace == 0 {
 		o.Grace = time.Hour
 	}
-	mc, err := minio.New(o.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(o.AccessKey, o.SecretKey, ""), Secure: o.Secure})
-	if err != nil {
-		return nil, err
-	}
-	b := &Bucket{mc: mc, name: name, prefix: prefix, o: o, ctx: context.Background(), What: rawURL,
+	rawURL := what
+	b := &Bucket{objs: objs, prefix: prefix, o: o, ctx: context.Background(), What: what,
 		loc: map[Name]loc{}, indexed: map[string]bool{}, packs: map[string][]loc{}, marks: map[string]time.Time{}, headers: map[string]transfer.File{}}
-	ok, err := mc.BucketExists(b.ctx, name)
-	if err != nil {
-		return nil, b.wrap("", err)
-	}
-	if !ok {
-		if err := mc.MakeBucket(b.ctx, name, minio.MakeBucketOptions{}); err != nil {
-			// Another host made it meanwhile.
-			var er minio.ErrorResponse
-			if !errors.As(err, &er) || (er.Code != "BucketAlreadyOwnedByYou" && er.Code != "BucketAlreadyExists") {
-				return nil, b.wrap("", err)
-			}
-		}
-	}
 	cfg, err := b.get("ckptfs-bucket", 0, 0)
 	if isNotFound(err) {
 		return b, b.put("ckptfs-bucket", o.Keys.Seal(nil, []byte("config"), []byte(`{"version":1}`)))
@@ -243,36 +237,17 @@ func (b *Bucket) wrap(obj string, err error) error {
 	return fmt.Errorf("%s: %w", b.What, err)
 }
 
-func isNotFound(err error) bool {
-	var er minio.ErrorResponse
-	return errors.As(err, &er) && (er.Code == "NoSuchKey" || er.StatusCode == 404)
-}
+func isNotFound(err error) bool { return errors.Is(err, ErrNoObject) }
 
 // get reads object rel, or its bytes [off, off+n) when n > 0.
 func (b *Bucket) get(rel string, off, n int64) ([]byte, error) {
-	var opts minio.GetObjectOptions
-	if n > 0 {
-		opts.SetRange(off, off+n-1)
-	}
-	obj, err := b.mc.GetObject(b.ctx, b.name, b.key(rel), opts)
-	if err != nil {
-		return nil, b.wrap(rel, err)
-	}
-	defer obj.Close()
-	data, err := io.ReadAll(obj)
+	data, err := b.objs.Get(b.ctx, b.key(rel), off, n)
 	b.Received.Add(int64(len(data)))
-	if err != nil {
-		var er minio.ErrorResponse
-		if errors.As(err, &er) && er.StatusCode == 416 {
-			return nil, nil // a range past the end of a short object
-		}
-		return nil, b.wrap(rel, err)
-	}
-	return data, nil
+	return data, b.wrap(rel, err)
 }
 
 func (b *Bucket) put(rel string, data []byte) error {
-	_, err := b.mc.PutObject(b.ctx, b.name, b.key(rel), bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{DisableMultipart: true})
+	err := b.objs.Put(b.ctx, b.key(rel), data)
 	if err == nil {
 		b.Sent.Add(int64(len(data)))
 	}
@@ -280,18 +255,19 @@ func (b *Bucket) put(rel string, data []byte) error {
 }
 
 func (b *Bucket) remove(rel string) error {
-	return b.wrap(rel, b.mc.RemoveObject(b.ctx, b.name, b.key(rel), minio.RemoveObjectOptions{}))
+	return b.wrap(rel, b.objs.Remove(b.ctx, b.key(rel)))
 }
 
 // list returns the objects under rel (a prefix ending in /), names relative
 // to it, with their modification times.
 func (b *Bucket) list(rel string) (map[string]time.Time, error) {
-	out := map[string]time.Time{}
-	for o := range b.mc.ListObjects(b.ctx, b.name, minio.ListObjectsOptions{Prefix: b.key(rel), Recursive: true}) {
-		if o.Err != nil {
-			return nil, b.wrap(rel, o.Err)
-		}
-		out[strings.TrimPrefix(o.Key, b.key(rel))] = o.LastModified
+	objs, err := b.objs.List(b.ctx, b.key(rel))
+	if err != nil {
+		return nil, b.wrap(rel, err)
+	}
+	out := make(map[string]time.Time, len(objs))
+	for k, t := range objs {
+		out[strings.TrimPrefix(k, b.key(rel))] = t
 	}
 	return out, nil
 }
