@@ -44,6 +44,22 @@
 //	key field        a big-endian uint64 after a key's prefix byte:
 //	                 keyLen(n) is a key of n fields, field(k, i) reads one
 //
+// Words that meant two things elsewhere, each kept to one:
+//
+//	collect          gc only: dead generations reclaimed and unreferenced
+//	                 chunks swept (gc.CollectWith)
+//	reap             the content writer takes a finished job's chunks
+//	                 into its batch, in order
+//	prepare          a writer's job dedups and compresses its chunks
+//	beforeMutate     the writer finishes its jobs and cut before a
+//	                 mutation that touches bytes they cover
+//	putRef           the writer maps file bytes to a chunk or page entry
+//	record           chunkstore only: one chunk's bytes in a segment
+//	Store            chunkstore.Store holds chunks; content.Store is the
+//	                 engine over it; fs.Store is an open store (fs.Open:
+//	                 both plus the index); daemon.Store is a store as a
+//	                 command reaches it, mounted or not
+//
 // # Keys and values, format version 4
 //
 // Integers in keys are big-endian, so keys sort numerically. ino, ver,

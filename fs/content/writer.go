@@ -37,12 +37,12 @@ import (
 // previous one. So a streaming write appends its bytes to buf, hands the
 // uncut bytes to background jobs of at most jobBytes each (cut; then hash,
 // compare with the base generation, dedup check and compress, on every
-// core: see process) and returns; later calls collect the jobs' results in
+// core: see process) and returns; later calls reap the jobs' results in
 // order. Up to jobDepth jobs are in flight, so one job's serial steps and
-// the collecting of another overlap a third's parallel ones: a pipeline.
+// the reaping of another overlap a third's parallel ones: a pipeline.
 // Jobs only read buf; while any runs, buf is only appended to (or, at
 // applyAsync, its uncut tail copied to a new array: the jobs keep reading
-// the old one, which becomes spare only once they are collected).
+// the old one, which becomes spare only once they are reaped).
 //
 // Crash safety: while a write touches bytes below the committed size, the
 // writer works on a staged copy of the extent list (index.Stage), which
@@ -197,12 +197,12 @@ func (w *Writer) SetMtime(t int64) { w.mtime = t; w.dirty = true }
 // Dirty reports whether there is anything to commit.
 func (w *Writer) Dirty() bool { return w.dirty }
 
-// prepare is called before a mutation that touches bytes at and past from
+// beforeMutate is called before a mutation that touches bytes at and past from
 // and keeps at most keep bytes of the current content.
 //
 // It does not wait for the job in flight: appends may overlap it, and every
-// path below that restructures state (flushAll) collects it first.
-func (w *Writer) prepare(from, keep int64) error {
+// path below that restructures state (flushAll) reaps it first.
+func (w *Writer) beforeMutate(from, keep int64) error {
 	w.dirty = true
 	if w.b == nil {
 		w.b = w.newBatch()
@@ -298,7 +298,7 @@ func (w *Writer) writeAt(p []byte, off int64, now int64) error {
 			return w.fail(err)
 		}
 	}
-	if err := w.prepare(off, w.size); err != nil {
+	if err := w.beforeMutate(off, w.size); err != nil {
 		return w.fail(err)
 	}
 	w.mtime = now
@@ -306,7 +306,7 @@ func (w *Writer) writeAt(p []byte, off int64, now int64) error {
 	end := off + int64(len(p))
 	streamEnd := w.streamOff + int64(len(w.buf))
 	if off != streamEnd || len(w.ahead) > 0 {
-		if err := w.collect(); err != nil {
+		if err := w.reap(); err != nil {
 			return w.fail(err)
 		}
 	}
@@ -342,11 +342,11 @@ func (w *Writer) writeAt(p []byte, off int64, now int64) error {
 		w.buf = append(w.buf[:0], p...)
 	}
 	w.size = max(w.size, end)
-	if err := w.collectDone(); err != nil {
+	if err := w.reapDone(); err != nil {
 		return w.fail(err)
 	}
 	if w.cutOff < w.stagedEnd {
-		if err := w.collect(); err != nil {
+		if err := w.reap(); err != nil {
 			return w.fail(err)
 		}
 		return w.fail(w.cutReady())
@@ -360,7 +360,7 @@ func (w *Writer) writeAt(p []byte, off int64, now int64) error {
 		if err := w.startJobs(); err != nil {
 			return w.fail(err)
 		}
-		// startJobs may have collected: a batch may be full again.
+		// startJobs may have reaped: a batch may be full again.
 		if w.cutOff-w.streamOff < int64(w.s.cfg.BatchBytes) {
 			return nil
 		}
@@ -369,7 +369,7 @@ func (w *Writer) writeAt(p []byte, off int64, now int64) error {
 
 // startJobs hands the uncut bytes nobody has taken yet to background
 // jobs, jobBytes at a time, while there is a whole chunk's worth; with
-// jobDepth in flight it collects the first. Only for appends past every
+// jobDepth in flight it reaps the first. Only for appends past every
 // staged extent: no overlay.
 func (w *Writer) startJobs() error {
 	for {
@@ -385,7 +385,7 @@ func (w *Writer) startJobs() error {
 			return nil // nothing new, or less than a chunk
 		}
 		if len(w.jobs) >= jobDepth {
-			if err := w.collectOne(); err != nil {
+			if err := w.reapOne(); err != nil {
 				return err
 			}
 			continue
@@ -561,37 +561,37 @@ func parallel(n int, fn func(i int)) {
 // parallelMin is the least work items worth a goroutine of their own.
 const parallelMin = 16
 
-// collect waits for every job in flight and records their results, in
+// reap waits for every job in flight and records their results, in
 // order; it returns the first error.
-func (w *Writer) collect() error {
+func (w *Writer) reap() error {
 	var err error
 	for len(w.jobs) > 0 {
-		if e := w.collectOne(); err == nil {
+		if e := w.reapOne(); err == nil {
 			err = e
 		}
 	}
 	return err
 }
 
-// collectDone records the results of the jobs already done, in order,
+// reapDone records the results of the jobs already done, in order,
 // without waiting.
-func (w *Writer) collectDone() error {
+func (w *Writer) reapDone() error {
 	for len(w.jobs) > 0 {
 		select {
 		case <-w.jobs[0].done:
 		default:
 			return nil
 		}
-		if err := w.collectOne(); err != nil {
+		if err := w.reapOne(); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// collectOne waits for the first job in flight and records its chunks
+// reapOne waits for the first job in flight and records its chunks
 // and extents.
-func (w *Writer) collectOne() error {
+func (w *Writer) reapOne() error {
 	j := w.jobs[0]
 	<-j.done
 	w.jobs[0] = nil
@@ -605,7 +605,7 @@ func (w *Writer) collectOne() error {
 		return j.err
 	}
 	if j.off != w.cutOff {
-		return fmt.Errorf("content: job at %d collected at %d", j.off, w.cutOff)
+		return fmt.Errorf("content: job at %d reaped at %d", j.off, w.cutOff)
 	}
 	st := &w.s.stats
 	for _, r := range j.res {
@@ -626,7 +626,7 @@ func (w *Writer) collectOne() error {
 		default:
 			st.ChunksDup.Add(1)
 		}
-		if err := w.record(r.off, r.n, index.PageRef{ID: r.id, Zero: r.zero, Tag: r.tag, Tagged: r.tagged}, false, r.base); err != nil {
+		if err := w.putRef(r.off, r.n, index.PageRef{ID: r.id, Zero: r.zero, Tag: r.tag, Tagged: r.tagged}, false, r.base); err != nil {
 			return err
 		}
 	}
@@ -635,9 +635,9 @@ func (w *Writer) collectOne() error {
 	return nil
 }
 
-// record maps file bytes [off, off+n) to chunk id (or zero): a page the
+// putRef maps file bytes [off, off+n) to chunk id (or zero): a page the
 // page hook records is its own, anything else is an extent.
-func (w *Writer) record(off int64, n int, ref index.PageRef, overlay bool, base pageCmp) error {
+func (w *Writer) putRef(off int64, n int, ref index.PageRef, overlay bool, base pageCmp) error {
 	end := off + int64(n)
 	id, zero := ref.ID, ref.Zero
 	if !overlay && n == PageSize && w.pages != nil {
@@ -747,7 +747,7 @@ func (w *Writer) emit(off int64, data []byte) error {
 	if key := w.s.chunks.TagKey(); key != nil && !zero && len(data) == PageSize {
 		ref.Tag, ref.Tagged = chunkstore.PageTag(key, data), true
 	}
-	return w.record(off, len(data), ref, overlay, cmpUnknown)
+	return w.putRef(off, len(data), ref, overlay, cmpUnknown)
 }
 
 // applyBatch applies the pending batch (without sync), after the one being
@@ -893,7 +893,7 @@ func (w *Writer) dropCut(to int64) {
 // flushAll cuts and stores everything held in memory, including the reorder
 // window, and applies the batch. The stream is then empty.
 func (w *Writer) flushAll() error {
-	if err := w.collect(); err != nil {
+	if err := w.reap(); err != nil {
 		return err
 	}
 	if err := w.flushStream(); err != nil {
@@ -936,7 +936,7 @@ func (w *Writer) Truncate(size int64, now int64) error {
 	if size < 0 {
 		return index.ErrInval
 	}
-	if err := w.prepare(size, size); err != nil {
+	if err := w.beforeMutate(size, size); err != nil {
 		return w.fail(err)
 	}
 	w.stopPages()
@@ -1029,7 +1029,7 @@ func (w *Writer) Commit() (index.Inode, error) {
 // writes are dropped.
 func (w *Writer) Close() {
 	defer w.release()
-	w.collect()
+	w.reap()
 	w.settle()
 	if w.b != nil {
 		w.b.Close()
