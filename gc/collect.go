@@ -130,7 +130,7 @@ func CollectWith(cs *chunkstore.Store, x *index.Index, o Options, p Progress) (R
 	}
 	for i, g := range dead {
 		p.report("reclaiming generations", int64(i), int64(len(dead)))
-		done, n, err := x.ReclaimGen(g.Lin, g.Gen)
+		done, n, err := x.ReclaimGen(g.Lin, g.Num)
 		if err != nil {
 			return r, err
 		}

@@ -250,7 +250,7 @@ func (w *PageWriter) flush(pb *pebble.Batch, hint func(chunkstore.ID) chunkstore
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	sort.SliceStable(es, func(i, j int) bool { return es[i].pfn < es[j].pfn })
-	lin, gen := w.g.Lin, w.g.Gen
+	lin, gen := w.g.Lin, w.g.Num
 	candidate := func(old, new blockEntry) error {
 		if old.ref.Zero || (!new.ref.Zero && new.ref.ID == old.ref.ID) {
 			return nil
@@ -492,7 +492,7 @@ func (x *Index) reclaimDecision(rec GenRecord, dead map[uint64]bool, visit func(
 	if err != nil {
 		return false, err
 	}
-	lin, gen := rec.Lin, rec.Gen
+	lin, gen := rec.Lin, rec.Num
 	blks, err := x.genBlocks(lin, gen)
 	if err != nil {
 		return false, err

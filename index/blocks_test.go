@@ -79,7 +79,7 @@ func TestPageMapLineage(t *testing.T) {
 		if n > 0 && g.Base == 0 {
 			t.Fatalf("generation %d: no base", n)
 		}
-		if g.Full() != (n > 0 && g.Floor == g.Gen) {
+		if g.Full() != (n > 0 && g.Floor == g.Num) {
 			t.Fatalf("generation %d: Full() wrong for %+v", n, g)
 		}
 		w := x.NewPageWriter(g)
@@ -92,7 +92,7 @@ func TestPageMapLineage(t *testing.T) {
 					cur[pfn] = -1
 				}
 			}
-			if changed || g.Floor == g.Gen {
+			if changed || g.Floor == g.Num {
 				ref := PageRef{Zero: cur[pfn] < 0}
 				if !ref.Zero {
 					ref.ID = pageID(pfn, cur[pfn])
@@ -121,17 +121,17 @@ func TestPageMapLineage(t *testing.T) {
 		r := x.NewPageReader(w.g.Lin)
 		defer r.Close()
 		for pfn := uint64(0); pfn < pages; pfn++ {
-			ref, ok, err := r.Lookup(pfn, w.g.Gen, w.g.Floor)
+			ref, ok, err := r.Lookup(pfn, w.g.Num, w.g.Floor)
 			want := w.state[pfn]
 			if err != nil || !ok || ref.Zero != (want < 0) || (want >= 0 && ref.ID != pageID(pfn, want)) {
-				t.Fatalf("%s: generation %d pfn %d: %+v found %v err %v, want version %d", what, w.g.Gen, pfn, ref, ok, err, want)
+				t.Fatalf("%s: generation %d pfn %d: %+v found %v err %v, want version %d", what, w.g.Num, pfn, ref, ok, err, want)
 			}
 		}
 	}
 	depth := 0
 	for i, w := range all {
 		check("written", w)
-		if w.g.Floor == w.g.Gen {
+		if w.g.Floor == w.g.Num {
 			depth = 0
 		}
 		if depth++; depth > FullEvery {
@@ -148,7 +148,7 @@ func TestPageMapLineage(t *testing.T) {
 	dead := map[uint64]bool{}
 	for i, w := range all {
 		if !(i%7 == 0 || i == len(all)-1) {
-			dead[w.g.Gen] = true
+			dead[w.g.Num] = true
 		}
 	}
 	planned := map[chunkstore.ID]bool{}
@@ -175,8 +175,8 @@ func TestPageMapLineage(t *testing.T) {
 	}
 	err = x.WalkGens(func(r GenRecord) error {
 		if r.State == GenDead {
-			if done, _, err := x.ReclaimGen(r.Lin, r.Gen); err != nil || !done {
-				return fmt.Errorf("reclaim %d: done %v: %v", r.Gen, done, err)
+			if done, _, err := x.ReclaimGen(r.Lin, r.Num); err != nil || !done {
+				return fmt.Errorf("reclaim %d: done %v: %v", r.Num, done, err)
 			}
 		}
 		return nil
@@ -272,7 +272,7 @@ func TestPageWriterReplaces(t *testing.T) {
 	r := x.NewPageReader(g.Lin)
 	defer r.Close()
 	for pfn, v := range map[uint64]int{1: 1, 2: 3, 1500: 1} {
-		ref, ok, err := r.Lookup(pfn, g.Gen, g.Floor)
+		ref, ok, err := r.Lookup(pfn, g.Num, g.Floor)
 		if err != nil || !ok || ref.ID != pageID(pfn, v) {
 			t.Fatalf("pfn %d: %+v %v %v, want version %d", pfn, ref, ok, err, v)
 		}
@@ -304,7 +304,7 @@ func BenchmarkMark(b *testing.B) {
 		w := x.NewPageWriter(g)
 		bt := cs.NewBatch()
 		for pfn := uint64(0); pfn < pages; pfn++ {
-			if n == 0 || g.Floor == g.Gen || rng.IntN(20) == 0 {
+			if n == 0 || g.Floor == g.Num || rng.IntN(20) == 0 {
 				w.Put(bt, pfn, PageRef{ID: pageID(pfn, n), Tag: chunkstore.Tag{byte(n)}, Tagged: true})
 				entries++
 			}

@@ -13,8 +13,9 @@
 //	                 page run)
 //	lineage, lin     the xl save images of one guest (domain UUID): they
 //	                 share one page map
-//	generation, gen  one image of a lineage: its page entries, and a state
-//	                 (in flight, live, dead)
+//	generation, gen  one image of a lineage (index.Gen; its number is
+//	                 Num): its page entries, and a state (in flight,
+//	                 live, dead)
 //	floor            the oldest generation a lookup at a generation sees;
 //	                 a full generation's floor is itself
 //	base             the generation a new one compares its pages with;

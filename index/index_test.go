@@ -259,10 +259,10 @@ func FuzzDecodeGenRecord(f *testing.F) {
 	f.Fuzz(func(t *testing.T, k, v []byte) {
 		r, err := decodeGenRecord(k, v)
 		if err == nil {
-			if r.Floor > r.Gen || r.State < GenInFlight || r.State > GenDead {
+			if r.Floor > r.Num || r.State < GenInFlight || r.State > GenDead {
 				t.Fatalf("decoded an invalid record %+v", r)
 			}
-			back, err := decodeGenRecord(genKey(r.Lin, r.Gen), encodeGenRecord(r))
+			back, err := decodeGenRecord(genKey(r.Lin, r.Num), encodeGenRecord(r))
 			if err != nil || back != r {
 				t.Fatalf("re-encode: %+v %v", back, err)
 			}

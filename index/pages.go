@@ -17,12 +17,12 @@ import (
 // the pages that differ) if Floor is BaseFloor, and full (an entry for
 // every page) if Floor is Gen.
 type Gen struct {
-	Lin, Gen, Floor, Base, BaseFloor uint64
+	Lin, Num, Floor, Base, BaseFloor uint64
 }
 
 // Full reports whether g is written full (an entry for every page of its
 // image, unchanged ones too), though it has a base to compare with.
-func (g Gen) Full() bool { return g.Base != 0 && g.Floor == g.Gen }
+func (g Gen) Full() bool { return g.Base != 0 && g.Floor == g.Num }
 
 // Generation states (first byte of a generation record).
 const (
@@ -33,7 +33,7 @@ const (
 
 // GenRecord is what the store keeps of a generation.
 type GenRecord struct {
-	Lin, Gen, Floor, Ino uint64
+	Lin, Num, Floor, Ino uint64
 	State                byte
 	// BaseFloor is the floor of the generation its writer compared with
 	// (a full generation's base chain; for a delta, Floor itself).
@@ -70,16 +70,16 @@ func decodeGenRecord(k, v []byte) (GenRecord, error) {
 	if len(k) != keyLen(2) || len(v) < 3 || v[0] < GenInFlight || v[0] > GenDead {
 		return GenRecord{}, fmt.Errorf("%w: generation record %x", ErrCorrupt, k)
 	}
-	r := GenRecord{Lin: field(k, 0), Gen: field(k, 1), State: v[0]}
+	r := GenRecord{Lin: field(k, 0), Num: field(k, 1), State: v[0]}
 	f, n := binary.Uvarint(v[1:])
 	ino, n2 := binary.Uvarint(v[1+max(n, 0):])
-	if n <= 0 || n2 <= 0 || 1+n+n2 > len(v) || f > r.Gen {
+	if n <= 0 || n2 <= 0 || 1+n+n2 > len(v) || f > r.Num {
 		return GenRecord{}, fmt.Errorf("%w: generation record %x", ErrCorrupt, k)
 	}
 	r.Floor, r.Ino, r.BaseFloor = f, ino, f
 	if rest := v[1+n+n2:]; len(rest) > 0 {
 		bf, n3 := binary.Uvarint(rest)
-		if n3 != len(rest) || bf > r.Gen || bf == 0 || bf == f { // canonical: absent when equal
+		if n3 != len(rest) || bf > r.Num || bf == 0 || bf == f { // canonical: absent when equal
 			return GenRecord{}, fmt.Errorf("%w: generation record %x", ErrCorrupt, k)
 		}
 		r.BaseFloor = bf
@@ -125,24 +125,24 @@ func (x *Index) BeginGen(ino uint64, uuid string) (Gen, error) {
 	default:
 		return g, err
 	}
-	g.Gen = x.allocLocked(b)
-	g.Floor = g.Gen
+	g.Num = x.allocLocked(b)
+	g.Floor = g.Num
 	last, err := x.lastGen(g.Lin)
 	if err != nil {
 		return g, err
 	}
 	if last.State == GenLive {
-		g.Base, g.BaseFloor, g.Floor = last.Gen, last.Floor, last.Floor
+		g.Base, g.BaseFloor, g.Floor = last.Num, last.Floor, last.Floor
 		depth, err := x.chainDepth(g.Lin, last.Floor)
 		if err != nil {
 			return g, err
 		}
 		if depth >= FullEvery {
-			g.Floor = g.Gen // full: lookups stop here
+			g.Floor = g.Num // full: lookups stop here
 		}
 	}
 	if ino == 0 {
-		b.Set(genKey(g.Lin, g.Gen), encodeGenRecord(GenRecord{State: GenInFlight, Floor: g.Floor, BaseFloor: g.BaseFloor}), nil)
+		b.Set(genKey(g.Lin, g.Num), encodeGenRecord(GenRecord{State: GenInFlight, Floor: g.Floor, BaseFloor: g.BaseFloor}), nil)
 	} else if err := AdoptGen(b, g, ino); err != nil {
 		return g, err
 	}
@@ -171,10 +171,10 @@ func (x *Index) chainDepth(lin, floor uint64) (int, error) {
 // when it is published), in b: deleting ino then ends the generation, and
 // a crash keeps it live with the file.
 func AdoptGen(b *pebble.Batch, g Gen, ino uint64) error {
-	if err := b.Set(genKey(g.Lin, g.Gen), encodeGenRecord(GenRecord{State: GenInFlight, Floor: g.Floor, Ino: ino, BaseFloor: g.BaseFloor}), nil); err != nil {
+	if err := b.Set(genKey(g.Lin, g.Num), encodeGenRecord(GenRecord{State: GenInFlight, Floor: g.Floor, Ino: ino, BaseFloor: g.BaseFloor}), nil); err != nil {
 		return err
 	}
-	return b.Set(inoGenKey(ino, g.Lin, g.Gen), nil, nil)
+	return b.Set(inoGenKey(ino, g.Lin, g.Num), nil, nil)
 }
 
 // lastGen returns the lineage's newest generation record (State 0 if none).
@@ -196,7 +196,7 @@ func (x *Index) lastGen(lin uint64) (GenRecord, error) {
 func (x *Index) EndGen(g Gen, live bool) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	r, err := x.getGen(g.Lin, g.Gen)
+	r, err := x.getGen(g.Lin, g.Num)
 	if err != nil || r.State != GenInFlight {
 		return err
 	}
@@ -205,7 +205,7 @@ func (x *Index) EndGen(g Gen, live bool) error {
 		r.State = GenLive
 	}
 	x.pending.Store(true)
-	return x.db.Set(genKey(g.Lin, g.Gen), encodeGenRecord(r), noSync)
+	return x.db.Set(genKey(g.Lin, g.Num), encodeGenRecord(r), noSync)
 }
 
 // dropInoGen marks the generations held by ino dead, in b.
@@ -278,7 +278,7 @@ var errBlocked = errors.New("blocked")
 // entries its base sees: they must stay until it commits them).
 func (x *Index) heir(rec GenRecord, dead map[uint64]bool) (uint64, error) {
 	var heir uint64
-	err := x.scanFrom(genPrefix(rec.Lin), genKey(rec.Lin, rec.Gen+1), func(k, v []byte) (bool, error) {
+	err := x.scanFrom(genPrefix(rec.Lin), genKey(rec.Lin, rec.Num+1), func(k, v []byte) (bool, error) {
 		r, err := decodeGenRecord(k, v)
 		if err != nil {
 			return false, err
@@ -290,12 +290,12 @@ func (x *Index) heir(rec GenRecord, dead map[uint64]bool) (uint64, error) {
 			return false, nil // another chain
 		}
 		switch {
-		case r.State == GenDead || dead[r.Gen]:
+		case r.State == GenDead || dead[r.Num]:
 			return true, nil
 		case r.State == GenInFlight:
 			return false, errBlocked
 		}
-		heir = r.Gen
+		heir = r.Num
 		return false, nil
 	})
 	return heir, err

@@ -128,7 +128,7 @@ func (m *Image) begin() bool {
 	if m.sc == nil || !m.pages || m.guest.UUID == "" || m.failed {
 		return false
 	}
-	if m.gen.Gen == 0 {
+	if m.gen.Num == 0 {
 		g, err := m.x.BeginGen(m.ino, m.guest.UUID)
 		if err != nil {
 			m.failed = true
@@ -214,7 +214,7 @@ func (m *Image) Record(b *chunkstore.Batch, ver uint64, off int64, ref index.Pag
 		}
 	}
 	if r.Len == 0 {
-		*r = index.Extent{Off: off, Run: &index.PageRun{Lin: m.gen.Lin, Gen: m.gen.Gen, Floor: m.gen.Floor}}
+		*r = index.Extent{Off: off, Run: &index.PageRun{Lin: m.gen.Lin, Gen: m.gen.Num, Floor: m.gen.Floor}}
 	}
 	r.Len += xen.PageSize
 	r.Run.Add(pfn)
@@ -237,7 +237,7 @@ func (m *Image) Flush(b *chunkstore.Batch, ver uint64) error {
 // file is a whole xl save image of a known guest (recorded for lineage
 // stats).
 func (m *Image) Committed(size, newBytes int64) (bool, error) {
-	if m.gen.Gen != 0 {
+	if m.gen.Num != 0 {
 		m.committed = true
 	}
 	if m.sc == nil || !m.sc.Done() || m.guest.UUID == "" || m.sc.Offset() != size {
@@ -250,7 +250,7 @@ func (m *Image) Committed(size, newBytes int64) (bool, error) {
 // Close ends the generation: live if its content was committed, else dead
 // (named by no file's committed extents: gc may take it).
 func (m *Image) Close() {
-	if m.gen.Gen == 0 {
+	if m.gen.Num == 0 {
 		return
 	}
 	if m.base != nil {

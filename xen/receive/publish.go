@@ -108,7 +108,7 @@ func (p *Publisher) Close() error {
 	if p.reader != nil {
 		p.reader.Close()
 	}
-	if p.g.Gen != 0 {
+	if p.g.Num != 0 {
 		if eerr := p.x.EndGen(p.g, false); err == nil {
 			err = eerr
 		}
@@ -176,7 +176,7 @@ func (p *Publisher) Page(pfn uint64, data []byte) error {
 
 // begin begins the checkpoint's generation, if it has not begun yet.
 func (p *Publisher) begin() error {
-	if p.g.Gen != 0 {
+	if p.g.Num != 0 {
 		return nil
 	}
 	g, err := p.x.BeginGen(0, p.uuid)
@@ -191,11 +191,11 @@ func (p *Publisher) previous(pfn uint64) (old index.PageRef, found, inG bool, er
 	g := p.g
 	if !p.sent.Add(pfn) && p.put.Has(pfn) {
 		if old, inG = p.unapplied[pfn]; !inG {
-			old, inG, err = p.lookup(pfn, g.Gen, g.Gen)
+			old, inG, err = p.lookup(pfn, g.Num, g.Num)
 		}
 		return old, inG, inG, err
 	}
-	if g.Base != 0 && g.Base == p.last.Gen {
+	if g.Base != 0 && g.Base == p.last.Num {
 		old, found, err = p.lookup(pfn, g.Base, g.BaseFloor)
 	}
 	return old, found, false, err
@@ -280,7 +280,7 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 	// copied from the last publication.
 	// So must a full generation (index.FullEvery), though it was compared
 	// with the last one.
-	full := g.Base == 0 || g.Base != p.last.Gen || g.Full()
+	full := g.Base == 0 || g.Base != p.last.Num || g.Full()
 	p.Changed = 0
 	cut := content.NewCutter(p.cfg.Params)
 	off := int64(0)
@@ -305,7 +305,7 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 		}
 		for pfns := seg.PFNs; len(pfns) > 0; {
 			k := min(len(pfns), index.MaxRunPages)
-			run := &index.PageRun{Lin: g.Lin, Gen: g.Gen, Floor: g.Floor}
+			run := &index.PageRun{Lin: g.Lin, Gen: g.Num, Floor: g.Floor}
 			for _, pfn := range pfns[:k] {
 				if !p.received.Has(pfn) {
 					return fmt.Errorf("pfn %#x: no page received", pfn)
@@ -348,11 +348,11 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 // copyLast gives the checkpoint's generation pfn's page as the last
 // publication has it (a full generation: not a delta on that one).
 func (p *Publisher) copyLast(pfn uint64) error {
-	ref, ok, err := p.lookup(pfn, p.last.Gen, p.last.Floor)
+	ref, ok, err := p.lookup(pfn, p.last.Num, p.last.Floor)
 	if err != nil {
 		return err
 	}
-	if !ok || p.last.Gen == 0 {
+	if !ok || p.last.Num == 0 {
 		return fmt.Errorf("pfn %#x: no page received", pfn)
 	}
 	p.put.Add(pfn)
