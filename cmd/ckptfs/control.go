@@ -6,11 +6,8 @@ package main
 
 import (
 	"errors"
-	"fmt"
+	"net"
 	"os"
-	"strconv"
-	"strings"
-	"syscall"
 
 	"github.com/ckptfs/ckptfs/fs/daemon"
 	"github.com/ckptfs/ckptfs/fs/transfer"
@@ -39,25 +36,14 @@ func ctlErr(err error) error {
 
 var errNoDaemon = daemon.ErrNoDaemon
 
-func socketPath(store string) string { return daemon.SocketPath(store) }
-
-// peerCaller is the user a transfer over the control socket writes as:
-// the peer's uid, its primary gid and its supplementary groups (read from
-// /proc; none if it has gone).
-func peerCaller(cred syscall.Ucred) *transfer.Caller {
-	gids := []uint32{cred.Gid}
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cred.Pid)); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if rest, ok := strings.CutPrefix(l, "Groups:"); ok {
-				for _, f := range strings.Fields(rest) {
-					if g, err := strconv.ParseUint(f, 10, 32); err == nil {
-						gids = append(gids, uint32(g))
-					}
-				}
-			}
-		}
+// dialTransfer opens the transfer protocol to a mounted store's daemon
+// (errNoDaemon if none serves it), its refusal given its exit code.
+func dialTransfer(store string) (net.Conn, error) {
+	conn, err := daemon.DialTransfer(store)
+	if err != nil && !errors.Is(err, errNoDaemon) {
+		return nil, ctlErr(err)
 	}
-	return transfer.CallerOf(cred.Uid, gids...)
+	return conn, err
 }
 
 // selfCaller is the user this process writes as (nil for root).

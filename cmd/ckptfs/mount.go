@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/ckptfs/ckptfs/fs/daemon"
-	"github.com/ckptfs/ckptfs/fs/transfer"
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/pflag"
@@ -138,15 +136,8 @@ func runMount(o mountOptions, store, mnt string) error {
 		logger.Printf("WARNING %v; serving what is intact, read-only", lost)
 	}
 	chunkstore.FatalHook = func(string) { fs.Abort(absMnt) }
-	d := &daemon.Daemon{Dir: absStore, Chunks: m.Store, Index: m.Index, FS: m.FS}
-	ctl, err := daemon.Listen(d, map[string]http.HandlerFunc{
-		"/transfer": func(w http.ResponseWriter, r *http.Request) {
-			d.FS.WaitCommitted() // files closed behind their writers count
-			cred, _ := daemon.PeerCred(r)
-			serveTransfer(w, &transfer.Local{Chunks: m.Store, Index: m.Index, Data: m.Data, As: peerCaller(cred), Unlink: d.FS.Remove})
-		},
-		"/receive": func(w http.ResponseWriter, r *http.Request) { serveReceive(w, r, d, m.Data, m.Store, m.Index) },
-	})
+	d := &daemon.Daemon{Dir: absStore, Chunks: m.Store, Index: m.Index, FS: m.FS, Data: m.Data, Human: bytesStr}
+	ctl, err := daemon.Listen(d)
 	if errors.Is(err, daemon.ErrServed) {
 		err = fail(exitLocked, "%v", err)
 	}

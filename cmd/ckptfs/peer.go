@@ -4,12 +4,9 @@ package main
 // a mountpoint, ssh://[user@]host[:port]/path or s3://bucket/prefix.
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -239,40 +236,4 @@ func openLocal(spec string, timeout time.Duration) (*side, error) {
 	return &side{Peer: &transfer.Local{Chunks: cs, Index: x, Data: data, As: selfCaller()}, what: dir, close: func() error {
 		return st.Close()
 	}}, nil
-}
-
-// dialTransfer opens the transfer protocol to a mounted store's daemon.
-func dialTransfer(store string) (net.Conn, error) {
-	p := socketPath(store)
-	if _, err := os.Stat(p); err != nil {
-		if errors.Is(err, os.ErrPermission) {
-			return nil, &exitErr{exitDenied, daemon.Denied(store)}
-		}
-		return nil, errNoDaemon
-	}
-	conn, br, _, err := daemonHandshake(store, "/transfer")
-	if errors.Is(err, errNoDaemon) {
-		return nil, errNoDaemon // a socket left by a daemon that is gone
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &bufConn{Conn: conn, r: br}, nil
-}
-
-type bufConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c *bufConn) Read(b []byte) (int, error) { return c.r.Read(b) }
-
-// serveTransfer is the daemon's side of dialTransfer.
-func serveTransfer(w http.ResponseWriter, l *transfer.Local) {
-	conn, rw, ok := hijack(w, "")
-	if !ok {
-		return
-	}
-	defer conn.Close()
-	transfer.Serve(&bufConn{Conn: conn, r: rw.Reader}, l)
 }

@@ -7,6 +7,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/fs"
+	"github.com/ckptfs/ckptfs/fs/daemon"
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/xen/receive"
 )
@@ -127,7 +129,11 @@ func receiveOnline(r *os.File, w io.Writer, o receiveOptions) error {
 		return err
 	}
 	rel, _ := filepath.Rel(mnt, abs)
-	lines, err := sendStream(store, int(r.Fd()), receiveRequest{Dir: rel, Policy: o.policy, Buffer: o.bufferMiB << 20, Nice: o.nice})
+	lines, err := daemon.SendStream(store, int(r.Fd()), daemon.ReceiveRequest{Dir: rel, Policy: o.policy, Buffer: o.bufferMiB << 20, Nice: o.nice})
+	var de *daemon.DeniedError
+	if errors.As(err, &de) {
+		return &exitErr{exitDenied, err}
+	}
 	if err != nil {
 		return fail(exitError, "xen receive: %v", err)
 	}

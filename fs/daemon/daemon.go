@@ -7,6 +7,7 @@ import (
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/fs"
+	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
 )
@@ -22,6 +23,10 @@ type Daemon struct {
 	Chunks *chunkstore.Store
 	Index  *index.Index
 	FS     *fs.FS
+	Data   *content.Store // the engine (transfers and receives write through it)
+	// Human formats byte counts in a receive's progress lines (nil:
+	// plain numbers).
+	Human func(int64) string
 
 	mu sync.Mutex // one gc or repair at a time; guards the counters
 	// What the gc runs did, for the metrics.

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckptfs/ckptfs/fs/transfer"
+
 	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
@@ -59,8 +61,8 @@ func newStore(t *testing.T, n int) (*fs.Store, string) {
 // serve serves st as a mount daemon would (its filesystem not mounted).
 func serve(t *testing.T, st *fs.Store, dir string) (*Daemon, func()) {
 	t.Helper()
-	d := &Daemon{Dir: dir, Chunks: st.Chunks, Index: st.Index, FS: fs.New(st.Index, st.Data, fs.Config{StoreDir: dir})}
-	ctl, err := Listen(d, nil)
+	d := &Daemon{Dir: dir, Chunks: st.Chunks, Index: st.Index, FS: fs.New(st.Index, st.Data, fs.Config{StoreDir: dir}), Data: st.Data}
+	ctl, err := Listen(d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +113,23 @@ func TestDaemonAndOffline(t *testing.T) {
 	if runs, expired, freed, _ := d.GCCounters(); runs != 1 || expired != 2 || freed != dry.WouldFree {
 		t.Fatalf("the daemon counted %d runs, %d expired, %d freed", runs, expired, freed)
 	}
+	// The transfer stream over the same socket, as this process's user.
+	conn, err := DialTransfer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := transfer.Dial(conn, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := peer.List()
+	if err != nil || len(files) != 2 {
+		t.Fatalf("listing through the daemon: %+v %v", files, err)
+	}
+	if err := peer.Remove(files[0]); err != nil {
+		t.Fatalf("remove through the daemon: %v", err)
+	}
+	peer.Close()
 	empty, err := s.GC(GCRequest{}, nil)
 	if err != nil || empty.Expired == nil {
 		t.Fatalf("gc with no policy: %+v %v (want expired [], not null)", empty, err)
@@ -123,13 +142,13 @@ func TestDaemonAndOffline(t *testing.T) {
 		t.Fatal("a store no daemon serves reads as mounted")
 	}
 	stats, err = s.Stats()
-	if err != nil || stats.Files != 2 {
-		t.Fatalf("stats of the unmounted store: %+v %v, want the 2 files gc left", stats, err)
+	if err != nil || stats.Files != 1 {
+		t.Fatalf("stats of the unmounted store: %+v %v, want the 1 file gc and the transfer left", stats, err)
 	}
 	if r, err := s.Fsck(nil); err != nil || !r.OK() {
 		t.Fatalf("fsck of the unmounted store: %+v %v", r, err)
 	}
-	if rep, err := s.GC(GCRequest{Policy: gc.Policy{KeepLast: 1, AllFiles: true}}, nil); err != nil || len(rep.Expired) != 1 {
+	if rep, err := s.GC(GCRequest{Policy: gc.Policy{KeepLast: 0, KeepWithin: time.Nanosecond, AllFiles: true}}, nil); err != nil || len(rep.Expired) != 0 {
 		t.Fatalf("gc of the unmounted store: %+v %v", rep, err)
 	}
 	if rr, err := s.Repair(); err != nil || rr.Accepted != nil {
@@ -178,7 +197,7 @@ func TestRefusals(t *testing.T) {
 		t.Fatalf("Open of a missing directory: %v", err)
 	}
 	// A second daemon on the same store.
-	if _, err := Listen(&Daemon{Dir: dir}, nil); !errors.Is(err, ErrServed) {
+	if _, err := Listen(&Daemon{Dir: dir}); !errors.Is(err, ErrServed) {
 		t.Fatalf("a second Listen: %v", err)
 	}
 }

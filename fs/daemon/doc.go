@@ -29,8 +29,12 @@
 //
 // Kinds: "denied" (the peer may not control the store: Error is a
 // *DeniedError), "bad-request", "failed" (the operation's own error). A
-// daemon of an older ckptfs, without /v1, is told apart and named. The
-// raw endpoints /transfer (the transfer stream protocol, package
-// fs/transfer) and /receive (a descriptor passed for xen receive) are
-// registered by the command that mounts.
+// daemon of an older ckptfs, without /v1, is told apart and named.
+//
+// Two requests take over their connection once the reply's header is
+// sent: /v1/transfer speaks the transfer stream protocol (package
+// fs/transfer) on it, as the peer's user (DialTransfer); /v1/receive
+// (body ReceiveRequest) then takes one descriptor passed with SCM_RIGHTS,
+// an xl remus stream the daemon reads itself, and writes progress lines
+// back, the last one "error: ..." (SendStream).
 package daemon

@@ -27,10 +27,9 @@ func SocketPath(dir string) string { return filepath.Join(dir, SocketName) }
 var ErrServed = errors.New("another ckptfs daemon serves this store")
 
 // Listen serves d on the control socket of d.Dir until the returned
-// closer is closed: the typed requests (see the package doc), and raw,
-// the extra handlers by path (the transfer stream, a passed descriptor),
-// behind the same owner check.
-func Listen(d *Daemon, raw map[string]http.HandlerFunc) (io.Closer, error) {
+// closer is closed: the typed requests, the transfer stream and a passed
+// descriptor (see the package doc), behind one owner check.
+func Listen(d *Daemon) (io.Closer, error) {
 	p := SocketPath(d.Dir)
 	if c, err := net.Dial("unix", p); err == nil {
 		c.Close()
@@ -72,9 +71,8 @@ func Listen(d *Daemon, raw map[string]http.HandlerFunc) (io.Closer, error) {
 	for op, fn := range ops {
 		mux.HandleFunc("POST /v1/"+op, func(w http.ResponseWriter, r *http.Request) { reply(w, r, fn) })
 	}
-	for path, h := range raw {
-		mux.HandleFunc(path, h)
-	}
+	mux.HandleFunc("POST /v1/transfer", d.serveTransfer)
+	mux.HandleFunc("POST /v1/receive", d.serveReceive)
 	srv := &http.Server{Handler: onlyOwner(owner, mux), ConnContext: withPeer}
 	go srv.Serve(l)
 	return closerFunc(func() error {

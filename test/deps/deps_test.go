@@ -22,7 +22,7 @@ var forbidden = map[string][]string{
 	"index/manifest":    {"fs", "gc", "xen", "cmd"},
 	"fs/transfer":       {"gc", "cmd"},
 	"chunkstore/bucket": {"cmd", "fs/daemon", "fs/bucketfs", "xen"},
-	"fs/daemon":         {"fs/transfer", "chunkstore/bucket", "xen/receive", "cmd"}, // the control socket knows stores, not peers
+	"fs/daemon":         {"chunkstore/bucket", "cmd"}, // the daemon serves its own store; peers are the command's
 	"fs/metrics":        {"chunkstore", "index", "fs", "gc", "xen", "cmd"},
 	"fs/bucketfs":       {"gc", "xen", "cmd"},
 	"xen/xentest":       {"chunkstore", "index", "fs", "gc", "cmd"},
