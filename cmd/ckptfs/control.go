@@ -56,7 +56,3 @@ func selfCaller() *transfer.Caller {
 	}
 	return transfer.CallerOf(uint32(os.Geteuid()), gids...)
 }
-
-type closerFunc func() error
-
-func (f closerFunc) Close() error { return f() }

@@ -4,18 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/ckptfs/ckptfs/fs/daemon"
 
-	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/pflag"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
@@ -136,47 +134,6 @@ func runMount(o mountOptions, store, mnt string) error {
 		logger.Printf("WARNING %v; serving what is intact, read-only", lost)
 	}
 	chunkstore.FatalHook = func(string) { fs.Abort(absMnt) }
-	d := &daemon.Daemon{Dir: absStore, Chunks: m.Store, Index: m.Index, FS: m.FS, Data: m.Data, Human: bytesStr}
-	ctl, err := daemon.Listen(d)
-	if errors.Is(err, daemon.ErrServed) {
-		err = fail(exitLocked, "%v", err)
-	}
-	if err != nil && o.readOnly && (errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EACCES)) {
-		// A store on read-only media: no control socket. Commands open
-		// the store read-only themselves (readers share it).
-		logger.Printf("no control socket (%v): stats and fsck open the store read-only beside this mount", err)
-		ctl, err = closerFunc(func() error { return nil }), nil
-	}
-	if err != nil {
-		m.Unmount()
-		return err
-	}
-	defer ctl.Close()
-	stopMetrics := func() {}
-	if ln != nil {
-		stopMetrics = serveMetrics(ln, &mountMetrics{d: d, store: absStore, data: m.Data})
-		defer stopMetrics()
-		logger.Printf("metrics at http://%s/metrics", ln.Addr())
-	}
-	if !o.policy.Empty() {
-		stop := make(chan struct{})
-		defer close(stop)
-		go d.AutoGC(o.policy, m.Data.Counters().Images.Load, 2*time.Second, logger.Printf, func(rep daemon.GCReport) string {
-			var b strings.Builder
-			printGC(&b, rep)
-			return b.String()
-		}, stop)
-	}
-
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		for s := range sigs {
-			if err := m.Server.Unmount(); err != nil {
-				logger.Printf("%v: cannot unmount %s (%v); close the files open there and retry, or 'umount -l %s'", s, mnt, err, mnt)
-			}
-		}
-	}()
 	// CKPTFS_CPUPROFILE=FILE profiles the daemon until it unmounts (for
 	// the benchmarks' profiles; see README).
 	if p := os.Getenv("CKPTFS_CPUPROFILE"); p != "" {
@@ -190,25 +147,26 @@ func runMount(o mountOptions, store, mnt string) error {
 		umount = "fusermount3 -u"
 	}
 	ready := fmt.Sprintf("ckptfs: ready: %s mounted at %s (pid %d); Ctrl-C or '%s %s' unmounts", store, mnt, os.Getpid(), umount, mnt)
-	if o.ready != nil {
-		o.ready(ready)
-	} else if !o.quiet {
-		fmt.Println(ready)
+	err = daemon.Run(m, o.readOnly, daemon.RunOptions{
+		Policy: o.policy, Metrics: ln, Logger: logger, Human: bytesStr,
+		Ready: func() {
+			if o.ready != nil {
+				o.ready(ready)
+			} else if !o.quiet {
+				fmt.Println(ready)
+			}
+		},
+		Report: func(rep daemon.GCReport) string {
+			var b strings.Builder
+			printGC(&b, rep)
+			return b.String()
+		},
+	})
+	if errors.Is(err, daemon.ErrServed) {
+		return fail(exitLocked, "%v", err)
 	}
-	// Under systemd (Type=notify) the unit is up now; elsewhere a no-op.
-	sddaemon.SdNotify(false, sddaemon.SdNotifyReady)
-	m.Server.Wait()
-	sddaemon.SdNotify(false, sddaemon.SdNotifyStopping)
-	// Files closed behind their writers are stored first, while the
-	// control socket still answers: a command that waits for them (stats
-	// right after umount) gets its answer.
-	m.FS.StopBehind()
-	stopMetrics() // no scrape reads a store being closed
-	ctl.Close()   // nor a request
-	err = m.Close()
-	signal.Stop(sigs)
 	if err != nil {
-		return fmt.Errorf("closing store: %w", err)
+		return err
 	}
 	fmt.Printf("ckptfs: unmounted %s\n", mnt)
 	return nil
@@ -256,4 +214,17 @@ func checkMountpoint(mnt string) (string, error) {
 		return "", fail(exitMountpoint, "mount: %s is busy: something is mounted there already", mnt)
 	}
 	return abs, nil
+}
+
+// listenMetrics takes the metrics address before anything is mounted, so
+// that a busy or bad one is a plain usage error.
+func listenMetrics(addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fail(exitUsage, "mount: --metrics %s: %v", addr, err)
+	}
+	return ln, nil
 }

@@ -201,3 +201,51 @@ func TestRefusals(t *testing.T) {
 		t.Fatalf("a second Listen: %v", err)
 	}
 }
+
+// TestRun: the daemon of a real FUSE mount serves its control socket once
+// Ready is called, answers a file written through the mount, and at the
+// unmount stores and closes the store, so that it opens again.
+func TestRun(t *testing.T) {
+	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI mounts FUSE as root")
+		}
+		t.Skip("needs root and /dev/fuse")
+	}
+	tmp := t.TempDir()
+	dir, mnt := filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt")
+	os.Mkdir(mnt, 0o755)
+	m, err := fs.MountStore(dir, mnt, fs.MountConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- Run(m, false, RunOptions{Ready: func() { close(ready) }}) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("Run ended before ready: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "f"), []byte("through the mount"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(mnt, Options{}) // the mountpoint names the store
+	if err != nil || !s.Mounted() || s.Dir() != dir {
+		t.Fatalf("Open(mountpoint): %v mounted=%v dir=%q", err, s != nil && s.Mounted(), dir)
+	}
+	if st, err := s.Stats(); err != nil || st.Files != 1 {
+		t.Fatalf("stats through Run's socket: %+v %v", st, err)
+	}
+	if err := m.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, err := os.Stat(SocketPath(dir)); !os.IsNotExist(err) {
+		t.Fatalf("the socket outlived the daemon: %v", err)
+	}
+	if st, err := NewOffline(dir, Options{}).Stats(); err != nil || st.Files != 1 {
+		t.Fatalf("the store after Run: %+v %v", st, err)
+	}
+}

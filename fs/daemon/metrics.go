@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ckptfs/ckptfs/fs/daemon"
-
 	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/fs/metrics"
@@ -20,22 +18,9 @@ import (
 
 // mountMetrics is the mount daemon as a metrics.Source.
 type mountMetrics struct {
-	d     *daemon.Daemon
+	d     *Daemon
 	store string
 	data  *content.Store
-}
-
-// listenMetrics takes the metrics address before anything is mounted, so
-// that a busy or bad one is a plain usage error.
-func listenMetrics(addr string) (net.Listener, error) {
-	if addr == "" {
-		return nil, nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fail(exitUsage, "mount: --metrics %s: %v", addr, err)
-	}
-	return ln, nil
 }
 
 // serveMetrics serves src's metrics at /metrics on ln until stop is
