@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 )
@@ -33,20 +32,10 @@ func copyPrune(t *testing.T, env []string, verb string, args ...string) (pruneRe
 	return r, code, out
 }
 
+// listDir is names without latest (shown or not, no file of its own).
 func listDir(t *testing.T, dir string) []string {
 	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range ents {
-		if e.Name() != "latest" { // shown or not, it is no file of its own
-			out = append(out, e.Name())
-		}
-	}
-	sort.Strings(out)
-	return out
+	return slices.DeleteFunc(names(t, dir), func(n string) bool { return n == "latest" })
 }
 
 // TestPushPrune: a standby kept with push --prune follows the source's
