@@ -122,7 +122,7 @@ fuzz:
 	$(call fuzz1,FuzzScanner,./xen,300000x)
 	$(call fuzz1,FuzzRemus,./xen,400000x)
 	$(call fuzz1,FuzzDecode,./index/manifest,100000x)
-	$(call fuzz1,FuzzParseIndex,./fs/bucket,40000x)
+	$(call fuzz1,FuzzParseIndex,./chunkstore/bucket,40000x)
 	$(call fuzz1,FuzzParseApply,./fs/transfer,10000x)
 
 # Benchmarks: throughput through the mount vs a plain file and a no-op FUSE
