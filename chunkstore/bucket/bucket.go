@@ -199,7 +199,6 @@ func OpenObjects(objs Objects, prefix, what string, o Options) (*Bucket, error) 
 	if o.Grace == 0 {
 		o.Grace = time.Hour
 	}
-	rawURL := what
 	b := &Bucket{objs: objs, prefix: prefix, o: o, ctx: context.Background(), What: what,
 		loc: map[Name]loc{}, indexed: map[string]bool{}, packs: map[string][]loc{}, marks: map[string]time.Time{}, headers: map[string]transfer.File{}}
 	cfg, err := b.get("ckptfs-bucket", 0, 0)
@@ -211,11 +210,11 @@ func OpenObjects(objs Objects, prefix, what string, o Options) (*Bucket, error) 
 	}
 	plain, err := o.Keys.Open(nil, []byte("config"), cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", rawURL, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	var c struct{ Version int }
 	if json.Unmarshal(plain, &c) != nil || c.Version != 1 {
-		return nil, fmt.Errorf("%s: bucket format %q, this ckptfs reads version 1", rawURL, plain)
+		return nil, fmt.Errorf("%s: bucket format %q, this ckptfs reads version 1", what, plain)
 	}
 	return b, nil
 }

@@ -34,13 +34,11 @@ func ctlErr(err error) error {
 	return storeErr(err)
 }
 
-var errNoDaemon = daemon.ErrNoDaemon
-
 // dialTransfer opens the transfer protocol to a mounted store's daemon
-// (errNoDaemon if none serves it), its refusal given its exit code.
+// (daemon.ErrNoDaemon if none serves it), its refusal given its exit code.
 func dialTransfer(store string) (net.Conn, error) {
 	conn, err := daemon.DialTransfer(store)
-	if err != nil && !errors.Is(err, errNoDaemon) {
+	if err != nil && !errors.Is(err, daemon.ErrNoDaemon) {
 		return nil, ctlErr(err)
 	}
 	return conn, err

@@ -225,7 +225,7 @@ func openLocal(spec string, timeout time.Duration) (*side, error) {
 			return nil, err
 		}
 		return &side{Peer: remote, what: dir}, nil
-	} else if !errors.Is(err, errNoDaemon) {
+	} else if !errors.Is(err, daemon.ErrNoDaemon) {
 		return nil, err
 	}
 	st, err := openStore(dir, fs.OpenOptions{})

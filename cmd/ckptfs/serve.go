@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/ckptfs/ckptfs/fs"
+	"github.com/ckptfs/ckptfs/fs/daemon"
 	"github.com/ckptfs/ckptfs/fs/transfer"
 )
 
@@ -34,7 +35,7 @@ func runServeCmd(args []string) error {
 		go io.Copy(conn, os.Stdin)
 		_, err := io.Copy(os.Stdout, conn)
 		return err
-	} else if !errors.Is(err, errNoDaemon) {
+	} else if !errors.Is(err, daemon.ErrNoDaemon) {
 		return err
 	}
 	st, err := openStore(dir, fs.OpenOptions{})

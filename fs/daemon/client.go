@@ -21,8 +21,6 @@ import (
 // socket (none runs, or it exited under the request).
 var ErrNoDaemon = errors.New("no daemon serves the store")
 
-var errNoDaemon = ErrNoDaemon
-
 // DeniedError is the error for a user the daemon, or the kernel at its
 // socket, does not let control the store.
 type DeniedError struct {

@@ -42,8 +42,6 @@ func (d *Daemon) GCCounters() (runs, expired, freed int64, last time.Time) {
 	return d.runs, d.expired, d.freed, d.last
 }
 
-func (d *Daemon) Mounted() bool { return true }
-
 func (d *Daemon) Stats() (gc.Stats, error) {
 	d.FS.WaitCommitted() // files closed behind their writers count
 	return gc.ComputeStats(d.Chunks, d.Index)

@@ -112,7 +112,7 @@ type auto struct {
 
 func either[T any](a *auto, daemon func(*Client) (T, error), offline func(*Offline) (T, error)) (T, error) {
 	v, err := daemon(a.c)
-	if errors.Is(err, errNoDaemon) {
+	if errors.Is(err, ErrNoDaemon) {
 		return offline(a.off)
 	}
 	return v, err
