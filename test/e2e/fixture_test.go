@@ -62,6 +62,16 @@ var fixtureStores = []fixtureStore{
 		},
 		write: writePageFixture,
 	},
+	{
+		// Written by format version 4 (ckptfs f1bd5c2) with --xen-pages,
+		// as store-v3 is: page map blocks, no journal in segments/.
+		name: "store-v4",
+		files: map[string][]byte{
+			"dom1/c0": fixtureGuest(0), "dom1/c2": fixtureGuest(2), "dom1/c3": fixtureGuest(3),
+			"latest": fixtureGuest(3), "notes.txt": []byte(strings.Repeat("checkpoint notes\n", 5000)),
+		},
+		write: writePageFixture,
+	},
 }
 
 // writePageFixture writes store-v2's and store-v3's files: page-mode
