@@ -68,6 +68,12 @@ func Open(dir string, o Options) (*Store, error) {
 	if o.ReadOnly && o.FS == nil {
 		pfs = sharedLockFS{fsys}
 	}
+	var jr *journal
+	if !o.ReadOnly {
+		// Logs Pebble is done with go into the journal (journalFS).
+		jr = newJournal(fsys, dir)
+		pfs = journalFS{FS: pfs, archive: fsys.PathJoin(dir, "archive"), j: jr}
+	}
 	po := &pebble.Options{
 		FS:                          pfs,
 		ReadOnly:                    o.ReadOnly,
@@ -75,6 +81,9 @@ func Open(dir string, o Options) (*Store, error) {
 		MemTableSize:                uint64(o.MemTableBytes),
 		MemTableStopWritesThreshold: 4,
 		Logger:                      o.Logger,
+	}
+	if jr != nil {
+		po.Cleaner = pebble.ArchiveCleaner{}
 	}
 	if po.Logger == nil {
 		po.Logger = quietLogger{}
@@ -200,6 +209,11 @@ func Open(dir string, o Options) (*Store, error) {
 			s.Close()
 			return nil, fmt.Errorf("%s: format upgrade: %w", dir, err)
 		}
+		if err := jr.start(db); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("%s: journal: %w", dir, err)
+		}
+		s.jr = jr
 		s.RestoreReserve() // ErrNoSpace: not now; gc tries again
 		if !o.NoKnownFilter {
 			s.known.start(s)
@@ -300,6 +314,9 @@ func setFormat(b *pebble.Batch, v int) error {
 // store's directory holds its data, not its overheads.
 func (s *Store) Close() error {
 	s.known.stop()
+	if s.jr != nil {
+		s.jr.close()
+	}
 	var err error
 	if !s.readOnly {
 		s.space.drop() // the flush below needs room on a full disk
@@ -323,7 +340,11 @@ func (s *Store) Close() error {
 		err = cerr
 	}
 	if err == nil && !s.readOnly {
-		err = s.space.dropRecycledLogs(emptyWAL)
+		var keep func(string) error
+		if s.jr != nil {
+			keep = s.jr.keep
+		}
+		err = s.space.dropRecycledLogs(emptyWAL, keep)
 	}
 	return err
 }

@@ -124,7 +124,11 @@ func (sp *space) drop() {
 // about a memtable each, and none holds anything the tables lack. With
 // truncateNewest (Pebble reported no live WAL bytes) the newest goes
 // empty too: recycled, it holds an older log's stale bytes.
-func (sp *space) dropRecycledLogs(truncateNewest bool) error {
+//
+// A journaled store (keep set) keeps every log that holds anything in its
+// journal instead, the newest too: with the journal Pebble recycles no log,
+// so each holds only its own records.
+func (sp *space) dropRecycledLogs(truncateNewest bool, keep func(string) error) error {
 	if sp.dir == "" {
 		return nil
 	}
@@ -137,6 +141,14 @@ func (sp *space) dropRecycledLogs(truncateNewest bool) error {
 		return n
 	}
 	sort.Slice(logs, func(i, j int) bool { return num(logs[i]) < num(logs[j]) }) // the newest last
+	if keep != nil {
+		for _, l := range logs {
+			if err := keep(l); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for _, l := range logs[:len(logs)-1] {
 		if err := os.Remove(l); err != nil {
 			return err

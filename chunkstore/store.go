@@ -17,7 +17,7 @@ import (
 
 // FormatVersion is the version of the on-disk format described in doc.go.
 // Bump it on any incompatible change of any key or value encoding.
-const FormatVersion = 4
+const FormatVersion = 5
 
 // UpgradableFormat is the oldest format version Open accepts: package index
 // upgrades a store of that version on its first read-write open (see its
@@ -87,6 +87,7 @@ type Store struct {
 	damage   *damage
 	space    *space
 	seg      *segments
+	jr       *journal // nil when read-only
 	// inline is set while the store may hold chunk values inline (format 1
 	// or 2, read-only or not yet upgraded): lookups then try them too.
 	inline bool

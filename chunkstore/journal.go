@@ -1,0 +1,343 @@
+package chunkstore
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/record"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// JournalDir is the directory, inside the store's, that holds the journal
+// of a format 5 store: its database's write-ahead logs, kept once Pebble
+// is done with them, and dumps of the whole database (doc.go, "The
+// journal"). Rebuild makes the database again from it alone.
+const JournalDir = SegmentDir + "/journal"
+
+// JournalDumpBytes: a new dump is written once the logs kept since the
+// last one exceed this or the last dump's size, whichever is larger, so
+// the journal holds at most about twice the database and the logs of one
+// period, and writing dumps costs at most what the logs cost. A variable
+// for tests.
+var JournalDumpBytes int64 = 64 << 20
+
+const (
+	dumpPrefix = "dump-"
+	dumpSuffix = ".ckd"
+	dumpMagic  = "ckptfs journal dump 1"
+	dumpEnd    = "ckptfs journal dump end"
+	// dumpBatch bounds a dump record (one batch of key/values).
+	dumpBatch = 1 << 20
+)
+
+// journal keeps the database's logs and dumps in JournalDir.
+type journal struct {
+	fs       vfs.FS
+	storeDir string
+	dir      string
+	// since: log bytes kept since the last dump; last: that dump's size.
+	since, last atomic.Int64
+	kick        chan struct{}
+	stop        chan struct{}
+	wg          sync.WaitGroup
+	mu          sync.Mutex // one dump at a time
+	err         atomic.Pointer[error]
+}
+
+func newJournal(fsys vfs.FS, storeDir string) *journal {
+	return &journal{fs: fsys, storeDir: storeDir, dir: fsys.PathJoin(storeDir, JournalDir), kick: make(chan struct{}, 1)}
+}
+
+// journalFS is the store's filesystem as Pebble sees it on a writable
+// open. Pebble's ArchiveCleaner moves each obsolete log and manifest into
+// DIR/archive (and, unlike the default cleaner, keeps Pebble from
+// recycling a log, which would overwrite it); journalFS turns that move of
+// a log into a move into the journal and of anything else into a removal.
+// Tables and blob files are removed by Pebble directly, never archived.
+type journalFS struct {
+	vfs.FS
+	archive string // storeDir/archive, which never exists
+	j       *journal
+}
+
+func (f journalFS) MkdirAll(dir string, perm os.FileMode) error {
+	if dir == f.archive {
+		return nil
+	}
+	return f.FS.MkdirAll(dir, perm)
+}
+
+func (f journalFS) Rename(oldname, newname string) error {
+	if f.FS.PathDir(newname) != f.archive {
+		return f.FS.Rename(oldname, newname)
+	}
+	if !strings.HasSuffix(newname, ".log") {
+		return f.FS.Remove(oldname)
+	}
+	return f.j.keep(oldname)
+}
+
+// keep moves the log at p into the journal.
+func (j *journal) keep(p string) error {
+	st, err := j.fs.Stat(p)
+	if err != nil {
+		return err
+	}
+	if st.Size() == 0 {
+		return j.fs.Remove(p)
+	}
+	if err := j.fs.MkdirAll(j.dir, 0o755); err != nil {
+		return err
+	}
+	if err := j.fs.Rename(p, j.fs.PathJoin(j.dir, j.fs.PathBase(p))); err != nil {
+		return err
+	}
+	if err := syncDir(j.fs, j.dir); err != nil {
+		return err
+	}
+	if err := syncDir(j.fs, j.storeDir); err != nil {
+		return err
+	}
+	if j.since.Add(st.Size()) > max(JournalDumpBytes, j.last.Load()) {
+		select {
+		case j.kick <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// logNum parses a log's name (NNNNNN.log), or returns false.
+func logNum(name string) (uint64, bool) {
+	s, ok := strings.CutSuffix(name, ".log")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	return n, err == nil
+}
+
+// dumpNum parses a dump's name (dump-NNNNNN.ckd), or returns false.
+func dumpNum(name string) (uint64, bool) {
+	s, ok := strings.CutPrefix(name, dumpPrefix)
+	if !ok {
+		return 0, false
+	}
+	if s, ok = strings.CutSuffix(s, dumpSuffix); !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	return n, err == nil
+}
+
+func dumpName(n uint64) string { return fmt.Sprintf("%s%06d%s", dumpPrefix, n, dumpSuffix) }
+
+// listNums returns the numbers of the names in dir that parse, ascending.
+func listNums(fsys vfs.FS, dir string, parse func(string) (uint64, bool)) ([]uint64, error) {
+	names, err := fsys.List(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var nums []uint64
+	for _, n := range names {
+		if k, ok := parse(n); ok {
+			nums = append(nums, k)
+		}
+	}
+	slices.Sort(nums)
+	return nums, nil
+}
+
+// start writes the first dump if the journal has none (a new store, one
+// of format 4 or older, a rebuilt one) and starts writing the next ones
+// in the background.
+func (j *journal) start(db *pebble.DB) error {
+	dumps, err := listNums(j.fs, j.dir, dumpNum)
+	if err != nil {
+		return err
+	}
+	if len(dumps) == 0 {
+		if err := j.dump(db); err != nil {
+			return err
+		}
+	} else if st, err := j.fs.Stat(j.fs.PathJoin(j.dir, dumpName(dumps[len(dumps)-1]))); err == nil {
+		j.last.Store(st.Size())
+	}
+	j.stop = make(chan struct{})
+	j.wg.Add(1)
+	go func() {
+		defer j.wg.Done()
+		for {
+			select {
+			case <-j.stop:
+				return
+			case <-j.kick:
+				if err := j.dump(db); err != nil {
+					j.err.Store(&err)
+					logLimited(fmt.Sprintf("journal: dump: %v (the logs are kept; tried again after the next log)", err))
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// close stops the dumps; one in progress is finished first.
+func (j *journal) close() {
+	if j.stop != nil {
+		close(j.stop)
+		j.wg.Wait()
+		j.stop = nil
+	}
+}
+
+// dump writes every key of db, as of a snapshot, to a new dump named after
+// the newest log of the database, whose records (and those of every later
+// log) a rebuild applies after it; then it removes the older dumps and the
+// logs before it. A rebuild may apply a log's batches that the dump
+// already holds: each sets or deletes keys, so applying them again in
+// order ends in the same state.
+func (j *journal) dump(db *pebble.DB) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	live, err := listNums(j.fs, j.storeDir, logNum)
+	if err != nil {
+		return err
+	}
+	if len(live) == 0 {
+		return errors.New("the database has no log")
+	}
+	from := live[len(live)-1] // the newest: every later commit is in it or after it
+	since := j.since.Load()
+	snap := db.NewSnapshot()
+	defer snap.Close()
+	if err := j.fs.MkdirAll(j.dir, 0o755); err != nil {
+		return err
+	}
+	final := j.fs.PathJoin(j.dir, dumpName(from))
+	tmp := final + ".tmp"
+	f, err := j.fs.Create(tmp, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	size, err := writeDump(f, snap, from)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = j.fs.Rename(tmp, final)
+	}
+	if err == nil {
+		err = syncDir(j.fs, j.dir)
+	}
+	if err != nil {
+		j.fs.Remove(tmp)
+		return err
+	}
+	j.last.Store(size)
+	j.since.Add(-since)
+	// The new dump and the logs from `from` on rebuild the database:
+	// what came before is superseded.
+	if dumps, err := listNums(j.fs, j.dir, dumpNum); err == nil {
+		for _, n := range dumps {
+			if n < from {
+				j.fs.Remove(j.fs.PathJoin(j.dir, dumpName(n)))
+			}
+		}
+	}
+	if logs, err := listNums(j.fs, j.dir, logNum); err == nil {
+		for _, n := range logs {
+			if n < from {
+				j.fs.Remove(j.fs.PathJoin(j.dir, fmt.Sprintf("%06d.log", n)))
+			}
+		}
+	}
+	return syncDir(j.fs, j.dir)
+}
+
+// writeDump writes a dump: records in Pebble's log format (package
+// record), the first the header "ckptfs journal dump 1 <from>", then
+// batches of at most 1 MiB that set every key, then "ckptfs journal dump
+// end <keys>". It returns the bytes written.
+func writeDump(f io.Writer, snap *pebble.Snapshot, from uint64) (int64, error) {
+	cw := &countWriter{w: f}
+	bw := bufio.NewWriterSize(cw, 1<<20)
+	w := record.NewWriter(bw)
+	if _, err := w.WriteRecord(fmt.Appendf(nil, "%s %d", dumpMagic, from)); err != nil {
+		return 0, err
+	}
+	it, err := snap.NewIter(nil)
+	if err != nil {
+		return 0, err
+	}
+	var b pebble.Batch
+	var keys int64
+	flush := func() error {
+		if b.Empty() {
+			return nil
+		}
+		_, err := w.WriteRecord(b.Repr())
+		b.Reset()
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return 0, err
+		}
+		if err := b.Set(it.Key(), v, nil); err != nil {
+			it.Close()
+			return 0, err
+		}
+		keys++
+		if b.Len() >= dumpBatch {
+			if err := flush(); err != nil {
+				it.Close()
+				return 0, err
+			}
+		}
+	}
+	if err := it.Close(); err != nil {
+		return 0, err
+	}
+	if err := flush(); err != nil {
+		return 0, err
+	}
+	if _, err := w.WriteRecord(fmt.Appendf(nil, "%s %d", dumpEnd, keys)); err != nil {
+		return 0, err
+	}
+	if err := w.Close(); err != nil {
+		return 0, err
+	}
+	if err := bw.Flush(); err != nil {
+		return 0, err
+	}
+	return cw.n, nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}

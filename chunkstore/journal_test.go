@@ -1,0 +1,215 @@
+package chunkstore
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// allKeys returns every key and value of s's database.
+func allKeys(t *testing.T, s *Store) map[string]string {
+	t.Helper()
+	it, err := s.DB().NewIter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	m := map[string]string{}
+	for ok := it.First(); ok; ok = it.Next() {
+		m[string(it.Key())] = string(it.Value())
+	}
+	return m
+}
+
+// keysAfterClose returns every key of the closed store in dir.
+func keysAfterClose(t *testing.T, dir string, o Options) map[string]string {
+	t.Helper()
+	o.ReadOnly = true
+	s, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	return allKeys(t, s)
+}
+
+// journalWorkload writes chunks and keys of other owners, overwrites and
+// deletes some, across many memtables (so that logs are archived and
+// dumps written while it runs), and returns the chunks it kept.
+func journalWorkload(t *testing.T, s *Store, rng *rand.Rand, round int) [][]byte {
+	t.Helper()
+	var kept [][]byte
+	for i := range 300 {
+		b := s.NewBatch()
+		data := make([]byte, 4096)
+		for j := range data {
+			data[j] = byte(rng.IntN(16))
+		}
+		if _, _, err := s.Put(b, data); err != nil {
+			t.Fatal(err)
+		}
+		kept = append(kept, data)
+		key := fmt.Appendf(nil, "i%d-%03d", round, i)
+		b.Set(key, bytes.Repeat([]byte{byte(i)}, 200), nil)
+		if i%7 == 0 && i > 0 {
+			b.Delete(fmt.Appendf(nil, "i%d-%03d", round, i-1), nil)
+		}
+		if i%50 == 49 {
+			b.DeleteRange(fmt.Appendf(nil, "i%d-%03d", round, i-10), fmt.Appendf(nil, "i%d-%03d", round, i-5), nil)
+		}
+		sync := pebble.NoSync
+		if i%10 == 0 {
+			sync = pebble.Sync
+		}
+		if err := b.Commit(sync); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+	}
+	return kept
+}
+
+// TestRebuildFromJournal removes every file of a store's database and
+// rebuilds it from the journal: every key comes back with its value, every
+// chunk reads, the store opens for writing and takes new chunks, and a
+// second rebuild of the rebuilt store works too.
+func TestRebuildFromJournal(t *testing.T) {
+	defer func(n int64) { JournalDumpBytes = n }(JournalDumpBytes)
+	JournalDumpBytes = 256 << 10
+	dir := filepath.Join(t.TempDir(), "store")
+	o := DefaultOptions()
+	o.MemTableBytes = 256 << 10 // many logs
+	rng := rand.New(rand.NewPCG(1, 2))
+	var chunks [][]byte
+	var want map[string]string
+	for round := range 3 {
+		s, err := Open(dir, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunks = append(chunks, journalWorkload(t, s, rng, round)...)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		want = keysAfterClose(t, dir, o)
+	}
+	dumps, _ := listNums(vfs.Default, filepath.Join(dir, JournalDir), dumpNum)
+	logs, _ := listNums(vfs.Default, filepath.Join(dir, JournalDir), logNum)
+	if len(dumps) != 1 || len(logs) == 0 {
+		t.Fatalf("journal holds dumps %v and logs %v: want one dump and the logs after it", dumps, logs)
+	}
+	for _, n := range logs {
+		if n < dumps[0] {
+			t.Fatalf("log %d kept before dump %d", n, dumps[0])
+		}
+	}
+
+	for pass := range 2 {
+		removePebble(t, dir)
+		rep, err := Rebuild(dir)
+		if err != nil {
+			t.Fatalf("rebuild %d: %v", pass, err)
+		}
+		if rep.Dump == "" || rep.Batches == 0 || len(rep.Damaged) != 0 || rep.Aside == "" {
+			t.Fatalf("rebuild %d: report %+v", pass, rep)
+		}
+		s, err := Open(dir, o)
+		if err != nil {
+			t.Fatalf("open after rebuild %d: %v", pass, err)
+		}
+		got := allKeys(t, s)
+		if len(got) != len(want) {
+			t.Errorf("rebuild %d: %d keys, want %d", pass, len(got), len(want))
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Fatalf("rebuild %d: key %q: %q, want %q", pass, k, got[k], v)
+			}
+		}
+		for _, c := range chunks {
+			if data, err := s.Get(nil, Sum(c)); err != nil || !bytes.Equal(data, c) {
+				t.Fatalf("rebuild %d: chunk %x: %v", pass, Sum(c), err)
+			}
+		}
+		chunks = append(chunks, journalWorkload(t, s, rng, 10+pass)...)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		want = keysAfterClose(t, dir, o)
+	}
+}
+
+
+// removePebble removes the database's files from a store directory,
+// keeping segments/ (and the journal in it) and the durable marker.
+func removePebble(t *testing.T, dir string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if pebbleFile(e.Name()) || e.Name() == "LOCK" {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestRebuildRefusals: a store in use, a store without a journal and a
+// damaged log each get their error or report, and nothing is lost.
+func TestRebuildRefusals(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	o := DefaultOptions()
+	o.MemTableBytes = 256 << 10
+	s, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	journalWorkload(t, s, rand.New(rand.NewPCG(3, 4)), 0)
+	if _, err := Rebuild(dir); !errors.Is(err, ErrLocked) {
+		t.Fatalf("rebuild of an open store: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A log in the middle cut short: the rebuild says so.
+	jdir := filepath.Join(dir, JournalDir)
+	logs, _ := listNums(vfs.Default, jdir, logNum)
+	if len(logs) < 2 {
+		t.Fatalf("journal has %d logs, the test wants 2", len(logs))
+	}
+	p := filepath.Join(jdir, fmt.Sprintf("%06d.log", logs[0]))
+	st, _ := os.Stat(p)
+	if err := os.Truncate(p, st.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	removePebble(t, dir)
+	rep, err := Rebuild(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Damaged) != 1 || !strings.Contains(rep.Damaged[0], fmt.Sprintf("%06d.log", logs[0])) {
+		t.Fatalf("damaged log not reported: %+v", rep)
+	}
+
+	// No journal at all.
+	os.RemoveAll(jdir)
+	removePebble(t, dir)
+	if _, err := Rebuild(dir); !errors.Is(err, ErrNoJournal) {
+		t.Fatalf("rebuild without a journal: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, SegmentDir)); err != nil {
+		t.Fatalf("segments gone after a refused rebuild: %v", err)
+	}
+}

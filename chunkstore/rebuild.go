@@ -1,0 +1,288 @@
+package chunkstore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/record"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/wal"
+)
+
+// RebuildReport says what Rebuild read and where the old database went.
+type RebuildReport struct {
+	// Dump is the dump the rebuild started from, with the keys it set.
+	Dump     string `json:"dump"`
+	DumpKeys int64  `json:"dump_keys"`
+	// Logs are the logs applied after it, in order, with their batches
+	// and the bytes of those batches.
+	Logs    []string `json:"logs"`
+	Batches int64    `json:"batches"`
+	Bytes   int64    `json:"bytes"`
+	// Damaged names each journal file read only in part, and why: what
+	// it held past the damage is not in the rebuilt database.
+	Damaged []string `json:"damaged,omitempty"`
+	// Aside is the directory the old database's files and the journal
+	// used were moved into (nothing is deleted).
+	Aside string        `json:"aside"`
+	Took  time.Duration `json:"took_ns"`
+}
+
+// ErrNoJournal: the store has no complete dump in its journal (a store of
+// format 4 or older never opened for writing by format 5, or a journal
+// removed), so its database cannot be rebuilt.
+var ErrNoJournal = errors.New("the store has no journal to rebuild from")
+
+// pebbleFile reports whether name is one of Pebble's files in a store's
+// directory.
+func pebbleFile(name string) bool {
+	for _, p := range []string{"MANIFEST-", "OPTIONS-", "marker.", "CURRENT", "archive"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	for _, s := range []string{".sst", ".blob", ".log", ".dbtmp"} {
+		if strings.HasSuffix(name, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Rebuild makes the database of the store in dir again from its journal
+// (JournalDir): the newest complete dump, then every log from the dump's
+// number on, archived or still in the store's directory, in order. It is
+// built in dir/rebuild.tmp; then the old database's files and the journal
+// files it used are moved into dir/damaged-TIME/ (nothing is deleted) and
+// the new database takes their place, with a durable marker that matches
+// it. The next writable open writes the rebuilt database's first dump.
+// The store must not be open (ErrLocked).
+func Rebuild(dir string) (RebuildReport, error) {
+	start := time.Now()
+	var rep RebuildReport
+	fsys := vfs.Default
+	lock, err := fsys.Lock(filepath.Join(dir, "LOCK"))
+	if err != nil {
+		return rep, fmt.Errorf("%s: %w", dir, ErrLocked)
+	}
+	defer lock.Close()
+	jdir := filepath.Join(dir, JournalDir)
+	dumps, err := listNums(fsys, jdir, dumpNum)
+	if err != nil {
+		return rep, err
+	}
+	tmp := filepath.Join(dir, "rebuild.tmp")
+	if err := os.RemoveAll(tmp); err != nil {
+		return rep, err
+	}
+	db, err := pebble.Open(tmp, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}})
+	if err != nil {
+		return rep, fmt.Errorf("rebuild: %w", err)
+	}
+	defer func() {
+		if db != nil {
+			db.Close()
+			os.RemoveAll(tmp)
+		}
+	}()
+	// The newest dump that reads whole; an older one (the dump before a
+	// crash during a new dump's removal of it) with the logs after it
+	// does as well.
+	var from uint64
+	found := false
+	var dumpErrs []string
+	for i := len(dumps) - 1; i >= 0 && !found; i-- {
+		name := dumpName(dumps[i])
+		keys, err := applyDump(db, filepath.Join(jdir, name), dumps[i])
+		if err != nil {
+			dumpErrs = append(dumpErrs, fmt.Sprintf("%s: %v", name, err))
+			// Start again from an empty database.
+			db.Close()
+			os.RemoveAll(tmp)
+			if db, err = pebble.Open(tmp, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}}); err != nil {
+				return rep, fmt.Errorf("rebuild: %w", err)
+			}
+			continue
+		}
+		found, from = true, dumps[i]
+		rep.Dump, rep.DumpKeys = filepath.Join(JournalDir, name), keys
+	}
+	rep.Damaged = append(rep.Damaged, dumpErrs...)
+	if !found {
+		if len(dumpErrs) > 0 {
+			return rep, fmt.Errorf("%s: %w: every dump is damaged (%s)", dir, ErrNoJournal, strings.Join(dumpErrs, "; "))
+		}
+		return rep, fmt.Errorf("%s: %w", dir, ErrNoJournal)
+	}
+	dirs := []wal.Dir{{FS: fsys, Dirname: jdir}}
+	if names, err := fsys.List(dir); err == nil && slices.ContainsFunc(names, func(n string) bool { _, ok := logNum(n); return ok }) {
+		dirs = append(dirs, wal.Dir{FS: fsys, Dirname: dir})
+	}
+	logs, err := wal.Scan(dirs...)
+	if err != nil {
+		return rep, fmt.Errorf("rebuild: listing the logs: %w", err)
+	}
+	slices.SortFunc(logs, func(a, b wal.LogicalLog) int { return int(a.Num) - int(b.Num) })
+	for i, ll := range logs {
+		if uint64(ll.Num) < from {
+			continue
+		}
+		_, p := ll.SegmentLocation(0)
+		rel, _ := filepath.Rel(dir, p)
+		rep.Logs = append(rep.Logs, rel)
+		r := ll.OpenForRead()
+		for {
+			rec, _, err := r.NextRecord()
+			if err == io.EOF {
+				break
+			}
+			if err == nil {
+				var data []byte
+				if data, err = io.ReadAll(rec); err == nil {
+					b := db.NewBatch()
+					if err = b.SetRepr(data); err == nil {
+						err = b.Commit(pebble.NoSync)
+						rep.Batches++
+						rep.Bytes += int64(len(data))
+					}
+				}
+			}
+			if err != nil {
+				// A torn tail of the newest log is what a crash leaves;
+				// anywhere else it is damage, said, and the rest goes on.
+				if i < len(logs)-1 || !record.IsInvalidRecord(err) && !errors.Is(err, io.ErrUnexpectedEOF) {
+					rep.Damaged = append(rep.Damaged, fmt.Sprintf("%s: %s", rel, OneLine(err.Error())))
+				}
+				break
+			}
+		}
+		r.Close()
+	}
+	// The durable marker says how many durable commits the database has
+	// seen: set it to what the rebuilt one holds.
+	var durableN uint64
+	if v, c, err := db.Get(durableKey); err == nil {
+		if len(v) == 8 {
+			durableN = binary.BigEndian.Uint64(v)
+		}
+		c.Close()
+	}
+	if _, err := StoredFormat(db); err != nil {
+		return rep, fmt.Errorf("rebuild: the journal does not hold a store: %w", err)
+	}
+	if err := db.Flush(); err != nil {
+		return rep, err
+	}
+	err = db.Close()
+	db = nil
+	if err != nil {
+		os.RemoveAll(tmp)
+		return rep, err
+	}
+
+	// Swap: the old database's files and the journal used go aside.
+	aside := filepath.Join(dir, "damaged-"+start.UTC().Format("20060102T150405Z"))
+	if err := os.MkdirAll(filepath.Join(aside, "journal"), 0o700); err != nil {
+		return rep, err
+	}
+	rep.Aside = aside
+	names, err := os.ReadDir(dir)
+	if err != nil {
+		return rep, err
+	}
+	for _, e := range names {
+		if pebbleFile(e.Name()) {
+			if err := os.Rename(filepath.Join(dir, e.Name()), filepath.Join(aside, e.Name())); err != nil {
+				return rep, err
+			}
+		}
+	}
+	jnames, _ := os.ReadDir(jdir)
+	for _, e := range jnames {
+		if err := os.Rename(filepath.Join(jdir, e.Name()), filepath.Join(aside, "journal", e.Name())); err != nil {
+			return rep, err
+		}
+	}
+	tnames, err := os.ReadDir(tmp)
+	if err != nil {
+		return rep, err
+	}
+	for _, e := range tnames {
+		if e.Name() == "LOCK" {
+			continue
+		}
+		if err := os.Rename(filepath.Join(tmp, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			return rep, err
+		}
+	}
+	if err := os.RemoveAll(tmp); err != nil {
+		return rep, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, DurableFile), encodeMarker(durableN), 0o600); err != nil {
+		return rep, err
+	}
+	for _, d := range []string{dir, aside, jdir} {
+		if err := syncDir(fsys, d); err != nil {
+			return rep, err
+		}
+	}
+	rep.Took = time.Since(start)
+	return rep, nil
+}
+
+// applyDump sets every key of the dump at p into db and returns how many.
+func applyDump(db *pebble.DB, p string, from uint64) (int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	r := record.NewReader(f, 0)
+	next := func() ([]byte, error) {
+		rec, err := r.Next()
+		if err != nil {
+			return nil, err
+		}
+		return io.ReadAll(rec)
+	}
+	head, err := next()
+	if err != nil {
+		return 0, err
+	}
+	if want := fmt.Sprintf("%s %d", dumpMagic, from); string(head) != want {
+		return 0, fmt.Errorf("header %q, want %q", head, want)
+	}
+	var keys int64
+	for {
+		data, err := next()
+		if err == io.EOF {
+			return keys, errors.New("cut short (no end record)")
+		}
+		if err != nil {
+			return keys, err
+		}
+		if end, ok := bytes.CutPrefix(data, []byte(dumpEnd+" ")); ok {
+			if want := fmt.Sprint(keys); string(end) != want {
+				return keys, fmt.Errorf("end record says %s keys, read %s", end, want)
+			}
+			return keys, nil
+		}
+		b := db.NewBatch()
+		if err := b.SetRepr(data); err != nil {
+			return keys, err
+		}
+		keys += int64(b.Count())
+		if err := b.Commit(pebble.NoSync); err != nil {
+			return keys, err
+		}
+	}
+}
