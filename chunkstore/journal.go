@@ -15,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/record"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/klauspost/compress/zstd"
 )
 
 // JournalDir is the directory, inside the store's, that holds the journal
@@ -98,22 +99,76 @@ func (j *journal) keep(p string) error {
 	if err := j.fs.MkdirAll(j.dir, 0o755); err != nil {
 		return err
 	}
-	if err := j.fs.Rename(p, j.fs.PathJoin(j.dir, j.fs.PathBase(p))); err != nil {
+	n, err := j.compress(p, j.fs.PathJoin(j.dir, j.fs.PathBase(p)+zstSuffix))
+	if err != nil {
 		return err
 	}
-	if err := syncDir(j.fs, j.dir); err != nil {
+	if err := j.fs.Remove(p); err != nil {
 		return err
 	}
 	if err := syncDir(j.fs, j.storeDir); err != nil {
 		return err
 	}
-	if j.since.Add(st.Size()) > max(JournalDumpBytes, j.last.Load()) {
+	if j.since.Add(n) > max(JournalDumpBytes, j.last.Load()) {
 		select {
 		case j.kick <- struct{}{}:
 		default:
 		}
 	}
 	return nil
+}
+
+// compress writes the zstd stream of the file at src to dst (through a
+// temporary name, synced) and returns the bytes written. A log holds chunk
+// ids twice (locator keys, page entries) and page map blocks rewritten as
+// they grow: zstd keeps about a fifth of it.
+func (j *journal) compress(src, dst string) (int64, error) {
+	in, err := j.fs.Open(src)
+	if err != nil {
+		return 0, err
+	}
+	defer in.Close()
+	tmp := dst + ".tmp"
+	out, err := j.fs.Create(tmp, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return 0, err
+	}
+	cw := &countWriter{w: out}
+	zw, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	if err == nil {
+		if _, err = io.Copy(zw, in); err == nil {
+			err = zw.Close()
+		}
+	}
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = j.fs.Rename(tmp, dst)
+	}
+	if err == nil {
+		err = syncDir(j.fs, j.dir)
+	}
+	if err != nil {
+		j.fs.Remove(tmp)
+		return 0, err
+	}
+	return cw.n, nil
+}
+
+// zstSuffix ends the name of a kept log: NNNNNN.log.zst.
+const zstSuffix = ".zst"
+
+// keptNum parses a kept log's name (NNNNNN.log.zst), or returns false.
+func keptNum(name string) (uint64, bool) {
+	s, ok := strings.CutSuffix(name, zstSuffix)
+	if !ok {
+		return 0, false
+	}
+	return logNum(s)
 }
 
 // logNum parses a log's name (NNNNNN.log), or returns false.
@@ -140,6 +195,8 @@ func dumpNum(name string) (uint64, bool) {
 }
 
 func dumpName(n uint64) string { return fmt.Sprintf("%s%06d%s", dumpPrefix, n, dumpSuffix) }
+
+func keptName(n uint64) string { return fmt.Sprintf("%06d.log%s", n, zstSuffix) }
 
 // listNums returns the numbers of the names in dir that parse, ascending.
 func listNums(fsys vfs.FS, dir string, parse func(string) (uint64, bool)) ([]uint64, error) {
@@ -260,23 +317,27 @@ func (j *journal) dump(db *pebble.DB) error {
 			}
 		}
 	}
-	if logs, err := listNums(j.fs, j.dir, logNum); err == nil {
+	if logs, err := listNums(j.fs, j.dir, keptNum); err == nil {
 		for _, n := range logs {
 			if n < from {
-				j.fs.Remove(j.fs.PathJoin(j.dir, fmt.Sprintf("%06d.log", n)))
+				j.fs.Remove(j.fs.PathJoin(j.dir, keptName(n)))
 			}
 		}
 	}
 	return syncDir(j.fs, j.dir)
 }
 
-// writeDump writes a dump: records in Pebble's log format (package
-// record), the first the header "ckptfs journal dump 1 <from>", then
+// writeDump writes a dump: a zstd stream of records in Pebble's log
+// format (package record), the first the header "ckptfs journal dump 1 <from>", then
 // batches of at most 1 MiB that set every key, then "ckptfs journal dump
 // end <keys>". It returns the bytes written.
 func writeDump(f io.Writer, snap *pebble.Snapshot, from uint64) (int64, error) {
 	cw := &countWriter{w: f}
-	bw := bufio.NewWriterSize(cw, 1<<20)
+	zw, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return 0, err
+	}
+	bw := bufio.NewWriterSize(zw, 1<<20)
 	w := record.NewWriter(bw)
 	if _, err := w.WriteRecord(fmt.Appendf(nil, "%s %d", dumpMagic, from)); err != nil {
 		return 0, err
@@ -326,6 +387,9 @@ func writeDump(f io.Writer, snap *pebble.Snapshot, from uint64) (int64, error) {
 		return 0, err
 	}
 	if err := bw.Flush(); err != nil {
+		return 0, err
+	}
+	if err := zw.Close(); err != nil {
 		return 0, err
 	}
 	return cw.n, nil

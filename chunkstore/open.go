@@ -246,6 +246,9 @@ func checkDir(dir string, readOnly bool) error {
 			return nil
 		}
 	}
+	if _, err := os.Stat(filepath.Join(dir, JournalDir)); err == nil {
+		return fmt.Errorf("%s: %w: its database is gone, its segments and journal are there ('ckptfs fsck --rebuild' makes the database again from them)", filepath.Clean(dir), ErrDamaged)
+	}
 	return fmt.Errorf("%s: %w (directory is not empty and holds no store)", filepath.Clean(dir), ErrNotStore)
 }
 

@@ -2,6 +2,7 @@ package chunkstore
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/record"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/wal"
+	"github.com/klauspost/compress/zstd"
 )
 
 // RebuildReport says what Rebuild read and where the old database went.
@@ -64,7 +66,7 @@ func pebbleFile(name string) bool {
 // built in dir/rebuild.tmp; then the old database's files and the journal
 // files it used are moved into dir/damaged-TIME/ (nothing is deleted) and
 // the new database takes their place, with a durable marker that matches
-// it. The next writable open writes the rebuilt database's first dump.
+// it; then a writable open writes the rebuilt database's first dump.
 // The store must not be open (ErrLocked).
 func Rebuild(dir string) (RebuildReport, error) {
 	start := time.Now()
@@ -74,7 +76,11 @@ func Rebuild(dir string) (RebuildReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("%s: %w", dir, ErrLocked)
 	}
-	defer lock.Close()
+	defer func() {
+		if lock != nil {
+			lock.Close()
+		}
+	}()
 	jdir := filepath.Join(dir, JournalDir)
 	dumps, err := listNums(fsys, jdir, dumpNum)
 	if err != nil {
@@ -123,49 +129,50 @@ func Rebuild(dir string) (RebuildReport, error) {
 		}
 		return rep, fmt.Errorf("%s: %w", dir, ErrNoJournal)
 	}
-	dirs := []wal.Dir{{FS: fsys, Dirname: jdir}}
-	if names, err := fsys.List(dir); err == nil && slices.ContainsFunc(names, func(n string) bool { _, ok := logNum(n); return ok }) {
-		dirs = append(dirs, wal.Dir{FS: fsys, Dirname: dir})
+	type logFile struct {
+		num  uint64
+		path string
+		kept bool // compressed in the journal
 	}
-	logs, err := wal.Scan(dirs...)
+	var logs []logFile
+	kept, err := listNums(fsys, jdir, keptNum)
 	if err != nil {
-		return rep, fmt.Errorf("rebuild: listing the logs: %w", err)
+		return rep, err
 	}
-	slices.SortFunc(logs, func(a, b wal.LogicalLog) int { return int(a.Num) - int(b.Num) })
-	for i, ll := range logs {
-		if uint64(ll.Num) < from {
-			continue
-		}
-		_, p := ll.SegmentLocation(0)
-		rel, _ := filepath.Rel(dir, p)
+	for _, n := range kept {
+		logs = append(logs, logFile{n, filepath.Join(jdir, keptName(n)), true})
+	}
+	live, _ := listNums(fsys, dir, logNum) // a damaged directory may hold none
+	for _, n := range live {
+		logs = append(logs, logFile{n, filepath.Join(dir, fmt.Sprintf("%06d.log", n)), false})
+	}
+	slices.SortStableFunc(logs, func(a, b logFile) int { return cmp.Compare(a.num, b.num) })
+	// A log kept in the journal and still in the directory (a crash
+	// before its removal there) is read once.
+	logs = slices.CompactFunc(logs, func(a, b logFile) bool { return a.num == b.num })
+	logs = slices.DeleteFunc(logs, func(l logFile) bool { return l.num < from })
+	unpacked := filepath.Join(dir, "rebuild.logs")
+	defer os.RemoveAll(unpacked)
+	for i, l := range logs {
+		rel, _ := filepath.Rel(dir, l.path)
 		rep.Logs = append(rep.Logs, rel)
-		r := ll.OpenForRead()
-		for {
-			rec, _, err := r.NextRecord()
-			if err == io.EOF {
-				break
+		ldir := dir
+		if l.kept {
+			if err := unpackLog(l.path, filepath.Join(unpacked, fmt.Sprintf("%06d.log", l.num))); err != nil {
+				rep.Damaged = append(rep.Damaged, fmt.Sprintf("%s: %s", rel, OneLine(err.Error())))
+				continue
 			}
-			if err == nil {
-				var data []byte
-				if data, err = io.ReadAll(rec); err == nil {
-					b := db.NewBatch()
-					if err = b.SetRepr(data); err == nil {
-						err = b.Commit(pebble.NoSync)
-						rep.Batches++
-						rep.Bytes += int64(len(data))
-					}
-				}
-			}
-			if err != nil {
-				// A torn tail of the newest log is what a crash leaves;
-				// anywhere else it is damage, said, and the rest goes on.
-				if i < len(logs)-1 || !record.IsInvalidRecord(err) && !errors.Is(err, io.ErrUnexpectedEOF) {
-					rep.Damaged = append(rep.Damaged, fmt.Sprintf("%s: %s", rel, OneLine(err.Error())))
-				}
-				break
-			}
+			ldir = unpacked
 		}
-		r.Close()
+		batches, n, err := applyLog(db, ldir, l.num)
+		rep.Batches += batches
+		rep.Bytes += n
+		// A torn tail of the newest log is what a crash leaves; anywhere
+		// else it is damage, said, and the rest goes on.
+		if err != nil && (i < len(logs)-1 || !record.IsInvalidRecord(err) && !errors.Is(err, io.ErrUnexpectedEOF)) {
+			rep.Damaged = append(rep.Damaged, fmt.Sprintf("%s: %s", rel, OneLine(err.Error())))
+		}
+		os.RemoveAll(unpacked)
 	}
 	// The durable marker says how many durable commits the database has
 	// seen: set it to what the rebuilt one holds.
@@ -235,8 +242,82 @@ func Rebuild(dir string) (RebuildReport, error) {
 			return rep, err
 		}
 	}
+	// A writable open gives the rebuilt store its first dump.
+	lock.Close()
+	lock = nil
+	s, err := Open(dir, DefaultOptions())
+	if err != nil {
+		return rep, fmt.Errorf("open after rebuild: %w", err)
+	}
+	if err := s.Close(); err != nil {
+		return rep, err
+	}
 	rep.Took = time.Since(start)
 	return rep, nil
+}
+
+// unpackLog decompresses the kept log at src into dst.
+func unpackLog(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	zr, err := zstd.NewReader(in, zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		return err
+	}
+	defer zr.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, zr)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// applyLog commits, in order, every batch of log num in ldir to db and
+// returns how many and their bytes.
+func applyLog(db *pebble.DB, ldir string, num uint64) (int64, int64, error) {
+	logs, err := wal.Scan(wal.Dir{FS: vfs.Default, Dirname: ldir})
+	if err != nil {
+		return 0, 0, err
+	}
+	ll, ok := logs.Get(wal.NumWAL(num))
+	if !ok {
+		return 0, 0, fmt.Errorf("log %06d not found", num)
+	}
+	r := ll.OpenForRead()
+	defer r.Close()
+	var batches, bytes int64
+	for {
+		rec, _, err := r.NextRecord()
+		if err == io.EOF {
+			return batches, bytes, nil
+		}
+		if err != nil {
+			return batches, bytes, err
+		}
+		data, err := io.ReadAll(rec)
+		if err != nil {
+			return batches, bytes, err
+		}
+		b := db.NewBatch()
+		if err := b.SetRepr(data); err != nil {
+			return batches, bytes, err
+		}
+		if err := b.Commit(pebble.NoSync); err != nil {
+			return batches, bytes, err
+		}
+		batches++
+		bytes += int64(len(data))
+	}
 }
 
 // applyDump sets every key of the dump at p into db and returns how many.
@@ -246,7 +327,12 @@ func applyDump(db *pebble.DB, p string, from uint64) (int64, error) {
 		return 0, err
 	}
 	defer f.Close()
-	r := record.NewReader(f, 0)
+	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		return 0, err
+	}
+	defer zr.Close()
+	r := record.NewReader(zr, 0)
 	next := func() ([]byte, error) {
 		rec, err := r.Next()
 		if err != nil {

@@ -2,22 +2,25 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 
+	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/gc"
 )
 
-type fsckOptions struct{ json, repair bool }
+type fsckOptions struct{ json, repair, rebuild bool }
 
 func runFsckCmd(args []string) error {
 	var o fsckOptions
 	f := newFlags("fsck")
 	f.BoolVar(&o.json, "json", false, "print JSON")
 	f.BoolVar(&o.repair, "repair", false, "then delete the chunks nothing references")
+	f.BoolVar(&o.rebuild, "rebuild", false, "first make the store's database again from the journal in its segments/ (the old files are moved aside); the store must not be mounted")
 	pos, err := parse(f, args, 1)
 	if err != nil {
 		return err
@@ -26,7 +29,39 @@ func runFsckCmd(args []string) error {
 	if err != nil {
 		return err
 	}
+	if o.rebuild {
+		if err := runRebuild(os.Stdout, o, store); err != nil {
+			return err
+		}
+	}
 	return runFsck(os.Stdout, o, store)
+}
+
+// runRebuild makes the store's database again from its journal
+// (chunkstore.Rebuild) and says what it read.
+func runRebuild(w io.Writer, o fsckOptions, store string) error {
+	rep, err := chunkstore.Rebuild(store)
+	if err != nil {
+		switch {
+		case errors.Is(err, chunkstore.ErrLocked):
+			return fail(exitLocked, "fsck --rebuild: %v (unmount it first)", err)
+		case errors.Is(err, chunkstore.ErrNoJournal):
+			return fail(exitProblems, "fsck --rebuild: %v (stores written by format 4 or older get one at their first writable open by this version)", err)
+		}
+		return fmt.Errorf("fsck --rebuild: %w", err)
+	}
+	if o.json {
+		return json.NewEncoder(w).Encode(struct {
+			Rebuild chunkstore.RebuildReport `json:"rebuild"`
+		}{rep})
+	}
+	fmt.Fprintf(w, "rebuild: %s (%d keys), then %d logs (%d batches, %s) in %.2f s\n",
+		rep.Dump, rep.DumpKeys, len(rep.Logs), rep.Batches, bytesStr(rep.Bytes), rep.Took.Seconds())
+	for _, d := range rep.Damaged {
+		fmt.Fprintf(w, "PROBLEM journal: %s (what it held past that point is not in the rebuilt store)\n", d)
+	}
+	fmt.Fprintf(w, "rebuild: the old database and the journal it used are in %s (remove it once the store is checked)\n", rep.Aside)
+	return nil
 }
 
 func runFsck(w io.Writer, o fsckOptions, store string) error {

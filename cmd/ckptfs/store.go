@@ -19,7 +19,7 @@ func storeErr(err error) error {
 	case errors.Is(err, chunkstore.ErrFormat), errors.Is(err, chunkstore.ErrNotStore), errors.Is(err, index.ErrNotFound):
 		return &exitErr{exitStore, err}
 	case errors.Is(err, chunkstore.ErrDamaged):
-		return &exitErr{exitProblems, fmt.Errorf("%w\nthe store cannot be opened; keep a copy of its directory before trying anything on it", err)}
+		return &exitErr{exitProblems, fmt.Errorf("%w\nthe store cannot be opened; keep a copy of its directory, then 'ckptfs fsck --rebuild STORE' makes its database again from the journal in its segments/", err)}
 	case errors.Is(err, chunkstore.ErrLostWrites):
 		return &exitErr{exitProblems, fmt.Errorf("%w\n'ckptfs fsck STORE' lists what is affected, 'ckptfs mount --read-only' serves what is intact, 'ckptfs fsck --repair STORE' accepts the store as it is now", err)}
 	}

@@ -161,4 +161,14 @@ func testFixture(t *testing.T, fx fixtureStore) {
 	d = mount(t, store, filepath.Join(tmp, "mnt"), "--read-only")
 	check("upgraded store, remounted", d.mnt)
 	d.stop(t)
+
+	// The upgrade gave the store a journal: its database comes back from
+	// segments/ alone.
+	removeDatabase(t, store)
+	if out, code := run(t, "fsck", "--rebuild", store); code != 0 || !strings.Contains(out, "checked "+strconv.Itoa(n)+" files") {
+		t.Fatalf("fsck --rebuild of the upgraded %s without its database: exit %d\n%s", fx.name, code, out)
+	}
+	d = mount(t, store, filepath.Join(tmp, "mnt"), "--read-only")
+	check("upgraded store, rebuilt", d.mnt)
+	d.stop(t)
 }
