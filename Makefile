@@ -119,6 +119,7 @@ fuzz:
 	$(call fuzz1,FuzzDecodeInto,./chunkstore,60000x)
 	$(call fuzz1,FuzzDecodeMarker,./chunkstore,80000x)
 	$(call fuzz1,FuzzDecodeRecord,./chunkstore,80000x)
+	$(call fuzz1,FuzzReadDump,./chunkstore,30000x)
 	$(call fuzz1,FuzzScanner,./xen,300000x)
 	$(call fuzz1,FuzzRemus,./xen,400000x)
 	$(call fuzz1,FuzzDecode,./index/manifest,100000x)

@@ -3,7 +3,7 @@
 // append-only segment files in the order they were written, their locators
 // in Pebble.
 //
-// # On-disk format, version 4
+// # On-disk format, version 5
 //
 // A store is a directory: one Pebble database holds chunk locators (this
 // package) and the namespace and extents (package index); the chunks'
@@ -42,6 +42,13 @@
 //	OPTIONS-* marker.*
 //	segments/NNNNNNNN.seg   chunk records, appended (SegmentDir; 8 decimal
 //	                        digits, from 00000001; a new one past SegmentBytes)
+//	segments/journal/       the journal (JournalDir, format 5; below)
+//	  NNNNNN.log.zst        one of Pebble's write-ahead logs, kept once Pebble
+//	                        is done with it, as one zstd stream
+//	  dump-NNNNNN.ckd       every key of the database as of a snapshot, taken
+//	                        while log NNNNNN was the newest (zstd stream)
+//	damaged-TIME/           what a rebuild moved aside (Pebble's files and
+//	                        the journal it read); nothing reads it again
 //	CKPTFS-DURABLE          the durable marker (DurableFile)
 //	CKPTFS-RESERVE          space kept free for gc (ReserveFile)
 //	ckptfs.sock             the control socket, while mounted
@@ -83,6 +90,55 @@
 // the right record there skips the lookup; one that does not looks up the
 // locator.
 //
+// # The journal (format 5)
+//
+// A store's database is its namespace: one damaged table or a deleted
+// directory of them would cost every file while every chunk byte sits
+// intact in the segments. So the database is also kept in the segments'
+// directory, in the journal, from which Rebuild (`ckptfs fsck --rebuild`)
+// makes it again. The journal is Pebble's own write-ahead log: every batch
+// anyone commits (this package's locators, package index's namespace,
+// extents and page map blocks) is in it, in commit order, synced when the
+// commit is. A writable open gives Pebble the ArchiveCleaner, which never
+// recycles a log (so each log holds only its own batches) and hands each
+// obsolete log to the store's filesystem wrapper (journalFS), which
+// compresses it into the journal and removes it; a clean close does the
+// same with the logs left, so after it the store's directory holds no log.
+// Keeping a log costs its compression in the background, not the write
+// path.
+//
+// A dump bounds the journal: once the logs kept since the last dump exceed
+// JournalDumpBytes (64 MiB) or the last dump's size, a background dump
+// writes every key as of a snapshot, named after the newest log at the
+// time, then removes the older dumps and every kept log numbered below
+// it. A rebuild applies the newest dump that reads whole, then every log
+// from its number on (kept ones, then those in the store's directory),
+// each batch as it was committed: a batch that the dump already holds sets
+// or deletes the same keys again, which ends in the same state, since
+// every later batch follows in order. Writing dumps costs at most what the
+// logs did; the journal holds about a dump, the logs since it and the
+// database's share of the last period.
+//
+// A dump is a zstd stream of records in Pebble's log record format
+// (package record: checksummed, chunked):
+//
+//	record   content
+//	-------  ----------------------------------------------------------
+//	first    "ckptfs journal dump 1 <log number>" (ASCII)
+//	middle   a Pebble batch representation setting up to 1 MiB of keys
+//	last     "ckptfs journal dump end <keys>" (ASCII; a dump without it,
+//	         or with another count, is cut short and not used)
+//
+// A rebuild reads the journal only; it builds the database in
+// STORE/rebuild.tmp, moves the old database's files and the journal into
+// STORE/damaged-TIME, moves the new database in, sets the durable marker
+// to the rebuilt database's count, and opens the store, which writes the
+// rebuilt database's first dump. A journal file that fails its checks
+// (zstd's, the record checksums) is named in the report; a rebuild goes on
+// past it with the next log and what it held is missing (fsck, which runs
+// after the rebuild, says what that costs); a torn tail of the newest log
+// is what a crash leaves and is not damage.
+//
 // # Versions
 //
 //	version  change                                              upgrade on the first read-write open
@@ -90,14 +146,17 @@
 //	1        chunks inline in Pebble ('c'), no chunk references  package index records every extent's references
 //	2        index page maps and chunk references                chunks move to segments (below)
 //	3        chunk bytes in segments, locators in Pebble ('C')   package index turns page keys into blocks
-//	4        page maps as blocks of 1024 pfns, no page refs      -
+//	4        page maps as blocks of 1024 pfns, no page refs      the first dump is written (the journal starts)
+//	5        the journal in segments/journal                     -
 //
 // The upgrade to 3 moves every inline value into segments, in batches that
 // each write the records, add their locators and delete the inline values
 // (synced), so an interrupted upgrade goes on at the next open; reads
 // find a chunk either way, so a read-only open serves an old store as it
 // is; it records version 3. The upgrade to 4 is package index's (page
-// keys become blocks), which records the current version when done.
+// keys become blocks), which records the current version when done. The
+// upgrade to 5 is the journal's first dump, written by every writable
+// open of a store without one, before package index records the version.
 // test/e2e/testdata holds a store of each old version, checked by
 // every test run. Opening a store whose format key holds another version
 // fails with ErrFormat; a database without the key, or a non-empty

@@ -229,8 +229,30 @@ func (j *journal) start(db *pebble.DB) error {
 		if err := j.dump(db); err != nil {
 			return err
 		}
-	} else if st, err := j.fs.Stat(j.fs.PathJoin(j.dir, dumpName(dumps[len(dumps)-1]))); err == nil {
-		j.last.Store(st.Size())
+	} else {
+		// The logs kept since the newest dump (a store that is mostly
+		// closed keeps its logs at each close, when no dump runs).
+		newest := dumps[len(dumps)-1]
+		if st, err := j.fs.Stat(j.fs.PathJoin(j.dir, dumpName(newest))); err == nil {
+			j.last.Store(st.Size())
+		}
+		kept, err := listNums(j.fs, j.dir, keptNum)
+		if err != nil {
+			return err
+		}
+		var since int64
+		for _, n := range kept {
+			if st, err := j.fs.Stat(j.fs.PathJoin(j.dir, keptName(n))); err == nil && n >= newest {
+				since += st.Size()
+			}
+		}
+		j.since.Add(since)
+		if j.since.Load() > max(JournalDumpBytes, j.last.Load()) {
+			select { // the loop below dumps
+			case j.kick <- struct{}{}:
+			default:
+			}
+		}
 	}
 	j.stop = make(chan struct{})
 	j.wg.Add(1)

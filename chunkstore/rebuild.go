@@ -332,13 +332,26 @@ func applyDump(db *pebble.DB, p string, from uint64) (int64, error) {
 		return 0, err
 	}
 	defer zr.Close()
+	return readDump(zr, from, func(repr []byte) error {
+		b := db.NewBatch()
+		if err := b.SetRepr(repr); err != nil {
+			return err
+		}
+		return b.Commit(pebble.NoSync)
+	})
+}
+
+// readDump decodes the records of a dump (decompressed) taken at log
+// from, checks that each middle record is a batch of sets that decodes
+// whole, passes it to apply, and returns the keys set.
+func readDump(zr io.Reader, from uint64, apply func(repr []byte) error) (int64, error) {
 	r := record.NewReader(zr, 0)
 	next := func() ([]byte, error) {
 		rec, err := r.Next()
 		if err != nil {
 			return nil, err
 		}
-		return io.ReadAll(rec)
+		return io.ReadAll(io.LimitReader(rec, 4*dumpBatch))
 	}
 	head, err := next()
 	if err != nil {
@@ -362,13 +375,31 @@ func applyDump(db *pebble.DB, p string, from uint64) (int64, error) {
 			}
 			return keys, nil
 		}
-		b := db.NewBatch()
+		var b pebble.Batch
 		if err := b.SetRepr(data); err != nil {
 			return keys, err
 		}
-		keys += int64(b.Count())
-		if err := b.Commit(pebble.NoSync); err != nil {
+		br := b.Reader()
+		n := 0
+		for {
+			kind, _, _, ok, err := br.Next()
+			if err != nil {
+				return keys, fmt.Errorf("batch %d: %w", keys, err)
+			}
+			if !ok {
+				break
+			}
+			if kind != pebble.InternalKeyKindSet {
+				return keys, fmt.Errorf("batch holds a %v, a dump only sets", kind)
+			}
+			n++
+		}
+		if n != int(b.Count()) {
+			return keys, fmt.Errorf("batch says %d keys, holds %d", b.Count(), n)
+		}
+		if err := apply(data); err != nil {
 			return keys, err
 		}
+		keys += int64(n)
 	}
 }
