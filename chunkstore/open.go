@@ -69,7 +69,7 @@ func Open(dir string, o Options) (*Store, error) {
 		pfs = sharedLockFS{fsys}
 	}
 	var jr *journal
-	if !o.ReadOnly {
+	if !o.ReadOnly && !o.NoJournal {
 		// Logs Pebble is done with go into the journal (journalFS).
 		jr = newJournal(fsys, dir)
 		pfs = journalFS{FS: pfs, archive: fsys.PathJoin(dir, "archive"), j: jr}
@@ -209,11 +209,13 @@ func Open(dir string, o Options) (*Store, error) {
 			s.Close()
 			return nil, fmt.Errorf("%s: format upgrade: %w", dir, err)
 		}
-		if err := jr.start(db); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("%s: journal: %w", dir, err)
+		if jr != nil {
+			if err := jr.start(db); err != nil {
+				s.Close()
+				return nil, fmt.Errorf("%s: journal: %w", dir, err)
+			}
+			s.jr = jr
 		}
-		s.jr = jr
 		s.RestoreReserve() // ErrNoSpace: not now; gc tries again
 		if !o.NoKnownFilter {
 			s.known.start(s)

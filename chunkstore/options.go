@@ -32,6 +32,10 @@ type Options struct {
 	// (see known): every dedup check of a new chunk asks Pebble. For
 	// benchmarks that measure the filter.
 	NoKnownFilter bool
+	// NoJournal keeps no journal (see doc.go): Pebble recycles and
+	// deletes its logs, as format 4 did. For benchmarks that measure what
+	// the journal costs; a store written so cannot be rebuilt.
+	NoJournal bool
 }
 
 // DefaultOptions are the options ckptfs mounts with. See the README for the
