@@ -221,6 +221,14 @@ func listNums(fsys vfs.FS, dir string, parse func(string) (uint64, bool)) ([]uin
 // of format 4 or older, a rebuilt one) and starts writing the next ones
 // in the background.
 func (j *journal) start(db *pebble.DB) error {
+	// What a crash during a compression or a dump left.
+	if names, err := j.fs.List(j.dir); err == nil {
+		for _, n := range names {
+			if strings.HasSuffix(n, ".tmp") {
+				j.fs.Remove(j.fs.PathJoin(j.dir, n))
+			}
+		}
+	}
 	dumps, err := listNums(j.fs, j.dir, dumpNum)
 	if err != nil {
 		return err

@@ -144,7 +144,9 @@ func (sp *space) dropRecycledLogs(truncateNewest bool, keep func(string) error) 
 	if keep != nil {
 		for _, l := range logs {
 			if err := keep(l); err != nil {
-				return err
+				// Left where it is (a full disk): the next writable
+				// open finds it obsolete and keeps it then.
+				logLimited(fmt.Sprintf("journal: keeping %s: %v (kept at the next open)", filepath.Base(l), err))
 			}
 		}
 		return nil

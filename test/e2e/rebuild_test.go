@@ -71,6 +71,9 @@ func TestRebuildAfterDatabaseGone(t *testing.T) {
 	os.WriteFile(filepath.Join(d.mnt, "notes.txt"), notes, 0o640)
 	want["notes.txt"] = notes
 	os.Symlink("vm01/c3", filepath.Join(d.mnt, "latest"))
+	if out, code := run(t, "fsck", "--rebuild", d.mnt); code != 6 || !strings.Contains(out, "unmount") {
+		t.Fatalf("fsck --rebuild of a mounted store: exit %d, want 6\n%s", code, out)
+	}
 	d.stop(t)
 	if out, code := run(t, "gc", "--keep-last", "3", "--compact", store); code != 0 {
 		t.Fatalf("gc: exit %d\n%s", code, out)
