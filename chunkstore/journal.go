@@ -435,3 +435,20 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
+
+// JournalUsage returns the bytes the journal's files take (0 for a store
+// without one).
+func (s *Store) JournalUsage() uint64 {
+	fsys, dir := s.seg.fs, s.seg.fs.PathJoin(s.seg.dir, "journal")
+	names, err := fsys.List(dir)
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	for _, name := range names {
+		if st, err := fsys.Stat(fsys.PathJoin(dir, name)); err == nil {
+			n += uint64(st.Size())
+		}
+	}
+	return n
+}

@@ -23,9 +23,10 @@ type Stats struct {
 	Symlinks     int64     `json:"symlinks"`
 	LogicalBytes int64     `json:"logical_bytes"` // sum of file sizes
 	Chunks       int64     `json:"chunks"`
-	StoredBytes  int64     `json:"stored_bytes"` // sum of encoded chunk sizes
-	DiskBytes    int64     `json:"disk_bytes"`   // Pebble's files on disk
-	DedupRatio   float64   `json:"dedup_ratio"`  // logical / stored
+	StoredBytes  int64     `json:"stored_bytes"`  // sum of encoded chunk sizes
+	DiskBytes    int64     `json:"disk_bytes"`    // every file of the store on disk
+	JournalBytes int64     `json:"journal_bytes"` // of which the journal (segments/journal)
+	DedupRatio   float64   `json:"dedup_ratio"`   // logical / stored
 	Lineages     []Lineage `json:"lineages"`
 }
 
@@ -79,6 +80,7 @@ func ComputeStats(cs *chunkstore.Store, x *index.Index) (Stats, error) {
 		return nil
 	})
 	s.DiskBytes = int64(cs.DiskUsage())
+	s.JournalBytes = int64(cs.JournalUsage())
 	if err == nil {
 		s.Lineages, err = lineages(x)
 	}

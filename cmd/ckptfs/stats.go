@@ -77,6 +77,9 @@ func runStats(w io.Writer, o statsOptions, store string) error {
 	fmt.Fprintf(w, "stored       %s in %d chunks\n", bytesStr(s.StoredBytes), s.Chunks)
 	fmt.Fprintf(w, "dedup ratio  %.2fx\n", s.DedupRatio)
 	fmt.Fprintf(w, "on disk      %s\n", bytesStr(s.DiskBytes))
+	if s.JournalBytes > 0 && s.StoredBytes > 0 {
+		fmt.Fprintf(w, "journal      %s (%.1f%% of stored; what fsck --rebuild reads)\n", bytesStr(s.JournalBytes), 100*float64(s.JournalBytes)/float64(s.StoredBytes))
+	}
 	if s.Spooled > 0 {
 		fmt.Fprintf(w, "spooled      %d closed files not stored yet (in %s; a writable mount stores them)\n", s.Spooled, filepath.Join(store, fs.SpoolDir))
 	}

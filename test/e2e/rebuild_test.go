@@ -139,7 +139,7 @@ func TestRebuildAfterDatabaseGone(t *testing.T) {
 		t.Fatalf("fsck after the rebuild and a new generation: exit %d\n%s", code, out)
 	}
 	out, _ = run(t, "stats", store)
-	if !strings.Contains(out, "vm01") {
-		t.Fatalf("stats after the rebuild lists no lineage vm01:\n%s", out)
+	if !strings.Contains(out, "vm01") || !strings.Contains(out, "what fsck --rebuild reads") {
+		t.Fatalf("stats after the rebuild lists no lineage vm01 or no journal:\n%s", out)
 	}
 }
