@@ -106,6 +106,9 @@ func (j *journal) keep(p string) error {
 	if err := j.fs.Remove(p); err != nil {
 		return err
 	}
+	if err := j.fs.Remove(j.fs.PathJoin(j.dir, j.fs.PathBase(p))); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	if err := syncDir(j.fs, j.storeDir); err != nil {
 		return err
 	}
@@ -171,6 +174,21 @@ func keptNum(name string) (uint64, bool) {
 	return logNum(s)
 }
 
+// link gives the log Pebble just created at p a second name in the journal
+// (a hard link, no copy): removing the database's files then leaves the
+// live log's committed batches to a rebuild. Pebble never rewrites a log
+// in place (the journal's cleaner turns recycling off), and keep removes
+// the link once the log is kept.
+func (j *journal) link(p string) {
+	if err := j.fs.MkdirAll(j.dir, 0o755); err == nil {
+		err = j.fs.Link(p, j.fs.PathJoin(j.dir, j.fs.PathBase(p)))
+		if err == nil || errors.Is(err, os.ErrExist) {
+			return
+		}
+		logLimited(fmt.Sprintf("journal: linking %s: %v (a rebuild after the database is lost would miss what it holds until it is kept)", j.fs.PathBase(p), err))
+	}
+}
+
 // logNum parses a log's name (NNNNNN.log), or returns false.
 func logNum(name string) (uint64, bool) {
 	s, ok := strings.CutSuffix(name, ".log")
@@ -221,10 +239,12 @@ func listNums(fsys vfs.FS, dir string, parse func(string) (uint64, bool)) ([]uin
 // of format 4 or older, a rebuilt one) and starts writing the next ones
 // in the background.
 func (j *journal) start(db *pebble.DB) error {
-	// What a crash during a compression or a dump left.
+	// What a crash during a compression or a dump left, and links to
+	// logs kept since.
 	if names, err := j.fs.List(j.dir); err == nil {
 		for _, n := range names {
-			if strings.HasSuffix(n, ".tmp") {
+			_, linked := logNum(n)
+			if strings.HasSuffix(n, ".tmp") || linked && slices.Contains(names, n+zstSuffix) {
 				j.fs.Remove(j.fs.PathJoin(j.dir, n))
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/record"
@@ -59,7 +60,11 @@ func journalWorkload(t *testing.T, s *Store, rng *rand.Rand, round int) [][]byte
 		}
 		kept = append(kept, data)
 		key := fmt.Appendf(nil, "i%d-%03d", round, i)
-		b.Set(key, bytes.Repeat([]byte{byte(i)}, 2000), nil)
+		val := make([]byte, 2000) // random: the kept logs do not compress away
+		for j := range val {
+			val[j] = byte(rng.Uint32())
+		}
+		b.Set(key, val, nil)
 		if i%7 == 0 && i > 0 {
 			b.Delete(fmt.Appendf(nil, "i%d-%03d", round, i-1), nil)
 		}
@@ -101,6 +106,17 @@ func TestRebuildFromJournal(t *testing.T) {
 			first, _ = listNums(vfs.Default, filepath.Join(dir, JournalDir), dumpNum)
 		}
 		chunks = append(chunks, journalWorkload(t, s, rng, round)...)
+		// The logs kept meanwhile call for a new dump, written in the
+		// background.
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			d, _ := listNums(vfs.Default, filepath.Join(dir, JournalDir), dumpNum)
+			if len(d) > 0 && d[len(d)-1] > first[0] {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: no dump after the first (%v) within 20 s: %v", round, first, d)
+			}
+		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}

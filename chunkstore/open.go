@@ -97,6 +97,13 @@ func Open(dir string, o Options) (*Store, error) {
 		dmg.add(info.Path, detail)
 		logLimited(fmt.Sprintf("pebble: damaged file %s: %s", info.Path, detail))
 	}}
+	if jr != nil {
+		po.EventListener.WALCreated = func(info pebble.WALCreateInfo) {
+			if info.Err == nil {
+				jr.link(info.Path)
+			}
+		}
+	}
 	if o.CacheBytes > 0 {
 		c := pebble.NewCache(o.CacheBytes)
 		defer c.Unref()

@@ -142,6 +142,15 @@ func Rebuild(dir string) (RebuildReport, error) {
 	for _, n := range kept {
 		logs = append(logs, logFile{n, filepath.Join(jdir, keptName(n)), true})
 	}
+	// The live logs: linked into the journal when Pebble made them, and
+	// in the store's directory if they are still there.
+	linked, err := listNums(fsys, jdir, logNum)
+	if err != nil {
+		return rep, err
+	}
+	for _, n := range linked {
+		logs = append(logs, logFile{n, filepath.Join(jdir, fmt.Sprintf("%06d.log", n)), false})
+	}
 	live, _ := listNums(fsys, dir, logNum) // a damaged directory may hold none
 	for _, n := range live {
 		logs = append(logs, logFile{n, filepath.Join(dir, fmt.Sprintf("%06d.log", n)), false})
@@ -156,7 +165,7 @@ func Rebuild(dir string) (RebuildReport, error) {
 	for i, l := range logs {
 		rel, _ := filepath.Rel(dir, l.path)
 		rep.Logs = append(rep.Logs, rel)
-		ldir := dir
+		ldir := filepath.Dir(l.path)
 		if l.kept {
 			if err := unpackLog(l.path, filepath.Join(unpacked, fmt.Sprintf("%06d.log", l.num))); err != nil {
 				rep.Damaged = append(rep.Damaged, fmt.Sprintf("%s: %s", rel, OneLine(err.Error())))
