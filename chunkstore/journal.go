@@ -456,8 +456,8 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// JournalUsage returns the bytes the journal's files take (0 for a store
-// without one).
+// JournalUsage returns the bytes the journal's kept logs and dumps take
+// (0 for a store without a journal).
 func (s *Store) JournalUsage() uint64 {
 	fsys, dir := s.seg.fs, s.seg.fs.PathJoin(s.seg.dir, "journal")
 	names, err := fsys.List(dir)
@@ -466,6 +466,9 @@ func (s *Store) JournalUsage() uint64 {
 	}
 	var n uint64
 	for _, name := range names {
+		if _, live := logNum(name); live {
+			continue // a second name of the live log, Pebble's
+		}
 		if st, err := fsys.Stat(fsys.PathJoin(dir, name)); err == nil {
 			n += uint64(st.Size())
 		}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -365,10 +366,19 @@ func (s *Store) DiskUsage() uint64 {
 		// A store on disk: every file of its directory (Pebble's tables,
 		// WAL and manifest, the segments, the reserve file), as du counts
 		// them, so that stats and du agree while it is mounted too.
+		// A file with two names (the live log and its link in the
+		// journal) counts once, as du counts it.
 		var n uint64
+		seen := map[uint64]bool{}
 		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 			if err == nil && d.Type().IsRegular() {
 				if info, err := d.Info(); err == nil {
+					if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+						if seen[st.Ino] {
+							return nil
+						}
+						seen[st.Ino] = true
+					}
 					n += uint64(info.Size())
 				}
 			}
