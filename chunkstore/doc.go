@@ -45,6 +45,8 @@
 //	segments/journal/       the journal (JournalDir, format 5; below)
 //	  NNNNNN.log.zst        one of Pebble's write-ahead logs, kept once Pebble
 //	                        is done with it, as one zstd stream
+//	  NNNNNN.log            a second name (hard link) of a live log of Pebble's,
+//	                        made when Pebble creates it, removed once it is kept
 //	  dump-NNNNNN.ckd       every key of the database as of a snapshot, taken
 //	                        while log NNNNNN was the newest (zstd stream)
 //	damaged-TIME/           what a rebuild moved aside (Pebble's files and
@@ -104,6 +106,9 @@
 // obsolete log to the store's filesystem wrapper (journalFS), which
 // compresses it into the journal and removes it; a clean close does the
 // same with the logs left, so after it the store's directory holds no log.
+// Each live log also has a second name in the journal from its creation (a
+// hard link; Pebble never rewrites a log in place without recycling), so
+// a database removed after a crash is rebuilt with every synced commit.
 // Keeping a log costs its compression in the background, not the write
 // path.
 //
@@ -112,7 +117,8 @@
 // writes every key as of a snapshot, named after the newest log at the
 // time, then removes the older dumps and every kept log numbered below
 // it. A rebuild applies the newest dump that reads whole, then every log
-// from its number on (kept ones, then those in the store's directory),
+// from its number on (kept ones, then live ones: their links in the
+// journal, or the store's directory),
 // each batch as it was committed: a batch that the dump already holds sets
 // or deletes the same keys again, which ends in the same state, since
 // every later batch follows in order. Writing dumps costs at most what the
