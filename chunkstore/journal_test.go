@@ -226,6 +226,11 @@ func TestRebuildRefusals(t *testing.T) {
 		t.Fatalf("damaged log not reported: %+v", rep)
 	}
 
+	// Not a store.
+	if _, err := Rebuild(t.TempDir()); !errors.Is(err, ErrNotStore) {
+		t.Fatalf("rebuild of an empty directory: %v", err)
+	}
+
 	// No journal at all.
 	os.RemoveAll(jdir)
 	removePebble(t, dir)

@@ -72,6 +72,9 @@ func Rebuild(dir string) (RebuildReport, error) {
 	start := time.Now()
 	var rep RebuildReport
 	fsys := vfs.Default
+	if st, err := os.Stat(filepath.Join(dir, SegmentDir)); err != nil || !st.IsDir() {
+		return rep, fmt.Errorf("%s: %w (no %s directory)", dir, ErrNotStore, SegmentDir)
+	}
 	lock, err := fsys.Lock(filepath.Join(dir, "LOCK"))
 	if err != nil {
 		return rep, fmt.Errorf("%s: %w", dir, ErrLocked)

@@ -45,6 +45,8 @@ func runRebuild(w io.Writer, o fsckOptions, store string) error {
 		switch {
 		case errors.Is(err, chunkstore.ErrLocked):
 			return fail(exitLocked, "fsck --rebuild: %v (unmount it first)", err)
+		case errors.Is(err, chunkstore.ErrNotStore):
+			return fail(exitStore, "fsck --rebuild: %v", err)
 		case errors.Is(err, chunkstore.ErrNoJournal):
 			return fail(exitProblems, "fsck --rebuild: %v (stores written by format 4 or older get one at their first writable open by this version)", err)
 		}
