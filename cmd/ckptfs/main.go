@@ -56,7 +56,7 @@ func init() {
 	commands = []command{
 		{"mount", "[flags] STORE MOUNTPOINT", "mount STORE at MOUNTPOINT in the foreground (creates STORE on first use)", runMountCmd},
 		{"stats", "[--json] STORE|MOUNTPOINT", "logical bytes, stored bytes, chunks, dedup ratio", runStatsCmd},
-		{"fsck", "[--json] [--repair] STORE|MOUNTPOINT", "re-hash every chunk and check every file's chunk list", runFsckCmd},
+		{"fsck", "[--json] [--repair] [--rebuild] STORE|MOUNTPOINT", "re-hash every chunk and check every file's chunk list (--rebuild: first make a lost or damaged database again from the journal)", runFsckCmd},
 		{"generations", "[policy] [--json] STORE|MOUNTPOINT", "list each guest's generations, newest first, and what a policy would keep and why", runGenerationsCmd},
 		{"gc", "[policy] [--dry-run] STORE|MOUNTPOINT", "expire generations by policy and reclaim unreferenced space (online too)", runGCCmd},
 		{"xen", "inspect|synth|receive ...", "xl save images: describe one, generate one, or receive an xl remus stream", runXenCmd},
