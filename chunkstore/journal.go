@@ -2,6 +2,7 @@ package chunkstore
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -131,18 +132,29 @@ func (j *journal) compress(src, dst string) (int64, error) {
 		return 0, err
 	}
 	defer in.Close()
+	return j.writeFile(dst, func(w io.Writer) error {
+		zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(zw, in); err != nil {
+			zw.Close()
+			return err
+		}
+		return zw.Close()
+	})
+}
+
+// writeFile writes the journal file dst with write, through a temporary
+// name, synced, and returns its size: dst exists whole or not at all.
+func (j *journal) writeFile(dst string, write func(io.Writer) error) (int64, error) {
 	tmp := dst + ".tmp"
 	out, err := j.fs.Create(tmp, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return 0, err
 	}
 	cw := &countWriter{w: out}
-	zw, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
-	if err == nil {
-		if _, err = io.Copy(zw, in); err == nil {
-			err = zw.Close()
-		}
-	}
+	err = write(cw)
 	if err == nil {
 		err = out.Sync()
 	}
@@ -217,15 +229,15 @@ func dumpName(n uint64) string { return fmt.Sprintf("%s%06d%s", dumpPrefix, n, d
 func keptName(n uint64) string { return fmt.Sprintf("%06d.log%s", n, zstSuffix) }
 
 // listNums returns the numbers of the names in dir that parse, ascending.
-func listNums(fsys vfs.FS, dir string, parse func(string) (uint64, bool)) ([]uint64, error) {
+func listNums[N cmp.Ordered](fsys vfs.FS, dir string, parse func(string) (N, bool)) ([]N, error) {
 	names, err := fsys.List(dir)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), "no such file") {
 			return nil, nil
 		}
 		return nil, err
 	}
-	var nums []uint64
+	var nums []N
 	for _, n := range names {
 		if k, ok := parse(n); ok {
 			nums = append(nums, k)
@@ -333,27 +345,10 @@ func (j *journal) dump(db *pebble.DB) error {
 	if err := j.fs.MkdirAll(j.dir, 0o755); err != nil {
 		return err
 	}
-	final := j.fs.PathJoin(j.dir, dumpName(from))
-	tmp := final + ".tmp"
-	f, err := j.fs.Create(tmp, vfs.WriteCategoryUnspecified)
+	size, err := j.writeFile(j.fs.PathJoin(j.dir, dumpName(from)), func(w io.Writer) error {
+		return writeDump(w, snap, from)
+	})
 	if err != nil {
-		return err
-	}
-	size, err := writeDump(f, snap, from)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = j.fs.Rename(tmp, final)
-	}
-	if err == nil {
-		err = syncDir(j.fs, j.dir)
-	}
-	if err != nil {
-		j.fs.Remove(tmp)
 		return err
 	}
 	j.last.Store(size)
@@ -380,21 +375,20 @@ func (j *journal) dump(db *pebble.DB) error {
 // writeDump writes a dump: a zstd stream of records in Pebble's log
 // format (package record), the first the header "ckptfs journal dump 1 <from>", then
 // batches of at most 1 MiB that set every key, then "ckptfs journal dump
-// end <keys>". It returns the bytes written.
-func writeDump(f io.Writer, snap *pebble.Snapshot, from uint64) (int64, error) {
-	cw := &countWriter{w: f}
-	zw, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+// end <keys>".
+func writeDump(f io.Writer, snap *pebble.Snapshot, from uint64) error {
+	zw, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
 	if err != nil {
-		return 0, err
+		return err
 	}
 	bw := bufio.NewWriterSize(zw, 1<<20)
 	w := record.NewWriter(bw)
 	if _, err := w.WriteRecord(fmt.Appendf(nil, "%s %d", dumpMagic, from)); err != nil {
-		return 0, err
+		return err
 	}
 	it, err := snap.NewIter(nil)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	var b pebble.Batch
 	var keys int64
@@ -410,39 +404,39 @@ func writeDump(f io.Writer, snap *pebble.Snapshot, from uint64) (int64, error) {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			it.Close()
-			return 0, err
+			return err
 		}
 		if err := b.Set(it.Key(), v, nil); err != nil {
 			it.Close()
-			return 0, err
+			return err
 		}
 		keys++
 		if b.Len() >= dumpBatch {
 			if err := flush(); err != nil {
 				it.Close()
-				return 0, err
+				return err
 			}
 		}
 	}
 	if err := it.Close(); err != nil {
-		return 0, err
+		return err
 	}
 	if err := flush(); err != nil {
-		return 0, err
+		return err
 	}
 	if _, err := w.WriteRecord(fmt.Appendf(nil, "%s %d", dumpEnd, keys)); err != nil {
-		return 0, err
+		return err
 	}
 	if err := w.Close(); err != nil {
-		return 0, err
+		return err
 	}
 	if err := bw.Flush(); err != nil {
-		return 0, err
+		return err
 	}
 	if err := zw.Close(); err != nil {
-		return 0, err
+		return err
 	}
-	return cw.n, nil
+	return nil
 }
 
 type countWriter struct {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -135,23 +133,7 @@ func openSegments(fsys vfs.FS, storeDir string, readOnly bool) (*segments, error
 }
 
 // list returns the segments on disk in order.
-func (sg *segments) list() ([]uint32, error) {
-	names, err := sg.fs.List(sg.dir)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), "no such file") {
-			return nil, nil
-		}
-		return nil, err
-	}
-	var ids []uint32
-	for _, n := range names {
-		if id, ok := parseSegName(n); ok {
-			ids = append(ids, id)
-		}
-	}
-	slices.Sort(ids)
-	return ids, nil
-}
+func (sg *segments) list() ([]uint32, error) { return listNums(sg.fs, sg.dir, parseSegName) }
 
 // file returns an open handle of segment seg.
 func (sg *segments) file(seg uint32) (vfs.File, error) {
