@@ -180,7 +180,7 @@ func removePebble(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	for _, e := range ents {
-		if pebbleFile(e.Name()) || e.Name() == "LOCK" {
+		if DatabaseFile(e.Name()) || e.Name() == "LOCK" {
 			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
 				t.Fatal(err)
 			}

@@ -44,9 +44,10 @@ type RebuildReport struct {
 // removed), so its database cannot be rebuilt.
 var ErrNoJournal = errors.New("the store has no journal to rebuild from")
 
-// pebbleFile reports whether name is one of Pebble's files in a store's
-// directory.
-func pebbleFile(name string) bool {
+// DatabaseFile reports whether name is one of the database's (Pebble's)
+// files in a store's directory: what Rebuild moves aside and replaces.
+// The lock file is not (Rebuild holds it).
+func DatabaseFile(name string) bool {
 	for _, p := range []string{"MANIFEST-", "OPTIONS-", "marker.", "CURRENT", "archive"} {
 		if strings.HasPrefix(name, p) {
 			return true
@@ -219,7 +220,7 @@ func Rebuild(dir string) (RebuildReport, error) {
 		return rep, err
 	}
 	for _, e := range names {
-		if pebbleFile(e.Name()) {
+		if DatabaseFile(e.Name()) {
 			if err := os.Rename(filepath.Join(dir, e.Name()), filepath.Join(aside, e.Name())); err != nil {
 				return rep, err
 			}

@@ -383,8 +383,7 @@ func removeDatabase(tb testing.TB, dir string) {
 	}
 	for _, e := range ents {
 		n := e.Name()
-		if strings.HasSuffix(n, ".sst") || strings.HasSuffix(n, ".blob") || strings.HasSuffix(n, ".log") ||
-			strings.HasPrefix(n, "MANIFEST-") || strings.HasPrefix(n, "OPTIONS-") || strings.HasPrefix(n, "marker.") || n == "LOCK" {
+		if chunkstore.DatabaseFile(n) || n == "LOCK" {
 			os.Remove(filepath.Join(dir, n))
 		}
 	}

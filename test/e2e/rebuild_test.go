@@ -26,8 +26,7 @@ func removeDatabase(t *testing.T, store string) {
 	removed := 0
 	for _, e := range ents {
 		n := e.Name()
-		if strings.HasSuffix(n, ".sst") || strings.HasSuffix(n, ".blob") || strings.HasSuffix(n, ".log") ||
-			strings.HasPrefix(n, "MANIFEST-") || strings.HasPrefix(n, "OPTIONS-") || strings.HasPrefix(n, "marker.") || n == "LOCK" {
+		if chunkstore.DatabaseFile(n) || n == "LOCK" {
 			if err := os.Remove(filepath.Join(store, n)); err != nil {
 				t.Fatal(err)
 			}
