@@ -121,7 +121,9 @@
 // journal, or the store's directory),
 // each batch as it was committed: a batch that the dump already holds sets
 // or deletes the same keys again, which ends in the same state, since
-// every later batch follows in order. Writing dumps costs at most what the
+// every later batch follows in order. (That holds for Set, Delete and
+// DeleteRange, the only operations the store commits: a Merge or a
+// SingleDelete applied twice would not end the same.) Writing dumps costs at most what the
 // logs did; the journal holds about a dump, the logs since it and the
 // database's share of the last period.
 //
