@@ -226,7 +226,10 @@ func dumpNum(name string) (uint64, bool) {
 
 func dumpName(n uint64) string { return fmt.Sprintf("%s%06d%s", dumpPrefix, n, dumpSuffix) }
 
-func keptName(n uint64) string { return fmt.Sprintf("%06d.log%s", n, zstSuffix) }
+// logName is Pebble's name of log n; keptName the journal's.
+func logName(n uint64) string { return fmt.Sprintf("%06d.log", n) }
+
+func keptName(n uint64) string { return logName(n) + zstSuffix }
 
 // listNums returns the numbers of the names in dir that parse, ascending.
 func listNums[N cmp.Ordered](fsys vfs.FS, dir string, parse func(string) (N, bool)) ([]N, error) {

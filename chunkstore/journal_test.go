@@ -171,20 +171,11 @@ func TestRebuildFromJournal(t *testing.T) {
 	}
 }
 
-// removePebble removes the database's files from a store directory,
-// keeping segments/ (and the journal in it) and the durable marker.
+// removePebble removes the database's files of the closed store in dir.
 func removePebble(t *testing.T, dir string) {
 	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
+	if _, err := RemoveDatabaseForTest(dir); err != nil {
 		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if DatabaseFile(e.Name()) || e.Name() == "LOCK" {
-			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-				t.Fatal(err)
-			}
-		}
 	}
 }
 

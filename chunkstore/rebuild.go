@@ -3,7 +3,6 @@ package chunkstore
 import (
 	"bytes"
 	"cmp"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -91,12 +90,9 @@ func Rebuild(dir string) (RebuildReport, error) {
 		return rep, err
 	}
 	tmp := filepath.Join(dir, "rebuild.tmp")
-	if err := os.RemoveAll(tmp); err != nil {
-		return rep, err
-	}
-	db, err := pebble.Open(tmp, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}})
+	db, err := openEmpty(tmp)
 	if err != nil {
-		return rep, fmt.Errorf("rebuild: %w", err)
+		return rep, err
 	}
 	defer func() {
 		if db != nil {
@@ -117,9 +113,8 @@ func Rebuild(dir string) (RebuildReport, error) {
 			dumpErrs = append(dumpErrs, fmt.Sprintf("%s: %v", name, err))
 			// Start again from an empty database.
 			db.Close()
-			os.RemoveAll(tmp)
-			if db, err = pebble.Open(tmp, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}}); err != nil {
-				return rep, fmt.Errorf("rebuild: %w", err)
+			if db, err = openEmpty(tmp); err != nil {
+				return rep, err
 			}
 			continue
 		}
@@ -153,11 +148,11 @@ func Rebuild(dir string) (RebuildReport, error) {
 		return rep, err
 	}
 	for _, n := range linked {
-		logs = append(logs, logFile{n, filepath.Join(jdir, fmt.Sprintf("%06d.log", n)), false})
+		logs = append(logs, logFile{n, filepath.Join(jdir, logName(n)), false})
 	}
 	live, _ := listNums(fsys, dir, logNum) // a damaged directory may hold none
 	for _, n := range live {
-		logs = append(logs, logFile{n, filepath.Join(dir, fmt.Sprintf("%06d.log", n)), false})
+		logs = append(logs, logFile{n, filepath.Join(dir, logName(n)), false})
 	}
 	slices.SortStableFunc(logs, func(a, b logFile) int { return cmp.Compare(a.num, b.num) })
 	// A log kept in the journal and still in the directory (a crash
@@ -171,7 +166,7 @@ func Rebuild(dir string) (RebuildReport, error) {
 		rep.Logs = append(rep.Logs, rel)
 		ldir := filepath.Dir(l.path)
 		if l.kept {
-			if err := unpackLog(l.path, filepath.Join(unpacked, fmt.Sprintf("%06d.log", l.num))); err != nil {
+			if err := unpackLog(l.path, filepath.Join(unpacked, logName(l.num))); err != nil {
 				rep.Damaged = append(rep.Damaged, fmt.Sprintf("%s: %s", rel, OneLine(err.Error())))
 				continue
 			}
@@ -189,12 +184,9 @@ func Rebuild(dir string) (RebuildReport, error) {
 	}
 	// The durable marker says how many durable commits the database has
 	// seen: set it to what the rebuilt one holds.
-	var durableN uint64
-	if v, c, err := db.Get(durableKey); err == nil {
-		if len(v) == 8 {
-			durableN = binary.BigEndian.Uint64(v)
-		}
-		c.Close()
+	durableN, err := dbDurable(db)
+	if err != nil {
+		return rep, fmt.Errorf("rebuild: %w", err)
 	}
 	if _, err := StoredFormat(db); err != nil {
 		return rep, fmt.Errorf("rebuild: the journal does not hold a store: %w", err)
@@ -267,6 +259,18 @@ func Rebuild(dir string) (RebuildReport, error) {
 	}
 	rep.Took = time.Since(start)
 	return rep, nil
+}
+
+// openEmpty opens a new, empty database at dir (removing what is there).
+func openEmpty(dir string) (*pebble.DB, error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}})
+	if err != nil {
+		return nil, fmt.Errorf("rebuild: %w", err)
+	}
+	return db, nil
 }
 
 // unpackLog decompresses the kept log at src into dst.

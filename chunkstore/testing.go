@@ -2,6 +2,8 @@ package chunkstore
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -46,4 +48,25 @@ func (s *Store) DropForTest(id ID) error {
 		return err
 	}
 	return b.Commit(pebble.Sync)
+}
+
+// RemoveDatabaseForTest removes the database's files (DatabaseFile, and
+// the lock file) of the closed store in dir, as an operator who deleted
+// the wrong files would: segments/ (with the journal in it), the spool and
+// the durable marker stay. It reports how many files went.
+func RemoveDatabaseForTest(dir string) (int, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range ents {
+		if DatabaseFile(e.Name()) || e.Name() == "LOCK" {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
 }

@@ -343,7 +343,9 @@ func BenchmarkJournal(b *testing.B) {
 				}
 				seg := dirBytes(filepath.Join(dir, chunkstore.SegmentDir), ".seg")
 				share += float64(dirBytes(filepath.Join(dir, chunkstore.JournalDir), "")) / float64(seg)
-				removeDatabase(b, dir)
+				if _, err := chunkstore.RemoveDatabaseForTest(dir); err != nil {
+					b.Fatal(err)
+				}
 				t0 := time.Now()
 				if _, err := chunkstore.Rebuild(dir); err != nil {
 					b.Fatal(err)
@@ -372,19 +374,4 @@ func dirBytes(dir, suffix string) int64 {
 		}
 	}
 	return n
-}
-
-// removeDatabase removes a closed store's Pebble files, as a rebuild's
-// worst case: nothing but segments/ (and the journal in it) is left.
-func removeDatabase(tb testing.TB, dir string) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, e := range ents {
-		n := e.Name()
-		if chunkstore.DatabaseFile(n) || n == "LOCK" {
-			os.Remove(filepath.Join(dir, n))
-		}
-	}
 }

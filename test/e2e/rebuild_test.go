@@ -19,22 +19,8 @@ import (
 // journal in it), the spool and the durable marker stay.
 func removeDatabase(t *testing.T, store string) {
 	t.Helper()
-	ents, err := os.ReadDir(store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	removed := 0
-	for _, e := range ents {
-		n := e.Name()
-		if chunkstore.DatabaseFile(n) || n == "LOCK" {
-			if err := os.Remove(filepath.Join(store, n)); err != nil {
-				t.Fatal(err)
-			}
-			removed++
-		}
-	}
-	if removed == 0 {
-		t.Fatal("the store has no database files to remove")
+	if n, err := chunkstore.RemoveDatabaseForTest(store); err != nil || n == 0 {
+		t.Fatalf("removing the store's database: %v (%d files)", err, n)
 	}
 }
 
