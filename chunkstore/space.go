@@ -41,6 +41,7 @@ type space struct {
 	checked  time.Time
 	free     int64 // at checked
 	admitted int64 // since checked
+	held     int64 // see Hold
 	unflush  func() int64
 	pending  int64 // unflushed memtable bytes at checked
 }
@@ -75,7 +76,15 @@ func (sp *space) freeNow() (int64, error) {
 }
 
 // Admit reserves n bytes of new data, or refuses with ErrNoSpace.
-func (s *Store) Admit(n int) error {
+func (s *Store) Admit(n int) error { return s.take(n, false) }
+
+// Hold reserves room for n bytes of data that will be taken later and
+// must not be refused then, or refuses with ErrNoSpace: write-behind holds
+// what it spools, so that storing it after close(2) returned finds room.
+// Until UseHeld or Unhold, held bytes count against every Admit and Hold.
+func (s *Store) Hold(n int) error { return s.take(n, true) }
+
+func (s *Store) take(n int, hold bool) error {
 	sp := s.space
 	if sp.dir == "" || s.readOnly {
 		return nil
@@ -91,14 +100,36 @@ func (s *Store) Admit(n int) error {
 		sp.pending = sp.unflush()
 	}
 	// Data admitted costs its WAL bytes now and about as much again when
-	// its memtable is flushed.
-	need := 2*(sp.admitted+int64(n)) + sp.pending
+	// its memtable is flushed; held data is still to come.
+	need := 2*(sp.admitted+sp.held+int64(n)) + sp.pending
 	if sp.free-need < sp.reserve {
 		sp.checked = time.Time{} // look again next time: gc may free space
 		return ErrNoSpace
 	}
-	sp.admitted += int64(n)
+	if hold {
+		sp.held += int64(n)
+	} else {
+		sp.admitted += int64(n)
+	}
 	return nil
+}
+
+// UseHeld takes n held bytes as admitted, without a check: the data Hold
+// made room for is being stored.
+func (s *Store) UseHeld(n int) {
+	sp := s.space
+	sp.mu.Lock()
+	sp.held = max(sp.held-int64(n), 0)
+	sp.admitted += int64(n)
+	sp.mu.Unlock()
+}
+
+// Unhold gives back n held bytes that will not be stored.
+func (s *Store) Unhold(n int) {
+	sp := s.space
+	sp.mu.Lock()
+	sp.held = max(sp.held-int64(n), 0)
+	sp.mu.Unlock()
 }
 
 // ReleaseReserve deletes the reserve file if the disk is nearly full,
@@ -177,7 +208,10 @@ func (s *Store) RestoreReserve() error {
 	if err != nil {
 		return err
 	}
-	if free < 3*sp.reserve {
+	sp.mu.Lock()
+	held := sp.held // room promised to data still to come (Hold)
+	sp.mu.Unlock()
+	if free-2*held < 3*sp.reserve {
 		return ErrNoSpace
 	}
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)

@@ -64,8 +64,13 @@ import (
 // truncate) ends write-behind for the file: the spooled bytes are fed to
 // the engine first, then it goes on synchronously. So does a disk with
 // less than spoolMinFree free: spooling never fills the disk the store
-// needs. A failure to store spooled bytes (a full disk) is logged with the
-// file's path; the file keeps its previous committed content.
+// needs. Every spooled byte holds its room in the store
+// (content.Store.Hold, which the store's disk-full guard counts) before
+// it is spooled, and is stored with that hold (WriteAtHeld): a writer
+// meets a full disk in write(2), where it sees it, never after its
+// close(2) returned. A failure to store spooled bytes all the same (an
+// I/O error) is logged with the file's path; the file keeps its previous
+// committed content.
 const (
 	SpoolDir        = "spool"
 	spoolHeader     = 4096
@@ -136,6 +141,7 @@ type behind struct {
 	ops      []behindOp
 	pending  int   // opCommit queued, not yet done
 	unsent   int64 // bytes spooled since the last free-space check
+	held     int64 // bytes spooled whose hold (content.Store.Hold) no feed took yet
 	err      error // the first failure feeding the writer
 	stopping bool  // no more spooling: drain, then end
 	urgent   bool  // someone waits for the drain (stop)
@@ -265,23 +271,29 @@ func (f *FS) newBehind(n *Node, h *handle) (*behind, error) {
 
 var errBehindBusy = errors.New("the file is being written behind already")
 
-// write spools data written at off; false: it must go synchronously.
-func (b *behind) write(h *handle, data []byte, off int64) bool {
+// write spools p, written at off; false: it must go synchronously.
+func (b *behind) write(h *handle, p []byte, off int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.stopping || b.err != nil || h != b.h || off != b.end {
 		return false
 	}
-	if b.unsent += int64(len(data)); b.unsent >= spoolCheckEvery {
+	if b.unsent += int64(len(p)); b.unsent >= spoolCheckEvery {
 		if !b.n.fsys.spoolRoom(b.end) {
 			return false
 		}
 		b.unsent = 0
 	}
-	if _, err := b.f.WriteAt(data, spoolHeader+off); err != nil {
+	data := b.n.fsys.data
+	if data.Hold(len(p)) != nil {
+		return false // the synchronous path meets the full disk
+	}
+	if _, err := b.f.WriteAt(p, spoolHeader+off); err != nil {
+		data.Unhold(len(p))
 		return false // ENOSPC, EIO: the synchronous path takes it from here
 	}
-	b.end += int64(len(data))
+	b.held += int64(len(p))
+	b.end += int64(len(p))
 	b.mtime = now()
 	b.lastWrite.Store(b.mtime)
 	b.cond.Broadcast()
@@ -432,12 +444,15 @@ func (b *behind) run() {
 			buf := n.fsys.feedBuf()
 			if _, err = b.f.ReadAt(buf[:k], spoolHeader+from); err == nil {
 				n.mu.Lock()
-				err = n.w.WriteAt(buf[:k], from, mtime)
+				err = n.w.WriteAtHeld(buf[:k], from, mtime)
 				n.mu.Unlock()
 			}
 			n.fsys.feedBufs <- buf
 		}
 		b.mu.Lock()
+		if !failed {
+			b.held -= k // WriteAtHeld took the hold
+		}
 		if err != nil && b.err == nil {
 			b.err = err
 			n.fsys.toErrno("write-behind", n, err)
@@ -522,6 +537,8 @@ func (b *behind) finish() {
 	os.Remove(b.name + spoolMarker)
 	os.Remove(b.name)
 	b.mu.Lock()
+	f.data.Unhold(int(b.held)) // spooled bytes never fed (a failure)
+	b.held = 0
 	for ; b.pending > 0; b.pending-- { // closes never committed (stopped first)
 		f.pendingAdd(b.dir, -1)
 	}

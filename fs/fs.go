@@ -22,6 +22,7 @@ import (
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/index"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 )
 
 // Blksize is the st_blksize files report, so that cp and rsync use large I/O.
@@ -52,6 +53,7 @@ const NameMax = 255
 // FS is a mounted ckptfs.
 type FS struct {
 	ns         Namespace
+	images     Images
 	data       *content.Store
 	log        *log.Logger
 	readOnly   bool
@@ -174,6 +176,9 @@ type Config struct {
 	// spooled and stored behind its writer, so that close(2) does not wait
 	// for the content engine (behind.go); that needs StoreDir.
 	SyncClose bool
+	// Images names the xl save images for latest (nil: the lineages kept
+	// in ns, if ns is an *index.Index).
+	Images Images
 }
 
 // New returns the filesystem over ns and data.
@@ -184,6 +189,10 @@ func New(ns Namespace, data *content.Store, c Config) *FS {
 	}
 	f := &FS{ns: ns, data: data, log: l, readOnly: c.ReadOnly, statfsOf: c.StoreDir, listLatest: c.ListLatest, mountFlags: c.MountFlags,
 		writeBehind: !c.SyncClose, pendDirs: map[uint64]int{}, behinds: map[*behind]struct{}{}, byIno: map[uint64]*behind{}}
+	f.images = c.Images
+	if x, ok := ns.(*index.Index); ok && f.images == nil {
+		f.images = lineage.Of(x)
+	}
 	f.pendCond = sync.NewCond(&f.pend)
 	f.feedBufs = make(chan []byte, feedBuffers)
 	for range feedBuffers {

@@ -32,10 +32,11 @@ const LatestName = "latest"
 // number with the bit set, far above any the index allocates.
 const latestBit = 1 << 62
 
-// xenNamespace is what latest needs besides Namespace: which files are
-// whole xl save images (committed, their stream parsed to the end).
-type xenNamespace interface {
-	GetXen(ino uint64) (index.XenInfo, error)
+// Images is what latest needs besides Namespace: which files are whole
+// xl save images (committed, their stream parsed to the end), as
+// xen/lineage.Maps records them.
+type Images interface {
+	Guest(ino uint64) (uuid, name string, err error)
 }
 
 // newestImage returns the directory's newest whole xl save image (by
@@ -43,15 +44,15 @@ type xenNamespace interface {
 // directory's owner: another user's file in a shared directory never
 // becomes what root restores. ok is false if there is none.
 func (f *FS) newestImage(dir index.Inode, ents []index.Dirent) (name string, img index.Inode, ok bool) {
-	xn, can := f.ns.(xenNamespace)
-	if !can {
+	xn := f.images
+	if xn == nil {
 		return "", img, false
 	}
 	for _, e := range ents {
 		if e.Mode&syscall.S_IFMT != syscall.S_IFREG || index.IsStaging(e.Name) {
 			continue
 		}
-		if _, err := xn.GetXen(e.Ino); err != nil {
+		if _, _, err := xn.Guest(e.Ino); err != nil {
 			continue
 		}
 		in, err := f.ns.Get(e.Ino)

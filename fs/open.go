@@ -8,6 +8,7 @@ import (
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/index"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 )
 
 // Store is an open store: its chunks, its namespace and the content
@@ -73,7 +74,7 @@ func Open(dir string, o OpenOptions) (*Store, error) {
 	if o.ReadOnly {
 		x, err = index.OpenReadOnly(cs.DB())
 	} else {
-		x, err = index.Open(cs.DB(), now(), uint32(os.Getuid()), uint32(os.Getgid()))
+		x, err = index.Open(cs.DB(), now(), uint32(os.Getuid()), uint32(os.Getgid()), lineage.Keys)
 	}
 	if err != nil {
 		cs.Close()
@@ -86,6 +87,9 @@ func Open(dir string, o OpenOptions) (*Store, error) {
 	cfg := o.Content.EnsureDefaults()
 	if cfg.Pages == nil {
 		cfg.Pages = XenPages(x, !o.NoXenPages)
+	}
+	if cfg.Runs == nil {
+		cfg.Runs = lineage.Of(x)
 	}
 	return &Store{Dir: dir, Chunks: cs, Index: x, Data: content.New(cs, cs, x, cfg)}, nil
 }

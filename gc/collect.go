@@ -7,7 +7,9 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/gc/policy"
 	"github.com/ckptfs/ckptfs/index"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 )
 
 // Result is what one Collect did.
@@ -46,10 +48,8 @@ const sweepBatch = 1024
 const markBatch = 1 << 18
 
 // SegmentGarbage is the dead fraction of a segment past which Collect
-// rewrites it (copies its live records and removes it): the most space a
-// store keeps for what gc deleted, and the price of giving it back (up to
-// 1/SegmentGarbage - 1 bytes copied per byte freed). See the README.
-const SegmentGarbage = 0.1
+// rewrites it (policy.SegmentGarbage).
+const SegmentGarbage = policy.SegmentGarbage
 
 // settleTimeout bounds how long Collect waits for background compactions.
 const settleTimeout = 30 * time.Second
@@ -118,9 +118,9 @@ func CollectWith(cs *chunkstore.Store, x *index.Index, o Options, p Progress) (R
 	defer cs.RestoreReserve()
 	start := time.Now()
 	r := Result{DiskBefore: int64(cs.DiskUsage())}
-	var dead []index.GenRecord
-	err := x.WalkGens(func(g index.GenRecord) error {
-		if g.State == index.GenDead {
+	var dead []lineage.GenRecord
+	err := lineage.Of(x).WalkGens(func(g lineage.GenRecord) error {
+		if g.State == lineage.GenDead {
 			dead = append(dead, g)
 		}
 		return nil
@@ -130,7 +130,7 @@ func CollectWith(cs *chunkstore.Store, x *index.Index, o Options, p Progress) (R
 	}
 	for i, g := range dead {
 		p.report("reclaiming generations", int64(i), int64(len(dead)))
-		done, n, err := x.ReclaimGen(g.Lin, g.Num)
+		done, n, err := lineage.Of(x).ReclaimGen(g.Lin, g.Num)
 		if err != nil {
 			return r, err
 		}
@@ -161,7 +161,7 @@ func CollectWith(cs *chunkstore.Store, x *index.Index, o Options, p Progress) (R
 		after = &ids[len(ids)-1]
 		p.report("sweeping candidate chunks", int64(r.Candidates), total)
 		cs.BeginMark()
-		live, err := x.PageReferenced(ids)
+		live, err := lineage.Of(x).PageReferenced(ids)
 		if err != nil {
 			cs.EndMark()
 			return r, err
@@ -210,7 +210,7 @@ func CollectWith(cs *chunkstore.Store, x *index.Index, o Options, p Progress) (R
 		if err := db.Flush(); err != nil {
 			return r, err
 		}
-		spans := append([][2][]byte{{{chunkstore.PrefixLoc}, {chunkstore.PrefixLoc + 1}}}, index.ReclaimedSpans()...)
+		spans := append([][2][]byte{{{chunkstore.PrefixLoc}, {chunkstore.PrefixLoc + 1}}}, append(index.ReclaimedSpans(), lineage.ReclaimedSpans()...)...)
 		for _, span := range spans {
 			if err := db.Compact(context.Background(), span[0], span[1], true); err != nil {
 				return r, err

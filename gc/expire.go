@@ -9,6 +9,7 @@ import (
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/index"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 )
 
 // Victim is a file a policy expires.
@@ -114,8 +115,8 @@ func groups(x *index.Index, allFiles bool) ([][]Victim, error) {
 	if err != nil {
 		return nil, err
 	}
-	xenOf := map[uint64]index.XenInfo{}
-	if err := x.WalkXen(func(ino uint64, info index.XenInfo) error { xenOf[ino] = info; return nil }); err != nil {
+	xenOf := map[uint64]lineage.XenInfo{}
+	if err := lineage.Of(x).WalkXen(func(ino uint64, info lineage.XenInfo) error { xenOf[ino] = info; return nil }); err != nil {
 		return nil, err
 	}
 	byKey := map[string][]Victim{}
@@ -224,7 +225,7 @@ func Freed(cs *chunkstore.Store, x *index.Index, vs []Victim) (int64, error) {
 		if err := x.InodeRefs(v.Ino, add); err != nil {
 			return 0, err
 		}
-		err := x.ImageGens(v.Ino, func(lin, gen uint64) error {
+		err := lineage.Of(x).ImageGens(v.Ino, func(lin, gen uint64) error {
 			if dead[lin] == nil {
 				dead[lin] = map[uint64]bool{}
 			}
@@ -237,7 +238,7 @@ func Freed(cs *chunkstore.Store, x *index.Index, vs []Victim) (int64, error) {
 	}
 	for lin, gens := range dead {
 		for gen := range gens {
-			if err := x.DropPlan(lin, gen, gens, add); err != nil {
+			if err := lineage.Of(x).DropPlan(lin, gen, gens, add); err != nil {
 				return 0, err
 			}
 		}
@@ -246,8 +247,8 @@ func Freed(cs *chunkstore.Store, x *index.Index, vs []Victim) (int64, error) {
 	// (reference keys) and its page entries' (one pass over the page maps).
 	kept := map[chunkstore.ID]bool{}
 	if len(ids) > 0 {
-		err := x.WalkPageRefs(func(id chunkstore.ID, lin, gen, pfn uint64) error {
-			if ids[id] && !dropped[string(index.PageRefKey(lin, gen, pfn))] {
+		err := lineage.Of(x).WalkPageRefs(func(id chunkstore.ID, lin, gen, pfn uint64) error {
+			if ids[id] && !dropped[string(lineage.PageRefKey(lin, gen, pfn))] {
 				kept[id] = true
 			}
 			return nil

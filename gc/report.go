@@ -13,6 +13,7 @@ import (
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/index"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 	"strings"
 )
 
@@ -108,7 +109,7 @@ func lineages(x *index.Index) ([]Lineage, error) {
 	}
 	by := map[key][]gen{}
 	dirOf := map[key]string{}
-	err = x.WalkXen(func(ino uint64, info index.XenInfo) error {
+	err = lineage.Of(x).WalkXen(func(ino uint64, info lineage.XenInfo) error {
 		ls, named := links[ino]
 		if !named {
 			return nil // not linked (being purged)
@@ -234,7 +235,7 @@ func FsckProgress(cs *chunkstore.Store, x *index.Index, p Progress) (*FsckReport
 				return nil // left past the size by a crash; never read
 			}
 			if e.Run != nil {
-				pages, err := x.ResolveRun(e.Run, 0, e.Run.Pages())
+				pages, err := lineage.Of(x).ResolveRun(e.Run, 0, e.Run.Pages())
 				if err != nil {
 					r.add(Problem{Kind: "bad-extent", Ino: in.Ino, Offset: e.Off, Detail: err.Error()})
 					return nil

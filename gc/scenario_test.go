@@ -54,9 +54,10 @@ func guestOf(n int) xentest.Guest {
 }
 
 func newScenario(t *testing.T) *scenario {
-	x, cs := index.TestIndex(t)
+	x, cs := index.TestIndex(t, lineage.Keys)
 	cfg := content.DefaultConfig()
 	cfg.Pages = func(ino uint64) content.Pages { return lineage.NewImage(x, ino, true) }
+	cfg.Runs = lineage.Of(x)
 	eng := content.New(cs, cs, x, cfg)
 	t.Cleanup(eng.Close)
 	sc := &scenario{x: x, cs: cs, eng: eng, want: map[string][]byte{}}

@@ -31,7 +31,7 @@ func testDamagedTable(t *testing.T, how string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x, err := Open(cs.DB(), 1, 0, 0)
+	x, err := Open(cs.DB(), 1, 0, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

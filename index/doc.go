@@ -11,32 +11,11 @@
 //	                 (staged) version, and Commit makes it the file's
 //	extent           file bytes [off, off+len) = bytes of one chunk (or a
 //	                 page run)
-//	lineage, lin     the xl save images of one guest (domain UUID): they
-//	                 share one page map
-//	generation, gen  one image of a lineage (index.Gen; its number is
-//	                 Num): its page entries, and a state (in flight,
-//	                 live, dead)
-//	floor            the oldest generation a lookup at a generation sees;
-//	                 a full generation's floor is itself
-//	base             the generation a new one compares its pages with;
-//	                 base floor, the base's floor
-//	delta chain      the generations with one floor: each has entries only
-//	                 for pages that differ from the one before
-//	full generation  one with an entry for every page of its image (the
-//	                 first of a chain; written every FullEvery)
-//	page run         an extent that names pages by pfn, resolved through
-//	                 the lineage's page map at its generation
-//	page entry       a generation's page of one pfn: a chunk (id, hint,
-//	                 tag) or all zero
-//	block            a generation's entries for 1024 pfns, one Pebble key
-//	hint             where a chunk's record was when an entry was written
-//	tag              a page's keyed 128-bit hash (chunkstore.Tag): proof
-//	                 that a later page of the pfn is unchanged
-//	heir             the next live generation of a dead one's chain: gc
-//	                 moves the entries it still sees into it
+//	page run         an extent that names pages of an xl save image by
+//	                 pfn, resolved through its guest's page map
+//	                 (xen/lineage keeps the lineages, generations and
+//	                 page maps; its doc has their glossary)
 //	candidate        a chunk that lost a reference: gc's sweep looks at it
-//	mark             gc's pass over the page maps that finds which
-//	                 candidates a page entry still names
 //	staged, orphan   a version not committed yet; an inode with no name,
 //	                 purged when closed
 //	epoch            not a generation: the content engine's counter
@@ -61,12 +40,15 @@
 //	                 both plus the index); daemon.Store is a store as a
 //	                 command reaches it, mounted or not
 //
-// # Keys and values, format version 4
+// # Keys and values, format version 5
 //
 // Integers in keys are big-endian, so keys sort numerically. ino, ver,
-// lin (lineage), gen (generation) and pfn are 8 bytes; off is a file offset
-// (8 bytes); id is a chunk's 32-byte BLAKE3-256. ^gen is gen with all bits
-// flipped, so a pfn's entries sort newest first.
+// lin (lineage), gen (generation) are 8 bytes; off is a file offset (8
+// bytes); id is a chunk's 32-byte BLAKE3-256. The keys under
+// ExtensionPrefixes belong to the Extension Open is given (xen/lineage,
+// whose doc has their table); the index never writes there, but hands the
+// extension its batches: deleting an image and ending its generation are
+// one batch (Extension.Purge).
 //
 //	key                                  value
 //	-----------------------------------  ------------------------------------------
@@ -81,24 +63,12 @@
 //	                                     uvarint(count))
 //	's' | ino | ver                      empty: version ver of ino is staged
 //	'o' | ino                            empty: ino has no name; purge when closed
-//	'x' | ino                            uvarint(len) uuid | uvarint(len) name |
-//	                                     uvarint(chunk bytes the file added)
-//	                                     [| uvarint(page entries it wrote)]:
-//	                                     ino is an xl save image of guest uuid
-//	                                     (the last field is optional; absent
-//	                                     reads as 0, unknown)
-//	'l' | uuid                           lin (8, BE): the lineage of guest uuid
-//	'L' | lin | gen                      state (1: in flight, 2: live, 3: dead) |
-//	                                     uvarint(floor) | uvarint(ino)
-//	                                     [| uvarint(base floor), if not floor]
-//	'B' | lin | blk | ^gen               page block: gen's entries for pfns
-//	                                     blk*1024 .. blk*1024+1023 (below)
-//	'G' | lin | gen | blk                empty: gen has a block blk
-//	'y' | ino | lin | gen                empty: ino's image holds generation gen
 //	'r' | id | 'e' | ino | ver | off     empty: an extent references chunk id
 //	'g' | id                             empty: id lost a reference; gc checks it
 //	"mnextino"                           next free inode/version/lineage/generation
 //	                                     number (8, BE)
+//	'l' 'L' 'B' 'G' 'y' 'x' ('P' 'Q')    the lineages' keys: package xen/lineage
+//	                                     (ExtensionPrefixes)
 //
 // An inode value, 56 fixed bytes then the symlink target (for a
 // character or block device, its device number instead: rdev u32; other
@@ -122,67 +92,13 @@
 // is a binary search in Pebble's sorted keys, and keeps a window of
 // extents in memory for the following reads.
 //
-// # Page maps: xl save images as deltas
-//
-// In page mode each page payload of an xl save image is a chunk, and the
-// image's extents name pages by pfn (page runs) rather than by chunk. A
-// guest's images (a lineage, keyed by the domain UUID) share one page map:
-// generation gen has entries only for the pfns whose page differs from its
-// base generation (the lineage's newest, if that one is live when gen
-// starts; else gen is full and its floor is itself). A lookup of pfn at gen
-// sees the newest entry of pfn from a generation in [floor, gen].
-//
-// Entries are kept in blocks of 1024 pfns (BlockPages): one key per
-// generation and block it has entries in, never a key per page. A block's
-// value, pfns ascending:
-//
-//	uvarint(n) | n x entry
-//	entry: uvarint(pfn - previous pfn; the first: pfn - blk*1024) | kind |
-//	       kind 0: nothing (an all-zero page)
-//	       kind 1: id (32)
-//	       kind 2: id (32) | uvarint(len) | chunkstore Hint (where the
-//	               chunk's record was when the entry was written)
-//
-// A reader (PageReader) merges the blocks of a pfn's block from gen down
-// to the floor, newest first, into a table of the block's 1024 pages, and
-// answers every lookup in that block from it: a checkpoint's restore
-// reads its map block by block, in pfn order. So that this walk stays
-// short, the generation after FullEvery (16) deltas of one chain is
-// written full: an entry for every page of its image (unchanged ones
-// copied from its base, which it still compares with: its record keeps
-// the base's floor), and its floor is itself. A chain's blocks cost about
-// 40 bytes per page entry; a full map every 16 generations costs 1% of
-// the image's pages' size once per 16 checkpoints.
-//
-// A writer (PageWriter) adds a generation's entries to the batch that
-// stores their chunks; they are encoded into blocks when the batch
-// commits (chunkstore.Batch.OnCommit, when the chunks' places are known),
-// merged into the block an earlier batch of the same generation wrote. A
-// pfn put again replaces its entry, and the replaced chunk becomes a gc
-// candidate.
-//
-// Deleting an image marks its generation dead. gc (ReclaimGen) then moves
-// each of its entries that the next live generation of the same delta chain
-// still sees into that generation's block, and drops the others, making
-// their chunks candidates; one batch per block, so it is crash-safe and
-// can be redone. A generation still being written (in flight) holds gc back
-// for the dead generations of its chain before it, and so does a full
-// generation in flight for the chain it copies from.
-//
-// A receiver (xen receive) begins a checkpoint's generation at its first
-// page, before the image's file exists: its 'L' value's ino is 0 and it
-// has no 'y' key until Publish creates the file (AdoptGen). Its entries
-// are written as pages arrive; a pfn sent twice in one checkpoint has its
-// entry replaced. Open ends an in-flight generation with ino 0 as dead
-// (no file names it), and gc reclaims its entries.
-//
 // # References and garbage collection
 //
 // Every chunk extent has an 'r' key under its chunk, written and deleted
 // in the same batch as the extent. Page entries have none (a key per page
 // was most of what ingesting a page cost in format 3): gc finds which
 // candidates a page still names by one pass over the page map blocks
-// (PageReferenced), the mark of a mark and sweep. A reference that goes
+// (xen/lineage Maps.PageReferenced), the mark of a mark and sweep. A reference that goes
 // (an extent, a page entry dropped or replaced) makes the chunk a
 // candidate ('g'). gc deletes a candidate that no extent and no page
 // entry names and that no writer has pinned since the mark began
@@ -196,13 +112,13 @@
 //
 // Version 1 (no 'r', 'g', 'l', 'L', 'y' keys, no page runs) is upgraded
 // in place by the first read-write Open: it writes the 'r' keys of every
-// extent. Versions 2 and 3 kept a key per page entry ('P' | lin | pfn |
-// ^gen -> id [| Hint], empty for a zero page), a by-generation key per
-// entry ('Q' | lin | gen | pfn) and a reference key per entry ('r' | id |
-// 'p' | lin | pfn | gen); the first read-write Open converts them to blocks,
-// one (lineage, block) per batch that writes its blocks and deletes its
-// keys, so an interrupted upgrade goes on where it stopped; then the
-// version. A read-only open reads the old keys as they are.
+// extent. Versions 2 and 3 kept a reference key per page entry ('r' | id |
+// 'p' | lin | pfn | gen); the first read-write Open has the extension
+// convert the entries themselves (xen/lineage: to blocks), then deletes
+// those reference keys, then records the version; each step is redone by
+// the next Open if a crash cut it short. Version 5 changed only
+// chunkstore's files (the journal). A read-only open reads the old keys
+// as they are.
 
 // # Commit order
 //

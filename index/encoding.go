@@ -10,7 +10,8 @@ import (
 	"github.com/ckptfs/ckptfs/chunkstore"
 )
 
-// Key prefixes owned by this package. Part of the on-disk format.
+// Key prefixes owned by this package. Part of the on-disk format. The
+// prefixes of package xen/lineage are ExtensionPrefixes.
 const (
 	prefixDirent  = 'd'
 	prefixExtent  = 'e'
@@ -18,19 +19,9 @@ const (
 	prefixMeta    = 'm'
 	prefixOrphan  = 'o'
 	prefixStaging = 's'
-	prefixXen     = 'x'
 	// Format version 2.
-	prefixLineage   = 'l' // 'l' | uuid -> lineage number
-	prefixGen       = 'L' // 'L' | lin | gen -> generation record
-	prefixPage      = 'P' // 'P' | lin | pfn | ^gen -> page entry
-	prefixPageByGen = 'Q' // 'Q' | lin | gen | pfn -> empty
 	prefixRef       = 'r' // 'r' | id | holder -> empty: a reference to chunk id
 	prefixCandidate = 'g' // 'g' | id -> empty: id lost a reference; gc checks it
-	prefixInoGen    = 'y' // 'y' | ino -> lin | gen: the generation ino's image is
-	// Format version 4: page maps as blocks ('P' and 'Q' keys and page
-	// references are versions 2 and 3 only).
-	prefixBlock      = 'B' // 'B' | lin | blk | ^gen -> page block
-	prefixBlockByGen = 'G' // 'G' | lin | gen | blk -> empty
 )
 
 // ErrCorrupt marks index records that fail to decode.
@@ -175,6 +166,24 @@ const MaxRunPages = 4096
 type PageRun struct {
 	Lin, Gen, Floor uint64
 	Ranges          []PfnRange
+}
+
+// PageRef is a page's content: a chunk (and where it was), or all zero;
+// and, if Tagged, the page's keyed tag (chunkstore.Tag), which proves a
+// later page of the same pfn equal to it without hashing that with BLAKE3.
+// A page run's pages resolve to PageRefs (xen/lineage keeps the maps).
+type PageRef struct {
+	ID     chunkstore.ID
+	Zero   bool
+	Hint   chunkstore.Hint
+	Tag    chunkstore.Tag
+	Tagged bool
+}
+
+// Holds reports whether r is the page with chunk id (or all zero, when
+// zero).
+func (r PageRef) Holds(id chunkstore.ID, zero bool) bool {
+	return r.Zero == zero && (zero || r.ID == id)
 }
 
 // PfnRange is N consecutive pfns from Start.

@@ -53,9 +53,8 @@ type Index struct {
 	next uint64
 
 	damaged func() []chunkstore.KeyRange // see SetDamaged
-	// legacyPages: the page maps are format 2 or 3 keys (a read-only open
-	// of an old store).
-	legacyPages bool
+	format  int                          // see Format
+	ext     Extension                    // see Open
 
 	durable func(*pebble.Batch) error // see SetDurable
 	pending atomic.Bool               // a commit since the last Sync
@@ -72,15 +71,20 @@ func OpenReadOnly(db *pebble.DB) (*Index, error) {
 	// Another error (a damaged table) shows again where it matters: fsck
 	// reports it and reads of what it affects fail.
 	ver, err := chunkstore.StoredFormat(db)
-	return &Index{db: db, legacyPages: err == nil && ver < 4}, nil
+	if err != nil {
+		ver = chunkstore.FormatVersion
+	}
+	return &Index{db: db, format: ver}, nil
 }
 
 // Open opens the index in db, creating the root directory on first use, and
 // finishes what a crash interrupted: staged content versions that were never
 // committed, orphaned inodes (unlinked while open) and files under staging
-// names (a publication cut short) are deleted.
-func Open(db *pebble.DB, now int64, uid, gid uint32) (*Index, error) {
-	x := &Index{db: db, next: RootIno + 1}
+// names (a publication cut short) are deleted. ext (nil: none) is the
+// package that owns the keys under ExtensionPrefixes: Open has it upgrade
+// and recover them, and purging an inode tells it.
+func Open(db *pebble.DB, now int64, uid, gid uint32, ext Extension) (*Index, error) {
+	x := &Index{db: db, next: RootIno + 1, ext: ext, format: chunkstore.FormatVersion}
 	v, c, err := db.Get(nextInoKey)
 	switch {
 	case err == nil:
@@ -113,8 +117,9 @@ func Open(db *pebble.DB, now int64, uid, gid uint32) (*Index, error) {
 // upgrade brings a store of an older format to the current one, in order,
 // so that an interrupted upgrade is redone by the next open: a version 1
 // store gets the chunk references of every extent (version 1 kept none);
-// versions 2 and 3 get their page entries as blocks (upgradePages); then
-// the current version is recorded. (Version 3 changed only chunkstore's
+// the extension upgrades its keys (xen/lineage: the page entries of
+// versions 2 and 3 become blocks), then the page entries' reference keys
+// of versions 2 and 3 go; then the current version is recorded. (Version 3 changed only chunkstore's
 // keys: chunkstore.Open upgrades those first.)
 func (x *Index) upgrade() error {
 	ver, err := chunkstore.StoredFormat(x.db)
@@ -137,8 +142,15 @@ func (x *Index) upgrade() error {
 			return err
 		}
 	}
-	if err := x.upgradePages(); err != nil {
-		return err
+	if x.ext != nil {
+		if err := x.ext.Upgrade(x, ver); err != nil {
+			return err
+		}
+	}
+	if ver < 4 {
+		if err := x.dropPageRefs(); err != nil {
+			return err
+		}
 	}
 	b := x.db.NewBatch()
 	defer b.Close()
@@ -178,11 +190,10 @@ func (x *Index) recover(now int64) error {
 	if err := x.dropStaging(now); err != nil {
 		return err
 	}
-	b = x.db.NewBatch()
-	if err := x.abortGens(b); err != nil {
-		return err
+	if x.ext != nil {
+		return x.ext.Recover(x)
 	}
-	return b.Commit(pebble.Sync)
+	return nil
 }
 
 // dropStaging removes the files a crash left under staging names (a
@@ -749,18 +760,20 @@ func (x *Index) Purge(ino uint64) error {
 	return x.commit(b)
 }
 
-// purge deletes ino's extents (its chunks become gc candidates) and marks
-// the generation its image holds, if any, dead for gc.
+// purge deletes ino's extents (its chunks become gc candidates) and tells
+// the extension (which marks the generation its image holds, if any, dead
+// for gc).
 func (x *Index) purge(b *pebble.Batch, ino uint64) error {
 	if err := x.dropExtents(b, binary.BigEndian.AppendUint64([]byte{prefixExtent}, ino)); err != nil {
 		return err
 	}
-	if err := x.dropInoGen(b, ino); err != nil {
-		return err
+	if x.ext != nil {
+		if err := x.ext.Purge(x, b, ino); err != nil {
+			return err
+		}
 	}
 	b.Delete(inodeKey(ino), nil)
-	b.Delete(orphanKey(ino), nil)
-	return b.Delete(xenKey(ino), nil)
+	return b.Delete(orphanKey(ino), nil)
 }
 
 // Update applies fn to inode ino and stores the result.

@@ -1,7 +1,6 @@
 package index
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"reflect"
@@ -86,7 +85,7 @@ func FuzzDecodeInode(f *testing.F) {
 }
 
 func TestNamespace(t *testing.T) {
-	x, _ := TestIndex(t)
+	x, _ := TestIndex(t, nil)
 	file := func(mode uint32) Inode { return Inode{Mode: syscall.S_IFREG | mode} }
 	dir := Inode{Mode: syscall.S_IFDIR | 0o755}
 	a, err := x.Create(RootIno, "a", dir)
@@ -142,7 +141,7 @@ func TestNamespace(t *testing.T) {
 	if err := x.Rmdir(a.Ino, "b", 4); err != nil {
 		t.Fatal(err)
 	}
-	x2, err := Open(x.db, 5, 0, 0)
+	x2, err := Open(x.db, 5, 0, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +166,7 @@ func TestPunch(t *testing.T) {
 		{340, 1 << 62, "[0+100@0 100+100@0 300+40@0]"},
 	} {
 		t.Run(fmt.Sprint(tc.from, "-", tc.to), func(t *testing.T) {
-			x, _ := TestIndex(t)
+			x, _ := TestIndex(t, nil)
 			b := x.db.NewBatch()
 			for _, e := range base {
 				x.AddExtent(b, 9, 1, e)
@@ -193,7 +192,7 @@ func TestPunch(t *testing.T) {
 // TestStagedVersionDroppedOnOpen: a version staged but never committed (a
 // crash mid-write) is deleted by Open; the committed one stays.
 func TestStagedVersionDroppedOnOpen(t *testing.T) {
-	x, _ := TestIndex(t)
+	x, _ := TestIndex(t, nil)
 	in, _ := x.Create(RootIno, "f", Inode{Mode: syscall.S_IFREG | 0o644})
 	id := chunkstore.Sum([]byte("c"))
 	b := x.db.NewBatch()
@@ -206,7 +205,7 @@ func TestStagedVersionDroppedOnOpen(t *testing.T) {
 	ver, _ := x.Stage(b, in.Ino, in.Ver, 10)
 	x.AddExtent(b, in.Ino, ver, Extent{Off: 10, Len: 10, ID: id})
 	b.Commit(pebble.Sync)
-	x2, err := Open(x.db, 2, 0, 0)
+	x2, err := Open(x.db, 2, 0, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +221,7 @@ func TestStagedVersionDroppedOnOpen(t *testing.T) {
 // generation whose build a crash cut short) is removed by Open, with its
 // extents and references; other names, even alike, stay.
 func TestStagingNamesDroppedOnOpen(t *testing.T) {
-	x, _ := TestIndex(t)
+	x, _ := TestIndex(t, nil)
 	dir, _ := x.Create(RootIno, "guest", Inode{Mode: syscall.S_IFDIR | 0o755})
 	id := chunkstore.Sum([]byte("c"))
 	var inos []uint64
@@ -236,7 +235,7 @@ func TestStagingNamesDroppedOnOpen(t *testing.T) {
 		b.Commit(pebble.Sync)
 		inos = append(inos, in.Ino)
 	}
-	x2, err := Open(x.db, 2, 0, 0)
+	x2, err := Open(x.db, 2, 0, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,22 +251,6 @@ func TestStagingNamesDroppedOnOpen(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("the staged file's %d references survived", n)
 	}
-}
-
-func FuzzDecodeGenRecord(f *testing.F) {
-	f.Add(genKey(3, 9), encodeGenRecord(GenRecord{State: GenLive, Floor: 7, Ino: 12}))
-	f.Fuzz(func(t *testing.T, k, v []byte) {
-		r, err := decodeGenRecord(k, v)
-		if err == nil {
-			if r.Floor > r.Num || r.State < GenInFlight || r.State > GenDead {
-				t.Fatalf("decoded an invalid record %+v", r)
-			}
-			back, err := decodeGenRecord(genKey(r.Lin, r.Num), encodeGenRecord(r))
-			if err != nil || back != r {
-				t.Fatalf("re-encode: %+v %v", back, err)
-			}
-		}
-	})
 }
 
 // TestPageRunEncoding: a run round-trips; damaged runs are ErrCorrupt.
@@ -292,74 +275,4 @@ func TestPageRunEncoding(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-}
-
-// TestXenInfoEncoding: values round-trip; a value written before the pages
-// field existed decodes with Pages 0; damaged values are ErrCorrupt.
-func TestXenInfoEncoding(t *testing.T) {
-	full := XenInfo{UUID: "u-1", Name: "guest", NewBytes: 1 << 40, Pages: 300}
-	old := binary.AppendUvarint(append(binary.AppendUvarint(append(binary.AppendUvarint(nil, 3), "u-1"...), 5), "guest"...), 77)
-	for _, tc := range []struct {
-		name string
-		v    []byte
-		want XenInfo
-		bad  bool
-	}{
-		{"full", encodeXen(full), full, false},
-		{"without pages", old, XenInfo{UUID: "u-1", Name: "guest", NewBytes: 77}, false},
-		{"empty", nil, XenInfo{}, true},
-		{"name cut", encodeXen(full)[:6], XenInfo{}, true},
-		{"trailing byte", append(encodeXen(full), 0), XenInfo{}, true},
-		{"pages cut", append(old, 0x80), XenInfo{}, true},
-	} {
-		got, err := decodeXen(tc.v)
-		if tc.bad {
-			if !errors.Is(err, ErrCorrupt) {
-				t.Errorf("%s: got %+v, %v; want ErrCorrupt", tc.name, got, err)
-			}
-			continue
-		}
-		if err != nil || got != tc.want {
-			t.Errorf("%s: got %+v, %v; want %+v", tc.name, got, err, tc.want)
-		}
-	}
-}
-
-func FuzzDecodeXen(f *testing.F) {
-	f.Add(encodeXen(XenInfo{UUID: "u", Name: "n", NewBytes: 5, Pages: 2}))
-	f.Fuzz(func(t *testing.T, v []byte) {
-		x, err := decodeXen(v)
-		if err == nil {
-			back, err := decodeXen(encodeXen(x))
-			if err != nil || back != x {
-				t.Fatalf("re-encode: %+v %v", back, err)
-			}
-		}
-	})
-}
-
-// FuzzDecodePage: a page entry's value decodes (id, optional hint, or a
-// zero page) without panicking, and what decodes re-encodes the same.
-func FuzzDecodePage(f *testing.F) {
-	var id chunkstore.ID
-	id[3] = 9
-	f.Add(id[:])
-	f.Add([]byte{})
-	f.Add(append(id[:], 1, 0x80, 0x01, 40))
-	f.Fuzz(func(t *testing.T, v []byte) {
-		ref, err := decodePage([]byte("k"), v)
-		if err != nil {
-			return
-		}
-		if ref.Zero {
-			if len(v) != 0 {
-				t.Fatal("zero page from a non-empty value")
-			}
-			return
-		}
-		back, err := decodePage([]byte("k"), chunkstore.AppendHint(ref.ID[:], ref.Hint))
-		if err != nil || back != ref {
-			t.Fatalf("re-encode: %+v %v", back, err)
-		}
-	})
 }

@@ -164,12 +164,33 @@ func (x *Index) RefsOf(id chunkstore.ID, fn func(ref []byte) error) error {
 }
 
 // ReclaimedSpans are the key ranges of the index where gc deletes keys:
-// page map blocks and their by-generation keys, references, extents. gc
-// compacts them (with the chunk range) so that the space comes back.
+// references and extents (xen/lineage has its own). gc compacts them
+// (with the chunk range) so that the space comes back.
 func ReclaimedSpans() [][2][]byte {
 	var out [][2][]byte
-	for _, p := range []byte{prefixBlock, prefixBlockByGen, prefixRef, prefixExtent} {
+	for _, p := range []byte{prefixRef, prefixExtent} {
 		out = append(out, [2][]byte{{p}, {p + 1}})
 	}
 	return out
+}
+
+// dropPageRefs deletes the reference keys of formats 2 and 3's page
+// entries ('r' | id | 'p' | ...): format 4 keeps none (gc's mark walks the
+// page maps instead). The upgrade runs it after the extension converted
+// the entries themselves, so a crash between the two leaves only extra
+// references (chunks kept a while longer), and the next open finishes.
+func (x *Index) dropPageRefs() error {
+	b := x.db.NewBatch()
+	defer func() { b.Close() }()
+	err := x.scan([]byte{prefixRef}, func(k, _ []byte) error {
+		if len(k) == 1+chunkstore.IDSize+holderLen && k[1+chunkstore.IDSize] == holderPage {
+			b.Delete(k, nil)
+			return x.commitIfFull(&b)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
 }

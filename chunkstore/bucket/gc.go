@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/ckptfs/ckptfs/fs/transfer"
-	"github.com/ckptfs/ckptfs/gc"
+	"github.com/ckptfs/ckptfs/gc/policy"
 )
 
 // GCOptions says what a bucket gc does.
 type GCOptions struct {
-	Policy gc.Policy
+	Policy policy.Policy
 	// Grace is how long a pack stays marked before it may go.
 	Grace time.Duration
 	// Garbage is the fraction of a pack's bytes that must be unneeded
@@ -59,7 +59,7 @@ func (b *Bucket) GC(o GCOptions) (GCReport, error) {
 		o.Now = now
 	}
 	if o.Garbage == 0 {
-		o.Garbage = gc.SegmentGarbage
+		o.Garbage = policy.SegmentGarbage
 	}
 	files, err := b.ListAll("")
 	if err != nil {
@@ -238,7 +238,7 @@ func (b *Bucket) expire(files []transfer.File, o GCOptions) ([]string, error) {
 	if o.Policy.Empty() {
 		return nil, nil
 	}
-	groups := map[string][]gc.Item{}
+	groups := map[string][]policy.Item{}
 	for i, f := range files {
 		host := f.Host
 		var g string
@@ -250,7 +250,7 @@ func (b *Bucket) expire(files []transfer.File, o GCOptions) ([]string, error) {
 		default:
 			continue
 		}
-		groups[g] = append(groups[g], gc.Item{ID: uint64(i), Time: time.Unix(0, f.Mtime)})
+		groups[g] = append(groups[g], policy.Item{ID: uint64(i), Time: time.Unix(0, f.Mtime)})
 	}
 	var out []string
 	for _, items := range groups {

@@ -16,15 +16,18 @@ import (
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
 	"github.com/ckptfs/ckptfs/index/manifest"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 )
 
 // local is an in-memory store holding files, as push's source.
 func local(t *testing.T, files map[string][]byte) *transfer.Local {
 	t.Helper()
-	x, cs := index.TestIndex(t)
-	data := content.New(cs, cs, x, content.DefaultConfig())
+	x, cs := index.TestIndex(t, lineage.Keys)
+	cfg := content.DefaultConfig()
+	cfg.Runs = lineage.Of(x)
+	data := content.New(cs, cs, x, cfg)
 	t.Cleanup(data.Close)
-	l := &transfer.Local{Chunks: cs, Index: x, Data: data}
+	l := &transfer.Local{Chunks: cs, Index: x, Data: data, Images: lineage.Of(x)}
 	i := int64(0)
 	for p, b := range files {
 		dir, name := path.Split(p)

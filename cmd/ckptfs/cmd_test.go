@@ -17,6 +17,7 @@ import (
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
 	"github.com/ckptfs/ckptfs/test/memimage"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
 
@@ -29,12 +30,13 @@ func makeStore(t *testing.T) (string, []chunkstore.ID) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x, err := index.Open(cs.DB(), 1, 0, 0)
+	x, err := index.Open(cs.DB(), 1, 0, 0, lineage.Keys)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := content.DefaultConfig()
 	cfg.Pages = fs.XenPages(x, true)
+	cfg.Runs = lineage.Of(x)
 	data := content.New(cs, cs, x, cfg)
 	img := memimage.Image{Seed: 5, Pages: 1024, Mix: memimage.DefaultMix}.Bytes()
 	for _, name := range []string{"a", "b"} {
@@ -82,7 +84,7 @@ func TestStats(t *testing.T) {
 func TestFsckFindsDamage(t *testing.T) {
 	dir, ids := makeStore(t)
 	var out bytes.Buffer
-	if err := runFsck(&out, fsckOptions{}, dir); err != nil || !strings.Contains(out.String(), "no problems found") {
+	if err := runFsck(&out, fsckOptions{}, dir, nil); err != nil || !strings.Contains(out.String(), "no problems found") {
 		t.Fatalf("clean store: %v\n%s", err, out.String())
 	}
 	// Damage the store behind its back: one chunk's bytes replaced, another
@@ -96,7 +98,7 @@ func TestFsckFindsDamage(t *testing.T) {
 	cs.Close()
 
 	out.Reset()
-	err = runFsck(&out, fsckOptions{}, dir)
+	err = runFsck(&out, fsckOptions{}, dir, nil)
 	var ee *exitErr
 	if !errors.As(err, &ee) || ee.code != exitProblems {
 		t.Fatalf("fsck of a damaged store: %v, want exit %d", err, exitProblems)
@@ -127,9 +129,10 @@ func TestStatsLineages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x, _ := index.Open(cs.DB(), 1, 0, 0)
+	x, _ := index.Open(cs.DB(), 1, 0, 0, lineage.Keys)
 	cfg := content.DefaultConfig()
 	cfg.Pages = fs.XenPages(x, true)
+	cfg.Runs = lineage.Of(x)
 	data := content.New(cs, cs, x, cfg)
 	put := func(name string, g xentest.Guest, mtime int64) {
 		in, err := x.Create(index.RootIno, name, index.Inode{Mode: syscall.S_IFREG | 0o644})

@@ -29,33 +29,33 @@ func runFsckCmd(args []string) error {
 	if err != nil {
 		return err
 	}
+	var rebuilt *chunkstore.RebuildReport
 	if o.rebuild {
-		if err := runRebuild(os.Stdout, o, store); err != nil {
+		if rebuilt, err = runRebuild(os.Stdout, o, store); err != nil {
 			return err
 		}
 	}
-	return runFsck(os.Stdout, o, store)
+	return runFsck(os.Stdout, o, store, rebuilt)
 }
 
 // runRebuild makes the store's database again from its journal
-// (chunkstore.Rebuild) and says what it read.
-func runRebuild(w io.Writer, o fsckOptions, store string) error {
+// (chunkstore.Rebuild) and says what it read (with --json, fsck's one
+// JSON object carries the report).
+func runRebuild(w io.Writer, o fsckOptions, store string) (*chunkstore.RebuildReport, error) {
 	rep, err := chunkstore.Rebuild(store)
 	if err != nil {
 		switch {
 		case errors.Is(err, chunkstore.ErrLocked):
-			return fail(exitLocked, "fsck --rebuild: %v (unmount it first)", err)
+			return nil, fail(exitLocked, "fsck --rebuild: %v (unmount it first)", err)
 		case errors.Is(err, chunkstore.ErrNotStore):
-			return fail(exitStore, "fsck --rebuild: %v", err)
+			return nil, fail(exitStore, "fsck --rebuild: %v", err)
 		case errors.Is(err, chunkstore.ErrNoJournal):
-			return fail(exitProblems, "fsck --rebuild: %v (stores written by format 4 or older get one at their first writable open by this version)", err)
+			return nil, fail(exitProblems, "fsck --rebuild: %v (stores written by format 4 or older get one at their first writable open by this version)", err)
 		}
-		return fmt.Errorf("fsck --rebuild: %w", err)
+		return nil, fmt.Errorf("fsck --rebuild: %w", err)
 	}
 	if o.json {
-		return json.NewEncoder(w).Encode(struct {
-			Rebuild chunkstore.RebuildReport `json:"rebuild"`
-		}{rep})
+		return &rep, nil
 	}
 	fmt.Fprintf(w, "rebuild: %s (%d keys), then %d logs (%d batches, %s) in %.2f s\n",
 		rep.Dump, rep.DumpKeys, len(rep.Logs), rep.Batches, bytesStr(rep.Bytes), rep.Took.Seconds())
@@ -63,10 +63,10 @@ func runRebuild(w io.Writer, o fsckOptions, store string) error {
 		fmt.Fprintf(w, "PROBLEM journal: %s (what it held past that point is not in the rebuilt store)\n", d)
 	}
 	fmt.Fprintf(w, "rebuild: the old database and the journal it used are in %s (remove it once the store is checked)\n", rep.Aside)
-	return nil
+	return &rep, nil
 }
 
-func runFsck(w io.Writer, o fsckOptions, store string) error {
+func runFsck(w io.Writer, o fsckOptions, store string, rebuilt *chunkstore.RebuildReport) error {
 	var r gc.FsckReport
 	pr := newProgress("fsck", true)
 	p := pr.gc()
@@ -86,8 +86,9 @@ func runFsck(w io.Writer, o fsckOptions, store string) error {
 	if o.json {
 		out := struct {
 			gc.FsckReport
-			Spooled int `json:"spooled_files"`
-		}{r, spooled}
+			Spooled int                       `json:"spooled_files"`
+			Rebuild *chunkstore.RebuildReport `json:"rebuild,omitempty"`
+		}{r, spooled, rebuilt}
 		if err := json.NewEncoder(w).Encode(out); err != nil {
 			return err
 		}

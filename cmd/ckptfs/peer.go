@@ -20,6 +20,8 @@ import (
 	"github.com/ckptfs/ckptfs/chunkstore/bucket"
 	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/fs/transfer"
+
+	"github.com/ckptfs/ckptfs/xen/lineage"
 )
 
 // remoteFlags are how push, pull and bucket reach the other side.
@@ -233,7 +235,7 @@ func openLocal(spec string, timeout time.Duration) (*side, error) {
 		return nil, err
 	}
 	cs, x, data := st.Chunks, st.Index, st.Data
-	return &side{Peer: &transfer.Local{Chunks: cs, Index: x, Data: data, As: selfCaller()}, what: dir, close: func() error {
+	return &side{Peer: &transfer.Local{Chunks: cs, Index: x, Data: data, Images: lineage.Of(x), As: selfCaller()}, what: dir, close: func() error {
 		return st.Close()
 	}}, nil
 }

@@ -8,6 +8,8 @@ import (
 	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/fs/daemon"
 	"github.com/ckptfs/ckptfs/fs/transfer"
+
+	"github.com/ckptfs/ckptfs/xen/lineage"
 )
 
 // runServeCmd speaks the transfer protocol on stdin and stdout for STORE:
@@ -43,7 +45,7 @@ func runServeCmd(args []string) error {
 		return err
 	}
 	cs, x, data := st.Chunks, st.Index, st.Data
-	err = transfer.Serve(stdio, &transfer.Local{Chunks: cs, Index: x, Data: data, As: selfCaller()})
+	err = transfer.Serve(stdio, &transfer.Local{Chunks: cs, Index: x, Data: data, Images: lineage.Of(x), As: selfCaller()})
 	if cerr := st.Close(); err == nil {
 		err = cerr
 	}

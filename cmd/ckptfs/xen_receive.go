@@ -20,6 +20,7 @@ import (
 	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/fs/daemon"
 	"github.com/ckptfs/ckptfs/gc"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 	"github.com/ckptfs/ckptfs/xen/receive"
 )
 
@@ -110,7 +111,7 @@ func receiveOffline(r io.Reader, w io.Writer, o receiveOptions) error {
 		}
 		return err
 	}
-	err = receive.Run(r, cs, x, receive.Options{
+	err = receive.Run(r, cs, x, lineage.Of(x), receive.Options{
 		Dir: o.into, Buffer: o.bufferMiB << 20, Nice: o.nice, Config: receive.DefaultConfig(), OnPublish: expire,
 		Logf: func(f string, a ...any) { fmt.Fprintf(w, "ckptfs: "+f+"\n", a...) }, Bytes: bytesStr,
 	})

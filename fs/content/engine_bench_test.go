@@ -14,6 +14,7 @@ import (
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/index"
 	"github.com/ckptfs/ckptfs/test/memimage"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
 
@@ -26,11 +27,12 @@ func benchStore(tb testing.TB, o chunkstore.Options, cfg Config, pages bool) (*S
 	if err != nil {
 		tb.Fatal(err)
 	}
-	x, err := index.Open(cs.DB(), 1, 0, 0)
+	x, err := index.Open(cs.DB(), 1, 0, 0, lineage.Keys)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	cfg.Pages = xenPages(x, pages)
+	cfg.Runs = lineage.Of(x)
 	s := New(cs, cs, x, cfg)
 	tb.Cleanup(func() { s.Close(); cs.Close() })
 	return s, x
@@ -319,12 +321,13 @@ func BenchmarkJournal(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				x, err := index.Open(cs.DB(), 1, 0, 0)
+				x, err := index.Open(cs.DB(), 1, 0, 0, lineage.Keys)
 				if err != nil {
 					b.Fatal(err)
 				}
 				cfg := DefaultConfig()
 				cfg.Pages = xenPages(x, true)
+				cfg.Runs = lineage.Of(x)
 				s := New(cs, cs, x, cfg)
 				runtime.GC()
 				b.StartTimer()

@@ -36,6 +36,10 @@ type Extents interface {
 	Extents(ino, ver uint64, off int64, n int) ([]index.Extent, error)
 	Stage(b *pebble.Batch, ino, copyFrom uint64, limit int64) (uint64, error)
 	Commit(ino, ver uint64, size, mtime int64) (index.Inode, error)
+}
+
+// Runs resolves the pages of page runs (xen/lineage.Maps keeps the maps).
+type Runs interface {
 	ResolveRun(run *index.PageRun, from, to int64) ([]index.PageRef, error)
 }
 
@@ -61,6 +65,9 @@ type Config struct {
 	// every file is cut by content only). xen/lineage.Pages stores xl
 	// save images page by page, every page payload a chunk of its own.
 	Pages func(ino uint64) Pages
+	// Runs resolves the page runs that Pages put into files (nil: a
+	// read of a page run fails).
+	Runs Runs
 	// WriterMemory bounds the memory of all open writers together: each
 	// streaming writer holds WriterMemoryBound of it; a writer that finds
 	// none left writes through (flushes every write) until some frees.
@@ -153,12 +160,39 @@ type Store struct {
 	closeOnce sync.Once
 	epoch     atomic.Uint64
 	admit     func(n int) error // see SetAdmit
+	holds     holder            // see Hold
 	writerMem *semaphore.Weighted
 	spanMem   *semaphore.Weighted // span buffers (span.go)
 }
 
 // admitter is a chunk store with a disk-full guard (chunkstore.Store).
 type admitter interface{ Admit(n int) error }
+
+// holder is a chunk store that can hold room for data it will take later
+// without refusing it (chunkstore.Store's Hold).
+type holder interface {
+	Hold(n int) error
+	UseHeld(n int)
+	Unhold(n int)
+}
+
+// Hold reserves room for n bytes that a writer will take later with
+// WriteAtHeld, or refuses with the store's disk-full error: write-behind
+// holds what it spools before close(2) returns, so that storing it after
+// finds room. A store without a guard holds nothing and never refuses.
+func (s *Store) Hold(n int) error {
+	if s.holds == nil {
+		return nil
+	}
+	return s.holds.Hold(n)
+}
+
+// Unhold gives back n held bytes that no writer will take.
+func (s *Store) Unhold(n int) {
+	if s.holds != nil {
+		s.holds.Unhold(n)
+	}
+}
 
 // SetAdmit replaces the check that new data must pass before it is
 // taken. New takes the chunk store's own (chunkstore's Admit, which keeps
@@ -202,6 +236,9 @@ func New(db Batcher, chunks Chunks, ext Extents, cfg Config) *Store {
 		// Every writer of this store, whichever command opened it,
 		// passes the store's disk-full guard.
 		s.admit = a.Admit
+	}
+	if h, ok := chunks.(holder); ok {
+		s.holds = h
 	}
 	for range prefetchers {
 		s.wg.Add(1)
@@ -465,7 +502,10 @@ func (s *Store) expandRuns(ext []index.Extent, off, to int64, pages int64) ([]in
 		if first >= last {
 			continue
 		}
-		refs, err := s.ext.ResolveRun(e.Run, first, last)
+		if s.cfg.Runs == nil {
+			return nil, 0, fmt.Errorf("page run at %d: %w: no page maps to resolve it", e.Off, index.ErrCorrupt)
+		}
+		refs, err := s.cfg.Runs.ResolveRun(e.Run, first, last)
 		if err != nil {
 			return nil, 0, fmt.Errorf("page run at %d: %w", e.Off, err)
 		}

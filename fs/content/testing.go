@@ -11,7 +11,7 @@ import (
 // parameters so that tests cross chunk, batch and window boundaries often.
 func TestStore(t testing.TB) (*Store, *index.Index, *chunkstore.Store) {
 	t.Helper()
-	x, cs := index.TestIndex(t)
+	x, cs := index.TestIndex(t, nil)
 	cfg := Config{Params: Params{Min: 1024, Max: 8192, AvgBits: 11}, Window: 64 << 10, BatchBytes: 32 << 10, CacheChunks: 16, ReadAhead: 64 << 10}
 	s := New(cs, cs, x, cfg)
 	t.Cleanup(s.Close)

@@ -53,6 +53,7 @@ type Writer struct {
 	ino uint64
 
 	image bool // a Commit recorded a whole memory image (CommittedImage)
+	held  bool // the write being made was held for (WriteAtHeld)
 
 	ver           uint64 // version being written
 	staged        bool   // ver is a staged version, not the committed one
@@ -277,6 +278,18 @@ func (w *Writer) WriteAt(p []byte, off int64, now int64) error {
 	return err
 }
 
+// WriteAtHeld is WriteAt of bytes the store holds room for (Store.Hold):
+// they are not refused for a full disk. The hold of len(p) bytes is
+// taken, whether the write succeeds or not.
+func (w *Writer) WriteAtHeld(p []byte, off int64, now int64) error {
+	if w.s.holds != nil {
+		w.s.holds.UseHeld(len(p))
+	}
+	w.held = true
+	defer func() { w.held = false }()
+	return w.WriteAt(p, off, now)
+}
+
 // release gives the writer's memory grant back.
 func (w *Writer) release() {
 	if w.granted {
@@ -293,7 +306,7 @@ func (w *Writer) writeAt(p []byte, off int64, now int64) error {
 	if len(p) == 0 {
 		return nil
 	}
-	if w.s.admit != nil {
+	if w.s.admit != nil && !w.held {
 		if err := w.s.admit(len(p)); err != nil {
 			return w.fail(err)
 		}
@@ -422,7 +435,7 @@ func (w *Writer) startJobs() error {
 // stored while this generation is being written: gc reclaims no
 // generation whose successor in the chain is still in flight, so every
 // entry the base sees, and the chunk reference it holds, outlives the
-// writer (index.ReclaimGen, "blocked").
+// writer (lineage.Maps.ReclaimGen, "blocked").
 func (w *Writer) process(j *job) {
 	defer close(j.done)
 	for {

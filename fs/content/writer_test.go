@@ -10,6 +10,7 @@ import (
 
 	"github.com/ckptfs/ckptfs/index"
 	"github.com/ckptfs/ckptfs/test/memimage"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 )
 
 // model runs operations against a Writer and a plain byte slice, and checks
@@ -319,7 +320,7 @@ func TestWriterMemoryShared(t *testing.T) {
 // never references a chunk that a later batch stores), and each repeated
 // chunk is stored once.
 func TestWriterPipeline(t *testing.T) {
-	x, cs := index.TestIndex(t)
+	x, cs := index.TestIndex(t, lineage.Keys)
 	s := New(cs, cs, x, DefaultConfig())
 	t.Cleanup(s.Close)
 	in, err := x.Create(index.RootIno, "f", index.Inode{Mode: syscall.S_IFREG | 0o644})

@@ -11,6 +11,7 @@ import (
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
 	"github.com/ckptfs/ckptfs/xen"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
 
@@ -36,9 +37,10 @@ func defaultStore(t *testing.T) (*Store, *index.Index) {
 
 // pageModeStore returns an engine with default parameters in page mode.
 func pageModeStore(t *testing.T) (*Store, *index.Index, *chunkstore.Store) {
-	x, cs := index.TestIndex(t)
+	x, cs := index.TestIndex(t, lineage.Keys)
 	cfg := DefaultConfig()
 	cfg.Pages = xenPages(x, true)
+	cfg.Runs = lineage.Of(x)
 	s := New(cs, cs, x, cfg)
 	t.Cleanup(s.Close)
 	return s, x, cs
@@ -208,8 +210,8 @@ func TestXenDeltaGC(t *testing.T) {
 		}
 		inos[gen] = in
 		var entries int
-		err = x.ImageGens(in.Ino, func(lin, g uint64) error {
-			entries, err = x.GenEntries(lin, g)
+		err = lineage.Of(x).ImageGens(in.Ino, func(lin, g uint64) error {
+			entries, err = lineage.Of(x).GenEntries(lin, g)
 			return err
 		})
 		if err != nil {
@@ -437,8 +439,8 @@ func FuzzXenPages(f *testing.F) {
 // newPageModel is newModel over an engine in page mode with small batches
 // and windows, so that streams cross their boundaries often.
 func newPageModel(t testing.TB) *model {
-	x, cs := index.TestIndex(t)
-	cfg := Config{Params: Params{Min: 1024, Max: 8192, AvgBits: 11}, Window: 64 << 10, BatchBytes: 32 << 10, CacheChunks: 16, ReadAhead: 64 << 10, Pages: xenPages(x, true)}
+	x, cs := index.TestIndex(t, lineage.Keys)
+	cfg := Config{Params: Params{Min: 1024, Max: 8192, AvgBits: 11}, Window: 64 << 10, BatchBytes: 32 << 10, CacheChunks: 16, ReadAhead: 64 << 10, Pages: xenPages(x, true), Runs: lineage.Of(x)}
 	s := New(cs, cs, x, cfg)
 	t.Cleanup(s.Close)
 	in, err := x.Create(index.RootIno, "f", index.Inode{Mode: syscall.S_IFREG | 0o644})

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ckptfs/ckptfs/fs/transfer"
 	"github.com/ckptfs/ckptfs/gc"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 	"github.com/ckptfs/ckptfs/xen/receive"
 )
 
@@ -101,7 +102,7 @@ func DialTransfer(dir string) (net.Conn, error) {
 func (d *Daemon) serveTransfer(w http.ResponseWriter, r *http.Request) {
 	d.FS.WaitCommitted() // files closed behind their writers count
 	cred, _ := PeerCred(r)
-	l := &transfer.Local{Chunks: d.Chunks, Index: d.Index, Data: d.Data, As: PeerCaller(cred), Unlink: d.FS.Remove}
+	l := &transfer.Local{Chunks: d.Chunks, Index: d.Index, Data: d.Data, Images: lineage.Of(d.Index), As: PeerCaller(cred), Unlink: d.FS.Remove}
 	conn, rw, ok := hijack(w, "")
 	if !ok {
 		return
@@ -207,7 +208,7 @@ func (d *Daemon) serveReceive(w http.ResponseWriter, r *http.Request) {
 	if human == nil {
 		human = func(n int64) string { return strconv.FormatInt(n, 10) + " bytes" }
 	}
-	err = receive.Run(stream, d.Chunks, d.Index, receive.Options{Dir: req.Dir, Buffer: req.Buffer, Nice: req.Nice, Config: receive.DefaultConfig(), OnPublish: published, Logf: logf, Bytes: human})
+	err = receive.Run(stream, d.Chunks, d.Index, lineage.Of(d.Index), receive.Options{Dir: req.Dir, Buffer: req.Buffer, Nice: req.Nice, Config: receive.DefaultConfig(), OnPublish: published, Logf: logf, Bytes: human})
 	logf("error: %v", err)
 }
 

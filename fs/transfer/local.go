@@ -21,6 +21,10 @@ type Local struct {
 	Chunks *chunkstore.Store
 	Index  *index.Index
 	Data   *content.Store
+	// Images are the store's guest lineages (xen/lineage.Maps): the
+	// guest of each xl save image, the images still being written, and
+	// the pages of their page runs.
+	Images Images
 	// As is who asks for the files Apply makes (nil: root, or this
 	// process's own store). A file arriving for a user other than root
 	// gets what writing it through the mount would give that user:
@@ -34,6 +38,14 @@ type Local struct {
 	// for a store no daemon serves: the name is unlinked, and the file
 	// purged when it was its last.
 	Unlink func(parent uint64, name string, ino uint64) error
+}
+
+// Images is what a local store's transfers need of its lineages.
+type Images interface {
+	manifest.Pages
+	// Writing returns the files whose xl save image is still being
+	// written (its generation in flight).
+	Writing() (map[uint64]bool, error)
 }
 
 // Caller is a user on whose behalf a transfer writes.
@@ -111,13 +123,8 @@ func (l *Local) Close() error { return nil }
 // far is not the checkpoint.
 func (l *Local) List() ([]File, error) {
 	var out []File
-	writing := map[uint64]bool{}
-	if err := l.Index.WalkGens(func(g index.GenRecord) error {
-		if g.State == index.GenInFlight && g.Ino != 0 {
-			writing[g.Ino] = true
-		}
-		return nil
-	}); err != nil {
+	writing, err := l.Images.Writing()
+	if err != nil {
 		return nil, err
 	}
 	var walk func(dir uint64, prefix string) error
@@ -145,8 +152,8 @@ func (l *Local) List() ([]File, error) {
 					return err
 				}
 				f := File{Path: p, Size: in.Size, Mtime: in.Mtime, Mode: in.Mode}
-				if info, err := l.Index.GetXen(d.Ino); err == nil {
-					f.UUID, f.Name = info.UUID, info.Name
+				if uuid, name, err := l.Images.Guest(d.Ino); err == nil {
+					f.UUID, f.Name = uuid, name
 				}
 				out = append(out, f)
 			}
@@ -183,7 +190,7 @@ func (l *Local) Manifest(p string) (*manifest.Manifest, error) {
 	if in.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		return nil, fmt.Errorf("%s: not a regular file", p)
 	}
-	return manifest.Build(l.Index, in.Ino, p)
+	return manifest.Build(l.Index, l.Images, in.Ino, p)
 }
 
 // readBatch is how many chunks Read asks the store for at once.

@@ -22,12 +22,13 @@ import (
 
 // newLocal is an in-memory store with the default engine (page mode on).
 func newLocal(t testing.TB) *Local {
-	x, cs := index.TestIndex(t)
+	x, cs := index.TestIndex(t, lineage.Keys)
 	cfg := content.DefaultConfig()
 	cfg.Pages = func(ino uint64) content.Pages { return lineage.NewImage(x, ino, true) }
+	cfg.Runs = lineage.Of(x)
 	data := content.New(cs, cs, x, cfg)
 	t.Cleanup(data.Close)
-	return &Local{Chunks: cs, Index: x, Data: data}
+	return &Local{Chunks: cs, Index: x, Data: data, Images: lineage.Of(x)}
 }
 
 // put writes a file into l as a writer through the mount would.
@@ -139,7 +140,7 @@ func TestCopy(t *testing.T) {
 			if in.Mtime != sin.Mtime || in.Mode != sin.Mode || in.UID != 7 || in.GID != 8 {
 				t.Errorf("attributes: got %+v, want those of %+v", in, sin)
 			}
-			if info, err := dstL.Index.GetXen(in.Ino); err != nil || info.UUID == "" {
+			if info, err := lineage.Of(dstL.Index).GetXen(in.Ino); err != nil || info.UUID == "" {
 				t.Errorf("the copied image is not an image at the destination: %v %+v", err, info)
 			}
 			// Nothing left to send.

@@ -179,16 +179,25 @@ func (m *Manifest) addZeros(n int64) {
 	}
 }
 
-// Build returns the manifest of file ino (named path) from the index: its
-// committed content.
-func Build(x *index.Index, ino uint64, path string) (*Manifest, error) {
+// Pages is what Build needs beyond the index: the pages of a page run,
+// and the guest of an xl save image (xen/lineage.Maps, which keeps both).
+type Pages interface {
+	ResolveRun(run *index.PageRun, from, to int64) ([]index.PageRef, error)
+	// Guest returns the guest whose image ino is (index.ErrNotFound if
+	// it is none).
+	Guest(ino uint64) (uuid, name string, err error)
+}
+
+// Build returns the manifest of file ino (named path) from the index and
+// the page maps: its committed content.
+func Build(x *index.Index, pages Pages, ino uint64, path string) (*Manifest, error) {
 	in, err := x.Get(ino)
 	if err != nil {
 		return nil, err
 	}
 	m := &Manifest{Path: path, Mode: in.Mode, UID: in.UID, GID: in.GID, Mtime: in.Mtime, Size: in.Size}
-	if info, err := x.GetXen(ino); err == nil {
-		m.UUID, m.Name = info.UUID, info.Name
+	if uuid, name, err := pages.Guest(ino); err == nil {
+		m.UUID, m.Name = uuid, name
 	} else if !errors.Is(err, index.ErrNotFound) {
 		return nil, err
 	}
@@ -212,7 +221,7 @@ func Build(x *index.Index, ino uint64, path string) (*Manifest, error) {
 			return nil
 		}
 		from, to := e.ChunkOff/index.PageSize, (e.ChunkOff+(end-e.Off)+index.PageSize-1)/index.PageSize
-		refs, err := x.ResolveRun(e.Run, from, to)
+		refs, err := pages.ResolveRun(e.Run, from, to)
 		if err != nil {
 			return err
 		}

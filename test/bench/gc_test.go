@@ -14,6 +14,7 @@ import (
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
 
@@ -36,12 +37,13 @@ func BenchmarkGCDeleteOne(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer cs.Close()
-		x, err := index.Open(cs.DB(), 1, 0, 0)
+		x, err := index.Open(cs.DB(), 1, 0, 0, lineage.Keys)
 		if err != nil {
 			b.Fatal(err)
 		}
 		cfg := content.DefaultConfig()
 		cfg.Pages = fs.XenPages(x, true)
+		cfg.Runs = lineage.Of(x)
 		s := content.New(cs, cs, x, cfg)
 		defer s.Close()
 		var first index.Inode

@@ -18,6 +18,7 @@ var forbidden = map[string][]string{
 	"xen/lineage":       {"fs", "gc", "cmd"},
 	"xen/receive":       {"fs/transfer", "chunkstore/bucket", "gc", "cmd"},
 	"gc":                {"fs", "cmd"},
+	"gc/policy":         {"chunkstore", "index", "fs", "gc", "xen", "cmd"}, // rules, no store
 	"fs":                {"gc", "cmd"},
 	"index/manifest":    {"fs", "gc", "xen", "cmd"},
 	"fs/transfer":       {"gc", "cmd"},

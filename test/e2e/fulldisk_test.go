@@ -101,7 +101,7 @@ func TestFullDisk(t *testing.T) {
 		t.Helper()
 		for name, want := range kept {
 			if got, err := os.ReadFile(filepath.Join(mnt, name)); err != nil || !bytes.Equal(got, want) {
-				t.Fatalf("%s: %s: %v (%d bytes)", when, name, err, len(got))
+				t.Fatalf("%s: %s: %v (%d bytes of %d)\ndaemon log:\n%s", when, name, err, len(got), len(want), d.stderr)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -162,8 +163,20 @@ func TestRebuildAfterKill(t *testing.T) {
 		t.Fatalf("after kill -9: live logs %v, linked in the journal %v: want both", live, linked)
 	}
 	removeDatabase(t, store)
-	if out, code := run(t, "fsck", "--rebuild", store); code != 0 || !strings.Contains(out, fmt.Sprintf("checked %d files", len(want))) {
-		t.Fatalf("fsck --rebuild after kill -9 and the database removed: exit %d\n%s", code, out)
+	// --json: one object, fsck's report with the rebuild's in it.
+	out, code := run(t, "fsck", "--rebuild", "--json", store)
+	var rep struct {
+		Files   int `json:"files"`
+		Rebuild *struct {
+			Logs []string `json:"logs"`
+		} `json:"rebuild"`
+	}
+	dec := json.NewDecoder(strings.NewReader(out))
+	if err := dec.Decode(&rep); code != 0 || err != nil || dec.More() {
+		t.Fatalf("fsck --rebuild --json after kill -9 and the database removed: exit %d, %v (want one JSON object)\n%s", code, err, out)
+	}
+	if rep.Files != len(want) || rep.Rebuild == nil || len(rep.Rebuild.Logs) == 0 {
+		t.Fatalf("fsck --rebuild --json: %d files (want %d), rebuild %+v\n%s", rep.Files, len(want), rep.Rebuild, out)
 	}
 	d = mount(t, store, filepath.Join(tmp, "mnt"))
 	defer d.stop(t)

@@ -14,6 +14,7 @@ import (
 	"github.com/ckptfs/ckptfs/fs"
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/index"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 )
 
 // TestTruncatedTable: a store one of whose database tables is cut short
@@ -33,13 +34,14 @@ func TestTruncatedTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x, err := index.Open(cs.DB(), 1, 0, 0)
+	x, err := index.Open(cs.DB(), 1, 0, 0, lineage.Keys)
 	if err != nil {
 		t.Fatal(err)
 	}
 	x.SetDurable(cs.CommitDurable)
 	cfg := content.DefaultConfig()
 	cfg.Pages = fs.XenPages(x, true)
+	cfg.Runs = lineage.Of(x)
 	data := content.New(cs, cs, x, cfg)
 	dir, err := x.Create(index.RootIno, "d", index.Inode{Mode: syscall.S_IFDIR | 0o755, Nlink: 2})
 	if err != nil {

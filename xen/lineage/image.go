@@ -12,15 +12,10 @@ import (
 	"github.com/ckptfs/ckptfs/xen"
 )
 
-// Index is what an image needs of the index: its generation, the page
-// maps, page runs as extents, and the guest record.
-type Index interface {
+// Extents is what an image needs of the index: page runs go in as
+// extents.
+type Extents interface {
 	AddExtent(b *pebble.Batch, ino, ver uint64, e index.Extent) error
-	SetXen(ino uint64, info index.XenInfo) error
-	BeginGen(ino uint64, uuid string) (index.Gen, error)
-	EndGen(g index.Gen, live bool) error
-	NewPageReader(lin uint64) *index.PageReader
-	NewPageWriter(g index.Gen) *index.PageWriter
 }
 
 // Image is the page mode of one file being written (the content engine's
@@ -35,7 +30,8 @@ type Index interface {
 // but the pages recorded so far stay in the generation, and the engine
 // stores later pages as plain extents.
 type Image struct {
-	x     Index
+	x     Extents
+	maps  *Maps
 	ino   uint64
 	pages bool // page mode: record pages (else only the guest record)
 
@@ -43,16 +39,16 @@ type Image struct {
 	sc     *xen.Scanner
 	starts []int64  // starts of page payloads not yet wholly cut, ascending
 	pfns   []uint64 // their pfns
-	guest  index.XenInfo
+	guest  XenInfo
 
-	gen       index.Gen         // Gen 0: none yet
-	failed    bool              // BeginGen failed: pages are stored as plain extents
-	base      *index.PageReader // taken with baseMu: jobs look up pages in it
+	gen       Gen         // Gen 0: none yet
+	failed    bool        // BeginGen failed: pages are stored as plain extents
+	base      *PageReader // taken with baseMu: jobs look up pages in it
 	baseMu    sync.Mutex
-	pw        *index.PageWriter // gen's page map
-	run       index.Extent      // page run being collected (Len 0: none)
-	committed bool              // a commit happened after the generation began
-	entries   int64             // page-map entries written (the changed pages)
+	pw        *PageWriter  // gen's page map
+	run       index.Extent // page run being collected (Len 0: none)
+	committed bool         // a commit happened after the generation began
+	entries   int64        // page-map entries written (the changed pages)
 	// seen holds the pfns the page map already has an entry or run slot
 	// for in this image. A pfn sent again in the same file (an xl remus
 	// stream or live-migration precopy rounds written as one file) is
@@ -64,14 +60,14 @@ type Image struct {
 // NewImage returns the page hook of file ino. With pages false it only
 // records the guest of a whole xl save image (for lineage stats), and the
 // engine stores every byte by content.
-func NewImage(x Index, ino uint64, pages bool) *Image {
-	return &Image{x: x, ino: ino, pages: pages}
+func NewImage(x *index.Index, ino uint64, pages bool) *Image {
+	return &Image{x: x, maps: Of(x), ino: ino, pages: pages}
 }
 
 // Follow starts following a stream from offset 0 (a new file, or one
 // truncated to nothing and written again).
 func (m *Image) Follow() {
-	m.starts, m.pfns, m.guest = nil, nil, index.XenInfo{}
+	m.starts, m.pfns, m.guest = nil, nil, XenInfo{}
 	h := xen.Handler{Config: func(j []byte) {
 		if cfg, err := xen.ParseConfig(j); err == nil {
 			m.guest.UUID, m.guest.Name = cfg.UUID, cfg.Name
@@ -129,14 +125,14 @@ func (m *Image) begin() bool {
 		return false
 	}
 	if m.gen.Num == 0 {
-		g, err := m.x.BeginGen(m.ino, m.guest.UUID)
+		g, err := m.maps.BeginGen(m.ino, m.guest.UUID)
 		if err != nil {
 			m.failed = true
 			return false
 		}
-		m.gen, m.pw = g, m.x.NewPageWriter(g)
+		m.gen, m.pw = g, m.maps.NewPageWriter(g)
 		if g.Base != 0 {
-			m.base = m.x.NewPageReader(g.Lin)
+			m.base = m.maps.NewPageReader(g.Lin)
 		}
 	}
 	return true
@@ -197,7 +193,7 @@ func (m *Image) Record(b *chunkstore.Batch, ver uint64, off int64, ref index.Pag
 	case m.gen.Full():
 		// Unchanged, but a full generation names every page: the base's
 		// entry, copied (the base's chain stays while this generation is
-		// in flight: index.ReclaimGen is blocked).
+		// in flight: ReclaimGen is blocked).
 		old, found, err := m.lookupBase(pfn)
 		if err != nil {
 			return true, err
@@ -244,7 +240,7 @@ func (m *Image) Committed(size, newBytes int64) (bool, error) {
 		return false, nil
 	}
 	m.guest.NewBytes, m.guest.Pages = newBytes, m.entries
-	return true, m.x.SetXen(m.ino, m.guest)
+	return true, m.maps.SetXen(m.ino, m.guest)
 }
 
 // Close ends the generation: live if its content was committed, else dead
@@ -256,6 +252,6 @@ func (m *Image) Close() {
 	if m.base != nil {
 		m.base.Close()
 	}
-	_ = m.x.EndGen(m.gen, m.committed)
+	_ = m.maps.EndGen(m.gen, m.committed)
 	*m = Image{x: m.x, ino: m.ino, pages: m.pages}
 }

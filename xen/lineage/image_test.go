@@ -17,7 +17,7 @@ import (
 // engine stores the rest as extents), and a file that is not an xl save
 // image is never paged.
 func TestImage(t *testing.T) {
-	x, cs := index.TestIndex(t)
+	x, cs := index.TestIndex(t, Keys)
 	g := xentest.Guest{Name: "pv", UUID: "img-pv", Pages: 512, VCPUs: 1, Seed: 2}
 	img := g.Bytes()
 	newFile := func(name string) index.Inode {
@@ -73,14 +73,14 @@ func TestImage(t *testing.T) {
 	if err != nil || !whole {
 		t.Fatalf("Committed: %v, %v; want a whole image", whole, err)
 	}
-	info, err := x.GetXen(in.Ino)
+	info, err := Of(x).GetXen(in.Ino)
 	if err != nil || info.UUID != g.UUID || info.Pages != int64(g.Pages) || info.NewBytes != 1234 {
 		t.Fatalf("guest record %+v (%v), want uuid %s, %d pages, 1234 new bytes", info, err, g.UUID, g.Pages)
 	}
 	m.Close()
 	live := 0
-	x.WalkGens(func(r index.GenRecord) error {
-		if r.Ino == in.Ino && r.State == index.GenLive {
+	Of(x).WalkGens(func(r GenRecord) error {
+		if r.Ino == in.Ino && r.State == GenLive {
 			live++
 		}
 		return nil

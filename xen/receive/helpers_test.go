@@ -7,13 +7,16 @@ import (
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/index"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 )
 
 // pageModeStore returns an in-memory store and an engine over it that
 // reads back what a publisher wrote.
 func pageModeStore(t *testing.T) (*content.Store, *index.Index, *chunkstore.Store) {
-	x, cs := index.TestIndex(t)
-	s := content.New(cs, cs, x, content.DefaultConfig())
+	x, cs := index.TestIndex(t, lineage.Keys)
+	cfg := content.DefaultConfig()
+	cfg.Runs = lineage.Of(x)
+	s := content.New(cs, cs, x, cfg)
 	t.Cleanup(s.Close)
 	return s, x, cs
 }
@@ -25,7 +28,7 @@ func benchStore(tb testing.TB) (*chunkstore.Store, *index.Index) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	x, err := index.Open(cs.DB(), 1, 0, 0)
+	x, err := index.Open(cs.DB(), 1, 0, 0, lineage.Keys)
 	if err != nil {
 		tb.Fatal(err)
 	}

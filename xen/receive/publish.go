@@ -25,17 +25,27 @@ type Chunks interface {
 	Admit(n int) error
 }
 
-// Index is what a publisher needs of the namespace and the lineages
-// (index.Index): what an image being written needs, and files to publish
-// it as.
+// Index is what a publisher needs of the namespace (index.Index): files
+// to publish its images as, and their extents.
 type Index interface {
-	lineage.Index
+	AddExtent(b *pebble.Batch, ino, ver uint64, e index.Extent) error
 	Create(dir uint64, name string, in index.Inode) (index.Inode, error)
 	Rename(srcDir uint64, srcName string, dstDir uint64, dstName string, replace bool, now int64) (index.Inode, error)
 	Unlink(dir uint64, name string, now int64) (index.Inode, error)
 	Purge(ino uint64) error
 	Sync() error
 	CommitUnsynced(ino, ver uint64, size, mtime int64) (index.Inode, error)
+}
+
+// Lineages is what a publisher needs of the guests' lineages
+// (xen/lineage.Maps): a generation per checkpoint, its page map, and the
+// guest record of each image it publishes.
+type Lineages interface {
+	BeginGen(ino uint64, uuid string) (lineage.Gen, error)
+	EndGen(g lineage.Gen, live bool) error
+	NewPageReader(lin uint64) *lineage.PageReader
+	NewPageWriter(g lineage.Gen) *lineage.PageWriter
+	SetXen(ino uint64, info lineage.XenInfo) error
 }
 
 // Config sizes a publisher.
@@ -71,20 +81,21 @@ func DefaultConfig() Config {
 type Publisher struct {
 	c    Chunks
 	x    Index
+	maps Lineages
 	cfg  Config
 	uuid string
 	name string
-	g    index.Gen         // the checkpoint's generation (Gen 0: none begun yet)
-	pw   *index.PageWriter // g's page map
+	g    lineage.Gen         // the checkpoint's generation (Gen 0: none begun yet)
+	pw   *lineage.PageWriter // g's page map
 	// sent and put are this checkpoint's pfns: received, and given an
 	// entry in g (the others are the previous publication's page).
 	sent, put xen.PFNSet
 	received  xen.PFNSet               // every pfn received since the publisher started
 	unapplied map[uint64]index.PageRef // g's entries in the pending batch
-	reader    *index.PageReader        // the lineage's entries, as of the last apply
+	reader    *lineage.PageReader      // the lineage's entries, as of the last apply
 	b         *chunkstore.Batch
 	pinned    []chunkstore.ID // chunks the pending batch references
-	last      index.Gen       // the generation published last (Gen 0: none)
+	last      lineage.Gen     // the generation published last (Gen 0: none)
 	added     int64           // chunk bytes added since the last publication
 	vbuf      []byte          // an encoded page, reused
 
@@ -95,8 +106,8 @@ type Publisher struct {
 
 // NewPublisher returns a publisher for guest uuid (name is recorded with
 // each image, for stats).
-func NewPublisher(c Chunks, x Index, cfg Config, uuid, name string) *Publisher {
-	return &Publisher{c: c, x: x, cfg: cfg, uuid: uuid, name: name, unapplied: map[uint64]index.PageRef{}, b: c.NewBatch()}
+func NewPublisher(c Chunks, x Index, maps Lineages, cfg Config, uuid, name string) *Publisher {
+	return &Publisher{c: c, x: x, maps: maps, cfg: cfg, uuid: uuid, name: name, unapplied: map[uint64]index.PageRef{}, b: c.NewBatch()}
 }
 
 // Close drops what was not published: the unfinished checkpoint's
@@ -109,10 +120,10 @@ func (p *Publisher) Close() error {
 		p.reader.Close()
 	}
 	if p.g.Num != 0 {
-		if eerr := p.x.EndGen(p.g, false); err == nil {
+		if eerr := p.maps.EndGen(p.g, false); err == nil {
 			err = eerr
 		}
-		p.g = index.Gen{}
+		p.g = lineage.Gen{}
 	}
 	return err
 }
@@ -120,7 +131,7 @@ func (p *Publisher) Close() error {
 // lookup returns pfn's page as generation gen (floor) sees it in the store.
 func (p *Publisher) lookup(pfn uint64, gen, floor uint64) (index.PageRef, bool, error) {
 	if p.reader == nil {
-		p.reader = p.x.NewPageReader(p.g.Lin)
+		p.reader = p.maps.NewPageReader(p.g.Lin)
 	}
 	return p.reader.Lookup(pfn, gen, floor)
 }
@@ -179,8 +190,8 @@ func (p *Publisher) begin() error {
 	if p.g.Num != 0 {
 		return nil
 	}
-	g, err := p.x.BeginGen(0, p.uuid)
-	p.g, p.pw = g, p.x.NewPageWriter(g)
+	g, err := p.maps.BeginGen(0, p.uuid)
+	p.g, p.pw = g, p.maps.NewPageWriter(g)
 	return err
 }
 
@@ -258,7 +269,7 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 		return in, err
 	}
 	g := p.g
-	if err := index.AdoptGen(p.b.Batch, g, in.Ino); err != nil {
+	if err := lineage.AdoptGen(p.b.Batch, g, in.Ino); err != nil {
 		return in, err
 	}
 	committed := false
@@ -269,8 +280,8 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 			// gc takes what it had applied.
 			p.resetBatch()
 		}
-		p.x.EndGen(g, committed)
-		p.g = index.Gen{}
+		p.maps.EndGen(g, committed)
+		p.g = lineage.Gen{}
 		p.sent.Reset()
 		p.put.Reset()
 	}()
@@ -278,7 +289,7 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 	// (the first, or another writer of the same guest in between) must
 	// name every page itself: the ones not sent in this checkpoint are
 	// copied from the last publication.
-	// So must a full generation (index.FullEvery), though it was compared
+	// So must a full generation (lineage.FullEvery), though it was compared
 	// with the last one.
 	full := g.Base == 0 || g.Base != p.last.Num || g.Full()
 	p.Changed = 0
@@ -338,7 +349,7 @@ func (p *Publisher) build(in index.Inode, img *xen.PlainImage, mtime int64) (ind
 		return in, err
 	}
 	committed = true
-	if err := p.x.SetXen(in.Ino, index.XenInfo{UUID: p.uuid, Name: p.name, NewBytes: p.added, Pages: int64(p.Changed)}); err != nil {
+	if err := p.maps.SetXen(in.Ino, lineage.XenInfo{UUID: p.uuid, Name: p.name, NewBytes: p.added, Pages: int64(p.Changed)}); err != nil {
 		return in, err
 	}
 	p.last, p.NewBytes, p.added = g, p.added, 0

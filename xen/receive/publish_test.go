@@ -10,6 +10,7 @@ import (
 	"github.com/ckptfs/ckptfs/gc"
 	"github.com/ckptfs/ckptfs/index"
 	"github.com/ckptfs/ckptfs/xen"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
 
@@ -31,7 +32,7 @@ func TestPublishRemus(t *testing.T) {
 			if err := g.WriteRemus(&stream, n); err != nil {
 				t.Fatal(err)
 			}
-			pub := NewPublisher(cs, x, DefaultConfig(), g.UUID, g.Name)
+			pub := NewPublisher(cs, x, lineage.Of(x), DefaultConfig(), g.UUID, g.Name)
 			defer pub.Close()
 			published := map[int]index.Inode{}
 			r := xen.NewRemus(xen.RemusHandler{
@@ -123,7 +124,7 @@ func unreferenced(t *testing.T, cs *chunkstore.Store, x *index.Index) int {
 	if err := cs.Walk(func(i chunkstore.Info) error { ids = append(ids, i.ID); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	paged, err := x.PageReferenced(ids)
+	paged, err := lineage.Of(x).PageReferenced(ids)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +148,7 @@ func unreferenced(t *testing.T, cs *chunkstore.Store, x *index.Index) int {
 func TestPublisherCloseDropsUnpublished(t *testing.T) {
 	s, x, cs := pageModeStore(t)
 	g := xentest.Guest{Name: "pv", UUID: "c-pv", Pages: 1024, VCPUs: 1, Seed: 9, Dirty: 0.2}
-	pub := NewPublisher(cs, x, DefaultConfig(), g.UUID, g.Name)
+	pub := NewPublisher(cs, x, lineage.Of(x), DefaultConfig(), g.UUID, g.Name)
 	published := feedUnfinished(t, pub, cs, g)
 	if cs.Pinned() == 0 {
 		t.Fatal("checkpoint 1's pages are not pinned while it is open")
@@ -167,16 +168,16 @@ func TestPublisherCloseDropsUnpublished(t *testing.T) {
 // applied so far and no file; the next open ends it dead, and gc takes
 // those pages while the published generation stays exact.
 func TestReceiverCrashMidCheckpoint(t *testing.T) {
-	x, cs := index.TestIndex(t)
+	x, cs := index.TestIndex(t, lineage.Keys)
 	cfg := DefaultConfig()
 	cfg.BatchBytes = 16 << 10 // apply often: the crash finds entries in the store
 	g := xentest.Guest{Name: "pv", UUID: "crash-pv", Pages: 2048, VCPUs: 1, Seed: 12, Dirty: 0.2}
-	pub := NewPublisher(cs, x, cfg, g.UUID, g.Name)
+	pub := NewPublisher(cs, x, lineage.Of(x), cfg, g.UUID, g.Name)
 	published := feedUnfinished(t, pub, cs, g)
 	storedMore(t, cs, published)
 	inFlight := 0
-	x.WalkGens(func(r index.GenRecord) error {
-		if r.State == index.GenInFlight && r.Ino == 0 {
+	lineage.Of(x).WalkGens(func(r lineage.GenRecord) error {
+		if r.State == lineage.GenInFlight && r.Ino == 0 {
 			inFlight++
 		}
 		return nil
@@ -186,11 +187,13 @@ func TestReceiverCrashMidCheckpoint(t *testing.T) {
 	}
 	// The crash: the publisher is never closed; the store is opened again.
 	cs.Unpin(pub.pinned...) // a new process holds no pins
-	x2, err := index.Open(cs.DB(), 2, 0, 0)
+	x2, err := index.Open(cs.DB(), 2, 0, 0, lineage.Keys)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2 := content.New(cs, cs, x2, content.DefaultConfig())
+	cfg2 := content.DefaultConfig()
+	cfg2.Runs = lineage.Of(x2)
+	s2 := content.New(cs, cs, x2, cfg2)
 	t.Cleanup(s2.Close)
 	collectedToPublished(t, s2, x2, cs, g, published)
 }

@@ -54,7 +54,7 @@ type Options struct {
 // the stream ends: the error says how (the sender stopping
 // mid-checkpoint is the normal end of an xl remus stream), and every
 // generation published before stays.
-func Run(src io.Reader, c Chunks, x Namespace, o Options) error {
+func Run(src io.Reader, c Chunks, x Namespace, maps Lineages, o Options) error {
 	logf, bytesStr := o.Logf, o.Bytes
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -88,7 +88,7 @@ func Run(src io.Reader, c Chunks, x Namespace, o Options) error {
 		Config: func(j []byte) {
 			if cfg, err := xen.ParseConfig(j); err == nil && cfg.UUID != "" && pub == nil {
 				uuid = cfg.UUID
-				pub = NewPublisher(c, x, o.Config, cfg.UUID, cfg.Name)
+				pub = NewPublisher(c, x, maps, o.Config, cfg.UUID, cfg.Name)
 			}
 		},
 		Page: func(pfn uint64, b []byte) error {

@@ -11,6 +11,7 @@ import (
 	"github.com/ckptfs/ckptfs/chunkstore"
 	"github.com/ckptfs/ckptfs/index"
 	"github.com/ckptfs/ckptfs/xen"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
 
@@ -83,7 +84,7 @@ func writePlain(tb testing.TB, path string, data []byte) {
 // entries written and the chunk bytes added.
 func receiveStream(tb testing.TB, cs *chunkstore.Store, x *index.Index, g xentest.Guest, stream []byte) (perCkpt, publish time.Duration, entries, stored int64) {
 	tb.Helper()
-	pub := NewPublisher(cs, x, DefaultConfig(), g.UUID, g.Name)
+	pub := NewPublisher(cs, x, lineage.Of(x), DefaultConfig(), g.UUID, g.Name)
 	defer pub.Close()
 	var last time.Time
 	r := xen.NewRemus(xen.RemusHandler{

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ckptfs/ckptfs/index"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 	"github.com/ckptfs/ckptfs/xen/xentest"
 )
 
@@ -23,7 +24,7 @@ func TestRun(t *testing.T) {
 	}
 	var dirs []uint64
 	var lines []string
-	err := Run(bytes.NewReader(stream.Bytes()[:stream.Len()-100]), cs, x, Options{
+	err := Run(bytes.NewReader(stream.Bytes()[:stream.Len()-100]), cs, x, lineage.Of(x), Options{
 		Dir: "guests/pv", Buffer: 1 << 20, Config: DefaultConfig(),
 		OnPublish: func(uuid string, dir uint64) error {
 			if uuid != g.UUID {
@@ -69,7 +70,7 @@ func TestRunNoConfig(t *testing.T) {
 	if err := g.WriteRemus(&stream, 1); err != nil {
 		t.Fatal(err)
 	}
-	err := Run(bytes.NewReader(stream.Bytes()), cs, x, Options{Dir: "g", Buffer: 1 << 20, Config: DefaultConfig()})
+	err := Run(bytes.NewReader(stream.Bytes()), cs, x, lineage.Of(x), Options{Dir: "g", Buffer: 1 << 20, Config: DefaultConfig()})
 	if err == nil || !strings.Contains(err.Error(), "no guest UUID") {
 		t.Fatalf("Run: %v, want no guest UUID", err)
 	}

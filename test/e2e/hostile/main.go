@@ -38,6 +38,7 @@ import (
 	"github.com/ckptfs/ckptfs/fs/transfer"
 	"github.com/ckptfs/ckptfs/index"
 	"github.com/ckptfs/ckptfs/index/manifest"
+	"github.com/ckptfs/ckptfs/xen/lineage"
 )
 
 const version = "ckptfs-transfer 1\n"
@@ -98,8 +99,9 @@ func open(dir string) (*transfer.Local, func(), error) {
 	}
 	cfg := content.DefaultConfig()
 	cfg.Pages = fs.XenPages(x, true)
+	cfg.Runs = lineage.Of(x)
 	data := content.New(cs, cs, x, cfg)
-	return &transfer.Local{Chunks: cs, Index: x, Data: data}, func() { data.Close(); cs.Close() }, nil
+	return &transfer.Local{Chunks: cs, Index: x, Data: data, Images: lineage.Of(x)}, func() { data.Close(); cs.Close() }, nil
 }
 
 // redirect answers a manifest request for from with to's manifest.

@@ -1,10 +1,12 @@
-package index
+package lineage
 
 import (
 	"encoding/binary"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/ckptfs/ckptfs/index"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 )
@@ -31,19 +33,19 @@ func pageByGenPrefix(lin, gen uint64) []byte {
 
 // decodePage decodes a format 2 or 3 page entry's value: empty for a zero
 // page, else the chunk's id and, optionally, its hint.
-func decodePage(k, v []byte) (PageRef, error) {
-	var ref PageRef
+func decodePage(k, v []byte) (index.PageRef, error) {
+	var ref index.PageRef
 	if len(v) == 0 {
 		ref.Zero = true
 		return ref, nil
 	}
 	if len(v) < chunkstore.IDSize {
-		return ref, fmt.Errorf("%w: page entry %x", ErrCorrupt, k)
+		return ref, fmt.Errorf("%w: page entry %x", index.ErrCorrupt, k)
 	}
 	ref.ID = chunkstore.ID(v[:chunkstore.IDSize])
 	h, err := chunkstore.ParseHint(v[chunkstore.IDSize:])
 	if err != nil {
-		return ref, fmt.Errorf("%w: page entry %x: %v", ErrCorrupt, k, err)
+		return ref, fmt.Errorf("%w: page entry %x: %v", index.ErrCorrupt, k, err)
 	}
 	ref.Hint = h
 	return ref, nil
@@ -51,7 +53,7 @@ func decodePage(k, v []byte) (PageRef, error) {
 
 // legacyPageReader looks up format 2 and 3 page entries: one seek each.
 type legacyPageReader struct {
-	x     *Index
+	m     *Maps
 	lin   uint64
 	it    *pebble.Iterator
 	uses  int
@@ -61,9 +63,9 @@ type legacyPageReader struct {
 
 const legacyReaderRenew = 1 << 14
 
-func newLegacyPageReader(x *Index, lin uint64) *legacyPageReader {
+func newLegacyPageReader(m *Maps, lin uint64) *legacyPageReader {
 	lo := binary.BigEndian.AppendUint64([]byte{prefixPage}, lin)
-	return &legacyPageReader{x: x, lin: lin, lower: lo, upper: prefixEnd(lo)}
+	return &legacyPageReader{m: m, lin: lin, lower: lo, upper: index.PrefixEnd(lo)}
 }
 
 func (r *legacyPageReader) Close() {
@@ -73,11 +75,11 @@ func (r *legacyPageReader) Close() {
 	}
 }
 
-func (r *legacyPageReader) Lookup(pfn, gen, floor uint64) (ref PageRef, found bool, err error) {
+func (r *legacyPageReader) Lookup(pfn, gen, floor uint64) (ref index.PageRef, found bool, err error) {
 	if r.it == nil || r.uses >= legacyReaderRenew {
 		r.Close()
 		r.uses = 0
-		if r.it, err = r.x.db.NewIter(&pebble.IterOptions{LowerBound: r.lower, UpperBound: r.upper}); err != nil {
+		if r.it, err = r.m.db.NewIter(&pebble.IterOptions{LowerBound: r.lower, UpperBound: r.upper}); err != nil {
 			return ref, false, err
 		}
 	}
@@ -97,19 +99,20 @@ func (r *legacyPageReader) Lookup(pfn, gen, floor uint64) (ref PageRef, found bo
 	return ref, err == nil, err
 }
 
-func (x *Index) legacyGenEntries(lin, gen uint64) (int, error) {
+func (m *Maps) legacyGenEntries(lin, gen uint64) (int, error) {
 	n := 0
-	err := x.scan(pageByGenPrefix(lin, gen), func(_, _ []byte) error { n++; return nil })
+	err := m.x.Scan(pageByGenPrefix(lin, gen), func(_, _ []byte) error { n++; return nil })
 	return n, err
 }
 
 // upgradePages converts format 2 and 3 page entries into blocks: the 'P'
 // keys of one (lineage, block) at a time, in one batch with the deletion
-// of their 'P', 'Q' and reference keys, so an interrupted upgrade goes on
-// where it stopped at the next open. Then it deletes what no entry
-// accounted for (by-generation and reference keys of entries gone before).
-func (x *Index) upgradePages() error {
-	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixPage}, UpperBound: []byte{prefixPage + 1}})
+// of their 'P' and 'Q' keys, so an interrupted upgrade goes on where it
+// stopped at the next open. Then it deletes the by-generation keys no
+// entry accounted for. The entries' reference keys are the index's: its
+// upgrade deletes them all once this is done.
+func (m *Maps) upgradePages() error {
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixPage}, UpperBound: []byte{prefixPage + 1}})
 	if err != nil {
 		return err
 	}
@@ -118,7 +121,7 @@ func (x *Index) upgradePages() error {
 			it.Close()
 		}
 	}()
-	b := x.db.NewBatch()
+	b := m.db.NewBatch()
 	defer func() { b.Close() }()
 	type group struct{ lin, blk uint64 }
 	var cur group
@@ -132,13 +135,13 @@ func (x *Index) upgradePages() error {
 			b.Set(blockByGenKey(cur.lin, gen, cur.blk), nil, nil)
 		}
 		clear(gens)
-		return x.commitIfFull(&b)
+		return m.x.ApplyIfFull(&b)
 	}
 	started := false
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
 		if len(k) != keyLen(3) {
-			return fmt.Errorf("%w: page key %x", ErrCorrupt, k)
+			return fmt.Errorf("%w: page key %x", index.ErrCorrupt, k)
 		}
 		lin, pfn, gen := field(k, 0), field(k, 1), ^field(k, 2)
 		g := group{lin, pfn >> BlockShift}
@@ -159,9 +162,6 @@ func (x *Index) upgradePages() error {
 		gens[gen] = append(gens[gen], blockEntry{pfn: pfn, ref: ref})
 		b.Delete(k, nil)
 		b.Delete(binary.BigEndian.AppendUint64(pageByGenPrefix(lin, gen), pfn), nil)
-		if !ref.Zero {
-			b.Delete(refKey(ref.ID, holderPage, lin, pfn, gen), nil)
-		}
 	}
 	if err := it.Error(); err != nil {
 		return err
@@ -173,18 +173,9 @@ func (x *Index) upgradePages() error {
 	}
 	it.Close()
 	it = nil
-	// Keys no entry accounted for.
+	// Keys no entry accounted for. (Their reference keys are the
+	// index's: its upgrade deletes them after this one.)
 	b.DeleteRange([]byte{prefixPage}, []byte{prefixPage + 1}, nil)
 	b.DeleteRange([]byte{prefixPageByGen}, []byte{prefixPageByGen + 1}, nil)
-	err = x.scan([]byte{prefixRef}, func(k, _ []byte) error {
-		if len(k) == 1+chunkstore.IDSize+holderLen && k[1+chunkstore.IDSize] == holderPage {
-			b.Delete(k, nil)
-			return x.commitIfFull(&b)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
 	return b.Commit(pebble.Sync)
 }

@@ -1,4 +1,4 @@
-package index
+package lineage
 
 import (
 	"fmt"
@@ -9,13 +9,14 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/index"
 )
 
 func FuzzDecodeBlock(f *testing.F) {
 	var id chunkstore.ID
 	id[5] = 7
-	seed := []blockEntry{{pfn: 2048, ref: PageRef{Zero: true}}, {pfn: 2050, ref: PageRef{ID: id}},
-		{pfn: 2051, ref: PageRef{ID: id, Tag: chunkstore.Tag{1, 2}, Tagged: true}}, {pfn: 3071, ref: PageRef{ID: id}}}
+	seed := []blockEntry{{pfn: 2048, ref: index.PageRef{Zero: true}}, {pfn: 2050, ref: index.PageRef{ID: id}},
+		{pfn: 2051, ref: index.PageRef{ID: id, Tag: chunkstore.Tag{1, 2}, Tagged: true}}, {pfn: 3071, ref: index.PageRef{ID: id}}}
 	f.Add(uint64(2), appendBlock(nil, 2, seed))
 	f.Add(uint64(0), appendBlock(nil, 0, nil))
 	f.Add(uint64(1<<54-1), []byte{1, 0xff, 0x07, 0})
@@ -57,7 +58,8 @@ func pageID(pfn uint64, v int) chunkstore.ID {
 // said would go), and that the mark (PageReferenced) names exactly the
 // chunks a surviving generation sees.
 func TestPageMapLineage(t *testing.T) {
-	x, cs := TestIndex(t)
+	x, cs := index.TestIndex(t, Keys)
+	m := Of(x)
 	const pages, gens = 3000, 40 // pages cross three blocks, one partial
 	rng := rand.New(rand.NewPCG(1, 2))
 	cur := make([]int, pages) // the model: pfn's current version (-1: zero)
@@ -68,11 +70,11 @@ func TestPageMapLineage(t *testing.T) {
 	}
 	var all []written
 	for n := 0; n < gens; n++ {
-		in, err := x.Create(RootIno, fmt.Sprintf("c%d", n), Inode{Mode: syscall.S_IFREG | 0o644})
+		in, err := x.Create(index.RootIno, fmt.Sprintf("c%d", n), index.Inode{Mode: syscall.S_IFREG | 0o644})
 		if err != nil {
 			t.Fatal(err)
 		}
-		g, err := x.BeginGen(in.Ino, "guest")
+		g, err := m.BeginGen(in.Ino, "guest")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,7 +84,7 @@ func TestPageMapLineage(t *testing.T) {
 		if g.Full() != (n > 0 && g.Floor == g.Num) {
 			t.Fatalf("generation %d: Full() wrong for %+v", n, g)
 		}
-		w := x.NewPageWriter(g)
+		w := m.NewPageWriter(g)
 		b := cs.NewBatch()
 		for pfn := uint64(0); pfn < pages; pfn++ {
 			changed := n == 0 || rng.IntN(20) == 0
@@ -93,7 +95,7 @@ func TestPageMapLineage(t *testing.T) {
 				}
 			}
 			if changed || g.Floor == g.Num {
-				ref := PageRef{Zero: cur[pfn] < 0}
+				ref := index.PageRef{Zero: cur[pfn] < 0}
 				if !ref.Zero {
 					ref.ID = pageID(pfn, cur[pfn])
 				}
@@ -111,14 +113,14 @@ func TestPageMapLineage(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.Close()
-		if err := x.EndGen(g, true); err != nil {
+		if err := m.EndGen(g, true); err != nil {
 			t.Fatal(err)
 		}
 		all = append(all, written{g: g, ino: in.Ino, state: append([]int(nil), cur...)})
 	}
 	check := func(what string, w written) {
 		t.Helper()
-		r := x.NewPageReader(w.g.Lin)
+		r := m.NewPageReader(w.g.Lin)
 		defer r.Close()
 		for pfn := uint64(0); pfn < pages; pfn++ {
 			ref, ok, err := r.Lookup(pfn, w.g.Num, w.g.Floor)
@@ -153,7 +155,7 @@ func TestPageMapLineage(t *testing.T) {
 	}
 	planned := map[chunkstore.ID]bool{}
 	for gen := range dead {
-		if err := x.DropPlan(all[0].g.Lin, gen, dead, func(id chunkstore.ID, _ []byte) error {
+		if err := m.DropPlan(all[0].g.Lin, gen, dead, func(id chunkstore.ID, _ []byte) error {
 			planned[id] = true
 			return nil
 		}); err != nil {
@@ -166,16 +168,16 @@ func TestPageMapLineage(t *testing.T) {
 			kept = append(kept, w)
 			continue
 		}
-		if _, err := x.Unlink(RootIno, fmt.Sprintf("c%d", i), 2); err != nil {
+		if _, err := x.Unlink(index.RootIno, fmt.Sprintf("c%d", i), 2); err != nil {
 			t.Fatal(err)
 		}
 		if err := x.Purge(w.ino); err != nil {
 			t.Fatal(err)
 		}
 	}
-	err = x.WalkGens(func(r GenRecord) error {
+	err = m.WalkGens(func(r GenRecord) error {
 		if r.State == GenDead {
-			if done, _, err := x.ReclaimGen(r.Lin, r.Num); err != nil || !done {
+			if done, _, err := m.ReclaimGen(r.Lin, r.Num); err != nil || !done {
 				return fmt.Errorf("reclaim %d: done %v: %v", r.Num, done, err)
 			}
 		}
@@ -203,7 +205,7 @@ func TestPageMapLineage(t *testing.T) {
 			}
 		}
 	}
-	live, err := x.PageReferenced(ids)
+	live, err := m.PageReferenced(ids)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,17 +247,18 @@ func TestPageMapLineage(t *testing.T) {
 // same batch or a later one) reads as the last put, and the chunks it
 // replaced become gc candidates.
 func TestPageWriterReplaces(t *testing.T) {
-	x, cs := TestIndex(t)
-	g, err := x.BeginGen(0, "g")
+	x, cs := index.TestIndex(t, Keys)
+	m := Of(x)
+	g, err := m.BeginGen(0, "g")
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := x.NewPageWriter(g)
+	w := m.NewPageWriter(g)
 	commit := func(puts map[uint64]int) {
 		b := cs.NewBatch()
 		defer b.Close()
 		for pfn, v := range puts {
-			w.Put(b, pfn, PageRef{ID: pageID(pfn, v)})
+			w.Put(b, pfn, index.PageRef{ID: pageID(pfn, v)})
 		}
 		if err := b.Commit(pebble.NoSync); err != nil {
 			t.Fatal(err)
@@ -263,13 +266,13 @@ func TestPageWriterReplaces(t *testing.T) {
 	}
 	commit(map[uint64]int{1: 1, 2: 1, 1500: 1})
 	b := cs.NewBatch()
-	w.Put(b, 2, PageRef{ID: pageID(2, 2)})
-	w.Put(b, 2, PageRef{ID: pageID(2, 3)})
+	w.Put(b, 2, index.PageRef{ID: pageID(2, 2)})
+	w.Put(b, 2, index.PageRef{ID: pageID(2, 3)})
 	if err := b.Commit(pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
 	b.Close()
-	r := x.NewPageReader(g.Lin)
+	r := m.NewPageReader(g.Lin)
 	defer r.Close()
 	for pfn, v := range map[uint64]int{1: 1, 2: 3, 1500: 1} {
 		ref, ok, err := r.Lookup(pfn, g.Num, g.Floor)
@@ -292,20 +295,21 @@ func TestPageWriterReplaces(t *testing.T) {
 // dirty, with the full generation FullEvery brings), reported per page
 // entry read and as seconds per TiB of page entries.
 func BenchmarkMark(b *testing.B) {
-	x, cs := TestIndex(b)
+	x, cs := index.TestIndex(b, Keys)
+	m := Of(x)
 	const pages, gens = 1 << 18, 20
 	rng := rand.New(rand.NewPCG(3, 4))
 	entries := 0
 	for n := 0; n < gens; n++ {
-		g, err := x.BeginGen(0, "guest")
+		g, err := m.BeginGen(0, "guest")
 		if err != nil {
 			b.Fatal(err)
 		}
-		w := x.NewPageWriter(g)
+		w := m.NewPageWriter(g)
 		bt := cs.NewBatch()
 		for pfn := uint64(0); pfn < pages; pfn++ {
 			if n == 0 || g.Floor == g.Num || rng.IntN(20) == 0 {
-				w.Put(bt, pfn, PageRef{ID: pageID(pfn, n), Tag: chunkstore.Tag{byte(n)}, Tagged: true})
+				w.Put(bt, pfn, index.PageRef{ID: pageID(pfn, n), Tag: chunkstore.Tag{byte(n)}, Tagged: true})
 				entries++
 			}
 			if pfn%4096 == 4095 {
@@ -320,7 +324,7 @@ func BenchmarkMark(b *testing.B) {
 			b.Fatal(err)
 		}
 		bt.Close()
-		if err := x.EndGen(g, true); err != nil {
+		if err := m.EndGen(g, true); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -333,7 +337,7 @@ func BenchmarkMark(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := x.PageReferenced(ids); err != nil {
+		if _, err := m.PageReferenced(ids); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,4 +1,8 @@
-package gc
+// Package policy is what gc decides without looking at a store: which
+// generations a retention policy keeps (restic forget's rules), and the
+// dead fraction past which a segment is rewritten. A bucket's gc applies
+// the same rules as a local store's.
+package policy
 
 import (
 	"fmt"
@@ -122,3 +126,9 @@ func humanDuration(d time.Duration) string {
 	s = strings.TrimSuffix(s, "0s")
 	return strings.TrimSuffix(s, "0m")
 }
+
+// SegmentGarbage is the dead fraction of a segment past which gc rewrites
+// it (copies its live records and removes it): the most space a store
+// keeps for what gc deleted, and the price of giving it back (up to
+// 1/SegmentGarbage - 1 bytes copied per byte freed). See the README.
+const SegmentGarbage = 0.1

@@ -1,4 +1,4 @@
-package index
+package lineage
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/ckptfs/ckptfs/index"
 
 	"github.com/ckptfs/ckptfs/chunkstore"
 )
@@ -61,7 +63,7 @@ func blockByGenKey(lin, gen, blk uint64) []byte {
 // blockEntry is one page entry of a block.
 type blockEntry struct {
 	pfn uint64
-	ref PageRef
+	ref index.PageRef
 }
 
 // appendBlock encodes es (pfns ascending, all in one block) after dst:
@@ -103,7 +105,7 @@ func appendBlock(dst []byte, blk uint64, es []blockEntry) []byte {
 // decodeBlock decodes block value v of key k, appending its entries to es.
 func decodeBlock(k, v []byte, es []blockEntry) ([]blockEntry, error) {
 	bad := func(what string) ([]blockEntry, error) {
-		return es, fmt.Errorf("%w: page block %x: %s", ErrCorrupt, k, what)
+		return es, fmt.Errorf("%w: page block %x: %s", index.ErrCorrupt, k, what)
 	}
 	if len(k) != blockKeyLen || k[0] != prefixBlock {
 		return bad("key")
@@ -169,9 +171,9 @@ func decodeBlock(k, v []byte, es []blockEntry) ([]blockEntry, error) {
 
 // getBlock returns generation gen's block blk of lineage lin (found false
 // if it has none), its entries appended to es.
-func (x *Index) getBlock(lin, blk, gen uint64, es []blockEntry) ([]blockEntry, bool, error) {
+func (m *Maps) getBlock(lin, blk, gen uint64, es []blockEntry) ([]blockEntry, bool, error) {
 	k := blockKey(lin, blk, gen)
-	v, c, err := x.db.Get(k)
+	v, c, err := m.db.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return es, false, nil
 	}
@@ -215,7 +217,7 @@ func mergeEntries(old, new []blockEntry, replaced func(old, new blockEntry) erro
 // and the entry's chunk becomes a gc candidate. One writer per
 // generation; not safe for concurrent use.
 type PageWriter struct {
-	x       *Index
+	m       *Maps
 	g       Gen
 	b       *chunkstore.Batch // the batch pending goes with
 	pending *[]blockEntry
@@ -227,15 +229,15 @@ type PageWriter struct {
 }
 
 // NewPageWriter returns the page map writer of in-flight generation g.
-func (x *Index) NewPageWriter(g Gen) *PageWriter {
-	return &PageWriter{x: x, g: g, written: map[uint64]bool{}}
+func (m *Maps) NewPageWriter(g Gen) *PageWriter {
+	return &PageWriter{m: m, g: g, written: map[uint64]bool{}}
 }
 
 // Put records, in b, that the generation's page pfn is ref (its Hint, if
 // zero, is filled in at commit when the store knows where the chunk is).
 // A batch may commit in another goroutine while Put fills the next one;
 // the batches of one generation commit one after the other.
-func (w *PageWriter) Put(b *chunkstore.Batch, pfn uint64, ref PageRef) {
+func (w *PageWriter) Put(b *chunkstore.Batch, pfn uint64, ref index.PageRef) {
 	if b != w.b {
 		pending := new([]blockEntry)
 		w.b, w.pending = b, pending
@@ -255,7 +257,7 @@ func (w *PageWriter) flush(pb *pebble.Batch, hint func(chunkstore.ID) chunkstore
 		if old.ref.Zero || (!new.ref.Zero && new.ref.ID == old.ref.ID) {
 			return nil
 		}
-		return pb.Set(candidateKey(old.ref.ID), nil, nil)
+		return index.AddCandidate(pb, old.ref.ID)
 	}
 	for i := 0; i < len(es); {
 		blk := es[i].pfn >> BlockShift
@@ -278,7 +280,7 @@ func (w *PageWriter) flush(pb *pebble.Batch, hint func(chunkstore.ID) chunkstore
 		}
 		i = j
 		if w.written[blk] {
-			old, found, err := w.x.getBlock(lin, blk, gen, w.old[:0])
+			old, found, err := w.m.getBlock(lin, blk, gen, w.old[:0])
 			if err != nil {
 				return err
 			}
@@ -306,7 +308,7 @@ func (w *PageWriter) flush(pb *pebble.Batch, hint func(chunkstore.ID) chunkstore
 // of the block's pages, and answers lookups in that block from it; Close
 // (or a lookup in another block) lets it read the store again.
 type PageReader struct {
-	x     *Index
+	m     *Maps
 	lin   uint64
 	it    *pebble.Iterator
 	loads int
@@ -316,7 +318,7 @@ type PageReader struct {
 	ok              bool
 	blk, gen, floor uint64
 	has             [BlockPages / 64]uint64
-	refs            [BlockPages]PageRef
+	refs            [BlockPages]index.PageRef
 	es              []blockEntry
 }
 
@@ -324,10 +326,10 @@ type PageReader struct {
 const pageReaderRenew = 256
 
 // NewPageReader returns a reader of lineage lin's page entries.
-func (x *Index) NewPageReader(lin uint64) *PageReader {
-	r := &PageReader{x: x, lin: lin}
-	if x.legacyPages {
-		r.legacy = newLegacyPageReader(x, lin)
+func (m *Maps) NewPageReader(lin uint64) *PageReader {
+	r := &PageReader{m: m, lin: lin}
+	if m.legacy {
+		r.legacy = newLegacyPageReader(m, lin)
 	}
 	return r
 }
@@ -347,7 +349,7 @@ func (r *PageReader) Close() {
 
 // Lookup returns pfn's page as generation gen (with floor) sees it; found
 // is false if no entry is visible.
-func (r *PageReader) Lookup(pfn, gen, floor uint64) (ref PageRef, found bool, err error) {
+func (r *PageReader) Lookup(pfn, gen, floor uint64) (ref index.PageRef, found bool, err error) {
 	if r.legacy != nil {
 		return r.legacy.Lookup(pfn, gen, floor)
 	}
@@ -372,7 +374,7 @@ func (r *PageReader) load(blk, gen, floor uint64) error {
 			r.it.Close()
 		}
 		lo := binary.BigEndian.AppendUint64([]byte{prefixBlock}, r.lin)
-		it, err := r.x.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+		it, err := r.m.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: index.PrefixEnd(lo)})
 		if err != nil {
 			r.it = nil
 			return err
@@ -410,11 +412,11 @@ func (r *PageReader) load(blk, gen, floor uint64) error {
 }
 
 // genBlocks returns the blocks generation gen of lin has entries in.
-func (x *Index) genBlocks(lin, gen uint64) ([]uint64, error) {
+func (m *Maps) genBlocks(lin, gen uint64) ([]uint64, error) {
 	var blks []uint64
-	err := x.scan(blockByGenPrefix(lin, gen), func(k, _ []byte) error {
+	err := m.x.Scan(blockByGenPrefix(lin, gen), func(k, _ []byte) error {
 		if len(k) != blockKeyLen {
-			return fmt.Errorf("%w: block key %x", ErrCorrupt, k)
+			return fmt.Errorf("%w: block key %x", index.ErrCorrupt, k)
 		}
 		blks = append(blks, field(k, 2))
 		return nil
@@ -448,7 +450,7 @@ func shadowed(it *pebble.Iterator, lin, blk, gen, upto uint64, es []blockEntry) 
 
 // reclaimPlan splits dead generation gen's entries in block blk into those
 // that heir (0: none) still sees, which move to it, and those that go.
-func (x *Index) reclaimPlan(it *pebble.Iterator, lin, blk, gen, heir uint64, es []blockEntry, move, drop func(blockEntry) error) error {
+func (m *Maps) reclaimPlan(it *pebble.Iterator, lin, blk, gen, heir uint64, es []blockEntry, move, drop func(blockEntry) error) error {
 	var set *[BlockPages / 64]uint64
 	if heir != 0 {
 		var err error
@@ -471,9 +473,9 @@ func (x *Index) reclaimPlan(it *pebble.Iterator, lin, blk, gen, heir uint64, es 
 	return nil
 }
 
-func (x *Index) lineageBlocks(lin uint64) (*pebble.Iterator, error) {
+func (m *Maps) lineageBlocks(lin uint64) (*pebble.Iterator, error) {
 	lo := binary.BigEndian.AppendUint64([]byte{prefixBlock}, lin)
-	return x.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	return m.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: index.PrefixEnd(lo)})
 }
 
 // reclaimDecision is the one decision both the reclaim of a dead
@@ -484,8 +486,8 @@ func (x *Index) lineageBlocks(lin uint64) (*pebble.Iterator, error) {
 // block the generation lists (es nil where it holds no block), with the
 // heir. It reports blocked (and visits nothing) when the heir is still
 // being written.
-func (x *Index) reclaimDecision(rec GenRecord, dead map[uint64]bool, visit func(blk, heir uint64, es, move, drop []blockEntry) error) (blocked bool, err error) {
-	heir, err := x.heir(rec, dead)
+func (m *Maps) reclaimDecision(rec GenRecord, dead map[uint64]bool, visit func(blk, heir uint64, es, move, drop []blockEntry) error) (blocked bool, err error) {
+	heir, err := m.heir(rec, dead)
 	if errors.Is(err, errBlocked) {
 		return true, nil
 	}
@@ -493,11 +495,11 @@ func (x *Index) reclaimDecision(rec GenRecord, dead map[uint64]bool, visit func(
 		return false, err
 	}
 	lin, gen := rec.Lin, rec.Num
-	blks, err := x.genBlocks(lin, gen)
+	blks, err := m.genBlocks(lin, gen)
 	if err != nil {
 		return false, err
 	}
-	it, err := x.lineageBlocks(lin)
+	it, err := m.lineageBlocks(lin)
 	if err != nil {
 		return false, err
 	}
@@ -505,12 +507,12 @@ func (x *Index) reclaimDecision(rec GenRecord, dead map[uint64]bool, visit func(
 	var es, move, drop []blockEntry
 	for _, blk := range blks {
 		var found bool
-		if es, found, err = x.getBlock(lin, blk, gen, es[:0]); err != nil {
+		if es, found, err = m.getBlock(lin, blk, gen, es[:0]); err != nil {
 			return false, err
 		}
 		move, drop = move[:0], drop[:0]
 		if found {
-			err = x.reclaimPlan(it, lin, blk, gen, heir, es,
+			err = m.reclaimPlan(it, lin, blk, gen, heir, es,
 				func(e blockEntry) error { move = append(move, e); return nil },
 				func(e blockEntry) error { drop = append(drop, e); return nil })
 			if err != nil {
@@ -538,25 +540,25 @@ func (x *Index) reclaimDecision(rec GenRecord, dead map[uint64]bool, visit func(
 // is crash-safe and can be redone; it returns false without doing
 // anything if the next generation that is not dead is still being
 // written. The caller serializes ReclaimGen calls.
-func (x *Index) ReclaimGen(lin, gen uint64) (done bool, entries int, err error) {
-	if x.legacyPages {
+func (m *Maps) ReclaimGen(lin, gen uint64) (done bool, entries int, err error) {
+	if m.legacy {
 		return false, 0, errLegacy
 	}
-	rec, err := x.getGen(lin, gen)
-	if errors.Is(err, ErrNotFound) {
+	rec, err := m.getGen(lin, gen)
+	if errors.Is(err, index.ErrNotFound) {
 		return true, 0, nil
 	}
 	if err != nil || rec.State != GenDead {
 		return false, 0, err
 	}
-	b := x.db.NewBatch()
+	b := m.db.NewBatch()
 	defer func() { b.Close() }()
 	var hs []blockEntry
 	var buf []byte
-	blocked, err := x.reclaimDecision(rec, nil, func(blk, heir uint64, es, move, drop []blockEntry) error {
+	blocked, err := m.reclaimDecision(rec, nil, func(blk, heir uint64, es, move, drop []blockEntry) error {
 		for _, e := range drop {
 			if !e.ref.Zero {
-				if err := b.Set(candidateKey(e.ref.ID), nil, nil); err != nil {
+				if err := index.AddCandidate(b, e.ref.ID); err != nil {
 					return err
 				}
 			}
@@ -564,7 +566,7 @@ func (x *Index) ReclaimGen(lin, gen uint64) (done bool, entries int, err error) 
 		if len(move) > 0 {
 			var hfound bool
 			var err error
-			if hs, hfound, err = x.getBlock(lin, blk, heir, hs[:0]); err != nil {
+			if hs, hfound, err = m.getBlock(lin, blk, heir, hs[:0]); err != nil {
 				return err
 			}
 			if !hfound {
@@ -583,13 +585,13 @@ func (x *Index) ReclaimGen(lin, gen uint64) (done bool, entries int, err error) 
 			entries += len(es)
 		}
 		b.Delete(blockByGenKey(lin, gen, blk), nil)
-		return x.commitIfFull(&b)
+		return m.x.ApplyIfFull(&b)
 	})
 	if blocked || err != nil {
 		return false, entries, err
 	}
 	b.Delete(genKey(lin, gen), nil)
-	return true, entries, x.commit(b)
+	return true, entries, m.x.Apply(b)
 }
 
 // errLegacy is what gc gets from a store whose page maps are still in
@@ -610,18 +612,18 @@ func PageRefKey(lin, gen, pfn uint64) []byte {
 // very decision ReclaimGen takes (reclaimDecision). A generation whose
 // successor is being written drops nothing yet. The reference is named by
 // PageRefKey.
-func (x *Index) DropPlan(lin, gen uint64, dead map[uint64]bool, fn func(id chunkstore.ID, ref []byte) error) error {
-	if x.legacyPages {
+func (m *Maps) DropPlan(lin, gen uint64, dead map[uint64]bool, fn func(id chunkstore.ID, ref []byte) error) error {
+	if m.legacy {
 		return errLegacy
 	}
-	rec, err := x.getGen(lin, gen)
-	if errors.Is(err, ErrNotFound) {
+	rec, err := m.getGen(lin, gen)
+	if errors.Is(err, index.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	_, err = x.reclaimDecision(rec, dead, func(_, _ uint64, _, _, drop []blockEntry) error {
+	_, err = m.reclaimDecision(rec, dead, func(_, _ uint64, _, _, drop []blockEntry) error {
 		for _, e := range drop {
 			if !e.ref.Zero {
 				if err := fn(e.ref.ID, PageRefKey(lin, gen, e.pfn)); err != nil {
@@ -635,18 +637,18 @@ func (x *Index) DropPlan(lin, gen uint64, dead map[uint64]bool, fn func(id chunk
 }
 
 // GenEntries returns how many page entries generation gen of lin holds.
-func (x *Index) GenEntries(lin, gen uint64) (int, error) {
-	if x.legacyPages {
-		return x.legacyGenEntries(lin, gen)
+func (m *Maps) GenEntries(lin, gen uint64) (int, error) {
+	if m.legacy {
+		return m.legacyGenEntries(lin, gen)
 	}
-	blks, err := x.genBlocks(lin, gen)
+	blks, err := m.genBlocks(lin, gen)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	var es []blockEntry
 	for _, blk := range blks {
-		if es, _, err = x.getBlock(lin, blk, gen, es[:0]); err != nil {
+		if es, _, err = m.getBlock(lin, blk, gen, es[:0]); err != nil {
 			return n, err
 		}
 		n += len(es)
@@ -656,12 +658,12 @@ func (x *Index) GenEntries(lin, gen uint64) (int, error) {
 
 // WalkPageRefs calls fn for every page entry that names a chunk, in key
 // order: one pass over every page map block of the store.
-func (x *Index) WalkPageRefs(fn func(id chunkstore.ID, lin, gen, pfn uint64) error) error {
-	if x.legacyPages {
+func (m *Maps) WalkPageRefs(fn func(id chunkstore.ID, lin, gen, pfn uint64) error) error {
+	if m.legacy {
 		return errLegacy
 	}
 	var es []blockEntry
-	return x.scan([]byte{prefixBlock}, func(k, v []byte) error {
+	return m.x.Scan([]byte{prefixBlock}, func(k, v []byte) error {
 		var err error
 		if es, err = decodeBlock(k, v, es[:0]); err != nil {
 			return err
@@ -681,14 +683,14 @@ func (x *Index) WalkPageRefs(fn func(id chunkstore.ID, lin, gen, pfn uint64) err
 // PageReferenced returns which of ids a page entry names: one pass over
 // the page map blocks (the mark of gc's mark and sweep; see
 // chunkstore.Store.BeginMark for how it stays right while writers go on).
-func (x *Index) PageReferenced(ids []chunkstore.ID) (map[chunkstore.ID]bool, error) {
+func (m *Maps) PageReferenced(ids []chunkstore.ID) (map[chunkstore.ID]bool, error) {
 	want := make(map[chunkstore.ID]bool, len(ids))
 	for _, id := range ids {
 		want[id] = false
 	}
 	found := 0
 	errDone := errors.New("all found")
-	err := x.WalkPageRefs(func(id chunkstore.ID, _, _, _ uint64) error {
+	err := m.WalkPageRefs(func(id chunkstore.ID, _, _, _ uint64) error {
 		if seen, ok := want[id]; ok && !seen {
 			want[id] = true
 			if found++; found == len(want) {
@@ -704,18 +706,18 @@ func (x *Index) PageReferenced(ids []chunkstore.ID) (map[chunkstore.ID]bool, err
 }
 
 // ResolveRun returns the pages [from, to) of run.
-func (x *Index) ResolveRun(run *PageRun, from, to int64) ([]PageRef, error) {
-	r := x.NewPageReader(run.Lin)
+func (m *Maps) ResolveRun(run *index.PageRun, from, to int64) ([]index.PageRef, error) {
+	r := m.NewPageReader(run.Lin)
 	defer r.Close()
 	pfns := run.Pfns(nil, from, to)
-	out := make([]PageRef, len(pfns))
+	out := make([]index.PageRef, len(pfns))
 	for i, pfn := range pfns {
 		ref, ok, err := r.Lookup(pfn, run.Gen, run.Floor)
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
-			return nil, fmt.Errorf("%w: no page entry for pfn %#x of generation %d (lineage %d)", ErrCorrupt, pfn, run.Gen, run.Lin)
+			return nil, fmt.Errorf("%w: no page entry for pfn %#x of generation %d (lineage %d)", index.ErrCorrupt, pfn, run.Gen, run.Lin)
 		}
 		out[i] = ref
 	}

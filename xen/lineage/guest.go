@@ -1,4 +1,4 @@
-package index
+package lineage
 
 import (
 	"encoding/binary"
@@ -7,6 +7,8 @@ import (
 	"math"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/ckptfs/ckptfs/index"
 )
 
 // XenInfo is what the store knows of a file that is an xl save image: the
@@ -53,13 +55,13 @@ func decodeXen(v []byte) (XenInfo, error) {
 	x.Name, ok2 = str()
 	n, k := binary.Uvarint(v)
 	if !ok1 || !ok2 || k <= 0 || n > math.MaxInt64 {
-		return x, fmt.Errorf("%w: xen info", ErrCorrupt)
+		return x, fmt.Errorf("%w: xen info", index.ErrCorrupt)
 	}
 	x.NewBytes, v = int64(n), v[k:]
 	if len(v) > 0 {
 		n, k = binary.Uvarint(v)
 		if k != len(v) || n > math.MaxInt64 {
-			return x, fmt.Errorf("%w: xen info", ErrCorrupt)
+			return x, fmt.Errorf("%w: xen info", index.ErrCorrupt)
 		}
 		x.Pages = int64(n)
 	}
@@ -67,16 +69,18 @@ func decodeXen(v []byte) (XenInfo, error) {
 }
 
 // SetXen records that ino's committed content is an xl save image.
-func (x *Index) SetXen(ino uint64, info XenInfo) error {
-	x.pending.Store(true)
-	return x.db.Set(xenKey(ino), encodeXen(info), pebble.NoSync)
+func (m *Maps) SetXen(ino uint64, info XenInfo) error {
+	b := m.db.NewBatch()
+	defer b.Close()
+	b.Set(xenKey(ino), encodeXen(info), nil)
+	return m.x.Apply(b)
 }
 
-// GetXen returns ino's xen info, or ErrNotFound.
-func (x *Index) GetXen(ino uint64) (XenInfo, error) {
-	v, c, err := x.db.Get(xenKey(ino))
+// GetXen returns ino's xen info, or index.ErrNotFound.
+func (m *Maps) GetXen(ino uint64) (XenInfo, error) {
+	v, c, err := m.db.Get(xenKey(ino))
 	if errors.Is(err, pebble.ErrNotFound) {
-		return XenInfo{}, ErrNotFound
+		return XenInfo{}, index.ErrNotFound
 	}
 	if err != nil {
 		return XenInfo{}, err
@@ -86,10 +90,10 @@ func (x *Index) GetXen(ino uint64) (XenInfo, error) {
 }
 
 // WalkXen calls fn for every file recorded as an xl save image.
-func (x *Index) WalkXen(fn func(ino uint64, info XenInfo) error) error {
-	return x.scan([]byte{prefixXen}, func(k, v []byte) error {
+func (m *Maps) WalkXen(fn func(ino uint64, info XenInfo) error) error {
+	return m.x.Scan([]byte{prefixXen}, func(k, v []byte) error {
 		if len(k) != keyLen(1) {
-			return fmt.Errorf("%w: xen key %x", ErrCorrupt, k)
+			return fmt.Errorf("%w: xen key %x", index.ErrCorrupt, k)
 		}
 		info, err := decodeXen(v)
 		if err != nil {
@@ -97,4 +101,11 @@ func (x *Index) WalkXen(fn func(ino uint64, info XenInfo) error) error {
 		}
 		return fn(field(k, 0), info)
 	})
+}
+
+// Guest returns the guest whose xl save image ino is (index.ErrNotFound
+// if it is none): its UUID and name.
+func (m *Maps) Guest(ino uint64) (uuid, name string, err error) {
+	info, err := m.GetXen(ino)
+	return info.UUID, info.Name, err
 }

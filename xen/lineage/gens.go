@@ -1,4 +1,4 @@
-package index
+package lineage
 
 import (
 	"encoding/binary"
@@ -7,7 +7,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
-	"github.com/ckptfs/ckptfs/chunkstore"
+	"github.com/ckptfs/ckptfs/index"
 )
 
 // Gen is one generation (one xl save image) of a guest lineage. A lookup
@@ -68,30 +68,30 @@ func encodeGenRecord(r GenRecord) []byte {
 
 func decodeGenRecord(k, v []byte) (GenRecord, error) {
 	if len(k) != keyLen(2) || len(v) < 3 || v[0] < GenInFlight || v[0] > GenDead {
-		return GenRecord{}, fmt.Errorf("%w: generation record %x", ErrCorrupt, k)
+		return GenRecord{}, fmt.Errorf("%w: generation record %x", index.ErrCorrupt, k)
 	}
 	r := GenRecord{Lin: field(k, 0), Num: field(k, 1), State: v[0]}
 	f, n := binary.Uvarint(v[1:])
 	ino, n2 := binary.Uvarint(v[1+max(n, 0):])
 	if n <= 0 || n2 <= 0 || 1+n+n2 > len(v) || f > r.Num {
-		return GenRecord{}, fmt.Errorf("%w: generation record %x", ErrCorrupt, k)
+		return GenRecord{}, fmt.Errorf("%w: generation record %x", index.ErrCorrupt, k)
 	}
 	r.Floor, r.Ino, r.BaseFloor = f, ino, f
 	if rest := v[1+n+n2:]; len(rest) > 0 {
 		bf, n3 := binary.Uvarint(rest)
 		if n3 != len(rest) || bf > r.Num || bf == 0 || bf == f { // canonical: absent when equal
-			return GenRecord{}, fmt.Errorf("%w: generation record %x", ErrCorrupt, k)
+			return GenRecord{}, fmt.Errorf("%w: generation record %x", index.ErrCorrupt, k)
 		}
 		r.BaseFloor = bf
 	}
 	return r, nil
 }
 
-func (x *Index) getGen(lin, gen uint64) (GenRecord, error) {
+func (m *Maps) getGen(lin, gen uint64) (GenRecord, error) {
 	k := genKey(lin, gen)
-	v, c, err := x.db.Get(k)
+	v, c, err := m.db.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return GenRecord{}, ErrNotFound
+		return GenRecord{}, index.ErrNotFound
 	}
 	if err != nil {
 		return GenRecord{}, err
@@ -104,56 +104,53 @@ func (x *Index) getGen(lin, gen uint64) (GenRecord, error) {
 // being written into ino. It is a delta on the lineage's newest generation
 // if that one is live; otherwise (first image, a concurrent writer of the
 // same guest, the newest deleted) it is full.
-func (x *Index) BeginGen(ino uint64, uuid string) (Gen, error) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	b := x.db.NewBatch()
-	defer b.Close()
+func (m *Maps) BeginGen(ino uint64, uuid string) (Gen, error) {
 	var g Gen
-	v, c, err := x.db.Get(lineageKey(uuid))
-	switch {
-	case err == nil:
-		if len(v) != 8 {
+	err := m.x.Txn(func(b *pebble.Batch, alloc func() uint64) error {
+		v, c, err := m.db.Get(lineageKey(uuid))
+		switch {
+		case err == nil:
+			if len(v) != 8 {
+				c.Close()
+				return fmt.Errorf("%w: lineage %q", index.ErrCorrupt, uuid)
+			}
+			g.Lin = binary.BigEndian.Uint64(v)
 			c.Close()
-			return g, fmt.Errorf("%w: lineage %q", ErrCorrupt, uuid)
+		case errors.Is(err, pebble.ErrNotFound):
+			g.Lin = alloc()
+			b.Set(lineageKey(uuid), binary.BigEndian.AppendUint64(nil, g.Lin), nil)
+		default:
+			return err
 		}
-		g.Lin = binary.BigEndian.Uint64(v)
-		c.Close()
-	case errors.Is(err, pebble.ErrNotFound):
-		g.Lin = x.allocLocked(b)
-		b.Set(lineageKey(uuid), binary.BigEndian.AppendUint64(nil, g.Lin), nil)
-	default:
-		return g, err
-	}
-	g.Num = x.allocLocked(b)
-	g.Floor = g.Num
-	last, err := x.lastGen(g.Lin)
-	if err != nil {
-		return g, err
-	}
-	if last.State == GenLive {
-		g.Base, g.BaseFloor, g.Floor = last.Num, last.Floor, last.Floor
-		depth, err := x.chainDepth(g.Lin, last.Floor)
+		g.Num = alloc()
+		g.Floor = g.Num
+		last, err := m.lastGen(g.Lin)
 		if err != nil {
-			return g, err
+			return err
 		}
-		if depth >= FullEvery {
-			g.Floor = g.Num // full: lookups stop here
+		if last.State == GenLive {
+			g.Base, g.BaseFloor, g.Floor = last.Num, last.Floor, last.Floor
+			depth, err := m.chainDepth(g.Lin, last.Floor)
+			if err != nil {
+				return err
+			}
+			if depth >= FullEvery {
+				g.Floor = g.Num // full: lookups stop here
+			}
 		}
-	}
-	if ino == 0 {
-		b.Set(genKey(g.Lin, g.Num), encodeGenRecord(GenRecord{State: GenInFlight, Floor: g.Floor, BaseFloor: g.BaseFloor}), nil)
-	} else if err := AdoptGen(b, g, ino); err != nil {
-		return g, err
-	}
-	return g, x.commit(b)
+		if ino == 0 {
+			return b.Set(genKey(g.Lin, g.Num), encodeGenRecord(GenRecord{State: GenInFlight, Floor: g.Floor, BaseFloor: g.BaseFloor}), nil)
+		}
+		return AdoptGen(b, g, ino)
+	})
+	return g, err
 }
 
 // chainDepth returns how many generations of lin have floor (the delta
 // chain from floor, dead ones not yet reclaimed included).
-func (x *Index) chainDepth(lin, floor uint64) (int, error) {
+func (m *Maps) chainDepth(lin, floor uint64) (int, error) {
 	n := 0
-	err := x.scanFrom(genPrefix(lin), genKey(lin, floor), func(k, v []byte) (bool, error) {
+	err := m.scanFrom(genPrefix(lin), genKey(lin, floor), func(k, v []byte) (bool, error) {
 		r, err := decodeGenRecord(k, v)
 		if err != nil {
 			return false, err
@@ -178,9 +175,9 @@ func AdoptGen(b *pebble.Batch, g Gen, ino uint64) error {
 }
 
 // lastGen returns the lineage's newest generation record (State 0 if none).
-func (x *Index) lastGen(lin uint64) (GenRecord, error) {
+func (m *Maps) lastGen(lin uint64) (GenRecord, error) {
 	p := genPrefix(lin)
-	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: index.PrefixEnd(p)})
 	if err != nil {
 		return GenRecord{}, err
 	}
@@ -193,29 +190,28 @@ func (x *Index) lastGen(lin uint64) (GenRecord, error) {
 
 // EndGen ends an in-flight generation when its writer closes: live if the
 // writer committed content that may name its pages, dead otherwise.
-func (x *Index) EndGen(g Gen, live bool) error {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	r, err := x.getGen(g.Lin, g.Num)
-	if err != nil || r.State != GenInFlight {
-		return err
-	}
-	r.State = GenDead
-	if live {
-		r.State = GenLive
-	}
-	x.pending.Store(true)
-	return x.db.Set(genKey(g.Lin, g.Num), encodeGenRecord(r), noSync)
+func (m *Maps) EndGen(g Gen, live bool) error {
+	return m.x.Txn(func(b *pebble.Batch, _ func() uint64) error {
+		r, err := m.getGen(g.Lin, g.Num)
+		if err != nil || r.State != GenInFlight {
+			return err
+		}
+		r.State = GenDead
+		if live {
+			r.State = GenLive
+		}
+		return b.Set(genKey(g.Lin, g.Num), encodeGenRecord(r), nil)
+	})
 }
 
 // dropInoGen marks the generations held by ino dead, in b.
-func (x *Index) dropInoGen(b *pebble.Batch, ino uint64) error {
-	return x.ImageGens(ino, func(lin, gen uint64) error {
-		r, err := x.getGen(lin, gen)
+func (m *Maps) dropInoGen(b *pebble.Batch, ino uint64) error {
+	return m.ImageGens(ino, func(lin, gen uint64) error {
+		r, err := m.getGen(lin, gen)
 		if err == nil {
 			r.State = GenDead
 			b.Set(genKey(lin, gen), encodeGenRecord(r), nil)
-		} else if !errors.Is(err, ErrNotFound) {
+		} else if !errors.Is(err, index.ErrNotFound) {
 			return err
 		}
 		return b.Delete(inoGenKey(ino, lin, gen), nil)
@@ -225,16 +221,16 @@ func (x *Index) dropInoGen(b *pebble.Batch, ino uint64) error {
 // abortGens ends every in-flight generation (at Open: no writer survived).
 // One whose file still exists may be named by its committed content, so it
 // becomes live and goes with the file; the others are dead.
-func (x *Index) abortGens(b *pebble.Batch) error {
-	return x.scan([]byte{prefixGen}, func(k, v []byte) error {
+func (m *Maps) abortGens(b *pebble.Batch) error {
+	return m.x.Scan([]byte{prefixGen}, func(k, v []byte) error {
 		r, err := decodeGenRecord(k, v)
 		if err != nil || r.State != GenInFlight {
 			return err
 		}
 		r.State = GenDead
-		if _, err := x.Get(r.Ino); err == nil {
+		if _, err := m.x.Get(r.Ino); err == nil {
 			r.State = GenLive
-		} else if !errors.Is(err, ErrNotFound) {
+		} else if !errors.Is(err, index.ErrNotFound) {
 			return err
 		}
 		return b.Set(k, encodeGenRecord(r), nil)
@@ -242,31 +238,14 @@ func (x *Index) abortGens(b *pebble.Batch) error {
 }
 
 // WalkGens calls fn for every generation record, by lineage then number.
-func (x *Index) WalkGens(fn func(GenRecord) error) error {
-	return x.scan([]byte{prefixGen}, func(k, v []byte) error {
+func (m *Maps) WalkGens(fn func(GenRecord) error) error {
+	return m.x.Scan([]byte{prefixGen}, func(k, v []byte) error {
 		r, err := decodeGenRecord(k, v)
 		if err != nil {
 			return err
 		}
 		return fn(r)
 	})
-}
-
-// PageRef is a page's content: a chunk (and where it was), or all zero;
-// and, if Tagged, the page's keyed tag (chunkstore.Tag), which proves a
-// later page of the same pfn equal to it without hashing that with BLAKE3.
-type PageRef struct {
-	ID     chunkstore.ID
-	Zero   bool
-	Hint   chunkstore.Hint
-	Tag    chunkstore.Tag
-	Tagged bool
-}
-
-// Holds reports whether r is the page with chunk id (or all zero, when
-// zero).
-func (r PageRef) Holds(id chunkstore.ID, zero bool) bool {
-	return r.Zero == zero && (zero || r.ID == id)
 }
 
 var errBlocked = errors.New("blocked")
@@ -276,9 +255,9 @@ var errBlocked = errors.New("blocked")
 // next one that is not dead is still being written, or if a generation
 // being written compares with rec's chain (a full generation copying the
 // entries its base sees: they must stay until it commits them).
-func (x *Index) heir(rec GenRecord, dead map[uint64]bool) (uint64, error) {
+func (m *Maps) heir(rec GenRecord, dead map[uint64]bool) (uint64, error) {
 	var heir uint64
-	err := x.scanFrom(genPrefix(rec.Lin), genKey(rec.Lin, rec.Num+1), func(k, v []byte) (bool, error) {
+	err := m.scanFrom(genPrefix(rec.Lin), genKey(rec.Lin, rec.Num+1), func(k, v []byte) (bool, error) {
 		r, err := decodeGenRecord(k, v)
 		if err != nil {
 			return false, err
@@ -303,8 +282,8 @@ func (x *Index) heir(rec GenRecord, dead map[uint64]bool) (uint64, error) {
 
 // scanFrom calls fn for keys with prefix p from start on, while fn returns
 // true.
-func (x *Index) scanFrom(p, start []byte, fn func(k, v []byte) (bool, error)) error {
-	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+func (m *Maps) scanFrom(p, start []byte, fn func(k, v []byte) (bool, error)) error {
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: index.PrefixEnd(p)})
 	if err != nil {
 		return err
 	}
@@ -323,11 +302,24 @@ func (x *Index) scanFrom(p, start []byte, fn func(k, v []byte) (bool, error)) er
 }
 
 // ImageGens calls fn for each generation whose pages ino's image holds.
-func (x *Index) ImageGens(ino uint64, fn func(lin, gen uint64) error) error {
-	return x.scan(inoGenPrefix(ino), func(k, _ []byte) error {
+func (m *Maps) ImageGens(ino uint64, fn func(lin, gen uint64) error) error {
+	return m.x.Scan(inoGenPrefix(ino), func(k, _ []byte) error {
 		if len(k) != keyLen(3) {
-			return fmt.Errorf("%w: generation key %x", ErrCorrupt, k)
+			return fmt.Errorf("%w: generation key %x", index.ErrCorrupt, k)
 		}
 		return fn(field(k, 1), field(k, 2))
 	})
+}
+
+// Writing returns the files whose image is still being written: those
+// whose generation is in flight.
+func (m *Maps) Writing() (map[uint64]bool, error) {
+	writing := map[uint64]bool{}
+	err := m.WalkGens(func(g GenRecord) error {
+		if g.State == GenInFlight && g.Ino != 0 {
+			writing[g.Ino] = true
+		}
+		return nil
+	})
+	return writing, err
 }
