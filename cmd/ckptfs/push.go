@@ -153,10 +153,10 @@ func runCopy(name string, args []string) error {
 			}
 		}
 		for _, msg := range rep.Failed {
-			if !strings.HasPrefix(msg, "not removed: ") {
-				msg = "not copied: " + msg
-			}
-			fmt.Fprintf(os.Stderr, "ckptfs %s: %s\n", name, msg)
+			fmt.Fprintf(os.Stderr, "ckptfs %s: not copied: %s\n", name, msg)
+		}
+		for _, msg := range rep.NotRemoved {
+			fmt.Fprintf(os.Stderr, "ckptfs %s: not removed: %s\n", name, msg)
 		}
 		if rep.PruneSkipped != "" {
 			fmt.Fprintf(os.Stderr, "ckptfs %s: --prune: %s\n", name, rep.PruneSkipped)
@@ -165,20 +165,13 @@ func runCopy(name string, args []string) error {
 	if err != nil {
 		return err
 	}
-	if n := len(rep.Failed); n > 0 {
-		removing := 0
-		for _, msg := range rep.Failed {
-			if strings.HasPrefix(msg, "not removed: ") {
-				removing++
-			}
-		}
-		switch {
-		case removing == 0:
-			return fail(exitError, "%s: %d files not copied", name, n)
-		case removing == n:
-			return fail(exitError, "%s: %d files not removed", name, n)
-		}
-		return fail(exitError, "%s: %d files not copied, %d not removed", name, n-removing, removing)
+	switch copied, removed := len(rep.Failed), len(rep.NotRemoved); {
+	case copied > 0 && removed > 0:
+		return fail(exitError, "%s: %d files not copied, %d not removed", name, copied, removed)
+	case copied > 0:
+		return fail(exitError, "%s: %d files not copied", name, copied)
+	case removed > 0:
+		return fail(exitError, "%s: %d files not removed", name, removed)
 	}
 	return nil
 }

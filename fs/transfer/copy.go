@@ -51,9 +51,10 @@ type Report struct {
 	// Deltas is how many files were sent as a delta on a file the
 	// destination held.
 	Deltas int `json:"deltas"`
-	// Failed lists the files not copied (or, with Prune, not removed),
-	// with why.
+	// Failed lists the files not copied, with why.
 	Failed []string `json:"failed,omitempty"`
+	// NotRemoved lists the files Prune could not remove, with why.
+	NotRemoved []string `json:"not_removed,omitempty"`
 	// Removed lists the files Prune removed at the destination, and
 	// RemovedBytes is their logical size.
 	Removed      []string `json:"removed"`
@@ -208,7 +209,7 @@ func prune(dst Peer, vanished []File, rep *Report) {
 		case errors.Is(err, ErrNotFound):
 			// gone already: nothing to do
 		default:
-			rep.Failed = append(rep.Failed, "not removed: "+chunkstore.OneLine(err.Error()))
+			rep.NotRemoved = append(rep.NotRemoved, chunkstore.OneLine(err.Error()))
 			var se *StreamError
 			if errors.As(err, &se) {
 				return

@@ -41,7 +41,8 @@ func TestCopyPrune(t *testing.T) {
 		wantErr error
 		removed []string // what the report says was removed
 		skipped bool     // PruneSkipped set
-		failed  int
+		failed  int      // files not copied
+		notRm   int      // files not removed
 		left    []string // the destination's files after
 	}
 	all := []string{"other/x", "other/y", "vm1/c0", "vm1/c1", "vm1/c2"}
@@ -58,7 +59,7 @@ func TestCopyPrune(t *testing.T) {
 		{"an empty source removes nothing", step{srcRm: []string{"vm1/c0", "vm1/c1", "vm1/c2"}, sel: under("vm1"),
 			wantErr: ErrPruneEverything, left: all}},
 		{"a caller who may not unlink", step{srcRm: []string{"vm1/c0"}, as: CallerOf(1000, 1000),
-			failed: 1, left: all}},
+			notRm: 1, left: all}},
 	} {
 		for _, via := range []string{"local", "stream"} {
 			t.Run(tc.name+"/"+via, func(t *testing.T) {
@@ -96,8 +97,8 @@ func TestCopyPrune(t *testing.T) {
 				if !slices.Equal(rep.Removed, want) && !(len(want) == 0 && len(rep.Removed) == 0) {
 					t.Errorf("removed %q, want %q", rep.Removed, want)
 				}
-				if (rep.PruneSkipped != "") != tc.skipped || len(rep.Failed) != tc.failed {
-					t.Errorf("prune skipped %q, failed %q; want skipped %v, %d failed", rep.PruneSkipped, rep.Failed, tc.skipped, tc.failed)
+				if (rep.PruneSkipped != "") != tc.skipped || len(rep.Failed) != tc.failed || len(rep.NotRemoved) != tc.notRm {
+					t.Errorf("prune skipped %q, failed %q, not removed %q; want skipped %v, %d failed, %d not removed", rep.PruneSkipped, rep.Failed, rep.NotRemoved, tc.skipped, tc.failed, tc.notRm)
 				}
 				dstL.As = nil
 				if got := names(t, dstL); !slices.Equal(got, tc.left) {
