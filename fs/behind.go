@@ -440,18 +440,20 @@ func (b *behind) run() {
 		b.mu.Unlock()
 		k := min(feedBytes, upto-from)
 		var err error
+		fed := false // WriteAtHeld took k bytes' hold
 		if !failed {
 			buf := n.fsys.feedBuf()
 			if _, err = b.f.ReadAt(buf[:k], spoolHeader+from); err == nil {
 				n.mu.Lock()
 				err = n.w.WriteAtHeld(buf[:k], from, mtime)
 				n.mu.Unlock()
+				fed = true
 			}
 			n.fsys.feedBufs <- buf
 		}
 		b.mu.Lock()
-		if !failed {
-			b.held -= k // WriteAtHeld took the hold
+		if fed {
+			b.held -= k
 		}
 		if err != nil && b.err == nil {
 			b.err = err
