@@ -80,6 +80,21 @@ func journalWorkload(t *testing.T, s *Store, rng *rand.Rand, round int) [][]byte
 		}
 		b.Close()
 	}
+	// One batch larger than half a memtable, as gc's 4 MiB batches are:
+	// Pebble commits it as a flushable batch, on the store and again in
+	// the rebuild.
+	b := s.NewBatch()
+	for i := range 1500 {
+		val := make([]byte, 2000)
+		for j := range val {
+			val[j] = byte(rng.Uint32())
+		}
+		b.Set(fmt.Appendf(nil, "big%d-%04d", round, i), val, nil)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
 	return kept
 }
 

@@ -3,6 +3,7 @@ package chunkstore
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -325,11 +326,7 @@ func applyLog(db *pebble.DB, ldir string, num uint64) (int64, int64, error) {
 		if err != nil {
 			return batches, bytes, err
 		}
-		b := db.NewBatch()
-		if err := b.SetRepr(data); err != nil {
-			return batches, bytes, err
-		}
-		if err := b.Commit(pebble.NoSync); err != nil {
+		if err := applyRepr(db, data); err != nil {
 			return batches, bytes, err
 		}
 		batches++
@@ -349,14 +346,30 @@ func applyDump(db *pebble.DB, p string, from uint64) (int64, error) {
 		return 0, err
 	}
 	defer zr.Close()
-	return readDump(zr, from, func(repr []byte) error {
-		b := db.NewBatch()
-		if err := b.SetRepr(repr); err != nil {
-			return err
-		}
-		return b.Commit(pebble.NoSync)
-	})
+	return readDump(zr, from, func(repr []byte) error { return applyRepr(db, repr) })
 }
+
+// applyRepr commits a batch's encoding (a log's or a dump's record) into
+// db. The log's sequence number is cleared first: Pebble numbers the batch
+// itself, and a batch past half a memtable (gc's are up to 4 MiB), which
+// Pebble commits as a flushable batch, must come without one (Pebble
+// panics on a flushable batch whose number is already set).
+func applyRepr(db *pebble.DB, repr []byte) error {
+	if len(repr) < batchHeaderLen {
+		return fmt.Errorf("a batch of %d bytes: shorter than its header", len(repr))
+	}
+	binary.LittleEndian.PutUint64(repr[:8], 0)
+	b := db.NewBatch()
+	defer b.Close()
+	if err := b.SetRepr(repr); err != nil {
+		return err
+	}
+	return b.Commit(pebble.NoSync)
+}
+
+// batchHeaderLen is a Pebble batch encoding's header: sequence number (8,
+// little-endian) and count (4).
+const batchHeaderLen = 12
 
 // readDump decodes the records of a dump (decompressed) taken at log
 // from, checks that each middle record is a batch of sets that decodes
