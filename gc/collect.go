@@ -118,8 +118,9 @@ func CollectWith(cs *chunkstore.Store, x *index.Index, o Options, p Progress) (R
 	defer cs.RestoreReserve()
 	start := time.Now()
 	r := Result{DiskBefore: int64(cs.DiskUsage())}
+	maps := lineage.Of(x)
 	var dead []lineage.GenRecord
-	err := lineage.Of(x).WalkGens(func(g lineage.GenRecord) error {
+	err := maps.WalkGens(func(g lineage.GenRecord) error {
 		if g.State == lineage.GenDead {
 			dead = append(dead, g)
 		}
@@ -130,7 +131,7 @@ func CollectWith(cs *chunkstore.Store, x *index.Index, o Options, p Progress) (R
 	}
 	for i, g := range dead {
 		p.report("reclaiming generations", int64(i), int64(len(dead)))
-		done, n, err := lineage.Of(x).ReclaimGen(g.Lin, g.Num)
+		done, n, err := maps.ReclaimGen(g.Lin, g.Num)
 		if err != nil {
 			return r, err
 		}
@@ -161,7 +162,7 @@ func CollectWith(cs *chunkstore.Store, x *index.Index, o Options, p Progress) (R
 		after = &ids[len(ids)-1]
 		p.report("sweeping candidate chunks", int64(r.Candidates), total)
 		cs.BeginMark()
-		live, err := lineage.Of(x).PageReferenced(ids)
+		live, err := maps.PageReferenced(ids)
 		if err != nil {
 			cs.EndMark()
 			return r, err

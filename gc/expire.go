@@ -220,12 +220,13 @@ func Freed(cs *chunkstore.Store, x *index.Index, vs []Victim) (int64, error) {
 		ids[id] = true
 		return nil
 	}
+	maps := lineage.Of(x)
 	dead := map[uint64]map[uint64]bool{} // lineage -> victim generations
 	for _, v := range vs {
 		if err := x.InodeRefs(v.Ino, add); err != nil {
 			return 0, err
 		}
-		err := lineage.Of(x).ImageGens(v.Ino, func(lin, gen uint64) error {
+		err := maps.ImageGens(v.Ino, func(lin, gen uint64) error {
 			if dead[lin] == nil {
 				dead[lin] = map[uint64]bool{}
 			}
@@ -238,7 +239,7 @@ func Freed(cs *chunkstore.Store, x *index.Index, vs []Victim) (int64, error) {
 	}
 	for lin, gens := range dead {
 		for gen := range gens {
-			if err := lineage.Of(x).DropPlan(lin, gen, gens, add); err != nil {
+			if err := maps.DropPlan(lin, gen, gens, add); err != nil {
 				return 0, err
 			}
 		}
@@ -247,7 +248,7 @@ func Freed(cs *chunkstore.Store, x *index.Index, vs []Victim) (int64, error) {
 	// (reference keys) and its page entries' (one pass over the page maps).
 	kept := map[chunkstore.ID]bool{}
 	if len(ids) > 0 {
-		err := lineage.Of(x).WalkPageRefs(func(id chunkstore.ID, lin, gen, pfn uint64) error {
+		err := maps.WalkPageRefs(func(id chunkstore.ID, lin, gen, pfn uint64) error {
 			if ids[id] && !dropped[string(lineage.PageRefKey(lin, gen, pfn))] {
 				kept[id] = true
 			}

@@ -215,6 +215,7 @@ func FsckProgress(cs *chunkstore.Store, x *index.Index, p Progress) (*FsckReport
 	}
 	refs := map[chunkstore.ID]need{}
 	inodes := map[uint64]uint32{}
+	maps := lineage.Of(x)
 	err := x.WalkInodes(func(in index.Inode) error {
 		inodes[in.Ino] = in.Mode
 		if in.Mode&syscall.S_IFMT != syscall.S_IFREG {
@@ -235,7 +236,7 @@ func FsckProgress(cs *chunkstore.Store, x *index.Index, p Progress) (*FsckReport
 				return nil // left past the size by a crash; never read
 			}
 			if e.Run != nil {
-				pages, err := lineage.Of(x).ResolveRun(e.Run, 0, e.Run.Pages())
+				pages, err := maps.ResolveRun(e.Run, 0, e.Run.Pages())
 				if err != nil {
 					r.add(Problem{Kind: "bad-extent", Ino: in.Ino, Offset: e.Off, Detail: err.Error()})
 					return nil

@@ -53,7 +53,6 @@ type Writer struct {
 	ino uint64
 
 	image bool // a Commit recorded a whole memory image (CommittedImage)
-	held  bool // the write being made was held for (WriteAtHeld)
 
 	ver           uint64 // version being written
 	staged        bool   // ver is a staged version, not the committed one
@@ -257,6 +256,21 @@ func (w *Writer) fail(err error) error {
 // dedup may lose the page a write boundary splits, but the daemon's
 // memory for writers stays bounded however many files are open.
 func (w *Writer) WriteAt(p []byte, off int64, now int64) error {
+	return w.write(p, off, now, false)
+}
+
+// WriteAtHeld is WriteAt of bytes the store holds room for (Store.Hold):
+// they are not refused for a full disk. The hold of len(p) bytes is
+// taken, whether the write succeeds or not.
+func (w *Writer) WriteAtHeld(p []byte, off int64, now int64) error {
+	if w.s.holds != nil {
+		w.s.holds.UseHeld(len(p))
+	}
+	return w.write(p, off, now, true)
+}
+
+// write is WriteAt; held: the bytes' room is held, not to be admitted.
+func (w *Writer) write(p []byte, off int64, now int64, held bool) error {
 	if w.err != nil {
 		return w.err
 	}
@@ -266,7 +280,7 @@ func (w *Writer) WriteAt(p []byte, off int64, now int64) error {
 			w.s.stats.WritersStreaming.Add(1)
 		}
 	}
-	err := w.writeAt(p, off, now)
+	err := w.writeAt(p, off, now, held)
 	if err == nil && !w.granted {
 		w.s.stats.WritesDirect.Add(1)
 		if err = w.flushAll(); err != nil {
@@ -278,18 +292,6 @@ func (w *Writer) WriteAt(p []byte, off int64, now int64) error {
 	return err
 }
 
-// WriteAtHeld is WriteAt of bytes the store holds room for (Store.Hold):
-// they are not refused for a full disk. The hold of len(p) bytes is
-// taken, whether the write succeeds or not.
-func (w *Writer) WriteAtHeld(p []byte, off int64, now int64) error {
-	if w.s.holds != nil {
-		w.s.holds.UseHeld(len(p))
-	}
-	w.held = true
-	defer func() { w.held = false }()
-	return w.WriteAt(p, off, now)
-}
-
 // release gives the writer's memory grant back.
 func (w *Writer) release() {
 	if w.granted {
@@ -299,14 +301,14 @@ func (w *Writer) release() {
 	}
 }
 
-func (w *Writer) writeAt(p []byte, off int64, now int64) error {
+func (w *Writer) writeAt(p []byte, off int64, now int64, held bool) error {
 	if off < 0 || off+int64(len(p)) < off {
 		return fmt.Errorf("write at %d: %w", off, index.ErrInval)
 	}
 	if len(p) == 0 {
 		return nil
 	}
-	if w.s.admit != nil && !w.held {
+	if w.s.admit != nil && !held {
 		if err := w.s.admit(len(p)); err != nil {
 			return w.fail(err)
 		}
