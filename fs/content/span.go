@@ -21,6 +21,9 @@ import (
 // pages, so that a span resolves each block about once.
 const spanSize = 4 << 20
 
+// spanLag is how far behind a reader a span stays.
+const spanLag = 2 << 20
+
 // spanPages bounds the pages of page runs a span resolves.
 const spanPages = spanSize/PageSize + 2
 
@@ -116,19 +119,25 @@ func (s *Store) readSpans(c *Cursor, ino, ver, epoch uint64, size int64, dst []b
 		return false
 	}
 	end := off + int64(len(dst))
-	for len(sp.list) > 0 && sp.list[0].off+int64(sp.list[0].n) <= off {
+	// A span is kept until the reader is spanLag past it: the kernel
+	// sends a sequential reader's reads (its read-ahead) several at once,
+	// and they arrive slightly out of order.
+	for len(sp.list) > 0 && sp.list[0].off+int64(sp.list[0].n)+spanLag <= off {
 		s.releaseSpan(sp.list[0])
 		sp.list = sp.list[1:]
 	}
 	if len(sp.list) == 0 || sp.list[0].off > off || end > sp.next {
-		if len(sp.list) == 0 || off > sp.next || off < sp.list[0].off {
+		if len(sp.list) == 0 || off > sp.next || end+spanLag < sp.list[0].off {
 			s.dropSpans(c) // the reader is elsewhere
 		}
-		return false
+		return false // a read just behind the spans: through the cursor, the spans stay
 	}
 	for _, x := range sp.list {
 		if x.off >= end {
 			break
+		}
+		if x.off+int64(x.n) <= off {
+			continue // kept behind the reader
 		}
 		<-x.done
 		if x.err != nil {

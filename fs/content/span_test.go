@@ -87,3 +87,56 @@ func TestSpans(t *testing.T) {
 	}
 	s.spanMem.Release(spanMemory)
 }
+
+// TestSpansOutOfOrder: the kernel sends a sequential reader's 1 MiB reads
+// several at once, and they arrive slightly out of order (the read at
+// off+1 MiB before the one at off). Every read comes back byte for byte,
+// the spans stay (nearly every read is served from them, none is dropped
+// and started again: each span is filled once), and closing the cursor
+// gives back their memory.
+func TestSpansOutOfOrder(t *testing.T) {
+	s, x, _ := pageModeStore(t)
+	g := xentest.Guest{Name: "span", UUID: "span-ooo", Pages: 12000, VCPUs: 1, Seed: 4}
+	data := g.Bytes()
+	in := putFile(t, s, x, "img", data)
+	const rs = 1 << 20
+	var c Cursor
+	epoch := s.NewEpoch()
+	before := s.stats.SpanReads.Load()
+	read := func(off int) {
+		t.Helper()
+		buf := make([]byte, rs)
+		n, err := s.ReadCommitted(&c, in.Ino, in.Ver, epoch, in.Size, buf, int64(off))
+		if err != nil {
+			t.Fatalf("read at %d: %v", off, err)
+		}
+		want := data[off:min(off+rs, len(data))]
+		if !bytes.Equal(buf[:n], want) {
+			t.Fatalf("read at %d differs at %d", off, firstDiff(buf[:n], want))
+		}
+	}
+	// In order to start the spans (they start at 2 MiB, 4 MiB each), then
+	// each pair swapped, so that the first read of a span comes before the
+	// last read of the span before it.
+	read(0)
+	read(rs)
+	read(2 * rs)
+	reads := 3
+	for off := 3 * rs; off < len(data); off += 2 * rs {
+		if off+rs < len(data) {
+			read(off + rs)
+			reads++
+		}
+		read(off)
+		reads++
+	}
+	if n := s.stats.SpanReads.Load() - before; n < int64(reads)-4 {
+		t.Fatalf("%d of %d reads from spans: out-of-order reads dropped them", n, reads)
+	}
+	s.CloseCursor(&c)
+	s.bg.Wait()
+	if !s.spanMem.TryAcquire(spanMemory) {
+		t.Fatal("span memory not all given back after close")
+	}
+	s.spanMem.Release(spanMemory)
+}

@@ -705,9 +705,22 @@ func (m *Maps) PageReferenced(ids []chunkstore.ID) (map[chunkstore.ID]bool, erro
 	return want, nil
 }
 
+// readerPool recycles ResolveRun's readers: a reader's table and decode
+// buffer are about 180 KiB, and a restore resolves a run per 4 MiB span
+// (allocating and zeroing them each time was a third of a long lineage's
+// read CPU).
+var readerPool = sync.Pool{New: func() any { return &PageReader{es: make([]blockEntry, 0, BlockPages)} }}
+
 // ResolveRun returns the pages [from, to) of run.
 func (m *Maps) ResolveRun(run *index.PageRun, from, to int64) ([]index.PageRef, error) {
-	r := m.NewPageReader(run.Lin)
+	var r *PageReader
+	if m.legacy {
+		r = m.NewPageReader(run.Lin)
+	} else {
+		r = readerPool.Get().(*PageReader)
+		r.m, r.lin = m, run.Lin
+		defer func() { r.m = nil; readerPool.Put(r) }()
+	}
 	defer r.Close()
 	pfns := run.Pfns(nil, from, to)
 	out := make([]index.PageRef, len(pfns))
