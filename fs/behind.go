@@ -16,6 +16,8 @@ import (
 	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
+
+	"github.com/ckptfs/ckptfs/xen"
 )
 
 // Write-behind.
@@ -148,6 +150,110 @@ type behind struct {
 	done     chan struct{}
 
 	lastWrite atomic.Int64 // now() of the last spooled write, 0 once closed
+
+	// The guest's turn (awaitTurn); only run's goroutine touches these.
+	turn      int // turnUnknown, turnWaiting, turnHeld, turnNone
+	guest     string
+	waitSince time.Time
+}
+
+// Turns. xl save -c every few seconds starts the next image of a guest
+// while write-behind still stores the previous one. Fed at once, the next
+// image would find no committed generation of its guest to compare its
+// pages with: its generation would be written full (an entry for every
+// page) and its pages hashed and looked up again, not compared by tag.
+// So the images of one guest (the UUID its xl save stream names) are fed
+// one at a time: a feeder reads its file's guest from the spool before
+// its first feed and waits for the turn of that guest (without a feed
+// buffer or the node's lock), which the file holding it gives up once it
+// is committed. A feeder waits at most turnWait, then feeds as before.
+const (
+	turnUnknown = iota
+	turnWaiting
+	turnHeld
+	turnNone // not an image of a known guest, or no longer waiting
+)
+
+// turnWait bounds how long a feeder waits for its guest's turn.
+var turnWait = time.Minute
+
+// guestPrefix is how much of a spool is read to find the guest's UUID
+// (the xl header and its JSON config).
+const guestPrefix = 1 << 20
+
+// awaitTurn reports whether b must wait for its guest's turn before its
+// first feed (it slept a little then); see turnUnknown.
+func (b *behind) awaitTurn() bool {
+	f := b.n.fsys
+	switch b.turn {
+	case turnHeld, turnNone:
+		return false
+	case turnUnknown:
+		b.mu.Lock()
+		end, more := b.end, !b.stopping && len(b.ops) == 0
+		b.mu.Unlock()
+		prefix := make([]byte, min(end, guestPrefix))
+		if _, err := b.f.ReadAt(prefix, spoolHeader); err != nil {
+			b.turn = turnNone
+			return false
+		}
+		uuid, ok := xen.GuestUUID(prefix)
+		if !ok && more && end < guestPrefix {
+			time.Sleep(behindIdle / 2) // more of the header is coming
+			return true
+		}
+		if uuid == "" {
+			b.turn = turnNone
+			return false
+		}
+		b.guest, b.turn, b.waitSince = uuid, turnWaiting, time.Now()
+		f.pend.Lock()
+		f.guestWaits[uuid] = append(f.guestWaits[uuid], b)
+		f.pend.Unlock()
+	}
+	f.pend.Lock()
+	// The turn goes to the feeder that has waited longest (images are
+	// compared in the order they were closed).
+	if h := f.turns[b.guest]; h == nil && f.guestWaits[b.guest][0] == b {
+		f.turns[b.guest], b.turn = b, turnHeld
+		f.dropWaiterLocked(b)
+	} else if time.Since(b.waitSince) >= turnWait {
+		b.turn = turnNone
+		f.dropWaiterLocked(b)
+	}
+	f.pend.Unlock()
+	if b.turn != turnWaiting {
+		return false
+	}
+	time.Sleep(behindIdle / 2)
+	return true
+}
+
+// dropWaiterLocked removes b from its guest's waiters; f.pend is held.
+func (f *FS) dropWaiterLocked(b *behind) {
+	ws := slices.DeleteFunc(f.guestWaits[b.guest], func(w *behind) bool { return w == b })
+	if len(ws) == 0 {
+		delete(f.guestWaits, b.guest)
+		return
+	}
+	f.guestWaits[b.guest] = ws
+}
+
+// releaseTurn gives up b's guest's turn, if it holds it, or its place
+// among the waiters.
+func (b *behind) releaseTurn() {
+	f := b.n.fsys
+	f.pend.Lock()
+	switch b.turn {
+	case turnHeld:
+		if f.turns[b.guest] == b {
+			delete(f.turns, b.guest)
+		}
+	case turnWaiting:
+		f.dropWaiterLocked(b)
+	}
+	f.pend.Unlock()
+	b.turn = turnNone
 }
 
 // behind returns the write-behind of n's inode, if any. It is kept by
@@ -408,6 +514,9 @@ func (b *behind) run() {
 			if b.do(op) {
 				return
 			}
+			if op.kind == opCommit {
+				b.releaseTurn() // committed: the guest's next image compares with it
+			}
 			continue
 		}
 		if len(b.ops) == 0 && !b.stopping && b.end-b.applied < behindAhead && now()-b.mtime < int64(behindIdle) {
@@ -438,6 +547,9 @@ func (b *behind) run() {
 		}
 		from, failed := b.applied, b.err != nil
 		b.mu.Unlock()
+		if from == 0 && !failed && b.awaitTurn() {
+			continue
+		}
 		k := min(feedBytes, upto-from)
 		var err error
 		fed := false // WriteAtHeld took k bytes' hold
@@ -535,6 +647,7 @@ func (b *behind) do(op behindOp) bool {
 // finish ends write-behind: the spool goes, the node writes synchronously.
 func (b *behind) finish() {
 	n, f := b.n, b.n.fsys
+	b.releaseTurn()
 	b.f.Close()
 	os.Remove(b.name + spoolMarker)
 	os.Remove(b.name)

@@ -78,9 +78,11 @@ type FS struct {
 	pendDirs    map[uint64]int // closed files committing behind, per directory
 	pendAll     int
 	behinds     map[*behind]struct{}
-	byIno       map[uint64]*behind // the same, by inode
-	feedBufs    chan []byte        // feedBuffers buffers (nil until first used)
-	waiters     atomic.Int64       // callers waiting for commits: no feed yields
+	byIno       map[uint64]*behind   // the same, by inode
+	turns       map[string]*behind   // the feeder whose turn it is, by guest UUID (behind.go)
+	guestWaits  map[string][]*behind // the feeders waiting for it, longest first
+	feedBufs    chan []byte          // feedBuffers buffers (nil until first used)
+	waiters     atomic.Int64         // callers waiting for commits: no feed yields
 }
 
 // Stats are the filesystem's counters since it was mounted.
@@ -188,7 +190,7 @@ func New(ns Namespace, data *content.Store, c Config) *FS {
 		l = log.New(os.Stderr, "ckptfs: ", log.LstdFlags)
 	}
 	f := &FS{ns: ns, data: data, log: l, readOnly: c.ReadOnly, statfsOf: c.StoreDir, listLatest: c.ListLatest, mountFlags: c.MountFlags,
-		writeBehind: !c.SyncClose, pendDirs: map[uint64]int{}, behinds: map[*behind]struct{}{}, byIno: map[uint64]*behind{}}
+		writeBehind: !c.SyncClose, pendDirs: map[uint64]int{}, behinds: map[*behind]struct{}{}, byIno: map[uint64]*behind{}, turns: map[string]*behind{}, guestWaits: map[string][]*behind{}}
 	f.images = c.Images
 	if x, ok := ns.(*index.Index); ok && f.images == nil {
 		f.images = lineage.Of(x)

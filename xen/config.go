@@ -27,3 +27,21 @@ func ParseConfig(j []byte) (Config, error) {
 	}
 	return Config{raw.CInfo.Name, raw.CInfo.UUID, raw.CInfo.Type, raw.BInfo.MaxMemKB, raw.BInfo.MaxVCPUs}, nil
 }
+
+// GuestUUID reads the guest's UUID (c_info.uuid) from the start of an xl
+// save stream, prefix. decided is false while prefix is too short to
+// tell; uuid is "" for a stream that is not an xl save image or whose
+// config names no UUID (the config comes before the libxc stream).
+func GuestUUID(prefix []byte) (uuid string, decided bool) {
+	sc := NewScanner(Handler{
+		Config: func(j []byte) {
+			if cfg, err := ParseConfig(j); err == nil {
+				uuid = cfg.UUID
+			}
+			decided = true
+		},
+		LibxcHdr: func(DomainHeader) { decided = true },
+	})
+	sc.Write(prefix)
+	return uuid, decided || sc.Err() != nil
+}

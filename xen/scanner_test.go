@@ -298,3 +298,18 @@ func TestParseConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestGuestUUID: the UUID is read from a prefix holding the config, not
+// before; a stream that is no xl save image is decided with no UUID.
+func TestGuestUUID(t *testing.T) {
+	img := xentest.Guest{Name: "g", UUID: "6a9b3c1e-0000-4000-8000-000000000042", Pages: 64, VCPUs: 1, Seed: 1}.Bytes()
+	if u, ok := xen.GuestUUID(img[:16]); ok || u != "" {
+		t.Fatalf("16 bytes: %q, %v; want undecided", u, ok)
+	}
+	if u, ok := xen.GuestUUID(img[:min(len(img), 64<<10)]); !ok || u != "6a9b3c1e-0000-4000-8000-000000000042" {
+		t.Fatalf("64 KiB: %q, %v", u, ok)
+	}
+	if u, ok := xen.GuestUUID(bytes.Repeat([]byte("not an image"), 100)); !ok || u != "" {
+		t.Fatalf("not an image: %q, %v", u, ok)
+	}
+}
