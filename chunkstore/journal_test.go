@@ -277,3 +277,51 @@ func FuzzReadDump(f *testing.F) {
 		}
 	})
 }
+
+// TestRebuildBoundsLogs: a log record (a committed batch) larger than
+// MaxLogRecord, and a kept log that unpacks to more than MaxLogBytes, are
+// named as damage and skipped: the rebuild reads neither into memory nor
+// onto the disk whole, and goes on with the rest.
+func TestRebuildBoundsLogs(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		set       func()
+		complaint string
+	}{
+		{"record", func() { MaxLogRecord = 1 << 20 }, "larger than any the store commits"},
+		{"log", func() { MaxLogBytes = 64 << 10 }, "unpacks to more than"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func(r, b int64) { MaxLogRecord, MaxLogBytes = r, b }(MaxLogRecord, MaxLogBytes)
+			dir := filepath.Join(t.TempDir(), "store")
+			o := DefaultOptions()
+			o.MemTableBytes = 256 << 10 // logs kept in the journal
+			s, err := Open(dir, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			journalWorkload(t, s, rand.New(rand.NewPCG(3, 4)), 0) // commits a 3 MiB batch
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			removePebble(t, dir)
+			tc.set()
+			rep, err := Rebuild(dir)
+			if err != nil {
+				t.Fatalf("rebuild: %v", err)
+			}
+			found := false
+			for _, d := range rep.Damaged {
+				found = found || strings.Contains(d, tc.complaint)
+			}
+			if !found {
+				t.Fatalf("rebuild named %q, want a log that %s", rep.Damaged, tc.complaint)
+			}
+			s, err = Open(dir, o)
+			if err != nil {
+				t.Fatalf("open after the rebuild: %v", err)
+			}
+			s.Close()
+		})
+	}
+}
