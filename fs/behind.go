@@ -152,9 +152,11 @@ type behind struct {
 	lastWrite atomic.Int64 // now() of the last spooled write, 0 once closed
 
 	// The guest's turn (awaitTurn); only run's goroutine touches these.
-	turn      int // turnUnknown, turnWaiting, turnHeld, turnNone
-	guest     string
-	waitSince time.Time
+	turn        int // turnUnknown, turnWaiting, turnHeld, turnNone
+	guest       string
+	waitSince   time.Time // since when what b waits for made no progress
+	waitFor     *behind   // the holder of the turn b last saw
+	waitApplied int64     // and the bytes it had fed then
 }
 
 // Turns. xl save -c every few seconds starts the next image of a guest
@@ -166,7 +168,8 @@ type behind struct {
 // one at a time: a feeder reads its file's guest from the spool before
 // its first feed and waits for the turn of that guest (without a feed
 // buffer or the node's lock), which the file holding it gives up once it
-// is committed. A feeder waits at most turnWait, then feeds as before.
+// is committed. A feeder stops waiting when the file holding the turn has
+// fed nothing for turnWait, and feeds as before.
 const (
 	turnUnknown = iota
 	turnWaiting
@@ -174,7 +177,8 @@ const (
 	turnNone // not an image of a known guest, or no longer waiting
 )
 
-// turnWait bounds how long a feeder waits for its guest's turn.
+// turnWait bounds how long a feeder waits for its guest's turn while the
+// file holding it feeds nothing.
 var turnWait = time.Minute
 
 // guestPrefix is how much of a spool is read to find the guest's UUID
@@ -214,15 +218,31 @@ func (b *behind) awaitTurn() bool {
 	f.pend.Lock()
 	// The turn goes to the feeder that has waited longest (images are
 	// compared in the order they were closed).
-	if h := f.turns[b.guest]; h == nil && f.guestWaits[b.guest][0] == b {
+	h := f.turns[b.guest]
+	if h == nil && f.guestWaits[b.guest][0] == b {
 		f.turns[b.guest], b.turn = b, turnHeld
-		f.dropWaiterLocked(b)
-	} else if time.Since(b.waitSince) >= turnWait {
-		b.turn = turnNone
 		f.dropWaiterLocked(b)
 	}
 	f.pend.Unlock()
 	if b.turn != turnWaiting {
+		return false
+	}
+	// The wait is bounded by the progress of what b waits for: a large
+	// guest's image may take minutes to store, a writer that stopped
+	// writing (and keeps its file open) holds its turn for nothing.
+	if h != nil {
+		h.mu.Lock()
+		applied := h.applied
+		h.mu.Unlock()
+		if h != b.waitFor || applied != b.waitApplied {
+			b.waitFor, b.waitApplied, b.waitSince = h, applied, time.Now()
+		}
+	}
+	if time.Since(b.waitSince) >= turnWait {
+		f.pend.Lock()
+		f.dropWaiterLocked(b)
+		f.pend.Unlock()
+		b.turn = turnNone
 		return false
 	}
 	time.Sleep(behindIdle / 2)

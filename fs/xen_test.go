@@ -1,10 +1,12 @@
 package fs
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/ckptfs/ckptfs/fs/content"
 	"github.com/ckptfs/ckptfs/xen/lineage"
@@ -123,4 +125,70 @@ func TestBackToBackSaves(t *testing.T) {
 	for i, img := range imgs {
 		mustEqualFile(t, filepath.Join(m.Dir, fmt.Sprint("c", i)), img)
 	}
+}
+
+// TestBackToBackStalledWriter: the image holding its guest's turn stops
+// being written without a close (a writer that hangs): the guest's next
+// image waits only until the held one has fed nothing for turnWait, is
+// then stored (as a full generation), and both read back byte for byte.
+func TestBackToBackStalledWriter(t *testing.T) {
+	RequireFUSE(t)
+	defer func(d time.Duration) { turnWait = d }(turnWait)
+	turnWait = 300 * time.Millisecond
+	m, err := MountStore(filepath.Join(t.TempDir(), "store"), filepath.Join(t.TempDir(), "mnt"), MountConfig{Content: content.DefaultConfig()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Unmount() })
+	g := xentest.Guest{Name: "g", UUID: "stalled", Pages: 4096, VCPUs: 1, Seed: 11}
+	a := g.Bytes()
+	g.Gen, g.Dirty = 1, 0.05
+	b := g.Bytes()
+	fa, err := os.Create(filepath.Join(m.Dir, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fa.Close()
+	half := len(a) / 2
+	if _, err := fa.Write(a[:half]); err != nil {
+		t.Fatal(err)
+	}
+	// a's feeder takes the turn once its writer pauses.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		m.FS.pend.Lock()
+		held := m.FS.turns["stalled"] != nil
+		m.FS.pend.Unlock()
+		if held {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled image never took its guest's turn")
+		}
+	}
+	if err := os.WriteFile(filepath.Join(m.Dir, "b"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		got, err := os.ReadFile(filepath.Join(m.Dir, "b")) // waits for b's commit
+		if err == nil && !bytes.Equal(got, b) {
+			err = fmt.Errorf("b reads back different")
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("b is not committed 30 s after its close while a stalls")
+	}
+	if _, err := fa.Write(a[half:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := fa.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mustEqualFile(t, filepath.Join(m.Dir, "a"), a)
 }
