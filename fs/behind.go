@@ -167,9 +167,11 @@ type behind struct {
 // So the images of one guest (the UUID its xl save stream names) are fed
 // one at a time: a feeder reads its file's guest from the spool before
 // its first feed and waits for the turn of that guest (without a feed
-// buffer or the node's lock), which the file holding it gives up once it
-// is committed. A feeder stops waiting when the file holding the turn has
-// fed nothing for turnWait, and feeds as before.
+// buffer or the node's lock), which the file holding it gives up when its
+// write-behind ends: after its commit and its writer's release, which
+// ends its generation (a generation in flight is no base). A feeder stops
+// waiting when the file holding the turn has fed nothing for turnWait, and
+// feeds as before.
 const (
 	turnUnknown = iota
 	turnWaiting
@@ -534,9 +536,6 @@ func (b *behind) run() {
 			if b.do(op) {
 				return
 			}
-			if op.kind == opCommit {
-				b.releaseTurn() // committed: the guest's next image compares with it
-			}
 			continue
 		}
 		if len(b.ops) == 0 && !b.stopping && b.end-b.applied < behindAhead && now()-b.mtime < int64(behindIdle) {
@@ -723,6 +722,14 @@ func (f *FS) WaitCommitted() {
 		f.pendCond.Wait()
 	}
 	f.pend.Unlock()
+}
+
+// waitReleased waits, up to d, until no file handle is open: after an
+// unmount, for the releases the kernel sent before it.
+func (f *FS) waitReleased(d time.Duration) {
+	for deadline := time.Now().Add(d); f.handles.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // StopBehind feeds every spool to its file and ends write-behind (at

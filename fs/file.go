@@ -133,6 +133,7 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
+	defer h.n.fsys.handles.Add(-1) // once this release is handled (see waitReleased)
 	h.mu.Lock()
 	h.n.fsys.data.CloseCursor(&h.cur) // its spans read ahead
 	h.mu.Unlock()

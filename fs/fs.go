@@ -78,6 +78,7 @@ type FS struct {
 	pendDirs    map[uint64]int // closed files committing behind, per directory
 	pendAll     int
 	behinds     map[*behind]struct{}
+	handles     atomic.Int64         // file handles whose release has not been handled
 	byIno       map[uint64]*behind   // the same, by inode
 	turns       map[string]*behind   // the feeder whose turn it is, by guest UUID (behind.go)
 	guestWaits  map[string][]*behind // the feeders waiting for it, longest first

@@ -160,6 +160,11 @@ func (m *Mounted) Wait() error {
 
 func (m *Mounted) close() error {
 	m.closeOnce.Do(func() {
+		// go-fuse's Wait returns once its readers stop, not its request
+		// handlers: the kernel's last RELEASEs (a file closed just
+		// before the unmount) may still be running, and a writer they
+		// have not closed yet would hold the store open under it.
+		m.FS.waitReleased(2 * time.Second)
 		m.FS.StopBehind() // files closed behind their writers are stored first
 		close(m.stop)
 		<-m.synced

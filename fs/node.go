@@ -311,6 +311,7 @@ func (n *Node) open(flags uint32) (*handle, syscall.Errno) {
 		return nil, n.fsys.toErrno("open", n, err)
 	}
 	n.opens++
+	n.fsys.handles.Add(1)
 	h := &handle{n: n, writable: writable}
 	if writable {
 		n.writers++
@@ -321,6 +322,7 @@ func (n *Node) open(flags uint32) (*handle, syscall.Errno) {
 		if flags&syscall.O_TRUNC != 0 {
 			n.wStart = now() // xl save: the image starts here
 			if err := n.w.Truncate(0, now()); err != nil {
+				n.fsys.handles.Add(-1) // no handle: no release will come
 				return nil, n.fsys.toErrno("open", n, err)
 			}
 		}
