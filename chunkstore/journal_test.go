@@ -279,7 +279,7 @@ func FuzzReadDump(f *testing.F) {
 }
 
 // TestRebuildBoundsLogs: a log record (a committed batch) larger than
-// MaxLogRecord, and a kept log that unpacks to more than MaxLogBytes, are
+// maxLogRecord, and a kept log that unpacks to more than maxLogBytes, are
 // named as damage and skipped: the rebuild reads neither into memory nor
 // onto the disk whole, and goes on with the rest.
 func TestRebuildBoundsLogs(t *testing.T) {
@@ -288,11 +288,11 @@ func TestRebuildBoundsLogs(t *testing.T) {
 		set       func()
 		complaint string
 	}{
-		{"record", func() { MaxLogRecord = 1 << 20 }, "larger than any the store commits"},
-		{"log", func() { MaxLogBytes = 64 << 10 }, "unpacks to more than"},
+		{"record", func() { maxLogRecord = 1 << 20 }, "larger than any the store commits"},
+		{"log", func() { maxLogBytes = 64 << 10 }, "unpacks to more than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			defer func(r, b int64) { MaxLogRecord, MaxLogBytes = r, b }(MaxLogRecord, MaxLogBytes)
+			defer func(r, b int64) { maxLogRecord, maxLogBytes = r, b }(maxLogRecord, maxLogBytes)
 			dir := filepath.Join(t.TempDir(), "store")
 			o := DefaultOptions()
 			o.MemTableBytes = 256 << 10 // logs kept in the journal

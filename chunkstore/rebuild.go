@@ -293,25 +293,25 @@ func unpackLog(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	n, err := io.Copy(out, io.LimitReader(zr, MaxLogBytes+1))
+	n, err := io.Copy(out, io.LimitReader(zr, maxLogBytes+1))
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil && n > MaxLogBytes {
-		err = fmt.Errorf("unpacks to more than %d bytes: no log ckptfs keeps is that large", MaxLogBytes)
+	if err == nil && n > maxLogBytes {
+		err = fmt.Errorf("unpacks to more than %d bytes: no log ckptfs keeps is that large", maxLogBytes)
 	}
 	return err
 }
 
-// MaxLogBytes and MaxLogRecord bound what a rebuild takes from one log:
+// maxLogBytes and maxLogRecord bound what a rebuild takes from one log:
 // a kept log is unpacked to disk, a committed batch read into memory. A
 // store writes logs of a memtable's size and batches of a few MiB (a
 // writer's or gc's 4 MiB at most), so a log or record past these is
 // damage, or crafted, and is named as such rather than filling the disk
 // or the memory.
 var (
-	MaxLogBytes  int64 = 4 << 30
-	MaxLogRecord int64 = 256 << 20
+	maxLogBytes  int64 = 4 << 30
+	maxLogRecord int64 = 256 << 20
 )
 
 // applyLog commits, in order, every batch of log num in ldir to db and
@@ -336,12 +336,12 @@ func applyLog(db *pebble.DB, ldir string, num uint64) (int64, int64, error) {
 		if err != nil {
 			return batches, bytes, err
 		}
-		data, err := io.ReadAll(io.LimitReader(rec, MaxLogRecord+1))
+		data, err := io.ReadAll(io.LimitReader(rec, maxLogRecord+1))
 		if err != nil {
 			return batches, bytes, err
 		}
-		if int64(len(data)) > MaxLogRecord {
-			return batches, bytes, fmt.Errorf("batch %d: a record of more than %d bytes, larger than any the store commits", batches+1, MaxLogRecord)
+		if int64(len(data)) > maxLogRecord {
+			return batches, bytes, fmt.Errorf("batch %d: a record of more than %d bytes, larger than any the store commits", batches+1, maxLogRecord)
 		}
 		if err := applyRepr(db, data); err != nil {
 			return batches, bytes, err

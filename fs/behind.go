@@ -152,10 +152,10 @@ type behind struct {
 	lastWrite atomic.Int64 // now() of the last spooled write, 0 once closed
 
 	// The guest's turn (awaitTurn); only run's goroutine touches these.
-	turn        int // turnUnknown, turnWaiting, turnHeld, turnNone
-	guest       string
+	guestRead   bool      // the spool's guest was looked for
+	turnKey     string    // in f.turns under this key ("": not queued)
 	waitSince   time.Time // since when what b waits for made no progress
-	waitFor     *behind   // the holder of the turn b last saw
+	waitFor     *behind   // the head of the queue b last saw
 	waitApplied int64     // and the bytes it had fed then
 }
 
@@ -164,20 +164,17 @@ type behind struct {
 // image would find no committed generation of its guest to compare its
 // pages with: its generation would be written full (an entry for every
 // page) and its pages hashed and looked up again, not compared by tag.
-// So the images of one guest (the UUID its xl save stream names) are fed
-// one at a time: a feeder reads its file's guest from the spool before
-// its first feed and waits for the turn of that guest (without a feed
-// buffer or the node's lock), which the file holding it gives up when its
-// write-behind ends: after its commit and its writer's release, which
-// ends its generation (a generation in flight is no base). A feeder stops
-// waiting when the file holding the turn has fed nothing for turnWait, and
-// feeds as before.
-const (
-	turnUnknown = iota
-	turnWaiting
-	turnHeld
-	turnNone // not an image of a known guest, or no longer waiting
-)
+// So the images of one guest (the UUID its xl save stream names) in one
+// directory are fed one at a time: before its first feed a feeder reads
+// its file's guest from the spool and joins that guest's queue in
+// f.turns, and it feeds once it is the queue's head (waiting holds no
+// feed buffer and not the node's lock). It leaves the queue when its
+// write-behind ends: after its commit and its writer's release, which ends
+// its generation (a generation in flight is no base). A feeder also
+// leaves, and feeds as before, when the head has fed nothing for turnWait.
+// The queue is per directory, as gc's lineages are: another user, who
+// cannot write into the directory, cannot hold a guest's commits back by
+// writing (slowly) an image that names the same UUID elsewhere.
 
 // turnWait bounds how long a feeder waits for its guest's turn while the
 // file holding it feeds nothing.
@@ -188,94 +185,72 @@ var turnWait = time.Minute
 const guestPrefix = 1 << 20
 
 // awaitTurn reports whether b must wait for its guest's turn before its
-// first feed (it slept a little then); see turnUnknown.
+// first feed (it slept a little then); see Turns.
 func (b *behind) awaitTurn() bool {
 	f := b.n.fsys
-	switch b.turn {
-	case turnHeld, turnNone:
-		return false
-	case turnUnknown:
+	if !b.guestRead {
 		b.mu.Lock()
 		end, more := b.end, !b.stopping && len(b.ops) == 0
 		b.mu.Unlock()
 		prefix := make([]byte, min(end, guestPrefix))
-		if _, err := b.f.ReadAt(prefix, spoolHeader); err != nil {
-			b.turn = turnNone
-			return false
+		uuid, ok := "", true
+		if _, err := b.f.ReadAt(prefix, spoolHeader); err == nil {
+			uuid, ok = xen.GuestUUID(prefix)
 		}
-		uuid, ok := xen.GuestUUID(prefix)
 		if !ok && more && end < guestPrefix {
 			time.Sleep(behindIdle / 2) // more of the header is coming
 			return true
 		}
+		b.guestRead = true
 		if uuid == "" {
-			b.turn = turnNone
 			return false
 		}
-		b.guest, b.turn, b.waitSince = uuid, turnWaiting, time.Now()
+		b.turnKey, b.waitSince = fmt.Sprintf("%d/%s", b.dir, uuid), time.Now()
 		f.pend.Lock()
-		f.guestWaits[uuid] = append(f.guestWaits[uuid], b)
+		f.turns[b.turnKey] = append(f.turns[b.turnKey], b)
 		f.pend.Unlock()
 	}
-	f.pend.Lock()
-	// The turn goes to the feeder that has waited longest (images are
-	// compared in the order they were closed).
-	h := f.turns[b.guest]
-	if h == nil && f.guestWaits[b.guest][0] == b {
-		f.turns[b.guest], b.turn = b, turnHeld
-		f.dropWaiterLocked(b)
+	if b.turnKey == "" {
+		return false
 	}
+	f.pend.Lock()
+	head := f.turns[b.turnKey][0]
 	f.pend.Unlock()
-	if b.turn != turnWaiting {
+	if head == b {
 		return false
 	}
 	// The wait is bounded by the progress of what b waits for: a large
 	// guest's image may take minutes to store, a writer that stopped
 	// writing (and keeps its file open) holds its turn for nothing.
-	if h != nil {
-		h.mu.Lock()
-		applied := h.applied
-		h.mu.Unlock()
-		if h != b.waitFor || applied != b.waitApplied {
-			b.waitFor, b.waitApplied, b.waitSince = h, applied, time.Now()
-		}
+	head.mu.Lock()
+	applied := head.applied
+	head.mu.Unlock()
+	if head != b.waitFor || applied != b.waitApplied {
+		b.waitFor, b.waitApplied, b.waitSince = head, applied, time.Now()
 	}
 	if time.Since(b.waitSince) >= turnWait {
-		f.pend.Lock()
-		f.dropWaiterLocked(b)
-		f.pend.Unlock()
-		b.turn = turnNone
+		b.leaveTurns()
 		return false
 	}
 	time.Sleep(behindIdle / 2)
 	return true
 }
 
-// dropWaiterLocked removes b from its guest's waiters; f.pend is held.
-func (f *FS) dropWaiterLocked(b *behind) {
-	ws := slices.DeleteFunc(f.guestWaits[b.guest], func(w *behind) bool { return w == b })
-	if len(ws) == 0 {
-		delete(f.guestWaits, b.guest)
+// leaveTurns takes b out of its guest's queue, if it is in one.
+func (b *behind) leaveTurns() {
+	if b.turnKey == "" {
 		return
 	}
-	f.guestWaits[b.guest] = ws
-}
-
-// releaseTurn gives up b's guest's turn, if it holds it, or its place
-// among the waiters.
-func (b *behind) releaseTurn() {
 	f := b.n.fsys
 	f.pend.Lock()
-	switch b.turn {
-	case turnHeld:
-		if f.turns[b.guest] == b {
-			delete(f.turns, b.guest)
-		}
-	case turnWaiting:
-		f.dropWaiterLocked(b)
+	q := slices.DeleteFunc(f.turns[b.turnKey], func(w *behind) bool { return w == b })
+	if len(q) == 0 {
+		delete(f.turns, b.turnKey)
+	} else {
+		f.turns[b.turnKey] = q
 	}
 	f.pend.Unlock()
-	b.turn = turnNone
+	b.turnKey = ""
 }
 
 // behind returns the write-behind of n's inode, if any. It is kept by
@@ -666,7 +641,7 @@ func (b *behind) do(op behindOp) bool {
 // finish ends write-behind: the spool goes, the node writes synchronously.
 func (b *behind) finish() {
 	n, f := b.n, b.n.fsys
-	b.releaseTurn()
+	b.leaveTurns()
 	b.f.Close()
 	os.Remove(b.name + spoolMarker)
 	os.Remove(b.name)

@@ -80,8 +80,7 @@ type FS struct {
 	behinds     map[*behind]struct{}
 	handles     atomic.Int64         // file handles whose release has not been handled
 	byIno       map[uint64]*behind   // the same, by inode
-	turns       map[string]*behind   // the feeder whose turn it is, by guest UUID (behind.go)
-	guestWaits  map[string][]*behind // the feeders waiting for it, longest first
+	turns       map[string][]*behind // per directory and guest UUID, the feeders in turn, the feeding one first (behind.go)
 	feedBufs    chan []byte          // feedBuffers buffers (nil until first used)
 	waiters     atomic.Int64         // callers waiting for commits: no feed yields
 }
@@ -191,7 +190,7 @@ func New(ns Namespace, data *content.Store, c Config) *FS {
 		l = log.New(os.Stderr, "ckptfs: ", log.LstdFlags)
 	}
 	f := &FS{ns: ns, data: data, log: l, readOnly: c.ReadOnly, statfsOf: c.StoreDir, listLatest: c.ListLatest, mountFlags: c.MountFlags,
-		writeBehind: !c.SyncClose, pendDirs: map[uint64]int{}, behinds: map[*behind]struct{}{}, byIno: map[uint64]*behind{}, turns: map[string]*behind{}, guestWaits: map[string][]*behind{}}
+		writeBehind: !c.SyncClose, pendDirs: map[uint64]int{}, behinds: map[*behind]struct{}{}, byIno: map[uint64]*behind{}, turns: map[string][]*behind{}}
 	f.images = c.Images
 	if x, ok := ns.(*index.Index); ok && f.images == nil {
 		f.images = lineage.Of(x)

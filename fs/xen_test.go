@@ -129,12 +129,29 @@ func TestBackToBackSaves(t *testing.T) {
 
 // TestBackToBackStalledWriter: the image holding its guest's turn stops
 // being written without a close (a writer that hangs): the guest's next
-// image waits only until the held one has fed nothing for turnWait, is
-// then stored (as a full generation), and both read back byte for byte.
+// image in the same directory waits only until the held one has fed
+// nothing for turnWait, is then stored (as a full generation), and both
+// read back byte for byte. An image naming the same guest in another
+// directory (another user's, say) does not wait for it at all.
 func TestBackToBackStalledWriter(t *testing.T) {
 	RequireFUSE(t)
-	defer func(d time.Duration) { turnWait = d }(turnWait)
-	turnWait = 300 * time.Millisecond
+	for _, tc := range []struct {
+		name     string
+		dir      string // b's directory; a's is the root
+		turnWait time.Duration
+	}{
+		{"same directory", "", 300 * time.Millisecond},
+		{"another directory", "other", time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func(d time.Duration) { turnWait = d }(turnWait)
+			turnWait = tc.turnWait
+			stalledWriter(t, tc.dir)
+		})
+	}
+}
+
+func stalledWriter(t *testing.T, dirB string) {
 	m, err := MountStore(filepath.Join(t.TempDir(), "store"), filepath.Join(t.TempDir(), "mnt"), MountConfig{Content: content.DefaultConfig()})
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +173,7 @@ func TestBackToBackStalledWriter(t *testing.T) {
 	// a's feeder takes the turn once its writer pauses.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		m.FS.pend.Lock()
-		held := m.FS.turns["stalled"] != nil
+		held := len(m.FS.turns) > 0
 		m.FS.pend.Unlock()
 		if held {
 			break
@@ -165,12 +182,18 @@ func TestBackToBackStalledWriter(t *testing.T) {
 			t.Fatal("the stalled image never took its guest's turn")
 		}
 	}
-	if err := os.WriteFile(filepath.Join(m.Dir, "b"), b, 0o644); err != nil {
+	pathB := filepath.Join(m.Dir, dirB, "b")
+	if dirB != "" {
+		if err := os.Mkdir(filepath.Join(m.Dir, dirB), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(pathB, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() {
-		got, err := os.ReadFile(filepath.Join(m.Dir, "b")) // waits for b's commit
+		got, err := os.ReadFile(pathB) // waits for b's commit
 		if err == nil && !bytes.Equal(got, b) {
 			err = fmt.Errorf("b reads back different")
 		}
